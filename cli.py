@@ -1,0 +1,392 @@
+"""clvx command line: parse options, call the core, hand the result to clv.output.
+
+Heavy libraries (polars, lifetimes, scikit-learn) are imported inside the commands
+so that ``clvx --help`` starts instantly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
+
+import typer
+
+try:  # typer >= 0.22 vendors click and raises its own exception types
+    from typer import TyperException as UsageBase
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click import ClickException as UsageBase  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from clv.load import Transactions
+    from clv.output import Emitter, Reporter
+
+__version__ = "0.1.0"
+
+EXIT_CODES_HELP = "Exit codes: 0 ok, 1 runtime failure (e.g. a model cannot be fitted), 2 usage or input error."
+
+app = typer.Typer(
+    name="clvx",
+    help=(
+        "Customer lifetime value, segments and cross-sell targets from a raw transaction log.\n\n"
+        "Run any command without INPUT to try it on the bundled sample. " + EXIT_CODES_HELP
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class PeriodChoice(str, Enum):
+    day = "day"
+    week = "week"
+    month = "month"
+
+
+class FormatChoice(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+def _parse_date(value: str | None, flag: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not a date in YYYY-MM-DD form", param_hint=flag) from None
+
+
+# --------------------------------------------------------------------------- option groups
+# Each group is declared once and added to every command that takes it, so all
+# commands spell and document the shared options identically.
+
+COLUMNS_PANEL = "Input columns"
+OUTPUT_PANEL = "Output"
+RUN_PANEL = "Run"
+
+
+def _opt(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
+
+
+def _col(flag: str, help_text: str) -> Any:
+    return Annotated[Optional[str], typer.Option(flag, help=help_text, rich_help_panel=COLUMNS_PANEL, show_default=False)]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the transaction log is and how to read it."""
+
+    input: str | None
+    customer_col: str | None
+    date_col: str | None
+    amount_col: str | None
+    price_col: str | None
+    quantity_col: str | None
+    order_col: str | None
+    product_col: str | None
+    category_col: str | None
+    date_format: str | None
+    as_of: dt.date | None
+
+    PARAMS = (
+        _opt("input", Annotated[Optional[str], typer.Argument(
+            help="Transaction log: a CSV or Parquet file, or a quoted glob of them. Default: the bundled sample.",
+            show_default=False)], None),
+        _opt("customer_col", _col("--customer-col", "Customer id column [default: auto-detect, e.g. customer_id, CustomerID]"), None),
+        _opt("date_col", _col("--date-col", "Date or datetime column [default: auto-detect, e.g. date, order_date, InvoiceDate]"), None),
+        _opt("amount_col", _col("--amount-col", "Line revenue column [default: auto-detect, e.g. amount, revenue, sales]"), None),
+        _opt("price_col", _col("--price-col", "Unit price column; revenue = price x quantity"), None),
+        _opt("quantity_col", _col("--quantity-col", "Quantity column, with --price-col"), None),
+        _opt("order_col", _col("--order-col", "Order / invoice id column"), None),
+        _opt("product_col", _col("--product-col", "Product id column"), None),
+        _opt("category_col", _col("--category-col", "Product category column"), None),
+        _opt("date_format", _col("--date-format", "strftime format of the date column, e.g. '%d/%m/%Y' [default: detect]"), None),
+        _opt("as_of", Annotated[Optional[str], typer.Option(
+            "--as-of", help="End of observation, YYYY-MM-DD; later rows are excluded [default: last date in the log]",
+            rich_help_panel=COLUMNS_PANEL, show_default=False)], None),
+    )
+
+    @classmethod
+    def build(cls, kw: dict[str, Any]) -> Source:
+        kw["as_of"] = _parse_date(kw["as_of"], "--as-of")
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class Output:
+    format: FormatChoice | None
+    output: Path | None
+
+    PARAMS = (
+        _opt("format", Annotated[Optional[FormatChoice], typer.Option(
+            "--format", "-f", help="table, csv, json or parquet [default: from --output's extension, else table]",
+            rich_help_panel=OUTPUT_PANEL, show_default=False)], None),
+        _opt("output", Annotated[Optional[Path], typer.Option(
+            "--output", "-o", help="Write to this file (atomically) instead of stdout",
+            rich_help_panel=OUTPUT_PANEL, show_default=False, dir_okay=False)], None),
+    )
+
+    @classmethod
+    def build(cls, kw: dict[str, Any]) -> Output:
+        return cls(**kw)
+
+    def emitter(self) -> Emitter:
+        from clv.output import Emitter, Format
+
+        return Emitter(fmt=Format(self.format.value) if self.format else None, output=self.output)
+
+
+@dataclass(frozen=True)
+class Run:
+    quiet: bool
+    debug: bool
+
+    PARAMS = (
+        _opt("quiet", Annotated[bool, typer.Option(
+            "--quiet", "-q", help="No progress or summaries on stderr (warnings and errors still show)",
+            rich_help_panel=RUN_PANEL)], False),
+        _opt("debug", Annotated[bool, typer.Option(
+            "--debug", help="Show the full traceback when something fails", rich_help_panel=RUN_PANEL)], False),
+    )
+
+    @classmethod
+    def build(cls, kw: dict[str, Any]) -> Run:
+        return cls(**kw)
+
+    def reporter(self) -> Reporter:
+        from clv.output import Reporter
+
+        return Reporter(quiet=self.quiet)
+
+
+GROUPS: dict[str, type] = {"source": Source, "out": Output, "run": Run}
+
+
+def command(*, help_example: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a command whose parameters named in ``GROUPS`` are filled from shared options.
+
+    The wrapper also turns clvx's errors into one ``Error: ...`` line on stderr and
+    the error's exit code (a traceback only with ``--debug``).
+    """
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        sig = inspect.signature(fn)
+        own = [p for name, p in sig.parameters.items() if name not in GROUPS]
+        groups = [name for name in sig.parameters if name in GROUPS]
+        extra = [p for g in groups for p in GROUPS[g].PARAMS]  # type: ignore[attr-defined]
+        if "run" not in groups:
+            extra += list(Run.PARAMS)
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> None:
+            built = {}
+            for g in groups:
+                names = [p.name for p in GROUPS[g].PARAMS]  # type: ignore[attr-defined]
+                built[g] = GROUPS[g].build({n: kwargs.pop(n) for n in names})  # type: ignore[attr-defined]
+            run = built.get("run") or Run.build({"quiet": kwargs.pop("quiet"), "debug": kwargs.pop("debug")})
+            try:
+                fn(**kwargs, **built)
+            except (typer.Exit, typer.Abort, UsageBase):
+                raise
+            except Exception as exc:
+                _fail(exc, run)
+
+        wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        doc = inspect.getdoc(fn) or ""
+        wrapper.__doc__ = f"{doc}\n\n[bold]Example:[/bold] [cyan]{help_example}[/cyan]"
+        return app.command(name=fn.__name__.rstrip("_").replace("_", "-"))(wrapper)
+
+    return decorate
+
+
+def _fail(exc: Exception, run: Run) -> None:
+    from clv.errors import ClvxError
+    from clv.output import Reporter
+
+    if run.debug or os.environ.get("CLVX_DEBUG"):
+        raise exc
+    reporter = Reporter()
+    if isinstance(exc, ClvxError):
+        reporter.error(str(exc))
+        raise typer.Exit(exc.exit_code)
+    if isinstance(exc, MemoryError):
+        reporter.error("out of memory; try a Parquet input, fewer columns, or a coarser --period")
+        raise typer.Exit(1)
+    if isinstance(exc, KeyboardInterrupt):
+        raise typer.Exit(130)
+    reporter.error(f"unexpected failure: {type(exc).__name__}: {exc} (run again with --debug for the traceback)")
+    raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- shared steps
+
+
+def load(source: Source, reporter: Reporter, *, need: tuple[str, ...] = ()) -> Transactions:
+    """Load and validate the log, then tell the user what was used and excluded."""
+    from clv.load import ColumnMapping, load_transactions
+    from clv.sample import bundled_sample_path
+
+    path = source.input
+    if path is None:
+        path = str(bundled_sample_path())
+        reporter.info(f"No INPUT given: using the bundled sample ({path}).")
+    mapping = ColumnMapping(
+        customer=source.customer_col,
+        date=source.date_col,
+        amount=source.amount_col,
+        price=source.price_col,
+        quantity=source.quantity_col,
+        order=source.order_col,
+        product=source.product_col,
+        category=source.category_col,
+        date_format=source.date_format,
+    )
+    with reporter.step("Reading and checking the transaction log"):
+        tx = load_transactions(path, mapping, as_of=source.as_of)
+    for role in need:
+        if getattr(tx.columns, role) is None:
+            from clv.errors import InputError
+
+            raise InputError(f"this command needs a {role} column; name it with --{role}-col")
+    for note in tx.notes:
+        reporter.warn(note)
+    _report_quality(tx, reporter)
+    return tx
+
+
+def _report_quality(tx: Transactions, reporter: Reporter) -> None:
+    q = tx.quality
+    files = f"{q.n_files} files" if q.n_files > 1 else Path(tx.sources[0]).name
+    reporter.info(f"Read {q.n_rows:,} rows from {files}; columns: {tx.columns.describe()}.")
+    excluded = []
+    if q.n_no_customer:
+        excluded.append(f"{q.n_no_customer:,} with no customer ({q.n_no_customer / q.n_rows:.1%})")
+    if q.n_after_as_of:
+        excluded.append(f"{q.n_after_as_of:,} dated after {q.as_of}")
+    if q.n_returns_unmatched:
+        excluded.append(f"{q.n_returns_unmatched:,} returns with no earlier purchase in the log")
+    if excluded:
+        reporter.info("Excluded: " + "; ".join(excluded) + ".")
+    kept = []
+    if q.n_returns - q.n_returns_unmatched:
+        kept.append(f"{q.n_returns - q.n_returns_unmatched:,} returns netted against the purchase before them")
+    if q.n_zero_amount:
+        kept.append(f"{q.n_zero_amount:,} zero-amount lines kept as purchases")
+    if kept:
+        reporter.info("Kept: " + "; ".join(kept) + ".")
+    first = q.first_date.date() if q.first_date else None
+    reporter.info(f"Observation: {first} to {q.as_of}.")
+
+
+def _period(p: PeriodChoice) -> Any:
+    from clv.rfm import Period
+
+    return Period(p.value)
+
+
+PeriodOpt = Annotated[PeriodChoice, typer.Option("--period", help="Time unit of frequency, recency and T (weeks start on Monday)")]
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"clvx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", "-V", help="Print the version and exit", callback=_version, is_eager=True)] = False,
+) -> None:
+    """Customer lifetime value, segments and cross-sell targets from a raw transaction log."""
+
+
+@command(help_example="clvx rfm sales.csv --period week --format csv > rfm.csv")
+def rfm(
+    source: Source,
+    out: Output,
+    run: Run,
+    period: PeriodOpt = PeriodChoice.day,
+    scores: Annotated[bool, typer.Option("--scores/--no-scores", help="Add r_score, f_score, m_score and rfm_segment")] = True,
+) -> None:
+    """Recency, frequency, T and monetary value per customer, with RFM scores and segments.
+
+    Computed exactly as lifetimes' summary_data_from_transaction_data: purchases in the
+    same period are one purchase, frequency counts repeat periods, recency and T are in
+    periods, monetary_value is the mean spend of repeat periods (0 for one-time buyers).
+    """
+    from clv import render
+    from clv.rfm import rfm_summary, score_rfm
+
+    reporter = run.reporter()
+    tx = load(source, reporter)
+    per = _period(period)
+    with reporter.step("Computing RFM"):
+        summary = rfm_summary(tx.frame, tx.as_of, per).collect()
+    columns = ["customer_id", "frequency", "recency", "T", "monetary_value"]
+    if scores:
+        summary, bins = score_rfm(summary, per)
+        columns += ["r_score", "f_score", "m_score", "rfm_segment"]
+        render.report_score_bins(bins, reporter)
+    render.rfm_rows(summary.select(columns), per, out.emitter())
+
+
+@command(help_example="clvx sample --customers 100000 --seed 7 --output big.parquet")
+def sample(
+    run: Run,
+    customers: Annotated[int, typer.Option("--customers", "-n", min=1, max=50_000_000, help="Number of customers")] = 5_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same log")] = 42,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (.parquet or .csv) [default: CSV to stdout]", dir_okay=False)] = None,
+    truth: Annotated[Optional[Path], typer.Option("--truth", help="Also write truth.json and customers.csv (true parameters) to this folder", file_okay=False)] = None,
+) -> None:
+    """Generate a synthetic transaction log with known BG/NBD, Gamma-Gamma and product structure."""
+    from clv import render
+    from clv.sample import SampleSpec, generate
+
+    reporter = run.reporter()
+    with reporter.step(f"Simulating {customers:,} customers"):
+        result = generate(SampleSpec(n_customers=customers, seed=seed))
+    render.write_sample(result, output, truth)
+    q = result.transactions
+    reporter.info(f"Wrote {q.height:,} order lines for {customers:,} customers" + (f" to {output}." if output else "."))
+
+
+def main() -> None:
+    """Console entry point: usage errors become one ``Error:`` line and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except UsageBase as exc:
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            code = 0
+        else:
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            code = getattr(exc, "exit_code", 2)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        code = 130
+    except BrokenPipeError:
+        # The reader (e.g. `head`) closed the pipe: stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Recency, frequency and monetary value per customer, exactly as lifetimes computes them.
+
+The conventions are those of ``lifetimes.utils.summary_data_from_transaction_data``:
+
+* each transaction date is truncated to the start of its period (day; week starting
+  Monday, pandas' ``W``; calendar month), and all purchases of a customer in one
+  period collapse into a single purchase whose amount is their sum;
+* ``frequency`` is the number of periods with a purchase after the first one;
+* ``recency`` is the number of periods from the first to the last purchase period;
+* ``T`` is the number of periods from the first purchase period to the period of
+  the observation end (the as-of date);
+* ``monetary_value`` is the mean amount of the repeat periods (0 when frequency is 0).
+
+For ``month`` the unit is the calendar month (lifetimes divides by a 30.4-day
+``timedelta64``, which newer pandas refuses); for day and week the numbers match
+lifetimes exactly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import Enum
+
+import polars as pl
+
+from clv.errors import InputError
+
+N_SCORES = 5
+SCORE_QUANTILES = (0.2, 0.4, 0.6, 0.8)
+DAYS_PER_WEEK = 7
+DAYS_PER_MONTH = 365.25 / 12
+
+
+class Period(str, Enum):
+    """The time unit of frequency, recency and T."""
+
+    day = "day"
+    week = "week"
+    month = "month"
+
+    @property
+    def days(self) -> float:
+        """Length of one period in days (a month is 365.25 / 12 days)."""
+        return {"day": 1.0, "week": float(DAYS_PER_WEEK), "month": DAYS_PER_MONTH}[self.value]
+
+    @property
+    def truncate_every(self) -> str:
+        return {"day": "1d", "week": "1w", "month": "1mo"}[self.value]
+
+
+def period_start(expr: pl.Expr, period: Period) -> pl.Expr:
+    """The first day of the period containing each date (weeks start on Monday)."""
+    return expr.dt.truncate(period.truncate_every).cast(pl.Date)
+
+
+def period_start_of(day: dt.date, period: Period) -> dt.date:
+    """``period_start`` for one Python date."""
+    if period is Period.week:
+        return day - dt.timedelta(days=day.weekday())
+    if period is Period.month:
+        return day.replace(day=1)
+    return day
+
+
+def periods_between(start: pl.Expr, end: pl.Expr, period: Period) -> pl.Expr:
+    """Whole periods from ``start`` to ``end``, both already period starts."""
+    if period is Period.month:
+        months = lambda e: e.dt.year().cast(pl.Int64) * 12 + e.dt.month().cast(pl.Int64)  # noqa: E731
+        return months(end) - months(start)
+    days = (end - start).dt.total_days()
+    return days // DAYS_PER_WEEK if period is Period.week else days
+
+
+def _day_after(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+
+
+def _periods(transactions: pl.LazyFrame, period: Period) -> pl.LazyFrame:
+    """One row per (customer, period) with the period's summed amount."""
+    return transactions.group_by("customer_id", period_start(pl.col("date"), period).alias("period")).agg(
+        pl.col("amount").sum()
+    )
+
+
+def rfm_summary(transactions: pl.LazyFrame, as_of: dt.date, period: Period = Period.day) -> pl.LazyFrame:
+    """Per-customer ``frequency, recency, T, monetary_value`` (lifetimes' conventions).
+
+    ``transactions`` has ``customer_id, date, amount`` and no row after ``as_of``.
+    Also returns ``total_spend`` (all periods, first included), ``first_purchase``
+    and ``last_purchase`` (period starts). Sorted by ``customer_id``.
+    """
+    end = pl.lit(period_start_of(as_of, period))
+    first = pl.col("period").min()
+    return (
+        _periods(transactions, period)
+        .group_by("customer_id")
+        .agg(
+            (pl.len() - 1).cast(pl.Int64).alias("frequency"),
+            first.alias("first_purchase"),
+            pl.col("period").max().alias("last_purchase"),
+            pl.col("amount").sum().alias("total_spend"),
+            pl.col("amount").filter(pl.col("period") != first).sum().alias("_repeat_spend"),
+        )
+        .with_columns(
+            periods_between(pl.col("first_purchase"), pl.col("last_purchase"), period).cast(pl.Int64).alias("recency"),
+            periods_between(pl.col("first_purchase"), end, period).cast(pl.Int64).alias("T"),
+            pl.when(pl.col("frequency") > 0)
+            .then(pl.col("_repeat_spend") / pl.col("frequency"))
+            .otherwise(0.0)
+            .alias("monetary_value"),
+        )
+        .select("customer_id", "frequency", "recency", "T", "monetary_value", "total_spend", "first_purchase", "last_purchase")
+        .sort("customer_id")
+    )
+
+
+def calibration_holdout(
+    transactions: pl.LazyFrame,
+    calibration_end: dt.date,
+    as_of: dt.date,
+    period: Period = Period.day,
+) -> pl.LazyFrame:
+    """Split the log at ``calibration_end`` into a calibration summary and holdout counts.
+
+    Columns follow ``lifetimes.utils.calibration_and_holdout_data``: ``frequency_cal,
+    recency_cal, T_cal, monetary_value_cal, frequency_holdout, monetary_value_holdout,
+    duration_holdout``, one row per customer seen in the calibration period (customers
+    first seen in the holdout are not in it). ``frequency_holdout`` counts purchase
+    periods after the calibration end up to ``as_of``; ``duration_holdout`` is the
+    number of periods between the two ends.
+
+    Unlike lifetimes, ``monetary_value_holdout`` is the mean of per-period sums, as on
+    the calibration side (lifetimes averages raw rows there, so a period with two
+    order lines would count twice). A calibration day includes all of its hours.
+    """
+    if calibration_end >= as_of:
+        raise InputError(f"--calibration-end {calibration_end} must be before the end of observation {as_of}")
+    cal_cut = _day_after(calibration_end)
+    calibration = (
+        rfm_summary(transactions.filter(pl.col("date") < cal_cut), calibration_end, period)
+        .select(
+            "customer_id",
+            pl.col("frequency").alias("frequency_cal"),
+            pl.col("recency").alias("recency_cal"),
+            pl.col("T").alias("T_cal"),
+            pl.col("monetary_value").alias("monetary_value_cal"),
+            pl.col("total_spend").alias("total_spend_cal"),
+        )
+    )
+    holdout = (
+        _periods(transactions.filter(pl.col("date") >= cal_cut), period)
+        .group_by("customer_id")
+        .agg(pl.len().cast(pl.Int64).alias("frequency_holdout"), pl.col("amount").mean().alias("monetary_value_holdout"))
+    )
+    duration = (period_start_of(as_of, period) - period_start_of(calibration_end, period)).days
+    if period is Period.week:
+        duration //= DAYS_PER_WEEK
+    elif period is Period.month:
+        duration = (as_of.year - calibration_end.year) * 12 + as_of.month - calibration_end.month
+    return (
+        calibration.join(holdout, on="customer_id", how="left")
+        .with_columns(
+            pl.col("frequency_holdout").fill_null(0),
+            pl.col("monetary_value_holdout").fill_null(0.0),
+            pl.lit(duration, dtype=pl.Int64).alias("duration_holdout"),
+        )
+        .sort("customer_id")
+    )
+
+
+# --------------------------------------------------------------------------- scores
+
+# The 11 named segments on a recency score x frequency-monetary score grid.
+# Rows are R = 5..1, columns FM = 1..5.
+SEGMENT_GRID: tuple[tuple[str, ...], ...] = (
+    ("New", "Potential Loyalists", "Potential Loyalists", "Champions", "Champions"),
+    ("Promising", "Potential Loyalists", "Potential Loyalists", "Loyal", "Loyal"),
+    ("About to Sleep", "About to Sleep", "Need Attention", "Loyal", "Loyal"),
+    ("Hibernating", "Hibernating", "At Risk", "At Risk", "Can't Lose Them"),
+    ("Lost", "Lost", "At Risk", "At Risk", "Can't Lose Them"),
+)
+RFM_SEGMENTS: tuple[str, ...] = tuple(dict.fromkeys(name for row in SEGMENT_GRID for name in row))
+
+
+@dataclass(frozen=True)
+class ScoreBins:
+    """Quintile edges behind the 1-5 scores and what this data cannot produce.
+
+    A value's score is 1 + the number of edges it beats (for recency: is below), so
+    equal values always share a score; when many customers share a value (most
+    logs are dominated by one-time buyers) some scores cannot occur.
+    """
+
+    recency_edges: tuple[float, ...]
+    frequency_edges: tuple[float, ...]
+    monetary_edges: tuple[float, ...]
+    unreachable_scores: dict[str, tuple[int, ...]]
+    unreachable_segments: tuple[str, ...]
+    period: Period
+
+
+def _edges(values: pl.Series) -> tuple[float, ...]:
+    return tuple(float(values.quantile(q, interpolation="linear")) for q in SCORE_QUANTILES)
+
+
+def _score(expr: pl.Expr, edges: tuple[float, ...], *, lower_is_better: bool = False) -> pl.Expr:
+    beaten = [(expr < e) if lower_is_better else (expr > e) for e in edges]
+    return (1 + pl.sum_horizontal([b.cast(pl.Int8) for b in beaten])).cast(pl.Int8)
+
+
+def _possible_scores(values: pl.Series, edges: tuple[float, ...], lower_is_better: bool) -> set[int]:
+    scored = pl.DataFrame({"x": values}).select(_score(pl.col("x"), edges, lower_is_better=lower_is_better))
+    return set(scored.to_series().unique().to_list())
+
+
+def score_rfm(summary: pl.DataFrame, period: Period = Period.day) -> tuple[pl.DataFrame, ScoreBins]:
+    """Add ``r_score, f_score, m_score, fm_score, rfm_segment`` to an RFM summary.
+
+    R scores the periods since the last purchase (``T - recency``, fewer is better),
+    F the frequency, M the mean spend per purchase period with the first purchase
+    included (``total_spend / (frequency + 1)``, so one-time buyers are scored on
+    what they spent; without ``total_spend`` it falls back to ``monetary_value``).
+    FM is the half-up rounded mean of F and M, and the segment comes from
+    ``SEGMENT_GRID``.
+    """
+    if summary.height == 0:
+        raise InputError("no customers to score")
+    gap = (pl.col("T") - pl.col("recency")).alias("_gap")
+    spend = (
+        (pl.col("total_spend") / (pl.col("frequency") + 1))
+        if "total_spend" in summary.columns
+        else pl.col("monetary_value")
+    ).alias("_spend")
+    base = summary.with_columns(gap, spend)
+    r_edges = _edges(base["_gap"])
+    f_edges = _edges(base["frequency"].cast(pl.Float64))
+    m_edges = _edges(base["_spend"])
+    scored = base.with_columns(
+        _score(pl.col("_gap"), r_edges, lower_is_better=True).alias("r_score"),
+        _score(pl.col("frequency"), f_edges).alias("f_score"),
+        _score(pl.col("_spend"), m_edges).alias("m_score"),
+    ).with_columns(((pl.col("f_score") + pl.col("m_score") + 1) // 2).cast(pl.Int8).alias("fm_score"))
+    grid = pl.DataFrame(
+        {
+            "r_score": [N_SCORES - i for i, row in enumerate(SEGMENT_GRID) for _ in row],
+            "fm_score": [j + 1 for row in SEGMENT_GRID for j in range(len(row))],
+            "rfm_segment": [name for row in SEGMENT_GRID for name in row],
+        },
+        schema={"r_score": pl.Int8, "fm_score": pl.Int8, "rfm_segment": pl.String},
+    )
+    scored = scored.join(grid, on=["r_score", "fm_score"], how="left", maintain_order="left").drop("_gap", "_spend")
+    all_scores = set(range(1, N_SCORES + 1))
+    unreachable = {
+        "r_score": tuple(sorted(all_scores - _possible_scores(base["_gap"], r_edges, True))),
+        "f_score": tuple(sorted(all_scores - _possible_scores(base["frequency"], f_edges, False))),
+        "m_score": tuple(sorted(all_scores - _possible_scores(base["_spend"], m_edges, False))),
+    }
+    present = set(scored["rfm_segment"].unique().to_list())
+    bins = ScoreBins(
+        recency_edges=r_edges,
+        frequency_edges=f_edges,
+        monetary_edges=m_edges,
+        unreachable_scores={k: v for k, v in unreachable.items() if v},
+        unreachable_segments=tuple(s for s in RFM_SEGMENTS if s not in present),
+        period=period,
+    )
+    return scored, bins

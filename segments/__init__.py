@@ -1,0 +1,1 @@
+"""Customer segmentation and cross-sell over what clv produces."""
