@@ -331,20 +331,22 @@ def _as_number(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 
 def detect_date_format(values: pl.Series) -> tuple[str | None, str | None]:
-    """The first format in ``DATE_FORMATS`` that parses every sampled value.
+    """The format in ``DATE_FORMATS`` that parses the most sampled values (earliest wins ties).
 
+    Values it cannot parse are reported later, with their row, by the full check.
     Returns ``(format, note)``; the note warns when day/month order is ambiguous.
     """
     values = values.drop_nulls().str.strip_chars()
     if values.len() == 0:
         return None, None
-    parses = [fmt for fmt in DATE_FORMATS if values.str.to_datetime(fmt, strict=False).null_count() == 0]
-    if not parses:
+    parsed = {fmt: values.len() - values.str.to_datetime(fmt, strict=False).null_count() for fmt in DATE_FORMATS}
+    best = max(parsed.values())
+    if best == 0:
         return None, None
-    chosen = parses[0]
+    chosen = next(fmt for fmt in DATE_FORMATS if parsed[fmt] == best)
     note = None
     swapped = chosen.replace("%m/%d", "%d/%m") if "%m/%d" in chosen else chosen.replace("%d/%m", "%m/%d")
-    if swapped != chosen and swapped in parses:
+    if swapped != chosen and parsed.get(swapped) == best:
         note = (f"dates such as '{values[0]}' could be day/month or month/day; read as "
                 f"'{chosen}' (pass --date-format to choose)")
     return chosen, note
@@ -379,16 +381,9 @@ def _typed(path: Path, lf: pl.LazyFrame, cols: ColumnMapping) -> _Typed:
         sample = lf.select(pl.col(cols.date).cast(pl.String)).drop_nulls().head(DATE_SAMPLE_ROWS).collect()
         fmt, note = detect_date_format(sample.to_series())
         if fmt is None and sample.height:
-            # No single format fits the sample: report the first value no format reads.
-            first_bad = sample.to_series().str.strip_chars()
-            parsed = pl.select(
-                pl.any_horizontal([first_bad.str.to_datetime(f, strict=False).is_not_null() for f in DATE_FORMATS])
-            ).to_series()
-            bad_value = first_bad.filter(~parsed).head(1).to_list()
-            shown = bad_value[0] if bad_value else first_bad[0]
             raise InputError(
                 f"{path}: column '{cols.date}' has values that are not dates in any known format "
-                f"(e.g. '{shown}'); pass --date-format, e.g. --date-format '%d/%m/%Y'"
+                f"(e.g. '{sample.to_series()[0]}'); pass --date-format, e.g. --date-format '%d/%m/%Y'"
             )
     if cols.amount:
         amount = _as_number(pl.col(cols.amount), schema[cols.amount])
@@ -561,6 +556,7 @@ def _net_returns(frame: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, int]:
             right_on="_sale_date",
             by="customer_id",
             strategy="backward",
+            check_sortedness=False,  # both sides are sorted by date, hence within each customer
         )
     )
     matched_df = _collect(matched, path)

@@ -1,0 +1,142 @@
+"""Loading: column detection, ids as text, dates, returns, and one clear error per bad file."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from clv.errors import InputError
+from clv.load import ColumnMapping, detect_date_format, load_transactions
+
+
+def write(tmp_path: Path, text: str, name: str = "log.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_ids_stay_text_exactly_as_written(tiny_csv):
+    tx = load_transactions(tiny_csv, ColumnMapping(customer="customer", date="when"))
+    ids = set(tx.frame.collect()["customer_id"])
+    assert ids == {"00042", "7", "123456789012345678901"}
+
+
+def test_auto_detects_common_column_names(tmp_path):
+    path = write(tmp_path, "CustomerID,InvoiceDate,InvoiceNo,StockCode,UnitPrice,Quantity\n1,2011-01-02 10:00,5,A,2.5,4\n")
+    tx = load_transactions(path)
+    cols = tx.columns
+    assert (cols.customer, cols.date, cols.order, cols.product) == ("CustomerID", "InvoiceDate", "InvoiceNo", "StockCode")
+    assert (cols.price, cols.quantity, cols.amount) == ("UnitPrice", "Quantity", None)
+    assert tx.frame.collect()["amount"].to_list() == [10.0]
+
+
+def test_returns_are_netted_and_unmatched_returns_dropped(tiny_csv, tmp_path):
+    tx = load_transactions(tiny_csv, ColumnMapping(customer="customer", date="when"))
+    q = tx.quality
+    assert (q.n_rows, q.n_no_customer, q.n_returns, q.n_returns_unmatched) == (9, 1, 1, 0)
+    frame = tx.frame.collect()
+    netted = frame.filter(pl.col("amount") < 0).row(0, named=True)
+    assert netted["date"] == dt.datetime(2024, 1, 5)  # moved onto the purchase before it
+
+    path = write(tmp_path, "customer_id,date,amount\nx,2024-01-02,-3\nx,2024-01-05,10\n")
+    tx = load_transactions(path)
+    assert tx.quality.n_returns_unmatched == 1
+    assert tx.frame.collect()["amount"].to_list() == [10.0]
+
+
+def test_as_of_excludes_later_rows_and_counts_them(tiny_csv):
+    tx = load_transactions(tiny_csv, ColumnMapping(customer="customer", date="when"), as_of=dt.date(2024, 1, 14))
+    assert tx.quality.n_after_as_of == 3
+    assert tx.frame.collect()["date"].max() < dt.datetime(2024, 1, 15)
+
+
+def test_glob_reads_all_files(tmp_path):
+    write(tmp_path, "customer_id,date,amount\na,2024-01-01,1\n", "part1.csv")
+    write(tmp_path, "customer_id,date,amount\nb,2024-01-02,2\n", "part2.csv")
+    tx = load_transactions(str(tmp_path / "part*.csv"))
+    assert tx.quality.n_files == 2 and tx.frame.collect().height == 2
+
+
+def test_parquet_float_ids_lose_their_decimal_point(tmp_path):
+    path = tmp_path / "log.parquet"
+    pl.DataFrame({"customer_id": [17850.0, None], "date": [dt.date(2024, 1, 1)] * 2, "amount": [1.0, 2.0]}).write_parquet(path)
+    tx = load_transactions(path)
+    assert tx.frame.collect()["customer_id"].to_list() == ["17850"]
+
+
+@pytest.mark.parametrize(
+    ("values", "fmt"),
+    [
+        (["2011-12-01", "2011-12-09"], "%Y-%m-%d"),
+        (["12/1/2010 8:26", "12/19/2010 14:03"], "%m/%d/%Y %H:%M"),
+        (["19970101", "19971231"], "%Y%m%d"),
+        (["25/12/2020", "01/02/2021"], "%d/%m/%Y"),
+    ],
+)
+def test_detects_date_formats(values, fmt):
+    assert detect_date_format(pl.Series(values))[0] == fmt
+
+
+def test_ambiguous_day_month_order_gives_a_note():
+    fmt, note = detect_date_format(pl.Series(["01/02/2021", "03/04/2021"]))
+    assert fmt == "%m/%d/%Y" and "--date-format" in note
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "log.csv is empty"),
+        ("customer_id,date,amount\n", "log.csv: has a header but no rows"),
+        ("customer_id,date,amount\na,2024-01-01,1\nb,yesterday,2\n",
+         "log.csv: column 'date' has 1 values that are not dates in the format of the others (first at row 2: 'yesterday')"),
+        ("customer_id,date,amount\na,2024-01-01,1\nb,2024-01-02,n/a\nc,2024-01-02,x\n",
+         "log.csv: column 'amount' has 2 non-numeric values (first at row 2: 'n/a')"),
+        ("customer_id,date,amount\na,2024-01-01,1\nb,,2\n", "log.csv: column 'date' has 1 empty values (first at row 2)"),
+        ("customer_id,date,amount\na,2024-01-01,\n", "log.csv: column 'amount' has 1 empty values (first at row 1)"),
+        ("customer_id,date,amount\na,soon,1\n", "log.csv: column 'date' has values that are not dates in any known format (e.g. 'soon'); pass --date-format, e.g. --date-format '%d/%m/%Y'"),
+        ("who,date,amount\na,2024-01-01,1\n", "log.csv: no customer column found; name it with --customer-col. Columns: who, date, amount"),
+        ("customer_id,date,price\na,2024-01-01,1\n", "no amount column found"),
+        ("customer_id,date,amount\n,2024-01-01,1\n", "log.csv: column 'customer_id' is empty in every row"),
+    ],
+)
+def test_malformed_csv_gives_one_clear_error(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as err:
+        load_transactions(path)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_misspelt_column_flag_suggests_the_nearest(tiny_csv):
+    with pytest.raises(InputError, match=r"no column 'custmer' \(given by --customer-col\); did you mean 'customer'\?"):
+        load_transactions(tiny_csv, ColumnMapping(customer="custmer", date="when"))
+
+
+def test_binary_and_corrupt_files_are_refused(tmp_path):
+    binary = tmp_path / "blob.csv"
+    binary.write_bytes(b"\x00\x01\x02garbage\x00")
+    with pytest.raises(InputError, match="contains binary data"):
+        load_transactions(binary)
+    corrupt = tmp_path / "broken.parquet"
+    corrupt.write_bytes(b"PAR1 this is not really parquet")
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        load_transactions(corrupt)
+    fake = tmp_path / "fake.parquet"
+    fake.write_text("customer_id,date,amount\n")
+    with pytest.raises(InputError, match="not a valid Parquet file"):
+        load_transactions(fake)
+
+
+def test_missing_paths_and_directories(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        load_transactions(tmp_path / "nope.csv")
+    with pytest.raises(InputError, match="is a directory"):
+        load_transactions(tmp_path)
+    with pytest.raises(InputError, match="no files match"):
+        load_transactions(str(tmp_path / "*.csv"))
