@@ -11,6 +11,7 @@ import functools
 import inspect
 import os
 import sys
+import typing
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -104,17 +105,17 @@ class Source:
         _opt("input", Annotated[Optional[str], typer.Argument(
             help="Transaction log: a CSV or Parquet file, or a quoted glob of them. Default: the bundled sample.",
             show_default=False)], None),
-        _opt("customer_col", _col("--customer-col", "Customer id column [default: auto-detect, e.g. customer_id, CustomerID]"), None),
-        _opt("date_col", _col("--date-col", "Date or datetime column [default: auto-detect, e.g. date, order_date, InvoiceDate]"), None),
-        _opt("amount_col", _col("--amount-col", "Line revenue column [default: auto-detect, e.g. amount, revenue, sales]"), None),
+        _opt("customer_col", _col("--customer-col", "Customer id column \\[default: auto-detect, e.g. customer_id, CustomerID]"), None),
+        _opt("date_col", _col("--date-col", "Date or datetime column \\[default: auto-detect, e.g. date, order_date, InvoiceDate]"), None),
+        _opt("amount_col", _col("--amount-col", "Line revenue column \\[default: auto-detect, e.g. amount, revenue, sales]"), None),
         _opt("price_col", _col("--price-col", "Unit price column; revenue = price x quantity"), None),
         _opt("quantity_col", _col("--quantity-col", "Quantity column, with --price-col"), None),
         _opt("order_col", _col("--order-col", "Order / invoice id column"), None),
         _opt("product_col", _col("--product-col", "Product id column"), None),
         _opt("category_col", _col("--category-col", "Product category column"), None),
-        _opt("date_format", _col("--date-format", "strftime format of the date column, e.g. '%d/%m/%Y' [default: detect]"), None),
+        _opt("date_format", _col("--date-format", "strftime format of the date column, e.g. '%d/%m/%Y' \\[default: detect]"), None),
         _opt("as_of", Annotated[Optional[str], typer.Option(
-            "--as-of", help="End of observation, YYYY-MM-DD; later rows are excluded [default: last date in the log]",
+            "--as-of", help="End of observation, YYYY-MM-DD; later rows are excluded \\[default: last date in the log]",
             rich_help_panel=COLUMNS_PANEL, show_default=False)], None),
     )
 
@@ -131,7 +132,7 @@ class Output:
 
     PARAMS = (
         _opt("format", Annotated[Optional[FormatChoice], typer.Option(
-            "--format", "-f", help="table, csv, json or parquet [default: from --output's extension, else table]",
+            "--format", "-f", help="table, csv, json or parquet \\[default: from --output's extension, else table]",
             rich_help_panel=OUTPUT_PANEL, show_default=False)], None),
         _opt("output", Annotated[Optional[Path], typer.Option(
             "--output", "-o", help="Write to this file (atomically) instead of stdout",
@@ -171,7 +172,6 @@ class Run:
         return Reporter(quiet=self.quiet)
 
 
-GROUPS: dict[str, type] = {"source": Source, "out": Output, "run": Run}
 
 
 def command(*, help_example: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -183,7 +183,8 @@ def command(*, help_example: str) -> Callable[[Callable[..., None]], Callable[..
 
     def decorate(fn: Callable[..., None]) -> Callable[..., None]:
         sig = inspect.signature(fn)
-        own = [p for name, p in sig.parameters.items() if name not in GROUPS]
+        hints = typing.get_type_hints(fn, include_extras=True)  # typer needs real Annotated objects
+        own = [p.replace(annotation=hints[name]) for name, p in sig.parameters.items() if name not in GROUPS]
         groups = [name for name in sig.parameters if name in GROUPS]
         extra = [p for g in groups for p in GROUPS[g].PARAMS]  # type: ignore[attr-defined]
         if "run" not in groups:
@@ -299,6 +300,72 @@ def _period(p: PeriodChoice) -> Any:
 PeriodOpt = Annotated[PeriodChoice, typer.Option("--period", help="Time unit of frequency, recency and T (weeks start on Monday)")]
 
 
+@dataclass(frozen=True)
+class ModelOpts:
+    """Options shared by every command that fits BG/NBD and Gamma-Gamma."""
+
+    period: PeriodChoice | None
+    penalizer: float
+
+    PARAMS = (
+        _opt("period", Annotated[Optional[PeriodChoice], typer.Option(
+            "--period", help="Time unit of frequency, recency and T; for an RFM summary file, the unit it is in "
+            "\\[default: day, or the saved model's]", rich_help_panel="Model", show_default=False)], None),
+        _opt("penalizer", Annotated[float, typer.Option(
+            "--penalizer", min=0.0, help="L2 penalty on the model parameters; a small value (0.001) helps hard fits",
+            rich_help_panel="Model")], 0.0),
+    )
+
+    @classmethod
+    def build(cls, kw: dict[str, Any]) -> ModelOpts:
+        return cls(**kw)
+
+
+GROUPS: dict[str, type] = {"source": Source, "out": Output, "run": Run, "model": ModelOpts}
+
+
+@dataclass(frozen=True)
+class Summarized:
+    """An RFM summary, from a transaction log or read from a summary file."""
+
+    summary: Any  # pl.DataFrame
+    period: Any  # clv.rfm.Period
+    transactions: Transactions | None
+
+
+def summarize(source: Source, period: Any, reporter: Reporter) -> Summarized:
+    """RFM per customer: computed from a transaction log, or read from an RFM summary file."""
+    from clv.load import is_summary, load_summary
+    from clv.rfm import collect, rfm_summary
+
+    if source.input is not None and is_summary(source.input):
+        with reporter.step("Reading the RFM summary"):
+            summary = load_summary(source.input, source.customer_col)
+        reporter.info(f"Read an RFM summary of {summary.height:,} customers from {source.input} (recency and T in {period.value}s).")
+        return Summarized(summary, period, None)
+    tx = load(source, reporter)
+    with reporter.step("Computing RFM"):
+        summary = collect(rfm_summary(tx.frame, tx.as_of, period))
+    return Summarized(summary, period, tx)
+
+
+def fit_models(summary: Any, opts: ModelOpts, reporter: Reporter) -> tuple[Any, Any]:
+    from clv.models import BGNBD, CORRELATION_WARNING, GammaGamma
+
+    with reporter.step("Fitting BG/NBD"):
+        bg = BGNBD(penalizer=opts.penalizer).fit(summary).params_
+    with reporter.step("Fitting Gamma-Gamma"):
+        gg = GammaGamma(penalizer=opts.penalizer).fit(summary).params_
+    if gg.n_excluded:
+        reporter.info(f"Gamma-Gamma: {gg.n_excluded:,} repeat customers with zero or negative spend were left out of the fit.")
+    if abs(gg.frequency_spend_correlation) > CORRELATION_WARNING:
+        reporter.warn(
+            f"spend and frequency are correlated (r = {gg.frequency_spend_correlation:.2f}); Gamma-Gamma assumes "
+            "they are independent, so expected spend may be biased"
+        )
+    return bg, gg
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -330,13 +397,13 @@ def rfm(
     periods, monetary_value is the mean spend of repeat periods (0 for one-time buyers).
     """
     from clv import render
-    from clv.rfm import rfm_summary, score_rfm
+    from clv.rfm import collect, rfm_summary, score_rfm
 
     reporter = run.reporter()
     tx = load(source, reporter)
     per = _period(period)
     with reporter.step("Computing RFM"):
-        summary = rfm_summary(tx.frame, tx.as_of, per).collect()
+        summary = collect(rfm_summary(tx.frame, tx.as_of, per))
     columns = ["customer_id", "frequency", "recency", "T", "monetary_value"]
     if scores:
         summary, bins = score_rfm(summary, per)
@@ -345,12 +412,101 @@ def rfm(
     render.rfm_rows(summary.select(columns), per, out.emitter())
 
 
+
+
+@command(help_example="clvx fit sales.csv --period week --save model.json")
+def fit(
+    source: Source,
+    model: ModelOpts,
+    out: Output,
+    run: Run,
+    save: Annotated[Optional[Path], typer.Option("--save", help="Write the fitted models to this JSON file", dir_okay=False)] = None,
+) -> None:
+    """Fit BG/NBD (purchases and dropout) and Gamma-Gamma (spend); print parameters with 95% intervals.
+
+    INPUT is a transaction log or an RFM summary file (customer_id, frequency, recency, T[, monetary_value]).
+    """
+    from clv import render
+    from clv.models import model_document
+    from clv.output import atomic_write_bytes, to_json
+
+    reporter = run.reporter()
+    period = _period(model.period or PeriodChoice.day)
+    data = summarize(source, period, reporter)
+    bg, gg = fit_models(data.summary, model, reporter)
+    if save is not None:
+        atomic_write_bytes(save, to_json(model_document(bg, gg, period=period.value, clvx_version=__version__)).encode())
+        reporter.info(f"Saved the fitted models to {save}.")
+    render.fit_result(bg, gg, period, out.emitter())
+
+
+@command(help_example="clvx predict sales.csv --horizon 12m --discount-rate 0.08 -o scores.csv")
+def predict(
+    source: Source,
+    model: ModelOpts,
+    out: Output,
+    run: Run,
+    horizon: Annotated[str, typer.Option("--horizon", help="Forecast horizon: 12m, 39w, 90d or 1y")] = "12m",
+    discount_rate: Annotated[float, typer.Option("--discount-rate", min=0.0, max=10.0, help="Annual discount rate for CLV")] = 0.10,
+    model_file: Annotated[Optional[Path], typer.Option("--model", help="Score with models saved by clvx fit --save instead of fitting", dir_okay=False)] = None,
+) -> None:
+    """P(alive), expected purchases, expected spend and discounted CLV per customer.
+
+    CLV sums expected spend x expected purchases per month over the horizon, discounted monthly.
+    """
+    from clv import render
+    from clv.errors import InputError
+    from clv.load import read_json
+    from clv.models import Horizon, models_from_document, score_customers
+
+    reporter = run.reporter()
+    h = Horizon.parse(horizon)
+    if model_file is not None:
+        saved_period, bg, gg = models_from_document(read_json(model_file), str(model_file))
+        if model.period is not None and model.period.value != saved_period:
+            raise InputError(f"--period {model.period.value} differs from the saved model's period ({saved_period}); drop --period")
+        period = _period(PeriodChoice(saved_period))
+        data = summarize(source, period, reporter)
+    else:
+        period = _period(model.period or PeriodChoice.day)
+        data = summarize(source, period, reporter)
+        bg, gg = fit_models(data.summary, model, reporter)
+    with reporter.step("Scoring customers"):
+        scored = score_customers(data.summary, bg, gg, period_days=period.days, horizon=h, annual_discount_rate=discount_rate)
+    render.predictions(scored, period, h, discount_rate, out.emitter())
+
+
+@command(help_example="clvx validate sales.csv --calibration-end 2024-06-30")
+def validate(
+    source: Source,
+    model: ModelOpts,
+    out: Output,
+    run: Run,
+    calibration_end: Annotated[str, typer.Option("--calibration-end", help="Last day of the calibration period, YYYY-MM-DD; the holdout runs from the next day to --as-of")],
+) -> None:
+    """Holdout backtest: fit on the calibration period, forecast the holdout, compare with baselines.
+
+    Reports totals, bias, MAE, RMSE, MSLE and Pearson r for the model and for two naive
+    forecasts (zero for everyone; each customer's calibration rate x holdout length).
+    """
+    from clv import render
+    from clv.backtest import holdout_backtest
+
+    reporter = run.reporter()
+    cal_end = _parse_date(calibration_end, "--calibration-end")
+    tx = load(source, reporter)
+    period = _period(model.period or PeriodChoice.day)
+    with reporter.step("Fitting on the calibration period and scoring the holdout"):
+        result = holdout_backtest(tx.frame, cal_end, tx.as_of, period, penalizer=model.penalizer)
+    render.backtest(result, out.emitter())
+
+
 @command(help_example="clvx sample --customers 100000 --seed 7 --output big.parquet")
 def sample(
     run: Run,
     customers: Annotated[int, typer.Option("--customers", "-n", min=1, max=50_000_000, help="Number of customers")] = 5_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same log")] = 42,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (.parquet or .csv) [default: CSV to stdout]", dir_okay=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (.parquet or .csv) \\[default: CSV to stdout]", dir_okay=False)] = None,
     truth: Annotated[Optional[Path], typer.Option("--truth", help="Also write truth.json and customers.csv (true parameters) to this folder", file_okay=False)] = None,
 ) -> None:
     """Generate a synthetic transaction log with known BG/NBD, Gamma-Gamma and product structure."""

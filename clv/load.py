@@ -385,18 +385,29 @@ def _typed(path: Path, lf: pl.LazyFrame, cols: ColumnMapping) -> _Typed:
                 f"{path}: column '{cols.date}' has values that are not dates in any known format "
                 f"(e.g. '{sample.to_series()[0]}'); pass --date-format, e.g. --date-format '%d/%m/%Y'"
             )
+    # Raw text is kept only for text columns: typed (Parquet) columns cannot hold a
+    # malformed value, and casting ten million numbers to text costs seconds.
+    def raw(name: str) -> pl.Expr:
+        return pl.col(name).cast(pl.String) if schema[name] == pl.String else pl.lit(None, dtype=pl.String)
+
     if cols.amount:
         amount = _as_number(pl.col(cols.amount), schema[cols.amount])
-        raw_amount = pl.col(cols.amount).cast(pl.String)
+        raw_amount = raw(cols.amount)
+        null_amount = pl.col(cols.amount).is_null()
     else:
         amount = _as_number(pl.col(cols.price), schema[cols.price]) * _as_number(pl.col(cols.quantity), schema[cols.quantity])
-        raw_amount = pl.format("{} x {}", pl.col(cols.price).cast(pl.String), pl.col(cols.quantity).cast(pl.String))
+        raw_amount = pl.format("{} x {}", raw(cols.price), raw(cols.quantity))
+        if schema[cols.price] != pl.String and schema[cols.quantity] != pl.String:
+            raw_amount = pl.lit(None, dtype=pl.String)
+        null_amount = pl.col(cols.price).is_null() | pl.col(cols.quantity).is_null()
     exprs = [
         _as_text(pl.col(cols.customer), schema[cols.customer]).alias("customer_id"),
         _date_expr(pl.col(cols.date), date_dtype, fmt).alias("date"),
         amount.alias("amount"),
-        pl.col(cols.date).cast(pl.String).alias("_raw_date"),
+        raw(cols.date).alias("_raw_date"),
+        pl.col(cols.date).is_null().alias("_null_date"),
         raw_amount.alias("_raw_amount"),
+        null_amount.alias("_null_amount"),
         pl.col(ROW),
     ]
     for role in OPTIONAL_ROLES:
@@ -408,18 +419,18 @@ def _typed(path: Path, lf: pl.LazyFrame, cols: ColumnMapping) -> _Typed:
 
 
 def _value_checks(cols: ColumnMapping, as_of_end: dt.datetime | None) -> list[pl.Expr]:
-    bad_date = pl.col("_raw_date").is_not_null() & pl.col("date").is_null()
-    bad_amount = pl.col("_raw_amount").is_not_null() & pl.col("amount").is_null()
+    bad_date = ~pl.col("_null_date") & pl.col("date").is_null()
+    bad_amount = ~pl.col("_null_amount") & pl.col("amount").is_null()
     customer = pl.col("customer_id").is_not_null()
     checks = [
         pl.len().alias("n_rows"),
-        pl.col("_raw_date").is_null().sum().alias("n_null_date"),
-        pl.col(ROW).filter(pl.col("_raw_date").is_null()).first().alias("first_null_date"),
+        pl.col("_null_date").sum().alias("n_null_date"),
+        pl.col(ROW).filter(pl.col("_null_date")).first().alias("first_null_date"),
         bad_date.sum().alias("n_bad_date"),
         pl.col(ROW).filter(bad_date).first().alias("first_bad_date"),
         pl.col("_raw_date").filter(bad_date).first().alias("bad_date_value"),
-        pl.col("_raw_amount").is_null().sum().alias("n_null_amount"),
-        pl.col(ROW).filter(pl.col("_raw_amount").is_null()).first().alias("first_null_amount"),
+        pl.col("_null_amount").sum().alias("n_null_amount"),
+        pl.col(ROW).filter(pl.col("_null_amount")).first().alias("first_null_amount"),
         bad_amount.sum().alias("n_bad_amount"),
         pl.col(ROW).filter(bad_amount).first().alias("first_bad_amount"),
         pl.col("_raw_amount").filter(bad_amount).first().alias("bad_amount_value"),
@@ -567,3 +578,85 @@ def _net_returns(frame: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, int]:
 
 def mapping_fields() -> tuple[str, ...]:
     return tuple(f.name for f in fields(ColumnMapping))
+
+
+# --------------------------------------------------------------------------- summaries
+
+SUMMARY_COLUMNS = ("frequency", "recency", "T")
+SUMMARY_ID_ALIASES = (*ALIASES["customer"], "id")
+
+
+def is_summary(source: str | Path) -> bool:
+    """True when the file looks like an RFM summary (has frequency, recency and T columns)."""
+    paths = resolve_paths(source)
+    names = set(scan_file(paths[0]).collect_schema().names())
+    return set(SUMMARY_COLUMNS) <= names
+
+
+def load_summary(source: str | Path, customer_col: str | None = None) -> pl.DataFrame:
+    """Read and check an RFM summary: ``customer_id, frequency, recency, T[, monetary_value]``.
+
+    For summaries computed elsewhere (a warehouse, Spark). frequency must be a whole
+    number >= 0, 0 <= recency <= T, and frequency 0 must have recency 0.
+    ``monetary_value`` defaults to 0 when absent.
+    """
+    paths = resolve_paths(source)
+    lf = pl.concat([scan_file(p) for p in paths], how="vertical_relaxed")
+    names = lf.collect_schema().names()
+    label = str(paths[0]) if len(paths) == 1 else str(source)
+    if customer_col is not None and customer_col not in names:
+        raise InputError(f"{label}: no column '{customer_col}' (given by --customer-col){_nearest(customer_col, names)} Columns: {_listing(names)}")
+    if customer_col is None:
+        by_norm = {_normalise(n): n for n in names}
+        customer_col = next((by_norm[a] for a in SUMMARY_ID_ALIASES if a in by_norm), None)
+    if customer_col is None:
+        raise InputError(f"{label}: no customer id column found; name it with --customer-col. Columns: {_listing(names)}")
+    schema = lf.collect_schema()
+    numeric = [c for c in (*SUMMARY_COLUMNS, "monetary_value") if c in names]
+    typed = lf.with_row_index(ROW, offset=1).select(
+        pl.col(ROW),
+        _as_text(pl.col(customer_col), schema[customer_col]).alias("customer_id"),
+        *(_as_number(pl.col(c), schema[c]).alias(c) for c in numeric),
+        *(pl.col(c).cast(pl.String).alias(f"_raw_{c}") for c in numeric),
+    )
+    frame = _collect(typed, label)
+    if frame.height == 0:
+        raise InputError(f"{label}: has a header but no rows")
+    for c in numeric:
+        bad = frame.filter(pl.col(c).is_null() | ~pl.col(c).is_finite())
+        if bad.height:
+            row = bad.row(0, named=True)
+            raise InputError(f"{label}: column '{c}' has {bad.height:,} empty or non-numeric values (first at row {row[ROW]}: '{row[f'_raw_{c}']}')")
+    rules = [
+        ("customer_id", pl.col("customer_id").is_null(), "empty customer ids"),
+        ("customer_id", pl.col("customer_id").is_duplicated(), "repeated customer ids (a summary has one row per customer)"),
+        ("frequency", (pl.col("frequency") < 0) | (pl.col("frequency") != pl.col("frequency").round(0)), "values that are not whole numbers >= 0"),
+        ("recency", pl.col("recency") < 0, "negative values"),
+        ("T", pl.col("T") < pl.col("recency"), "values below recency"),
+        ("recency", (pl.col("frequency") == 0) & (pl.col("recency") != 0), "non-zero values where frequency is 0"),
+    ]
+    for col, mask, what in rules:
+        bad = frame.filter(mask)
+        if bad.height:
+            row = bad.row(0, named=True)
+            shown = {k: row[k] for k in ("customer_id", "frequency", "recency", "T") if k in row}
+            raise InputError(f"{label}: column '{col}' has {bad.height:,} {what} (first at row {row[ROW]}: {shown})")
+    out = frame.select(
+        "customer_id",
+        pl.col("frequency").cast(pl.Int64),
+        pl.col("recency"),
+        pl.col("T"),
+        (pl.col("monetary_value") if "monetary_value" in numeric else pl.lit(0.0)).alias("monetary_value"),
+    )
+    return out.sort("customer_id")
+
+
+def read_json(path: str | Path) -> object:
+    """A JSON document from a file, or an :class:`InputError` saying why not."""
+    import json
+
+    p = resolve_paths(path)[0]
+    try:
+        return json.loads(p.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{p} is not valid JSON: {exc}") from exc

@@ -246,12 +246,19 @@ class Emitter:
         headers: Mapping[str, str] | None = None,
         decimals: Mapping[str, int] | None = None,
         noun: str = "rows",
+        table_order: tuple[str, bool] | None = None,
     ) -> None:
-        """A row-shaped result: table, CSV, JSON list of objects, or Parquet."""
+        """A row-shaped result: table, CSV, JSON list of objects, or Parquet.
+
+        ``table_order`` (column, descending) sorts the terminal table only, so it can
+        show e.g. the most valuable customers first while files keep their order.
+        """
         fmt = self.format
         if fmt is not Format.table:
             self._write(frame_bytes(df, fmt))
             return
+        if table_order is not None:
+            df = df.sort(table_order[0], descending=table_order[1], maintain_order=True)
         max_rows = None if self.output is not None else TABLE_MAX_ROWS
         if max_rows is not None and df.height > max_rows:
             more = f"Showing {max_rows} of {df.height:,} {noun}; use --format csv or --output for all."

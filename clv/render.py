@@ -7,12 +7,16 @@ with the core's results. Nothing here computes a number the core did not.
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import polars as pl
+from rich import box
 from rich.table import Table
 
-from clv.output import Emitter, Reporter, atomic_write, atomic_write_bytes, to_json
+from clv.backtest import HoldoutBacktest
+from clv.models import BGNBDParams, GammaGammaParams, Horizon
+from clv.output import Emitter, Reporter, atomic_write, atomic_write_bytes, frame_table, to_json
 from clv.rfm import Period, ScoreBins
 from clv.sample import CUSTOMERS_FILE, TRUTH_FILE, Sample
 
@@ -82,3 +86,122 @@ def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
     for k, v in rows:
         table.add_row(k, v)
     return table
+
+
+# --------------------------------------------------------------------------- models
+
+PREDICTION_COLUMNS = ["customer_id", "frequency", "recency", "T", "monetary_value", "p_alive", "expected_purchases", "expected_avg_value", "clv"]
+
+
+def _params_table(title: str, names: tuple[str, ...], values: tuple[float, ...], ses: tuple[float, ...], intervals: dict[str, tuple[float, float]]) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAVY)
+    for col in ("parameter", "estimate", "std. error", "95% interval"):
+        table.add_column(col, justify="left" if col == "parameter" else "right")
+    for name, value, se in zip(names, values, ses, strict=True):
+        lo, hi = intervals[name]
+        table.add_row(name, f"{value:,.4f}", f"{se:,.4f}", f"{lo:,.4f} – {hi:,.4f}")
+    return table
+
+
+def fit_result(bg: BGNBDParams, gg: GammaGammaParams, period: Period, emitter: Emitter) -> None:
+    unit = f"{period.value}s"
+    bg_table = _params_table(f"BG/NBD (alpha in {unit})", BGNBDParams.NAMES, bg.params, bg.standard_errors, bg.intervals())
+    bg_table.caption = (
+        f"log-likelihood {bg.log_likelihood:,.2f} · {bg.n_customers:,} customers in {bg.n_distinct:,} distinct "
+        f"(frequency, recency, T) rows · {'converged' if bg.converged else 'NOT converged'}"
+        + (f" (start {bg.n_starts})" if bg.n_starts > 1 else "")
+    )
+    bg_table.caption_justify = "left"
+    gg_table = _params_table("Gamma-Gamma (spend per purchase)", GammaGammaParams.NAMES, gg.params, gg.standard_errors, gg.intervals())
+    gg_table.caption = (
+        f"log-likelihood {gg.log_likelihood:,.2f} · {gg.n_customers:,} repeat customers"
+        + (f" ({gg.n_excluded:,} with spend <= 0 left out)" if gg.n_excluded else "")
+        + f" · population mean spend {gg.population_mean:,.2f} · spend-frequency correlation {gg.frequency_spend_correlation:.2f}"
+    )
+    gg_table.caption_justify = "left"
+    data = {"period": period.value, "bgnbd": bg.to_dict(), "gamma_gamma": gg.to_dict()}
+    frames = {"params": _params_frame(bg, gg)}
+    emitter.obj(data, [bg_table, gg_table], frames)
+
+
+def _params_frame(bg: BGNBDParams, gg: GammaGammaParams) -> pl.DataFrame:
+    rows = []
+    for model, p in (("bgnbd", bg), ("gamma_gamma", gg)):
+        for name, value, se in zip(p.NAMES, p.params, p.standard_errors, strict=True):
+            lo, hi = p.intervals()[name]
+            rows.append({"model": model, "parameter": name, "estimate": value, "standard_error": se, "lower_95": lo, "upper_95": hi})
+    return pl.DataFrame(rows)
+
+
+def predictions(scored: pl.DataFrame, period: Period, horizon: Horizon, discount_rate: float, emitter: Emitter) -> None:
+    headers = period_headers(period) | {
+        "p_alive": "P(alive)",
+        "expected_purchases": f"exp. purchases ({horizon.label})",
+        "expected_avg_value": "exp. spend / purchase",
+        "clv": f"CLV ({horizon.label})",
+    }
+    total = scored["clv"].sum()
+    emitter.rows(
+        scored.select(PREDICTION_COLUMNS),
+        title="Customer value",
+        caption=(
+            f"Most valuable first. Total predicted CLV over {horizon.label}: {total:,.2f} "
+            f"(annual discount rate {discount_rate:.0%}); mean P(alive) {scored['p_alive'].mean():.3f}."
+        ),
+        headers=headers,
+        noun="customers",
+        table_order=("clv", True),
+    )
+
+
+def _metrics_frame(result: HoldoutBacktest) -> pl.DataFrame:
+    forecasts = {"model": result.model, **result.baselines}
+    names = ["actual_total", "predicted_total", "bias", "mae", "rmse", "msle", "pearson_r"]
+    return pl.DataFrame({"metric": names, **{k: [getattr(m, n) for n in names] for k, m in forecasts.items()}})
+
+
+def backtest_dict(result: HoldoutBacktest) -> dict:
+    return {
+        "calibration_end": result.calibration_end,
+        "as_of": result.as_of,
+        "period": result.period.value,
+        "duration_holdout": result.duration_holdout,
+        "n_customers": result.n_customers,
+        **asdict(result.model),
+        "baselines": {k: asdict(v) for k, v in result.baselines.items()},
+        "by_frequency": result.by_frequency.to_dicts(),
+        "revenue": asdict(result.revenue),
+        "bgnbd": result.bgnbd.to_dict(),
+        "gamma_gamma": result.gamma_gamma.to_dict(),
+    }
+
+
+def backtest(result: HoldoutBacktest, emitter: Emitter) -> None:
+    unit = f"{result.period.value}s"
+    metrics = _metrics_frame(result)
+    t1 = frame_table(
+        metrics,
+        title=f"Holdout backtest: {result.n_customers:,} customers, calibration to {result.calibration_end}, "
+        f"holdout {result.duration_holdout} {unit} to {result.as_of}",
+        caption="Repeat purchases per customer in the holdout. Baselines: zero = nobody buys; calibration_rate = each "
+        "customer's past repeat rate x holdout length. bias = predicted / actual - 1; msle = mean squared log error.",
+        headers={"model": "BG/NBD", "zero": "baseline: zero", "calibration_rate": "baseline: calibration rate"},
+        decimals={},
+    )
+    t2 = frame_table(
+        result.by_frequency,
+        title="Mean holdout purchases by calibration frequency",
+        headers={"frequency_cal": "calibration repeats", "actual_mean": "actual", "predicted_mean": "BG/NBD",
+                 "calibration_rate_mean": "baseline: calibration rate"},
+        decimals={"actual_mean": 3, "predicted_mean": 3, "calibration_rate_mean": 3},
+    )
+    rev = result.revenue
+    t3 = key_value_table(
+        "Holdout revenue",
+        [
+            ("actual", f"{rev.actual_total:,.2f}"),
+            ("predicted (BG/NBD x Gamma-Gamma)", f"{rev.predicted_total:,.2f} ({rev.bias:+.1%})"),
+            ("baseline: calibration spend rate", f"{rev.baseline_total:,.2f} ({rev.baseline_bias:+.1%})"),
+        ],
+    )
+    emitter.obj({"clv": backtest_dict(result)}, [t1, t2, t3], {"metrics": metrics})

@@ -76,6 +76,15 @@ def _day_after(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
 
 
+def collect(frame: pl.LazyFrame) -> pl.DataFrame:
+    """Run a query on polars' streaming engine.
+
+    It is several times faster than the in-memory engine for clvx's large group-bys
+    (measured on 2 cores) and keeps memory bounded on logs larger than RAM.
+    """
+    return frame.collect(engine="streaming")
+
+
 def _periods(transactions: pl.LazyFrame, period: Period) -> pl.LazyFrame:
     """One row per (customer, period) with the period's summed amount."""
     return transactions.group_by("customer_id", period_start(pl.col("date"), period).alias("period")).agg(
@@ -89,24 +98,26 @@ def rfm_summary(transactions: pl.LazyFrame, as_of: dt.date, period: Period = Per
     ``transactions`` has ``customer_id, date, amount`` and no row after ``as_of``.
     Also returns ``total_spend`` (all periods, first included), ``first_purchase``
     and ``last_purchase`` (period starts). Sorted by ``customer_id``.
+
+    Two group-bys with only fast aggregations: per (customer, period), then per
+    customer; the first period's spend comes from ``min_by``, not a filter.
     """
     end = pl.lit(period_start_of(as_of, period))
-    first = pl.col("period").min()
     return (
         _periods(transactions, period)
         .group_by("customer_id")
         .agg(
             (pl.len() - 1).cast(pl.Int64).alias("frequency"),
-            first.alias("first_purchase"),
+            pl.col("period").min().alias("first_purchase"),
             pl.col("period").max().alias("last_purchase"),
             pl.col("amount").sum().alias("total_spend"),
-            pl.col("amount").filter(pl.col("period") != first).sum().alias("_repeat_spend"),
+            pl.col("amount").min_by("period").alias("_first_spend"),
         )
         .with_columns(
             periods_between(pl.col("first_purchase"), pl.col("last_purchase"), period).cast(pl.Int64).alias("recency"),
             periods_between(pl.col("first_purchase"), end, period).cast(pl.Int64).alias("T"),
             pl.when(pl.col("frequency") > 0)
-            .then(pl.col("_repeat_spend") / pl.col("frequency"))
+            .then((pl.col("total_spend") - pl.col("_first_spend")) / pl.col("frequency"))
             .otherwise(0.0)
             .alias("monetary_value"),
         )

@@ -130,11 +130,6 @@ class Sample:
     truth: dict[str, Any]
 
 
-def _customer_ids(n: int) -> list[str]:
-    width = max(6, len(str(n)))
-    return [f"{i:0{width}d}" for i in range(1, n + 1)]
-
-
 def _category_table() -> tuple[list[str], np.ndarray]:
     categories = list(dict.fromkeys(p.category for p in CATALOGUE))
     weights = np.array([[CUSTOMER_TYPES[t][1].get(c, 0.0) for c in categories] for t in CUSTOMER_TYPES])
@@ -145,7 +140,11 @@ def _draw_rows(rng: np.random.Generator, probs: np.ndarray, rows: np.ndarray) ->
     """One categorical draw per element of ``rows``, from row ``rows[i]`` of ``probs``."""
     cum = np.cumsum(probs, axis=1)
     u = rng.random(len(rows))
-    return np.minimum((u[:, None] > cum[rows]).sum(axis=1), probs.shape[1] - 1)
+    out = np.empty(len(rows), dtype=np.int64)
+    for k in range(probs.shape[0]):
+        mask = rows == k
+        out[mask] = np.searchsorted(cum[k], u[mask] * cum[k, -1], side="right")
+    return np.minimum(out, probs.shape[1] - 1)
 
 
 def _popular_product(rng: np.random.Generator, category_idx: np.ndarray, categories: list[str]) -> np.ndarray:
@@ -179,13 +178,14 @@ def generate(spec: SampleSpec = SampleSpec()) -> Sample:
     alive = n_potential < max_repeats
     owner = np.repeat(np.arange(n), n_potential)
     times = birth[owner] + rng.uniform(0, 1, size=owner.size) * remaining[owner]
-    order_key = np.lexsort((times, owner))
+    # One float key (customer, then time) sorts far faster than a two-key lexsort.
+    order_key = np.argsort(owner * float(2 * spec.n_days) + times)
     owner, times = owner[order_key], times[order_key]
     rank = np.arange(owner.size) - np.repeat(np.cumsum(n_potential) - n_potential, n_potential)
     keep = rank < n_repeat[owner]
     order_customer = np.concatenate([np.arange(n), owner[keep]])
     order_time = np.concatenate([birth, times[keep]])
-    order_sort = np.lexsort((order_time, order_customer))
+    order_sort = np.argsort(order_customer * float(2 * spec.n_days) + order_time, kind="stable")
     order_customer, order_time = order_customer[order_sort], order_time[order_sort]
     n_orders = order_customer.size
     order_value = rng.gamma(spec.p, 1.0 / nu[order_customer])
@@ -211,16 +211,17 @@ def generate(spec: SampleSpec = SampleSpec()) -> Sample:
     for k, bcat in enumerate(base_cat_idx):
         is_base = cat == bcat
         is_comp = cat == comp_cat_idx[k]
+        # Lines are ordered by customer and time, so a customer's first base line comes first.
+        base_lines = np.flatnonzero(is_base)
+        customers_with_base, first_idx = np.unique(line_customer[base_lines], return_index=True)
         first_base = np.full(n, np.iinfo(np.int64).max)
-        np.minimum.at(first_base, line_customer[is_base], line_oi[is_base])
+        first_base[customers_with_base] = line_oi[base_lines[first_idx]]
         owned = np.full(n, -1)
-        owner_lines = np.flatnonzero(is_base & (line_oi == first_base[line_customer]))
-        owned[line_customer[owner_lines[::-1]]] = product[owner_lines[::-1]]  # first line wins
+        owned[customers_with_base] = product[base_lines[first_idx]]
         has_base = first_base[line_customer] < line_oi
-        later_base = is_base & (line_oi > first_base[line_customer])
         same_order_dup = is_base & (line_oi == first_base[line_customer])
         product[same_order_dup] = owned[line_customer[same_order_dup]]
-        to_comp = later_base | (is_comp & has_base)
+        to_comp = (is_base & has_base) | (is_comp & has_base)
         product[to_comp] = comp_of[owned[line_customer[to_comp]]]
         cat[to_comp] = comp_cat_idx[k]
         orphan = is_comp & ~has_base
@@ -231,54 +232,60 @@ def generate(spec: SampleSpec = SampleSpec()) -> Sample:
 
     list_price = np.array([p.list_price for p in CATALOGUE])
     consumable = np.isin(cat, comp_cat_idx)
-    quantity = 1 + (consumable & (rng.random(line_order.size) < CONSUMABLE_DOUBLE_QUANTITY))
+    quantity = 1 + (consumable & (rng.random(line_order.size) < CONSUMABLE_DOUBLE_QUANTITY)).astype(np.int64)
 
-    lines = (
-        pl.DataFrame({"order": line_order, "product": product, "quantity": quantity.astype(np.int64)})
-        .group_by("order", "product", maintain_order=True)
-        .agg(pl.col("quantity").sum())
-    )
-    weight = pl.Series(list_price)[lines["product"]] * lines["quantity"]
-    lines = lines.with_columns(weight=weight)
-    lines = lines.with_columns(
-        (pl.Series(order_value)[lines["order"]] * pl.col("weight") / pl.col("weight").sum().over("order")).alias("line_value")
-    ).with_columns((pl.col("line_value") / pl.col("quantity")).round(2).alias("price"))
+    # The same product twice in one order is one line with the quantities summed.
+    n_products = len(CATALOGUE)
+    line_key = line_order * n_products + product
+    by_key = np.argsort(line_key, kind="stable")  # keys are nearly sorted already: timsort is quick
+    sorted_key = line_key[by_key]
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    quantity = np.add.reduceat(quantity[by_key], starts)
+    key = sorted_key[starts]
+    line_order, product = key // n_products, key % n_products
+    weight = list_price[product] * quantity
+    order_weight = np.bincount(line_order, weights=weight, minlength=n_orders)
+    price = np.round(order_value[line_order] * weight / order_weight[line_order] / quantity, 2)
 
-    ids = np.array(_customer_ids(n))
-    start = dt.datetime.combine(spec.start, dt.time())
-    minutes = np.floor(order_time * MINUTES_PER_DAY).astype(np.int64)
-    order_dates = pl.Series("date", minutes * 60_000_000, dtype=pl.Int64).cast(pl.Duration("us")) + start
-    order_frame = pl.DataFrame({"order": np.arange(n_orders), "customer_id": ids[order_customer]}).with_columns(order_dates)
-
-    # Guest checkouts: a few orders with no customer, as real logs have.
+    # Guest checkouts: a few orders copied with no customer, as real logs have.
     n_guest = int(round(spec.guest_order_share * n_orders))
-    guest_src = np.sort(rng.choice(n_orders, size=n_guest, replace=False)) if n_guest else np.array([], dtype=np.int64)
-    guest_map = pl.DataFrame({"order": guest_src, "guest": np.arange(n_guest) + n_orders})
-    guest_lines = lines.join(guest_map, on="order").with_columns(pl.col("guest").alias("order")).drop("guest")
-    guest_orders = order_frame.join(guest_map, on="order").with_columns(
-        pl.col("guest").alias("order"), pl.lit(None, dtype=pl.String).alias("customer_id")
-    ).drop("guest")
+    guest_src = np.sort(rng.choice(n_orders, size=n_guest, replace=False))
+    is_guest_line = np.isin(line_order, guest_src)
+    guest_of = np.full(n_orders, -1)
+    guest_of[guest_src] = n_orders + np.arange(n_guest)
+    line_order = np.concatenate([line_order, guest_of[line_order[is_guest_line]]])
+    product = np.concatenate([product, product[is_guest_line]])
+    quantity = np.concatenate([quantity, quantity[is_guest_line]])
+    price = np.concatenate([price, price[is_guest_line]])
+    order_customer = np.concatenate([order_customer, np.full(n_guest, -1)])
+    order_time = np.concatenate([order_time, order_time[guest_src]])
 
-    all_lines = pl.concat([lines, guest_lines])
-    all_orders = pl.concat([order_frame, guest_orders]).sort("date", "order")
-    order_ids = all_orders.with_row_index("seq").select("order", (pl.col("seq") + 100_001).cast(pl.String).alias("order_id"))
-    catalogue = pl.DataFrame(
+    # Order ids follow time; lines are sorted by date, order and product.
+    minutes = np.floor(order_time * MINUTES_PER_DAY).astype(np.int64)
+    order_rank = np.empty(minutes.size, dtype=np.int64)
+    order_rank[np.argsort(minutes, kind="stable")] = np.arange(minutes.size)
+    product_ids = np.array([p.product_id for p in CATALOGUE])
+    id_rank = np.argsort(np.argsort(product_ids))
+    line_sort = np.argsort(order_rank[line_order] * n_products + id_rank[product])
+    line_order, product, quantity, price = line_order[line_sort], product[line_sort], quantity[line_sort], price[line_sort]
+
+    start = dt.datetime.combine(spec.start, dt.time())
+    width = max(6, len(str(n)))
+    cust = order_customer[line_order]
+    transactions = pl.DataFrame(
         {
-            "product": np.arange(len(CATALOGUE)),
-            "product_id": [p.product_id for p in CATALOGUE],
-            "category": [p.category for p in CATALOGUE],
+            "customer_id": pl.Series(cust + 1).cast(pl.String).str.zfill(width),
+            "order_id": pl.Series(order_rank[line_order] + 100_001).cast(pl.String),
+            "date": pl.Series(minutes[line_order] * 60_000_000).cast(pl.Duration("us")) + start,
+            "product_id": pl.Series(product_ids)[product],
+            "category": pl.Series([p.category for p in CATALOGUE])[product],
+            "quantity": quantity,
+            "price": price,
         }
-    )
-    transactions = (
-        all_lines.join(all_orders, on="order")
-        .join(order_ids, on="order")
-        .join(catalogue, on="product")
-        .sort("date", "order_id", "product_id")
-        .select("customer_id", "order_id", "date", "product_id", "category", "quantity", "price")
-    )
+    ).with_columns(pl.when(pl.Series(cust) >= 0).then(pl.col("customer_id")).alias("customer_id"))
     customers = pl.DataFrame(
         {
-            "customer_id": ids,
+            "customer_id": pl.Series(np.arange(1, n + 1)).cast(pl.String).str.zfill(width),
             "type": np.array(type_names)[ctype],
             "first_purchase": pl.Series(np.floor(birth * MINUTES_PER_DAY).astype(np.int64) * 60_000_000).cast(pl.Duration("us")) + start,
             "lambda_per_day": lam,
@@ -289,8 +296,7 @@ def generate(spec: SampleSpec = SampleSpec()) -> Sample:
             "n_orders": counts,
         }
     )
-    truth = sample_truth(spec)
-    return Sample(transactions, customers, truth)
+    return Sample(transactions, customers, sample_truth(spec))
 
 
 def sample_truth(spec: SampleSpec) -> dict[str, Any]:

@@ -1,0 +1,134 @@
+"""The one adapter to ``lifetimes``: numpy arrays in, numpy arrays and plain tuples out.
+
+Nothing else in clvx imports lifetimes or pandas. lifetimes fits on time rescaled
+so that the largest T is 1, minimises the *mean* negative log-likelihood, prints
+scipy's result to stdout when it fails, and raises its own ConvergenceError; all
+of that stays in here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RawFit:
+    """What a lifetimes fit produced, on the original time scale."""
+
+    params: tuple[float, ...]
+    standard_errors: tuple[float, ...]
+    converged: bool
+    message: str
+
+
+def _quietly():
+    """Silence lifetimes' prints and pandas/numpy warnings during a call."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    stack.enter_context(np.errstate(all="ignore"))
+    return stack
+
+
+def _standard_errors(fitter) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in np.asarray(fitter.standard_errors_, dtype=float))
+    except Exception:  # noqa: BLE001 - a singular Hessian leaves no standard errors
+        return tuple(float("nan") for _ in fitter.params_)
+
+
+def fit_bgnbd(
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    weights: np.ndarray,
+    *,
+    penalizer: float = 0.0,
+    initial_log_params: np.ndarray | None = None,
+    tol: float = 1e-7,
+) -> RawFit:
+    """Fit BG/NBD with ``lifetimes.BetaGeoFitter``; ``params`` are ``(r, alpha, a, b)``.
+
+    ``initial_log_params`` are logs of ``(r, alpha, a, b)`` with alpha on lifetimes'
+    rescaled time (max T = 1).
+    """
+    from lifetimes import BetaGeoFitter
+    from lifetimes.fitters import ConvergenceError
+
+    fitter = BetaGeoFitter(penalizer_coef=penalizer)
+    with _quietly():
+        try:
+            fitter.fit(frequency, recency, T, weights=weights, initial_params=initial_log_params, tol=tol)
+        except (ConvergenceError, np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
+            return RawFit((float("nan"),) * 4, (float("nan"),) * 4, False, str(exc).strip())
+        params = tuple(float(fitter.params_[k]) for k in ("r", "alpha", "a", "b"))
+        return RawFit(params, _standard_errors(fitter), True, "converged")
+
+
+def fit_gamma_gamma(
+    frequency: np.ndarray,
+    monetary_value: np.ndarray,
+    weights: np.ndarray,
+    *,
+    penalizer: float = 0.0,
+    initial_log_params: np.ndarray | None = None,
+    tol: float = 1e-7,
+) -> RawFit:
+    """Fit Gamma-Gamma with ``lifetimes.GammaGammaFitter``; ``params`` are ``(p, q, v)``."""
+    from lifetimes import GammaGammaFitter
+    from lifetimes.fitters import ConvergenceError
+
+    fitter = GammaGammaFitter(penalizer_coef=penalizer)
+    with _quietly():
+        try:
+            fitter.fit(frequency, monetary_value, weights=weights, initial_params=initial_log_params, tol=tol)
+        except (ConvergenceError, np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
+            return RawFit((float("nan"),) * 3, (float("nan"),) * 3, False, str(exc).strip())
+        params = tuple(float(fitter.params_[k]) for k in ("p", "q", "v"))
+        return RawFit(params, _standard_errors(fitter), True, "converged")
+
+
+def _bgnbd(params: tuple[float, float, float, float]):
+    import pandas as pd
+    from lifetimes import BetaGeoFitter
+
+    fitter = BetaGeoFitter()
+    fitter.params_ = pd.Series(params, index=["r", "alpha", "a", "b"])
+    return fitter
+
+
+def bgnbd_expected_purchases(
+    params: tuple[float, float, float, float], t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray
+) -> np.ndarray:
+    """E[X(t) | x, t_x, T]: lifetimes' ``conditional_expected_number_of_purchases_up_to_time``."""
+    with _quietly():
+        return np.asarray(_bgnbd(params).conditional_expected_number_of_purchases_up_to_time(t, frequency, recency, T), dtype=float)
+
+
+def bgnbd_p_alive(params: tuple[float, float, float, float], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(alive | x, t_x, T): lifetimes' ``conditional_probability_alive``."""
+    with _quietly():
+        return np.asarray(_bgnbd(params).conditional_probability_alive(frequency, recency, T), dtype=float)
+
+
+def gamma_gamma_expected_average(params: tuple[float, float, float], frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
+    """E[M | x, m_x]: lifetimes' ``conditional_expected_average_profit``."""
+    import pandas as pd
+    from lifetimes import GammaGammaFitter
+
+    fitter = GammaGammaFitter()
+    fitter.params_ = pd.Series(params, index=["p", "q", "v"])
+    with _quietly():
+        return np.asarray(fitter.conditional_expected_average_profit(frequency, monetary_value), dtype=float)
+
+
+def lifetimes_version() -> str:
+    from importlib.metadata import version
+
+    return version("lifetimes")
