@@ -11,19 +11,9 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from dataclasses import dataclass
-
 import numpy as np
 
-
-@dataclass(frozen=True)
-class RawFit:
-    """What a lifetimes fit produced, on the original time scale."""
-
-    params: tuple[float, ...]
-    standard_errors: tuple[float, ...]
-    converged: bool
-    message: str
+from clv.likelihood import Optimum
 
 
 def _quietly():
@@ -52,7 +42,7 @@ def fit_bgnbd(
     penalizer: float = 0.0,
     initial_log_params: np.ndarray | None = None,
     tol: float = 1e-7,
-) -> RawFit:
+) -> Optimum:
     """Fit BG/NBD with ``lifetimes.BetaGeoFitter``; ``params`` are ``(r, alpha, a, b)``.
 
     ``initial_log_params`` are logs of ``(r, alpha, a, b)`` with alpha on lifetimes'
@@ -66,9 +56,9 @@ def fit_bgnbd(
         try:
             fitter.fit(frequency, recency, T, weights=weights, initial_params=initial_log_params, tol=tol)
         except (ConvergenceError, np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
-            return RawFit((float("nan"),) * 4, (float("nan"),) * 4, False, str(exc).strip())
+            return Optimum((float("nan"),) * 4, (float("nan"),) * 4, False, str(exc).strip())
         params = tuple(float(fitter.params_[k]) for k in ("r", "alpha", "a", "b"))
-        return RawFit(params, _standard_errors(fitter), True, "converged")
+        return Optimum(params, _standard_errors(fitter), True, "converged")
 
 
 def fit_gamma_gamma(
@@ -79,7 +69,7 @@ def fit_gamma_gamma(
     penalizer: float = 0.0,
     initial_log_params: np.ndarray | None = None,
     tol: float = 1e-7,
-) -> RawFit:
+) -> Optimum:
     """Fit Gamma-Gamma with ``lifetimes.GammaGammaFitter``; ``params`` are ``(p, q, v)``."""
     from lifetimes import GammaGammaFitter
     from lifetimes.fitters import ConvergenceError
@@ -89,9 +79,9 @@ def fit_gamma_gamma(
         try:
             fitter.fit(frequency, monetary_value, weights=weights, initial_params=initial_log_params, tol=tol)
         except (ConvergenceError, np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
-            return RawFit((float("nan"),) * 3, (float("nan"),) * 3, False, str(exc).strip())
+            return Optimum((float("nan"),) * 3, (float("nan"),) * 3, False, str(exc).strip())
         params = tuple(float(fitter.params_[k]) for k in ("p", "q", "v"))
-        return RawFit(params, _standard_errors(fitter), True, "converged")
+        return Optimum(params, _standard_errors(fitter), True, "converged")
 
 
 def _bgnbd(params: tuple[float, float, float, float]):

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from clv import _lifetimes
-from clv.models import BGNBD, BGNBDParams, GammaGamma, GammaGammaParams
+from clv.models import BGNBD, BGNBDParams, GammaGamma, GammaGammaParams, expected_average_value, expected_purchases
 from clv.rfm import Period, calibration_holdout, collect
 
 FREQUENCY_BUCKETS = 7  # 0, 1, ..., 6 and 7+
@@ -91,6 +90,7 @@ def holdout_backtest(
     period: Period = Period.day,
     *,
     penalizer: float = 0.0,
+    engine: str = "auto",
 ) -> HoldoutBacktest:
     """Fit BG/NBD and Gamma-Gamma on the calibration period and score the holdout forecast.
 
@@ -105,16 +105,16 @@ def holdout_backtest(
         pl.col("T_cal").alias("T"),
         pl.col("monetary_value_cal").alias("monetary_value"),
     )
-    bg = BGNBD(penalizer=penalizer).fit(cal).params_
-    gg = GammaGamma(penalizer=penalizer).fit(cal).params_
+    bg = BGNBD(penalizer=penalizer, engine=engine).fit(cal).params_
+    gg = GammaGamma(penalizer=penalizer, engine=engine).fit(cal).params_
     duration = int(split["duration_holdout"][0])
     x, tx, T = (split[c].cast(pl.Float64).to_numpy() for c in ("frequency_cal", "recency_cal", "T_cal"))
-    predicted = _lifetimes.bgnbd_expected_purchases(bg.params, float(duration), x, tx, T)
+    predicted = expected_purchases(bg, float(duration), x, tx, T)
     actual = split["frequency_holdout"].cast(pl.Float64).to_numpy()
     rate = np.divide(x, T, out=np.zeros_like(x), where=T > 0)
     rate_forecast = rate * duration
 
-    avg_value = _lifetimes.gamma_gamma_expected_average(gg.params, x, np.maximum(split["monetary_value_cal"].to_numpy(), 0.0))
+    avg_value = expected_average_value(gg, x, split["monetary_value_cal"].to_numpy())
     actual_revenue = float((split["frequency_holdout"] * split["monetary_value_holdout"]).sum())
     predicted_revenue = float(np.sum(predicted * avg_value))
     spend_rate = np.divide(split["total_spend_cal"].to_numpy(), T, out=np.zeros_like(T), where=T > 0)

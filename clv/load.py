@@ -593,12 +593,12 @@ def is_summary(source: str | Path) -> bool:
     return set(SUMMARY_COLUMNS) <= names
 
 
-def load_summary(source: str | Path, customer_col: str | None = None) -> pl.DataFrame:
+def load_summary(source: str | Path, customer_col: str | None = None, *, need_spend: bool = True) -> pl.DataFrame:
     """Read and check an RFM summary: ``customer_id, frequency, recency, T[, monetary_value]``.
 
     For summaries computed elsewhere (a warehouse, Spark). frequency must be a whole
     number >= 0, 0 <= recency <= T, and frequency 0 must have recency 0.
-    ``monetary_value`` defaults to 0 when absent.
+    Without ``need_spend``, a missing ``monetary_value`` is filled with 0.
     """
     paths = resolve_paths(source)
     lf = pl.concat([scan_file(p) for p in paths], how="vertical_relaxed")
@@ -611,6 +611,8 @@ def load_summary(source: str | Path, customer_col: str | None = None) -> pl.Data
         customer_col = next((by_norm[a] for a in SUMMARY_ID_ALIASES if a in by_norm), None)
     if customer_col is None:
         raise InputError(f"{label}: no customer id column found; name it with --customer-col. Columns: {_listing(names)}")
+    if need_spend and "monetary_value" not in names:
+        raise InputError(f"{label} has no monetary_value column; spend models and CLV need it (add it, or pass the transaction log)")
     schema = lf.collect_schema()
     numeric = [c for c in (*SUMMARY_COLUMNS, "monetary_value") if c in names]
     typed = lf.with_row_index(ROW, offset=1).select(

@@ -19,8 +19,9 @@ import numpy as np
 import polars as pl
 from scipy.special import betaln, gammaln
 
-from clv import _lifetimes
+from clv import _lifetimes, likelihood
 from clv.errors import InputError, ModelError, NotFittedError
+from clv.likelihood import Optimum
 
 DAYS_PER_YEAR = 365.25
 DAYS_PER_MONTH = DAYS_PER_YEAR / 12
@@ -31,6 +32,10 @@ MIN_REPEAT_CUSTOMERS = 10
 STUCK_TOLERANCE = 1e-4
 CORRELATION_WARNING = 0.3
 SUMMARY_KEYS = ["frequency", "recency", "T"]
+ENGINES = ("auto", "lifetimes", "numpy")
+# With "auto", lifetimes fits data up to this many distinct rows (well under a
+# second); beyond it the numpy engine, which gives the same optimum to 1e-12.
+LIFETIMES_MAX_ROWS = 20_000
 
 # Deterministic starting points (logs of r, alpha, a, b with alpha on lifetimes'
 # rescaled time where the largest T is 1). The first is lifetimes' own default.
@@ -47,7 +52,6 @@ GAMMA_GAMMA_STARTS: tuple[tuple[float, ...] | None, ...] = (
     (math.log(5.0), math.log(3.0), math.log(10.0)),
     (math.log(1.0), math.log(1.5), math.log(0.5)),
 )
-LIFETIMES_DEFAULT_START = 0.1
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class BGNBDParams:
     standard_errors: tuple[float, float, float, float]
     penalizer: float = 0.0
     n_starts: int = 1
+    engine: str = "lifetimes"
 
     NAMES = ("r", "alpha", "a", "b")
 
@@ -109,6 +114,7 @@ class GammaGammaParams:
     frequency_spend_correlation: float
     penalizer: float = 0.0
     n_starts: int = 1
+    engine: str = "lifetimes"
 
     NAMES = ("p", "q", "v")
 
@@ -164,25 +170,54 @@ def gamma_gamma_log_likelihood(params: tuple[float, ...], frequency: np.ndarray,
 
 def compress(summary: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """Distinct rows of ``keys`` with a ``weight`` column counting customers, in sorted order."""
-    return summary.group_by(keys).agg(pl.len().cast(pl.Float64).alias("weight")).sort(keys)
+    return summary.lazy().group_by(keys).agg(pl.len().cast(pl.Float64).alias("weight")).sort(keys).collect(engine="streaming")
 
 
 def _arrays(frame: pl.DataFrame, *cols: str) -> list[np.ndarray]:
     return [frame[c].cast(pl.Float64).to_numpy() for c in cols]
 
 
-def _stuck(raw: _lifetimes.RawFit, start: tuple[float, ...] | None, scale: float, n_params: int) -> bool:
+def _stuck(fit: Optimum, start: tuple[float, ...] | None, n_params: int, scale: float) -> bool:
     """True when the optimiser returned its starting point (a silent failure)."""
-    start_log = np.full(n_params, LIFETIMES_DEFAULT_START) if start is None else np.asarray(start)
-    fitted = np.log(np.asarray(raw.params, dtype=float))
-    if n_params == 4:  # alpha is reported unscaled
-        fitted[1] = math.log(raw.params[1] * scale)
+    start_log = np.full(n_params, likelihood.LIFETIMES_DEFAULT_START) if start is None else np.asarray(start)
+    fitted = np.log(np.asarray(fit.params, dtype=float))
+    if n_params == 4:  # alpha is reported in input time, the start is on rescaled time
+        fitted[1] = math.log(fit.params[1] * scale)
     return bool(np.all(np.abs(fitted - start_log) < STUCK_TOLERANCE))
 
 
-def _usable(raw: _lifetimes.RawFit) -> bool:
-    values = np.asarray(raw.params, dtype=float)
-    return raw.converged and bool(np.all(np.isfinite(values))) and bool(np.all(values > 0))
+def _usable(fit: Optimum) -> bool:
+    values = np.asarray(fit.params, dtype=float)
+    return fit.converged and bool(np.all(np.isfinite(values))) and bool(np.all(values > 0))
+
+
+def _choose_engine(engine: str, n_rows: int) -> str:
+    if engine not in ENGINES:
+        raise InputError(f"engine '{engine}' is not one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        return "lifetimes" if n_rows <= LIFETIMES_MAX_ROWS else "numpy"
+    return engine
+
+
+def _fit_with_restarts(fit_once, starts, *, n_params: int, scale: float, valid=lambda fit: True) -> tuple[Optimum, int, list[str]]:
+    """The first fit, over deterministic starting points, that converged, moved and is ``valid``.
+
+    Returns the fit (or the last failure), the number of starts tried and why each failed.
+    """
+    problems: list[str] = []
+    fit = None
+    for i, start in enumerate(starts, start=1):
+        fit = fit_once(None if start is None else np.asarray(start))
+        if not _usable(fit):
+            problems.append(fit.message or "did not converge")
+        elif _stuck(fit, start, n_params, scale):
+            problems.append("stopped at its starting point")
+        elif not valid(fit):
+            problems.append("invalid parameters")
+        else:
+            return fit, i, problems
+    assert fit is not None
+    return fit, len(starts), problems
 
 
 # --------------------------------------------------------------------------- estimators
@@ -193,11 +228,15 @@ class BGNBD:
 
     ``summary`` has ``frequency, recency, T`` in one period unit. ``penalizer`` is
     lifetimes' L2 penalty on the parameters (0 for the maximum-likelihood fit).
+    ``engine`` is ``lifetimes``, ``numpy`` (same equations, vectorised; see
+    :mod:`clv.likelihood`) or ``auto`` (lifetimes up to ``LIFETIMES_MAX_ROWS``
+    distinct rows).
     """
 
-    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7) -> None:
+    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto") -> None:
         self.penalizer = penalizer
         self.tol = tol
+        self.engine = engine
 
     def fit(self, summary: pl.DataFrame) -> BGNBD:
         """Fit on the distinct (frequency, recency, T) rows, restarting from fixed points on failure."""
@@ -213,40 +252,40 @@ class BGNBD:
             raise ModelError("every customer's first purchase is in the last period (T = 0 for all); the log needs more history")
         rows = compress(summary, SUMMARY_KEYS)
         x, tx, T, w = _arrays(rows, "frequency", "recency", "T", "weight")
-        scale = 1.0 / T.max()
-        attempts = []
-        for i, start in enumerate(BGNBD_STARTS, start=1):
-            raw = _lifetimes.fit_bgnbd(x, tx, T, w, penalizer=self.penalizer, initial_log_params=None if start is None else np.asarray(start), tol=self.tol)
-            if _usable(raw) and not _stuck(raw, start, scale, 4):
-                self.params_ = BGNBDParams(
-                    *raw.params,
-                    log_likelihood=bgnbd_log_likelihood(raw.params, x, tx, T, w),
-                    n_customers=n,
-                    n_distinct=rows.height,
-                    converged=True,
-                    standard_errors=raw.standard_errors,  # type: ignore[arg-type]
-                    penalizer=self.penalizer,
-                    n_starts=i,
-                )
-                return self
-            attempts.append(raw.message if not raw.converged else "stopped at its starting point")
-        raise ModelError(
-            f"BG/NBD did not converge from {len(BGNBD_STARTS)} starting points ({attempts[0]}); "
-            "try a small --penalizer such as 0.001, a coarser --period, or more data"
+        engine = _choose_engine(self.engine, rows.height)
+        fitter = _lifetimes.fit_bgnbd if engine == "lifetimes" else likelihood.fit_bgnbd
+        fit, n_starts, problems = _fit_with_restarts(
+            lambda start: fitter(x, tx, T, w, penalizer=self.penalizer, initial_log_params=start, tol=self.tol),
+            BGNBD_STARTS,
+            n_params=4,
+            scale=1.0 / T.max(),
         )
-
-    def _fitted(self) -> BGNBDParams:
-        if not hasattr(self, "params_"):
-            raise NotFittedError("this BGNBD model is not fitted yet; call fit() first")
-        return self.params_
+        if len(problems) == n_starts:
+            raise ModelError(
+                f"BG/NBD did not converge from {n_starts} starting points ({problems[0]}); "
+                "try a small --penalizer such as 0.001, a coarser --period, or more data"
+            )
+        self.params_ = BGNBDParams(
+            *fit.params,
+            log_likelihood=bgnbd_log_likelihood(fit.params, x, tx, T, w),
+            n_customers=n,
+            n_distinct=rows.height,
+            converged=True,
+            standard_errors=fit.standard_errors,  # type: ignore[arg-type]
+            penalizer=self.penalizer,
+            n_starts=n_starts,
+            engine=engine,
+        )
+        return self
 
 
 class GammaGamma:
     """Gamma-Gamma spend estimator, fitted on repeat customers with positive spend."""
 
-    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7) -> None:
+    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto") -> None:
         self.penalizer = penalizer
         self.tol = tol
+        self.engine = engine
 
     def fit(self, summary: pl.DataFrame) -> GammaGamma:
         """Fit on customers with ``frequency > 0``; those whose ``monetary_value <= 0`` are excluded and counted."""
@@ -260,36 +299,36 @@ class GammaGamma:
             )
         rows = compress(used, ["frequency", "monetary_value"])
         x, m, w = _arrays(rows, "frequency", "monetary_value", "weight")
-        corr = float(np.corrcoef(used["frequency"].cast(pl.Float64).to_numpy(), used["monetary_value"].to_numpy())[0, 1]) if used.height > 2 else float("nan")
-        attempts = []
-        for i, start in enumerate(GAMMA_GAMMA_STARTS, start=1):
-            raw = _lifetimes.fit_gamma_gamma(x, m, w, penalizer=self.penalizer, initial_log_params=None if start is None else np.asarray(start), tol=self.tol)
-            if _usable(raw) and not _stuck(raw, start, 1.0, 3) and raw.params[1] > 1:
-                self.params_ = GammaGammaParams(
-                    *raw.params,
-                    log_likelihood=gamma_gamma_log_likelihood(raw.params, x, m, w),
-                    n_customers=used.height,
-                    n_excluded=n_excluded,
-                    converged=True,
-                    standard_errors=raw.standard_errors,  # type: ignore[arg-type]
-                    frequency_spend_correlation=corr,
-                    penalizer=self.penalizer,
-                    n_starts=i,
-                )
-                return self
-            if _usable(raw) and raw.params[1] <= 1:
-                attempts.append(f"q = {raw.params[1]:.3g} <= 1 leaves mean spend undefined")
-            else:
-                attempts.append(raw.message if not raw.converged else "stopped at its starting point")
-        raise ModelError(
-            f"Gamma-Gamma did not converge from {len(GAMMA_GAMMA_STARTS)} starting points ({attempts[0]}); "
-            "try a small --penalizer such as 0.001, or check for extreme spend values"
+        freq = used["frequency"].cast(pl.Float64).to_numpy()
+        spend = used["monetary_value"].to_numpy()
+        corr = float(np.corrcoef(freq, spend)[0, 1]) if np.std(freq) > 0 and np.std(spend) > 0 else float("nan")
+        engine = _choose_engine(self.engine, rows.height)
+        fitter = _lifetimes.fit_gamma_gamma if engine == "lifetimes" else likelihood.fit_gamma_gamma
+        fit, n_starts, problems = _fit_with_restarts(
+            lambda start: fitter(x, m, w, penalizer=self.penalizer, initial_log_params=start, tol=self.tol),
+            GAMMA_GAMMA_STARTS,
+            n_params=3,
+            scale=1.0,
+            valid=lambda f: f.params[1] > 1,  # q <= 1 leaves the mean spend undefined
         )
-
-    def _fitted(self) -> GammaGammaParams:
-        if not hasattr(self, "params_"):
-            raise NotFittedError("this GammaGamma model is not fitted yet; call fit() first")
-        return self.params_
+        if len(problems) == n_starts:
+            raise ModelError(
+                f"Gamma-Gamma did not converge from {n_starts} starting points ({problems[0]}); "
+                "try a small --penalizer such as 0.001, or check for extreme spend values"
+            )
+        self.params_ = GammaGammaParams(
+            *fit.params,
+            log_likelihood=gamma_gamma_log_likelihood(fit.params, x, m, w),
+            n_customers=used.height,
+            n_excluded=n_excluded,
+            converged=True,
+            standard_errors=fit.standard_errors,  # type: ignore[arg-type]
+            frequency_spend_correlation=corr,
+            penalizer=self.penalizer,
+            n_starts=n_starts,
+            engine=engine,
+        )
+        return self
 
 
 # --------------------------------------------------------------------------- value
@@ -340,16 +379,39 @@ def discounted_expected_purchases(
     The discrete monthly discounting of lifetimes' ``customer_lifetime_value`` with a
     calendar-exact month (365.25 / 12 days) and ``d_month = (1 + d_annual)^(1/12) - 1``;
     E[X(t)] is FHL 2005 eq. 10. A horizon that ends mid-month adds a last, partial
-    step discounted at its own time.
+    step discounted at its own time. Since E[X(t)] = U(x, T, t) P(alive), the sum is
+    taken over U once per distinct (x, T) and multiplied by P(alive).
     """
+    pair_x, pair_T, pair_idx = _pairs(frequency, T)
     d_month = (1.0 + annual_discount_rate) ** (1.0 / 12.0) - 1.0
-    total = np.zeros_like(np.asarray(frequency, dtype=float))
-    previous = np.zeros_like(total)
+    total = np.zeros_like(pair_x)
+    previous = np.zeros_like(pair_x)
     for t_days in cash_flow_days(horizon_days, days_per_month):
-        cumulative = _lifetimes.bgnbd_expected_purchases(bgnbd.params, t_days / period_days, frequency, recency, T)
+        cumulative = likelihood.bgnbd_unconditional_part(bgnbd.params, t_days / period_days, pair_x, pair_T)
         total += (cumulative - previous) / (1.0 + d_month) ** (t_days / days_per_month)
         previous = cumulative
-    return total
+    return total[pair_idx] * likelihood.bgnbd_p_alive(bgnbd.params, frequency, recency, T)
+
+
+def _pairs(frequency: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (x, T) pairs and each row's index into them (one 1-D integer key, not a row-wise unique)."""
+    x_vals, x_idx = np.unique(np.asarray(frequency, float), return_inverse=True)
+    T_vals, T_idx = np.unique(np.asarray(T, float), return_inverse=True)
+    key = x_idx.astype(np.int64) * len(T_vals) + T_idx
+    keys, pair_idx = np.unique(key, return_inverse=True)
+    return x_vals[keys // len(T_vals)], T_vals[keys % len(T_vals)], pair_idx
+
+
+def expected_purchases(bgnbd: BGNBDParams, t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """E[X(t) | x, t_x, T] (FHL 2005 eq. 10), the hypergeometric part once per distinct (x, T)."""
+    pair_x, pair_T, pair_idx = _pairs(frequency, T)
+    unconditional = likelihood.bgnbd_unconditional_part(bgnbd.params, t, pair_x, pair_T)
+    return unconditional[pair_idx] * likelihood.bgnbd_p_alive(bgnbd.params, frequency, recency, T)
+
+
+def expected_average_value(gamma_gamma: GammaGammaParams, frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
+    """E[M | x, m_x] (note 025, eq. 5); repeat spend below 0 counts as 0."""
+    return likelihood.gamma_gamma_expected_average(gamma_gamma.params, frequency, np.maximum(monetary_value, 0.0))
 
 
 def score_customers(
@@ -363,37 +425,31 @@ def score_customers(
 ) -> pl.DataFrame:
     """Add ``p_alive, expected_purchases, expected_avg_value, clv`` to an RFM summary.
 
-    * ``p_alive``: P(alive | x, t_x, T), FHL 2005 eq. (in Fader, Hardie & Lee's note 021);
+    * ``p_alive``: P(alive | x, t_x, T) (Fader, Hardie & Lee, note 021, eq. 2);
     * ``expected_purchases``: E[X(horizon) | x, t_x, T], FHL 2005 eq. 10;
     * ``expected_avg_value``: E[M | x, m_x] (note 025, eq. 5): the population mean for
       customers with no repeat purchase; repeat spend below 0 counts as 0;
     * ``clv``: ``expected_avg_value`` x discounted expected purchases (see
       :func:`discounted_expected_purchases`).
 
-    The BG/NBD quantities depend only on (frequency, recency, T), so they are
-    computed once per distinct triple and joined back.
+    The hypergeometric part of E[X(t)] depends only on (frequency, T), so it is
+    evaluated once per distinct pair; everything else is one array operation.
     """
     if gamma_gamma.q <= 1:
         raise ModelError(f"Gamma-Gamma q = {gamma_gamma.q:.3g} <= 1: mean spend is undefined")
-    triples = summary.select(SUMMARY_KEYS).unique().sort(SUMMARY_KEYS)
-    x, tx, T = _arrays(triples, *SUMMARY_KEYS)
-    p_alive = _lifetimes.bgnbd_p_alive(bgnbd.params, x, tx, T)
-    expected = _lifetimes.bgnbd_expected_purchases(bgnbd.params, horizon.periods(period_days), x, tx, T)
+    x, tx, T, money = _arrays(summary, *SUMMARY_KEYS, "monetary_value")
     discounted = discounted_expected_purchases(
         bgnbd, x, tx, T, horizon_days=horizon.days, annual_discount_rate=annual_discount_rate, period_days=period_days
     )
-    scored = triples.with_columns(
-        pl.Series("p_alive", p_alive), pl.Series("expected_purchases", expected), pl.Series("_discounted", discounted)
+    avg_value = expected_average_value(gamma_gamma, x, money)
+    out = summary.with_columns(
+        pl.Series("p_alive", likelihood.bgnbd_p_alive(bgnbd.params, x, tx, T)),
+        pl.Series("expected_purchases", expected_purchases(bgnbd, horizon.periods(period_days), x, tx, T)),
+        pl.Series("expected_avg_value", avg_value),
+        pl.Series("clv", avg_value * discounted),
     )
-    _check_finite(scored, ["p_alive", "expected_purchases", "_discounted"])
-    out = summary.join(scored, on=SUMMARY_KEYS, how="left", maintain_order="left")
-    freq, money = _arrays(out, "frequency", "monetary_value")
-    avg = _lifetimes.gamma_gamma_expected_average(gamma_gamma.params, freq, np.maximum(money, 0.0))
-    out = out.with_columns(pl.Series("expected_avg_value", avg)).with_columns(
-        (pl.col("expected_avg_value") * pl.col("_discounted")).alias("clv")
-    )
-    _check_finite(out, ["expected_avg_value", "clv"])
-    return out.drop("_discounted")
+    _check_finite(out, ["p_alive", "expected_purchases", "expected_avg_value", "clv"])
+    return out
 
 
 def _check_finite(frame: pl.DataFrame, columns: list[str]) -> None:

@@ -26,6 +26,7 @@ import polars as pl
 
 from clv.errors import InputError
 
+AMOUNT_UNITS = 1_000_000  # amounts are summed in micro-units: exact, whatever the row order
 N_SCORES = 5
 SCORE_QUANTILES = (0.2, 0.4, 0.6, 0.8)
 DAYS_PER_WEEK = 7
@@ -85,10 +86,16 @@ def collect(frame: pl.LazyFrame) -> pl.DataFrame:
     return frame.collect(engine="streaming")
 
 
+def exact_sum(expr: pl.Expr) -> pl.Expr:
+    """Sum of money in fixed point (micro-units), so the result is the same whatever order
+    the (multi-threaded) engine adds rows in: same input, byte-identical output."""
+    return (expr * AMOUNT_UNITS).round(0).cast(pl.Int64).sum() / AMOUNT_UNITS
+
+
 def _periods(transactions: pl.LazyFrame, period: Period) -> pl.LazyFrame:
     """One row per (customer, period) with the period's summed amount."""
     return transactions.group_by("customer_id", period_start(pl.col("date"), period).alias("period")).agg(
-        pl.col("amount").sum()
+        exact_sum(pl.col("amount")).alias("amount")
     )
 
 
@@ -110,7 +117,7 @@ def rfm_summary(transactions: pl.LazyFrame, as_of: dt.date, period: Period = Per
             (pl.len() - 1).cast(pl.Int64).alias("frequency"),
             pl.col("period").min().alias("first_purchase"),
             pl.col("period").max().alias("last_purchase"),
-            pl.col("amount").sum().alias("total_spend"),
+            exact_sum(pl.col("amount")).alias("total_spend"),
             pl.col("amount").min_by("period").alias("_first_spend"),
         )
         .with_columns(
@@ -162,7 +169,9 @@ def calibration_holdout(
     holdout = (
         _periods(transactions.filter(pl.col("date") >= cal_cut), period)
         .group_by("customer_id")
-        .agg(pl.len().cast(pl.Int64).alias("frequency_holdout"), pl.col("amount").mean().alias("monetary_value_holdout"))
+        .agg(pl.len().cast(pl.Int64).alias("frequency_holdout"), exact_sum(pl.col("amount")).alias("_spend"))
+        .with_columns((pl.col("_spend") / pl.col("frequency_holdout")).alias("monetary_value_holdout"))
+        .drop("_spend")
     )
     duration = (period_start_of(as_of, period) - period_start_of(calibration_end, period)).days
     if period is Period.week:

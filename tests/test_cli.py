@@ -96,3 +96,85 @@ def test_installed_script_usage_errors_are_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == "Error: No such option: --nope (see 'clvx rfm --help')\n" or proc.stderr.startswith("Error: No such option: --nope")
     assert proc.stderr.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_fit_json_has_both_models(runner):
+    res = runner.invoke(app, ["fit", "--format", "json", "-q"])
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["period"] == "day"
+    assert {"r", "alpha", "a", "b", "log_likelihood", "n_customers", "converged"} <= set(doc["bgnbd"])
+    assert {"p", "q", "v", "log_likelihood", "n_customers"} <= set(doc["gamma_gamma"])
+
+
+def test_fit_on_a_summary_file_reproduces_the_paper(runner, tmp_path):
+    from tests.conftest import lifetimes_dataset
+
+    summary = tmp_path / "cdnow_summary.csv"
+    pl.read_csv(lifetimes_dataset("cdnow_customers_summary_with_transactions.csv")).select(
+        pl.col("ID").alias("customer_id"), pl.col("x").alias("frequency"), pl.col("t_x").alias("recency"), "T",
+        pl.col("zbar").alias("monetary_value"),
+    ).write_csv(summary)
+    res = runner.invoke(app, ["fit", str(summary), "--period", "week", "--format", "json", "-q"])
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert round(doc["bgnbd"]["r"], 3) == 0.243 and round(doc["bgnbd"]["log_likelihood"], 2) == -9582.43
+    assert round(doc["gamma_gamma"]["p"], 2) == 6.25
+
+
+def test_summary_without_spend_is_refused_for_clv(runner):
+    from tests.conftest import lifetimes_dataset
+
+    path = lifetimes_dataset("cdnow_customers_summary.csv")
+    res = runner.invoke(app, ["predict", str(path), "--period", "week"])
+    assert res.exit_code == 2
+    assert res.stderr.endswith(f"Error: {path} has no monetary_value column; spend models and CLV need it (add it, or pass the transaction log)\n")
+
+
+def test_predict_with_a_saved_model_equals_fitting(runner, tmp_path):
+    model = tmp_path / "model.json"
+    fitted = runner.invoke(app, ["predict", "--format", "csv", "-q"])
+    assert runner.invoke(app, ["fit", "--save", str(model), "-q", "-f", "json"]).exit_code == 0
+    scored = runner.invoke(app, ["predict", "--model", str(model), "--format", "csv", "-q"])
+    assert scored.exit_code == 0
+    assert scored.stdout == fitted.stdout
+    header = fitted.stdout.splitlines()[0]
+    assert header == "customer_id,frequency,recency,T,monetary_value,p_alive,expected_purchases,expected_avg_value,clv"
+
+
+def test_predict_output_is_byte_identical_run_to_run(runner, tmp_path):
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    for out in (a, b):
+        assert runner.invoke(app, ["predict", "-o", str(out), "-q"]).exit_code == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_validate_json_reports_model_and_baselines(runner):
+    res = runner.invoke(app, ["validate", "--calibration-end", "2024-06-30", "--format", "json", "-q"])
+    assert res.exit_code == 0, res.stderr
+    clv = json.loads(res.stdout)["clv"]
+    for key in ("n_customers", "actual_total", "predicted_total", "bias", "mae", "rmse", "msle", "pearson_r"):
+        assert key in clv
+    assert set(clv["baselines"]) == {"zero", "calibration_rate"}
+    assert [row["frequency_cal"] for row in clv["by_frequency"]][-1] == "7+"
+
+
+def test_degenerate_log_is_a_runtime_error_with_one_line(runner, tmp_path):
+    log = tmp_path / "once.csv"
+    log.write_text("customer_id,date,amount\n" + "".join(f"c{i},2024-01-0{1 + i % 5},10\n" for i in range(20)))
+    res = runner.invoke(app, ["fit", str(log)])
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-1].startswith("Error: no customer made a repeat purchase")
+    assert "Traceback" not in res.stderr
+
+
+def test_bad_model_file_and_horizon(runner, tmp_path):
+    bad = tmp_path / "model.json"
+    bad.write_text("{not json")
+    res = runner.invoke(app, ["predict", "--model", str(bad)])
+    assert res.exit_code == 2 and "is not valid JSON" in res.stderr
+    res = runner.invoke(app, ["predict", "--horizon", "forever"])
+    assert res.exit_code == 2 and res.stderr.endswith("Error: horizon 'forever' is not a duration such as 12m, 39w, 90d or 1y\n")

@@ -1,0 +1,287 @@
+"""The BG/NBD and Gamma-Gamma closed forms in numpy, vectorised for millions of customers.
+
+These are the equations lifetimes implements, written so that every term that
+depends on one variable only is computed once per distinct value and gathered:
+``gammaln(r + x)`` once per distinct frequency, ``log(alpha + T)`` once per distinct
+T. A likelihood evaluation over a million customers then costs a few array
+operations, and the conditional expectation's hypergeometric term, which depends
+on (x, T) but not on t_x, is evaluated once per distinct (x, T) pair.
+
+The tests hold every function here to lifetimes' own results (parameters to 1e-6
+relative, predictions to 1e-9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import digamma, expit, gammaln, hyp2f1
+
+LIFETIMES_DEFAULT_START = 0.1
+HESSIAN_STEP = 1e-5
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """A maximum-likelihood fit: parameters on the natural scale and how it went."""
+
+    params: tuple[float, ...]
+    standard_errors: tuple[float, ...]
+    converged: bool
+    message: str
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    uniq, idx = np.unique(values, return_inverse=True)
+    return uniq, idx
+
+
+# --------------------------------------------------------------------------- BG/NBD
+
+
+@dataclass(frozen=True)
+class BGNBDData:
+    """Compressed BG/NBD inputs on lifetimes' rescaled time (largest T = 1).
+
+    ``w_x`` sums the weights per distinct frequency so that terms of x alone are
+    summed once per distinct x; only rows with x > 0 need per-row work, since for
+    x = 0 the likelihood's second branch vanishes.
+    """
+
+    weights: np.ndarray
+    x_vals: np.ndarray
+    w_x: np.ndarray
+    # x > 0 rows, as indices into the distinct values
+    rep_w: np.ndarray
+    rep_x: np.ndarray
+    rep_x_idx: np.ndarray
+    rep_T_idx: np.ndarray
+    rep_tx_idx: np.ndarray
+    # x = 0 rows reduce to a weight per distinct T
+    zero_w_T: np.ndarray
+    T_vals: np.ndarray
+    tx_vals: np.ndarray
+    scale: float
+
+    @classmethod
+    def build(cls, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, weights: np.ndarray) -> BGNBDData:
+        scale = 1.0 / float(np.max(T))
+        w = np.asarray(weights, float)
+        x_vals, x_idx = _codes(frequency)
+        T_vals, T_idx = _codes(np.asarray(T, float) * scale)
+        tx_vals, tx_idx = _codes(np.asarray(recency, float) * scale)
+        rep = np.asarray(frequency) > 0
+        idx32 = lambda a: a.astype(np.int32)  # noqa: E731 - narrower indices gather faster
+        return cls(
+            weights=w,
+            x_vals=x_vals.astype(float),
+            w_x=np.bincount(x_idx, weights=w, minlength=len(x_vals)),
+            rep_w=w[rep],
+            rep_x=np.asarray(frequency, float)[rep],
+            rep_x_idx=idx32(x_idx[rep]),
+            rep_T_idx=idx32(T_idx[rep]),
+            rep_tx_idx=idx32(tx_idx[rep]),
+            zero_w_T=np.bincount(T_idx[~rep], weights=w[~rep], minlength=len(T_vals)),
+            T_vals=T_vals,
+            tx_vals=tx_vals,
+            scale=scale,
+        )
+
+
+def bgnbd_objective(log_params: np.ndarray, d: BGNBDData, penalizer: float = 0.0) -> tuple[float, np.ndarray]:
+    """Mean negative log-likelihood and its gradient in log-parameters.
+
+    The likelihood is Fader, Hardie & Lee 2005, eq. 6, in the log-sum-exp form of
+    Hardie's note 004 (section 7), exactly as lifetimes' objective, penalty included:
+    ``ll = A1 + A2 + log(exp(A3) + delta(x>0) exp(A4))``.
+    """
+    r, alpha, a, b = np.exp(log_params)
+    xv = d.x_vals
+    n = d.weights.sum()
+    # Terms of x alone, summed with a weight per distinct x.
+    a12_x = gammaln(r + xv) - gammaln(r) + gammaln(b + xv) - gammaln(a + b + xv) - gammaln(b) + gammaln(a + b)
+    log_b_x = np.log(b + np.maximum(xv, 1) - 1)
+    l_T = np.log(alpha + d.T_vals)
+    l_tx = np.log(alpha + d.tx_vals)
+    inv_T = 1.0 / (alpha + d.T_vals)
+    inv_tx = 1.0 / (alpha + d.tx_vals)
+    # x = 0: ll = r log(alpha) - r log(alpha + T)
+    ll_sum = float(d.w_x @ a12_x) + n * r * np.log(alpha) - r * float(d.zero_w_T @ l_T)
+    d_r = float(d.w_x @ (digamma(r + xv) - digamma(r))) + n * np.log(alpha) - float(d.zero_w_T @ l_T)
+    d_alpha = n * r / alpha - r * float(d.zero_w_T @ inv_T)
+    d_a = float(d.w_x @ (digamma(a + b) - digamma(a + b + xv)))
+    d_b = float(d.w_x @ (digamma(b + xv) - digamma(a + b + xv) - digamma(b) + digamma(a + b)))
+    # x > 0: both branches, mixed per row.
+    w = d.rep_w
+    rx = r + d.rep_x
+    lT = l_T[d.rep_T_idx]
+    ltx = l_tx[d.rep_tx_idx]
+    lb = log_b_x[d.rep_x_idx]
+    u = -rx * lT
+    diff = np.log(a) - lb - rx * ltx - u  # A4 - A3
+    # log(1 + e^diff) and the logistic weight e^diff / (1 + e^diff) from one exp.
+    e = np.exp(-np.abs(diff))
+    softplus = np.maximum(diff, 0.0) + np.log1p(e)
+    pv = np.where(diff >= 0, 1.0, e) / (1.0 + e)  # weight of the "dropped out after the last purchase" branch
+    wpv = w * pv
+    wpu = w - wpv
+    ll_sum += float(w @ u) + float(w @ softplus)
+    d_r += -float(wpu @ lT) - float(wpv @ ltx)
+    d_alpha += -float(np.bincount(d.rep_T_idx, weights=wpu * rx, minlength=len(inv_T)) @ inv_T)
+    d_alpha += -float(np.bincount(d.rep_tx_idx, weights=wpv * rx, minlength=len(inv_tx)) @ inv_tx)
+    d_a += float(wpv.sum()) / a
+    d_b += -float(np.bincount(d.rep_x_idx, weights=wpv, minlength=len(xv)) @ np.exp(-log_b_x))
+    params = np.array([r, alpha, a, b])
+    value = -ll_sum / n + penalizer * float(np.sum(params**2))
+    grad_natural = -np.array([d_r, d_alpha, d_a, d_b]) / n
+    return value, grad_natural * params + 2 * penalizer * params**2
+
+
+def _hessian(objective, log_params: np.ndarray) -> np.ndarray:
+    """Hessian of ``objective`` by central differences of its analytic gradient."""
+    k = len(log_params)
+    h = np.empty((k, k))
+    for i in range(k):
+        step = np.zeros(k)
+        step[i] = HESSIAN_STEP
+        h[i] = (objective(log_params + step)[1] - objective(log_params - step)[1]) / (2 * HESSIAN_STEP)
+    return (h + h.T) / 2
+
+
+def _optimise(objective, start: np.ndarray, n: float, tol: float) -> tuple[np.ndarray, bool, str, tuple[float, ...]]:
+    """BFGS as lifetimes runs it (scipy's default method, same tolerance), plus standard errors.
+
+    Standard errors follow lifetimes: params^2 * inverse Hessian of the mean
+    objective in log-parameters / number of customers (the delta method).
+    """
+    with np.errstate(all="ignore"):
+        res = minimize(objective, start, jac=True, method="BFGS", tol=tol)
+        params = np.exp(res.x)
+        try:
+            cov = np.linalg.inv(_hessian(objective, res.x)) / n
+            ses = tuple(float(s) for s in np.sqrt(np.abs(np.diag(cov))) * params)
+        except np.linalg.LinAlgError:
+            ses = tuple(float("nan") for _ in params)
+    ok = bool(res.success) and bool(np.all(np.isfinite(res.x)))
+    return res.x, ok, str(res.message), ses
+
+
+def fit_bgnbd(
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    weights: np.ndarray,
+    *,
+    penalizer: float = 0.0,
+    initial_log_params: np.ndarray | None = None,
+    tol: float = 1e-7,
+) -> Optimum:
+    """Maximum-likelihood BG/NBD on compressed rows; ``params`` are ``(r, alpha, a, b)``, alpha in input time units."""
+    d = BGNBDData.build(frequency, recency, T, weights)
+    start = np.full(4, LIFETIMES_DEFAULT_START) if initial_log_params is None else np.asarray(initial_log_params, float)
+    x, ok, message, ses = _optimise(lambda p: bgnbd_objective(p, d, penalizer), start, d.weights.sum(), tol)
+    r, alpha, a, b = np.exp(x)
+    se = list(ses)
+    se[1] = se[1] / d.scale
+    return Optimum((float(r), float(alpha / d.scale), float(a), float(b)), tuple(se), ok, message)
+
+
+def bgnbd_p_alive(params: tuple[float, ...], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(alive | x, t_x, T) = 1 / (1 + delta(x>0) a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x)) (Fader, Hardie & Lee 2008, note 021, eq. 2)."""
+    r, alpha, a, b = params
+    x = np.asarray(frequency, float)
+    log_div = (r + x) * np.log((alpha + T) / (alpha + recency)) + np.log(a / (b + np.maximum(x, 1) - 1))
+    return np.where(x == 0, 1.0, expit(-log_div))
+
+
+def bgnbd_unconditional_part(params: tuple[float, ...], t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """The numerator of FHL 2005 eq. 10, which depends on (x, T) but not on t_x.
+
+    ``(a+b+x-1)/(a-1) * [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; t/(alpha+T+t))]``;
+    where 2F1 overflows, the Euler transformation
+    ``2F1(c-a', c-b'; c; z) (1-z)^(c-a'-b')`` gives the same value, as in lifetimes.
+    """
+    r, alpha, a, b = params
+    x = np.asarray(frequency, float)
+    _a, _b, _c = r + x, b + x, a + b + x - 1
+    z = t / (alpha + T + t)
+    with np.errstate(all="ignore"):
+        ln_hyp = np.log(hyp2f1(_a, _b, _c, z))
+        bad = ~np.isfinite(ln_hyp)
+        if bad.any():
+            alt = np.log(hyp2f1(_c - _a, _c - _b, _c, z)) + (_c - _a - _b) * np.log1p(-z)
+            ln_hyp = np.where(bad, alt, ln_hyp)
+        return (a + b + x - 1) / (a - 1) * (1 - np.exp(ln_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T))))
+
+
+def bgnbd_expected_purchases(params: tuple[float, ...], t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """E[X(t) | x, t_x, T], Fader, Hardie & Lee 2005, eq. 10: the (x, T) part times P(alive)."""
+    return bgnbd_unconditional_part(params, t, frequency, T) * bgnbd_p_alive(params, frequency, recency, T)
+
+
+# --------------------------------------------------------------------------- Gamma-Gamma
+
+
+@dataclass(frozen=True)
+class GammaGammaData:
+    x: np.ndarray
+    log_m: np.ndarray
+    m: np.ndarray
+    weights: np.ndarray
+    x_vals: np.ndarray
+    x_idx: np.ndarray
+
+    @classmethod
+    def build(cls, frequency: np.ndarray, monetary_value: np.ndarray, weights: np.ndarray) -> GammaGammaData:
+        x_vals, x_idx = _codes(frequency)
+        m = np.asarray(monetary_value, float)
+        return cls(np.asarray(frequency, float), np.log(m), m, np.asarray(weights, float), x_vals.astype(float), x_idx)
+
+
+def gamma_gamma_objective(log_params: np.ndarray, d: GammaGammaData, penalizer: float = 0.0) -> tuple[float, np.ndarray]:
+    """Mean negative log-likelihood of mean spends (Hardie's note 025, eq. 1a) and its gradient in log-parameters."""
+    p, q, v = np.exp(log_params)
+    xv = d.x_vals
+    x = d.x
+    w = d.weights
+    n = w.sum()
+    px = p * x
+    l_xmv = np.log(x * d.m + v)
+    ll = (
+        (gammaln(p * xv + q) - gammaln(p * xv) + p * xv * np.log(xv))[d.x_idx]
+        - gammaln(q) + q * np.log(v) + (px - 1) * d.log_m - (px + q) * l_xmv
+    )
+    params = np.array([p, q, v])
+    value = -float(np.dot(w, ll)) / n + penalizer * float(np.sum(params**2))
+    psi_pxq = digamma(p * xv + q)
+    d_p = (xv * (psi_pxq - digamma(p * xv) + np.log(xv)))[d.x_idx] + x * d.log_m - x * l_xmv
+    d_q = psi_pxq[d.x_idx] - digamma(q) + np.log(v) - l_xmv
+    d_v = q / v - (px + q) / (x * d.m + v)
+    grad_natural = -np.array([np.dot(w, d_p), np.dot(w, d_q), np.dot(w, d_v)]) / n
+    return value, grad_natural * params + 2 * penalizer * params**2
+
+
+def fit_gamma_gamma(
+    frequency: np.ndarray,
+    monetary_value: np.ndarray,
+    weights: np.ndarray,
+    *,
+    penalizer: float = 0.0,
+    initial_log_params: np.ndarray | None = None,
+    tol: float = 1e-7,
+) -> Optimum:
+    """Maximum-likelihood Gamma-Gamma on repeat customers with positive spend; ``params`` are ``(p, q, v)``."""
+    d = GammaGammaData.build(frequency, monetary_value, weights)
+    start = np.full(3, LIFETIMES_DEFAULT_START) if initial_log_params is None else np.asarray(initial_log_params, float)
+    x, ok, message, ses = _optimise(lambda lp: gamma_gamma_objective(lp, d, penalizer), start, d.weights.sum(), tol)
+    return Optimum(tuple(float(v) for v in np.exp(x)), ses, ok, message)
+
+
+def gamma_gamma_expected_average(params: tuple[float, ...], frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
+    """E[M | x, m_x] = (1 - w) * p v / (q - 1) + w * m_x with w = p x / (p x + q - 1) (note 025, eq. 5)."""
+    p, q, v = params
+    x = np.asarray(frequency, float)
+    weight = p * x / (p * x + q - 1)
+    return (1 - weight) * (v * p / (q - 1)) + weight * np.asarray(monetary_value, float)
