@@ -300,12 +300,19 @@ def _period(p: PeriodChoice) -> Any:
 PeriodOpt = Annotated[PeriodChoice, typer.Option("--period", help="Time unit of frequency, recency and T (weeks start on Monday)")]
 
 
+class EngineChoice(str, Enum):
+    auto = "auto"
+    lifetimes = "lifetimes"
+    numpy = "numpy"
+
+
 @dataclass(frozen=True)
 class ModelOpts:
     """Options shared by every command that fits BG/NBD and Gamma-Gamma."""
 
     period: PeriodChoice | None
     penalizer: float
+    engine: str
 
     PARAMS = (
         _opt("period", Annotated[Optional[PeriodChoice], typer.Option(
@@ -314,10 +321,14 @@ class ModelOpts:
         _opt("penalizer", Annotated[float, typer.Option(
             "--penalizer", min=0.0, help="L2 penalty on the model parameters; a small value (0.001) helps hard fits",
             rich_help_panel="Model")], 0.0),
+        _opt("engine", Annotated[EngineChoice, typer.Option(
+            "--engine", help="Model fitting: lifetimes, numpy (same equations, vectorised) or auto (lifetimes for small data)",
+            rich_help_panel="Model")], "auto"),
     )
 
     @classmethod
     def build(cls, kw: dict[str, Any]) -> ModelOpts:
+        kw["engine"] = EngineChoice(kw["engine"]).value
         return cls(**kw)
 
 
@@ -350,12 +361,24 @@ def summarize(source: Source, period: Any, reporter: Reporter) -> Summarized:
 
 
 def fit_models(summary: Any, opts: ModelOpts, reporter: Reporter) -> tuple[Any, Any]:
-    from clv.models import BGNBD, CORRELATION_WARNING, GammaGamma
+    from clv.models import BGNBD, GammaGamma
 
     with reporter.step("Fitting BG/NBD"):
-        bg = BGNBD(penalizer=opts.penalizer).fit(summary).params_
+        bg = BGNBD(penalizer=opts.penalizer, engine=opts.engine).fit(summary).params_
     with reporter.step("Fitting Gamma-Gamma"):
-        gg = GammaGamma(penalizer=opts.penalizer).fit(summary).params_
+        gg = GammaGamma(penalizer=opts.penalizer, engine=opts.engine).fit(summary).params_
+    _warn_about_fit(bg, gg, reporter)
+    return bg, gg
+
+
+def _warn_about_fit(bg: Any, gg: Any, reporter: Reporter) -> None:
+    from clv.models import CORRELATION_WARNING, LOW_DROPOUT
+
+    if bg.a / (bg.a + bg.b) < LOW_DROPOUT:
+        reporter.warn(
+            f"BG/NBD finds almost no dropout (mean dropout chance per purchase a/(a+b) = {bg.a / (bg.a + bg.b):.4f}), "
+            "so P(alive) is near 1 for nearly everyone; the log may be too short to see customers leave"
+        )
     if gg.n_excluded:
         reporter.info(f"Gamma-Gamma: {gg.n_excluded:,} repeat customers with zero or negative spend were left out of the fit.")
     if abs(gg.frequency_spend_correlation) > CORRELATION_WARNING:
@@ -363,7 +386,6 @@ def fit_models(summary: Any, opts: ModelOpts, reporter: Reporter) -> tuple[Any, 
             f"spend and frequency are correlated (r = {gg.frequency_spend_correlation:.2f}); Gamma-Gamma assumes "
             "they are independent, so expected spend may be biased"
         )
-    return bg, gg
 
 
 # --------------------------------------------------------------------------- commands
@@ -497,8 +519,58 @@ def validate(
     tx = load(source, reporter)
     period = _period(model.period or PeriodChoice.day)
     with reporter.step("Fitting on the calibration period and scoring the holdout"):
-        result = holdout_backtest(tx.frame, cal_end, tx.as_of, period, penalizer=model.penalizer)
+        result = holdout_backtest(tx.frame, cal_end, tx.as_of, period, penalizer=model.penalizer, engine=model.engine)
     render.backtest(result, out.emitter())
+
+
+class MethodChoice(str, Enum):
+    kmeans = "kmeans"
+    rfm = "rfm"
+
+
+def _parse_k(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not 'auto' or a whole number", param_hint="--k") from None
+
+
+@command(help_example="clvx segment sales.parquet --k auto --explain --assignments segments.csv")
+def segment(
+    source: Source,
+    model: ModelOpts,
+    out: Output,
+    run: Run,
+    method: Annotated[MethodChoice, typer.Option("--method", help="kmeans: cluster value and behaviour; rfm: the 11 named RFM segments")] = MethodChoice.kmeans,
+    k: Annotated[str, typer.Option("--k", help="Number of segments, or auto (3 to 8, chosen by silhouette among stable solutions)")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same segments")] = 42,
+    explain: Annotated[bool, typer.Option("--explain", help="Show the candidate k with their scores")] = False,
+    assignments: Annotated[Optional[Path], typer.Option("--assignments", help="Write one row per customer (segment, features, CLV) for CRM import; .csv, .parquet or .json", dir_okay=False)] = None,
+) -> None:
+    """Customer segments a marketer can name and act on, profiled by size, revenue, CLV and churn risk.
+
+    Clusters customers on recency, frequency, spend, P(alive) and 12-month CLV (log-scaled), names each
+    segment from the RFM vocabulary and orders them by their share of predicted CLV.
+    """
+    from clv import render
+    from segments.pipeline import run_segmentation
+
+    reporter = run.reporter()
+    k_value = _parse_k(k)
+    tx = load(source, reporter)
+    period = _period(model.period or PeriodChoice.day)
+    result = run_segmentation(
+        tx, period=period, method=method.value, k=k_value, seed=seed, penalizer=model.penalizer,
+        engine=model.engine, step=reporter.step,
+    )
+    _warn_about_fit(result.bgnbd, result.gamma_gamma, reporter)
+    render.segmentation_notes(result, reporter)
+    if assignments is not None:
+        render.write_assignments(result.segmentation, assignments)
+        reporter.info(f"Wrote {result.segmentation.assignments.height:,} customer assignments to {assignments}.")
+    render.segment_profile(result, out.emitter(), explain=explain)
 
 
 @command(help_example="clvx sample --customers 100000 --seed 7 --output big.parquet")

@@ -31,6 +31,7 @@ MIN_CUSTOMERS = 10
 MIN_REPEAT_CUSTOMERS = 10
 STUCK_TOLERANCE = 1e-4
 CORRELATION_WARNING = 0.3
+LOW_DROPOUT = 0.01  # a / (a + b) below this: the fit sees (almost) no one leave
 SUMMARY_KEYS = ["frequency", "recency", "T"]
 ENGINES = ("auto", "lifetimes", "numpy")
 # With "auto", lifetimes fits data up to this many distinct rows (well under a

@@ -205,3 +205,86 @@ def backtest(result: HoldoutBacktest, emitter: Emitter) -> None:
         ],
     )
     emitter.obj({"clv": backtest_dict(result)}, [t1, t2, t3], {"metrics": metrics})
+
+
+# --------------------------------------------------------------------------- segments
+
+PROFILE_HEADERS = {
+    "n_customers": "customers",
+    "customer_share": "% cust.",
+    "revenue": "revenue",
+    "revenue_share": "% rev.",
+    "clv": "CLV 12m",
+    "clv_share": "% CLV",
+    "mean_p_alive": "P(alive)",
+    "churn_risk": "churn risk",
+    "median_recency_days": "days since last",
+    "median_frequency": "repeats",
+    "avg_order_value": "avg order",
+    "expected_purchases": "buys next 90d",
+}
+PROFILE_DECIMALS = {"median_recency_days": 0, "median_frequency": 0, "expected_purchases": 0, "revenue": 0, "clv": 0}
+
+
+def segmentation_notes(result, reporter: Reporter) -> None:
+    seg = result.segmentation
+    if seg.method == "kmeans" and seg.n_fit < seg.assignments.height:
+        reporter.info(
+            f"k-means was fitted on a fixed-seed sample of {seg.n_fit:,} of {seg.assignments.height:,} customers; "
+            "everyone was then assigned to the nearest segment centre."
+        )
+
+
+def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
+    """The segment profile (the headline of ``clvx segment``): a table, or one row per segment in files."""
+    seg = result.segmentation
+    profile = seg.profile
+    if emitter.format.value != "table":
+        emitter.rows(profile)
+        return
+    how = (
+        f"k-means on recency, frequency, spend, P(alive) and CLV (log-scaled), k = {seg.k}"
+        + (" chosen by silhouette among stable solutions" if seg.candidates else " (given)")
+        + f", seed {seg.seed}"
+        if seg.method == "kmeans"
+        else "the named RFM segments"
+    )
+    caption = (
+        f"{seg.assignments.height:,} customers in {profile.height} segments by {how}. Ordered by share of predicted "
+        f"12-month CLV (annual discount {result.discount_rate:.0%}). Churn risk = share with P(alive) < 0.5; "
+        "days since last and repeats are medians; buys next 90d = expected purchases, segment total."
+    )
+    numbers = profile.drop("top_categories", strict=False)
+    renderables = [frame_table(numbers, title="Customer segments", caption=caption, headers=PROFILE_HEADERS, max_rows=None, decimals=PROFILE_DECIMALS)]
+    if "top_categories" in profile.columns:
+        renderables.append(frame_table(
+            profile.select("segment", pl.col("top_categories").fill_null("—")),
+            title="What each segment buys more of",
+            caption="Categories whose share of buyers in the segment is highest relative to all customers (index = segment / overall).",
+            headers={"top_categories": "over-indexed categories (index)"}, max_rows=None,
+        ))
+    if explain and seg.candidates:
+        renderables.append(frame_table(candidates_frame(seg), title="Choosing k", caption=(
+            "silhouette on a fixed-seed sample (higher is better); min share = smallest segment; stability = adjusted Rand "
+            "index between fits on two subsamples with different seeds (1 = identical)."), max_rows=None, decimals={"silhouette": 3, "stability": 3}))
+    emitter.tables(renderables)
+
+
+def candidates_frame(seg) -> pl.DataFrame:
+    return pl.DataFrame([asdict(c) for c in seg.candidates])
+
+
+ASSIGNMENT_COLUMNS = [
+    "customer_id", "segment", "rfm_segment", "recency_days", "frequency", "spend_per_purchase", "p_alive", "clv",
+    "expected_purchases", "expected_purchases_90d", "expected_avg_value", "monetary_value", "total_spend", "n_orders",
+    "recency", "T",
+]
+
+
+def write_assignments(seg, path: Path) -> None:
+    from clv.output import frame_bytes, resolve_format
+
+    fmt = resolve_format(None, path)
+    if fmt.value == "table":
+        fmt = type(fmt)("csv")
+    atomic_write_bytes(path, frame_bytes(seg.assignments.select(ASSIGNMENT_COLUMNS), fmt))

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from cli import app
+from tests.conftest import ONLINE_RETAIL, RETAIL_FLAGS, requires_retail
 
 TINY = ["--customer-col", "customer", "--date-col", "when", "--amount-col", "amount"]
 TINY_RFM_CSV = (
@@ -178,3 +179,45 @@ def test_bad_model_file_and_horizon(runner, tmp_path):
     assert res.exit_code == 2 and "is not valid JSON" in res.stderr
     res = runner.invoke(app, ["predict", "--horizon", "forever"])
     assert res.exit_code == 2 and res.stderr.endswith("Error: horizon 'forever' is not a duration such as 12m, 39w, 90d or 1y\n")
+
+
+# --------------------------------------------------------------------------- segments
+
+PROFILE_KEYS = {
+    "segment", "n_customers", "customer_share", "revenue", "revenue_share", "clv", "clv_share", "mean_p_alive",
+    "churn_risk", "median_recency_days", "median_frequency", "avg_order_value", "expected_purchases", "top_categories",
+}
+
+
+def test_segment_default_run_prints_the_profile(runner):
+    res = runner.invoke(app, ["segment", "--explain"])
+    assert res.exit_code == 0, res.stderr
+    assert "Customer segments" in res.stdout and "Choosing k" in res.stdout
+    assert "using the bundled sample" in res.stderr
+
+
+def test_segment_json_rows_and_assignments_file(runner, tmp_path):
+    out = tmp_path / "assign.csv"
+    res = runner.invoke(app, ["segment", "-f", "json", "-q", "--assignments", str(out)])
+    assert res.exit_code == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert set(rows[0]) == PROFILE_KEYS
+    assignments = pl.read_csv(out, schema_overrides={"customer_id": pl.String})
+    assert assignments.height == 5_000 and assignments["customer_id"].is_unique().all()
+    assert set(assignments["segment"]) == {r["segment"] for r in rows}
+    assert {"customer_id", "segment", "recency_days", "frequency", "spend_per_purchase", "p_alive", "clv"} <= set(assignments.columns)
+
+
+def test_segment_bad_k(runner):
+    res = runner.invoke(app, ["segment", "--k", "many"])
+    assert res.exit_code == 2
+
+
+@requires_retail
+def test_segment_on_the_real_retail_log(runner):
+    res = runner.invoke(app, ["segment", str(ONLINE_RETAIL), *RETAIL_FLAGS, "-f", "json", "-q"])
+    assert res.exit_code == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert 3 <= len(rows) <= 8
+    assert min(r["customer_share"] for r in rows) >= 0.02
+    assert "almost no dropout" in res.stderr  # one year of this log shows little churn: the user is told

@@ -1,0 +1,319 @@
+"""Customer segments: cluster value and behaviour, name each segment, profile it.
+
+Features per customer (``FEATURES``): days since the last purchase, repeat
+frequency, spend per purchase, P(alive) and predicted 12-month CLV. Counts and
+money are heavy-tailed, so they enter as ``log1p``; everything is then scaled to
+unit variance, which keeps a handful of big spenders from forming a "segment" of
+their own.
+
+Choosing k (``select_k``): for each candidate k, k-means (``n_init`` restarts) runs
+on a fixed-seed subsample; a solution is rejected when a segment holds under
+``MIN_SEGMENT_SHARE`` of customers or when refitting on another subsample with
+another seed does not reproduce it (adjusted Rand index under
+``MIN_STABILITY``). The accepted k with the best silhouette (computed on a
+fixed-seed sample: the full score is quadratic) wins.
+
+Large data: the final k-means is fitted on at most ``MAX_FIT_CUSTOMERS`` customers
+(a fixed-seed sample) and every customer is then assigned to the nearest centre.
+
+Names come from the RFM vocabulary (:data:`clv.rfm.SEGMENT_GRID`): a segment's
+members' mean R and FM scores, rounded, pick the cell, so a "Champions" segment
+is one whose members really are recent, frequent and high-spending. When two
+segments land in the same cell they get a qualifier from the feature that
+separates them most ("Loyal - high spend", "Loyal - low spend").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from clv.errors import InputError, ModelError
+from clv.rfm import N_SCORES, SEGMENT_GRID
+
+FEATURES = ("recency_days", "frequency", "spend_per_purchase", "p_alive", "clv")
+LOG_FEATURES = ("recency_days", "frequency", "spend_per_purchase", "clv")
+K_RANGE = (3, 8)
+N_INIT = 10
+MIN_SEGMENT_SHARE = 0.02
+MIN_STABILITY = 0.75
+SELECTION_SAMPLE = 20_000
+SILHOUETTE_SAMPLE = 5_000
+STABILITY_FRACTION = 0.8
+MAX_FIT_CUSTOMERS = 200_000
+MIN_CUSTOMERS = 50
+CHURN_P_ALIVE = 0.5
+TOP_CATEGORIES = 3
+MIN_INDEX = 1.1  # over-indexing below 10% is noise, not a trait
+MIN_CATEGORY_BUYERS = 10  # an index from a handful of buyers is luck
+WINSOR_QUANTILES = (0.005, 0.995)
+
+QUALIFIERS = {
+    "spend_per_purchase": ("high spend", "mid spend", "low spend"),
+    "frequency": ("frequent", "regular", "occasional"),
+    "recency_days": ("recent", "lapsing", "lapsed"),
+    "p_alive": ("likely active", "uncertain", "likely churned"),
+    "clv": ("high value", "mid value", "low value"),
+}
+
+
+@dataclass(frozen=True)
+class KCandidate:
+    k: int
+    silhouette: float
+    min_share: float
+    stability: float
+    accepted: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Segments for every customer, a profile per segment, and how k was chosen."""
+
+    assignments: pl.DataFrame
+    profile: pl.DataFrame
+    method: str
+    k: int
+    candidates: tuple[KCandidate, ...]
+    n_fit: int
+    seed: int
+
+
+def customer_features(scored: pl.DataFrame, period_days: float) -> pl.DataFrame:
+    """The clustering features from a scored RFM summary (``clv.models.score_customers``)."""
+    return scored.with_columns(
+        ((pl.col("T") - pl.col("recency")) * period_days).cast(pl.Float64).alias("recency_days"),
+        (pl.col("total_spend") / (pl.col("frequency") + 1)).alias("spend_per_purchase"),
+    )
+
+
+def feature_matrix(features: pl.DataFrame) -> np.ndarray:
+    """log1p of the heavy-tailed features, winsorised at ``WINSOR_QUANTILES``, then standardised.
+
+    Winsorising keeps a few extreme customers (say, net spend below zero after
+    returns) from pulling a centre to themselves.
+    """
+    cols = []
+    for name in FEATURES:
+        v = features[name].cast(pl.Float64).to_numpy()
+        v = np.log1p(np.maximum(v, 0.0)) if name in LOG_FEATURES else v
+        lo, hi = np.quantile(v, WINSOR_QUANTILES)
+        cols.append(np.clip(v, lo, hi))
+    X = np.column_stack(cols)
+    std = X.std(axis=0)
+    return (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+def _sample(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    return np.arange(n) if n <= size else np.sort(rng.choice(n, size=size, replace=False))
+
+
+def select_k(X: np.ndarray, seed: int, k_range: tuple[int, int] = K_RANGE) -> tuple[int, tuple[KCandidate, ...]]:
+    """Pick k by silhouette among stable solutions without tiny segments (see module docstring)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, silhouette_score
+
+    rng = np.random.default_rng(seed)
+    sel = X[_sample(len(X), SELECTION_SAMPLE, rng)]
+    sub_idx = _sample(len(sel), int(len(sel) * STABILITY_FRACTION), rng)
+    candidates = []
+    for k in range(k_range[0], k_range[1] + 1):
+        if k >= len(sel):
+            break
+        km = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed).fit(sel)
+        labels = km.labels_
+        shares = np.bincount(labels, minlength=k) / len(labels)
+        other = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed + 1).fit(sel[sub_idx])
+        stability = float(adjusted_rand_score(labels, other.predict(sel)))
+        sil = float(silhouette_score(sel, labels, sample_size=min(SILHOUETTE_SAMPLE, len(sel)), random_state=seed))
+        reasons = []
+        if shares.min() < MIN_SEGMENT_SHARE:
+            reasons.append(f"a segment has {shares.min():.1%} of customers")
+        if stability < MIN_STABILITY:
+            reasons.append(f"unstable (ARI {stability:.2f})")
+        candidates.append(KCandidate(k, sil, float(shares.min()), stability, not reasons, "; ".join(reasons) or "ok"))
+    if not candidates:
+        raise ModelError(f"too few customers ({len(X)}) to form {k_range[0]} segments")
+    accepted = [c for c in candidates if c.accepted] or [c for c in candidates if c.min_share >= MIN_SEGMENT_SHARE] or candidates
+    best = max(accepted, key=lambda c: (round(c.silhouette, 12), -c.k))
+    return best.k, tuple(candidates)
+
+
+def fit_kmeans(X: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, int]:
+    """k-means on all customers, or on a fixed-seed sample then assigning everyone; labels and fit size."""
+    from sklearn.cluster import KMeans
+
+    fit_idx = _sample(len(X), MAX_FIT_CUSTOMERS, np.random.default_rng(seed + 2))
+    km = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed).fit(X[fit_idx])
+    labels = km.labels_ if len(fit_idx) == len(X) else km.predict(X)
+    return labels, len(fit_idx)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _grid_name(r_score: float, fm_score: float) -> str:
+    r = int(np.clip(np.floor(r_score + 0.5), 1, N_SCORES))
+    fm = int(np.clip(np.floor(fm_score + 0.5), 1, N_SCORES))
+    return SEGMENT_GRID[N_SCORES - r][fm - 1]
+
+
+def name_segments(centres: pl.DataFrame) -> list[str]:
+    """A unique, truthful name per segment from its members' mean scores and feature medians.
+
+    ``centres`` has one row per segment with ``r_score, fm_score`` (member means)
+    and the medians of ``FEATURES``; rows are in the segments' final order.
+    """
+    base = [_grid_name(r, fm) for r, fm in zip(centres["r_score"], centres["fm_score"], strict=True)]
+    names = list(base)
+    for name in set(base):
+        members = [i for i, b in enumerate(base) if b == name]
+        if len(members) < 2:
+            continue
+        sub = centres[members]
+        spread = {}
+        for f in QUALIFIERS:
+            v = np.log1p(np.maximum(sub[f].to_numpy(), 0)) if f in LOG_FEATURES else sub[f].to_numpy()
+            overall = np.log1p(np.maximum(centres[f].to_numpy(), 0)) if f in LOG_FEATURES else centres[f].to_numpy()
+            spread[f] = (v.max() - v.min()) / (overall.std() or 1.0)
+        feature = max(spread, key=lambda f: spread[f])
+        values = sub[feature].to_numpy()
+        order = np.argsort(values) if feature == "recency_days" else np.argsort(-values)
+        words = QUALIFIERS[feature]
+        for rank, pos in enumerate(order):
+            if len(members) <= 2:
+                word = words[0] if rank == 0 else words[-1]
+            elif len(members) == 3:
+                word = words[rank]
+            else:
+                word = f"{words[0] if rank == 0 else words[-1] if rank == len(members) - 1 else words[1]} {rank + 1}"
+            names[members[pos]] = f"{name} - {word}"
+    return names
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def profile_segments(
+    assignments: pl.DataFrame,
+    *,
+    categories: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """One row per segment: size, revenue, CLV, churn risk, behaviour, top categories.
+
+    ``assignments`` has ``customer_id, segment`` and the scored columns;
+    ``categories`` (optional) has one row per (customer_id, category) bought.
+    Shares sum to 1. ``expected_purchases`` is the segment total over 90 days.
+    """
+    n = assignments.height
+    totals = assignments.select(pl.col("total_spend").sum(), pl.col("clv").sum()).row(0)
+    profile = (
+        assignments.group_by("segment")
+        .agg(
+            pl.len().alias("n_customers"),
+            pl.col("total_spend").sum().alias("revenue"),
+            pl.col("clv").sum().alias("clv"),
+            pl.col("p_alive").mean().alias("mean_p_alive"),
+            (pl.col("p_alive") < CHURN_P_ALIVE).mean().alias("churn_risk"),
+            pl.col("recency_days").median().alias("median_recency_days"),
+            pl.col("frequency").median().cast(pl.Float64).alias("median_frequency"),
+            (pl.col("total_spend").sum() / pl.col("n_orders").sum()).alias("avg_order_value"),
+            pl.col("expected_purchases_90d").sum().alias("expected_purchases"),
+        )
+        .with_columns(
+            (pl.col("n_customers") / n).alias("customer_share"),
+            (pl.col("revenue") / (totals[0] or 1.0)).alias("revenue_share"),
+            (pl.col("clv") / (totals[1] or 1.0)).alias("clv_share"),
+        )
+        .sort("clv_share", "segment", descending=[True, False])
+        .select(
+            "segment", "n_customers", "customer_share", "revenue", "revenue_share", "clv", "clv_share",
+            "mean_p_alive", "churn_risk", "median_recency_days", "median_frequency", "avg_order_value",
+            "expected_purchases",
+        )
+    )
+    if categories is not None and categories.height:
+        profile = profile.join(top_categories(assignments, categories), on="segment", how="left", maintain_order="left")
+    return profile
+
+
+def top_categories(assignments: pl.DataFrame, categories: pl.DataFrame, top: int = TOP_CATEGORIES) -> pl.DataFrame:
+    """Per segment, the categories most over-represented: penetration in the segment / overall."""
+    n = assignments.height
+    seg_sizes = assignments.group_by("segment").agg(pl.len().alias("_size"))
+    owned = categories.join(assignments.select("customer_id", "segment"), on="customer_id")
+    overall = owned.group_by("category").agg((pl.len() / n).alias("_overall"))
+    return (
+        owned.group_by("segment", "category")
+        .agg(pl.len().alias("_owners"))
+        .join(seg_sizes, on="segment")
+        .join(overall, on="category")
+        .with_columns((pl.col("_owners") / pl.col("_size") / pl.col("_overall")).alias("_index"))
+        .filter((pl.col("_index") >= MIN_INDEX) & (pl.col("_owners") >= MIN_CATEGORY_BUYERS))
+        .sort(["segment", "_index", "category"], descending=[False, True, False])
+        .group_by("segment", maintain_order=True)
+        .head(top)
+        .with_columns(pl.format("{} ({}x)", pl.col("category"), pl.col("_index").round(1)).alias("_label"))
+        .group_by("segment", maintain_order=True)
+        .agg(pl.col("_label").str.join(", ").alias("top_categories"))
+    )
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def segment_customers(
+    features: pl.DataFrame,
+    *,
+    method: str = "kmeans",
+    k: int | None = None,
+    seed: int = 42,
+    categories: pl.DataFrame | None = None,
+) -> Segmentation:
+    """Cluster (``kmeans``) or group by RFM segment (``rfm``), name, order by CLV share, profile.
+
+    ``features`` is :func:`customer_features` output with ``r_score, fm_score,
+    rfm_segment`` (from ``clv.rfm.score_rfm``), ``n_orders`` and
+    ``expected_purchases_90d``.
+    """
+    n = features.height
+    if method not in ("kmeans", "rfm"):
+        raise InputError(f"method '{method}' is not kmeans or rfm")
+    candidates: tuple[KCandidate, ...] = ()
+    n_fit = n
+    if method == "rfm":
+        labelled = features.with_columns(pl.col("rfm_segment").alias("segment"))
+        chosen_k = labelled["segment"].n_unique()
+    else:
+        if n < MIN_CUSTOMERS:
+            raise ModelError(f"clustering needs at least {MIN_CUSTOMERS} customers; got {n} (try --method rfm)")
+        X = feature_matrix(features)
+        if k is None:
+            chosen_k, candidates = select_k(X, seed)
+        else:
+            if not 2 <= k <= n // 10:
+                raise InputError(f"--k {k} is out of range for {n:,} customers (2 to {n // 10:,})")
+            chosen_k = k
+        labels, n_fit = fit_kmeans(X, chosen_k, seed)
+        labelled = features.with_columns(pl.Series("_cluster", labels))
+        centres = (
+            labelled.group_by("_cluster")
+            .agg(
+                pl.col("r_score").mean(),
+                pl.col("fm_score").mean(),
+                pl.col("clv").sum().alias("_clv"),
+                *(pl.col(f).median() for f in FEATURES if f != "clv"),
+                pl.col("clv").median().alias("clv"),
+            )
+            .sort("_clv", "_cluster", descending=[True, False])
+        )
+        names = name_segments(centres)
+        mapping = pl.DataFrame({"_cluster": centres["_cluster"], "segment": names})
+        labelled = labelled.join(mapping, on="_cluster", how="left", maintain_order="left").drop("_cluster")
+    profile = profile_segments(labelled, categories=categories)
+    order = {name: i for i, name in enumerate(profile["segment"].to_list())}
+    assignments = labelled.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "customer_id")
+    return Segmentation(assignments, profile, method, chosen_k, candidates, n_fit, seed)
