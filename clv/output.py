@@ -212,7 +212,10 @@ PIPE_WIDTH = 200
 def stdout_console() -> Console:
     """The console for tables on stdout; wide when piped, so tables are not folded."""
     probe = Console(highlight=False)
-    return probe if probe.is_terminal else Console(highlight=False, width=PIPE_WIDTH)
+    if probe.is_terminal:
+        return probe
+    width = os.environ.get("COLUMNS", "")
+    return Console(highlight=False, width=int(width) if width.isdigit() else PIPE_WIDTH)
 
 
 @dataclass

@@ -211,17 +211,17 @@ def backtest(result: HoldoutBacktest, emitter: Emitter) -> None:
 
 PROFILE_HEADERS = {
     "n_customers": "customers",
-    "customer_share": "% cust.",
+    "customer_share": "%\ncustomers",
     "revenue": "revenue",
-    "revenue_share": "% rev.",
-    "clv": "CLV 12m",
-    "clv_share": "% CLV",
+    "revenue_share": "%\nrevenue",
+    "clv": "CLV\n12 months",
+    "clv_share": "%\nCLV",
     "mean_p_alive": "P(alive)",
-    "churn_risk": "churn risk",
-    "median_recency_days": "days since last",
-    "median_frequency": "repeats",
-    "avg_order_value": "avg order",
-    "expected_purchases": "buys next 90d",
+    "churn_risk": "churn\nrisk",
+    "median_recency_days": "days since\nlast order",
+    "median_frequency": "repeat\npurchases",
+    "avg_order_value": "avg\norder",
+    "expected_purchases": "purchases\nnext 90d",
 }
 PROFILE_DECIMALS = {"median_recency_days": 0, "median_frequency": 0, "expected_purchases": 0, "revenue": 0, "clv": 0}
 
@@ -252,7 +252,7 @@ def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
     caption = (
         f"{seg.assignments.height:,} customers in {profile.height} segments by {how}. Ordered by share of predicted "
         f"12-month CLV (annual discount {result.discount_rate:.0%}). Churn risk = share with P(alive) < 0.5; "
-        "days since last and repeats are medians; buys next 90d = expected purchases, segment total."
+        "days since last order and repeat purchases are medians; purchases next 90d = expected, segment total."
     )
     numbers = profile.drop("top_categories", strict=False)
     renderables = [frame_table(numbers, title="Customer segments", caption=caption, headers=PROFILE_HEADERS, max_rows=None, decimals=PROFILE_DECIMALS)]
