@@ -33,6 +33,19 @@ def _standard_errors(fitter) -> tuple[float, ...]:
         return tuple(float("nan") for _ in fitter.params_)
 
 
+def _fit(fitter, names: tuple[str, ...], *data: np.ndarray, weights: np.ndarray, initial_log_params, tol: float) -> Optimum:
+    """Run a lifetimes fitter quietly; a failure becomes an unconverged :class:`Optimum`."""
+    from lifetimes.fitters import ConvergenceError
+
+    with _quietly():
+        try:
+            fitter.fit(*data, weights=weights, initial_params=initial_log_params, tol=tol)
+        except (ConvergenceError, np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
+            nan = (float("nan"),) * len(names)
+            return Optimum(nan, nan, False, str(exc).strip())
+        return Optimum(tuple(float(fitter.params_[k]) for k in names), _standard_errors(fitter), True, "converged")
+
+
 def fit_bgnbd(
     frequency: np.ndarray,
     recency: np.ndarray,
@@ -49,16 +62,9 @@ def fit_bgnbd(
     rescaled time (max T = 1).
     """
     from lifetimes import BetaGeoFitter
-    from lifetimes.fitters import ConvergenceError
 
-    fitter = BetaGeoFitter(penalizer_coef=penalizer)
-    with _quietly():
-        try:
-            fitter.fit(frequency, recency, T, weights=weights, initial_params=initial_log_params, tol=tol)
-        except (ConvergenceError, np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
-            return Optimum((float("nan"),) * 4, (float("nan"),) * 4, False, str(exc).strip())
-        params = tuple(float(fitter.params_[k]) for k in ("r", "alpha", "a", "b"))
-        return Optimum(params, _standard_errors(fitter), True, "converged")
+    return _fit(BetaGeoFitter(penalizer_coef=penalizer), ("r", "alpha", "a", "b"), frequency, recency, T,
+                weights=weights, initial_log_params=initial_log_params, tol=tol)
 
 
 def fit_gamma_gamma(
@@ -72,16 +78,9 @@ def fit_gamma_gamma(
 ) -> Optimum:
     """Fit Gamma-Gamma with ``lifetimes.GammaGammaFitter``; ``params`` are ``(p, q, v)``."""
     from lifetimes import GammaGammaFitter
-    from lifetimes.fitters import ConvergenceError
 
-    fitter = GammaGammaFitter(penalizer_coef=penalizer)
-    with _quietly():
-        try:
-            fitter.fit(frequency, monetary_value, weights=weights, initial_params=initial_log_params, tol=tol)
-        except (ConvergenceError, np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
-            return Optimum((float("nan"),) * 3, (float("nan"),) * 3, False, str(exc).strip())
-        params = tuple(float(fitter.params_[k]) for k in ("p", "q", "v"))
-        return Optimum(params, _standard_errors(fitter), True, "converged")
+    return _fit(GammaGammaFitter(penalizer_coef=penalizer), ("p", "q", "v"), frequency, monetary_value,
+                weights=weights, initial_log_params=initial_log_params, tol=tol)
 
 
 def _bgnbd(params: tuple[float, float, float, float]):

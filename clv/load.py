@@ -450,23 +450,19 @@ def _value_checks(cols: ColumnMapping, as_of_end: dt.datetime | None) -> list[pl
 
 
 def _raise_bad_values(path: Path, cols: ColumnMapping, row: dict) -> None:
+    """Raise for the first kind of malformed value found by ``_value_checks``."""
     amount_col = cols.amount or f"{cols.price}' x '{cols.quantity}"
-    if row["n_null_date"]:
-        raise InputError(f"{path}: column '{cols.date}' has {row['n_null_date']:,} empty values (first at row {row['first_null_date']})")
-    if row["n_bad_date"]:
-        raise InputError(
-            f"{path}: column '{cols.date}' has {row['n_bad_date']:,} values that are not dates in the "
-            f"format of the others (first at row {row['first_bad_date']}: '{row['bad_date_value']}')"
-        )
-    if row["n_null_amount"]:
-        raise InputError(f"{path}: column '{amount_col}' has {row['n_null_amount']:,} empty values (first at row {row['first_null_amount']})")
-    if row["n_bad_amount"]:
-        raise InputError(
-            f"{path}: column '{amount_col}' has {row['n_bad_amount']:,} non-numeric values "
-            f"(first at row {row['first_bad_amount']}: '{row['bad_amount_value']}')"
-        )
-    if row["n_inf_amount"]:
-        raise InputError(f"{path}: column '{amount_col}' has {row['n_inf_amount']:,} infinite values (first at row {row['first_inf_amount']})")
+    checks = (
+        ("null_date", cols.date, "empty values", None),
+        ("bad_date", cols.date, "values that are not dates in the format of the others", "bad_date_value"),
+        ("null_amount", amount_col, "empty values", None),
+        ("bad_amount", amount_col, "non-numeric values", "bad_amount_value"),
+        ("inf_amount", amount_col, "infinite values", None),
+    )
+    for key, column, what, value_key in checks:
+        if row[f"n_{key}"]:
+            where = f"first at row {row[f'first_{key}']}" + (f": '{row[value_key]}'" if value_key else "")
+            raise InputError(f"{path}: column '{column}' has {row[f'n_{key}']:,} {what} ({where})")
 
 
 def _collect(lf: pl.LazyFrame, path: Path | str) -> pl.DataFrame:
