@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, replace
 
+import numpy as np
 import polars as pl
+from scipy import sparse
 
 from clv.load import Transactions
 from clv.models import BGNBD, BGNBDParams, GammaGamma, GammaGammaParams, Horizon, expected_purchases, score_customers
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
+from segments.associations import association_rules, build_ownership, non_product_ids, validate_pattern
 from segments.cluster import Segmentation, customer_features, segment_customers
+from segments.crosssell import (
+    CrossSellBacktest,
+    CrossSellModel,
+    backtest_rankings,
+    build_model,
+    customer_targets,
+    explain_targets,
+    segment_ranking,
+)
 
 CLV_HORIZON = Horizon.parse("12m")
 NEAR_TERM = Horizon.parse("90d")
@@ -80,3 +93,116 @@ def run_segmentation(
         categories = customer_categories(tx)
         seg = segment_customers(features, method=method, k=k, seed=seed, categories=categories)
     return SegmentRun(seg, bg, gg, bins, period, discount_rate)
+
+
+# --------------------------------------------------------------------------- cross-sell
+
+CROSS_SELL_HORIZON = Horizon.parse("90d")
+
+
+@dataclass(frozen=True)
+class CrossSellRun:
+    segments: SegmentRun
+    model: CrossSellModel
+    ranking: pl.DataFrame
+    excluded: pl.DataFrame  # product_id, reason, lines, revenue
+    products: pl.DataFrame  # product_id with description / category when known
+    horizon: Horizon
+
+
+def product_info(tx: Transactions) -> pl.DataFrame:
+    """One row per product: its most frequent description and category, when the log has them."""
+    extra = [c for c in ("description", "category") if tx.has(c)]
+    lines = tx.frame.filter(pl.col("product_id").is_not_null())
+    if not extra:
+        return collect(lines.select("product_id").unique().sort("product_id"))
+    aggs = [pl.col(c).drop_nulls().str.strip_chars().mode().sort().first().alias(c) for c in extra]
+    return collect(lines.group_by("product_id").agg(aggs).sort("product_id"))
+
+
+def _purchase_lines(tx: Transactions) -> pl.LazyFrame:
+    cols = ["customer_id", "product_id", "date", "amount", *(c for c in ("order_id",) if tx.has(c))]
+    return tx.frame.filter(pl.col("product_id").is_not_null() & (pl.col("amount") > 0)).select(cols)
+
+
+def run_crosssell(
+    tx: Transactions,
+    *,
+    exclude_products: str | None = None,
+    horizon: Horizon = CROSS_SELL_HORIZON,
+    top: int = 5,
+    step: Step = lambda _: nullcontext(),
+    **segment_options,
+) -> CrossSellRun:
+    """Segments, then the cross-sell scorer on their non-excluded purchases, then the segment x product ranking."""
+    if not tx.has("product_id"):
+        from clv.errors import InputError
+
+        raise InputError("cross-sell needs a product column; name it with --product-col")
+    validate_pattern(exclude_products)
+    seg = run_segmentation(tx, step=step, **segment_options)
+    with step("Counting products bought together"):
+        products = product_info(tx)
+        all_lines = collect(tx.frame.filter(pl.col("product_id").is_not_null()).select("product_id", "amount"))
+        excluded = non_product_ids(all_lines.join(products, on="product_id", how="left"), exclude_products)
+        excluded = excluded.join(
+            all_lines.group_by("product_id").agg(pl.len().alias("lines"), pl.col("amount").sum().alias("revenue")), on="product_id", how="left"
+        )
+        lines = collect(_purchase_lines(tx).join(excluded.lazy().select("product_id"), on="product_id", how="anti"))
+        assignments = seg.segmentation.assignments.sort("customer_id")
+        x, tx_, T = (assignments[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
+        purchases = expected_purchases(seg.bgnbd, horizon.periods(seg.period.days), x, tx_, T)
+        customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", -np.expm1(-purchases)))
+        own = build_ownership(lines, customers["customer_id"])
+        categories = products.select("product_id", "category") if "category" in products.columns else None
+        model = build_model(own, customers, lines, categories=categories)
+    ranking = segment_ranking(model, top=top, products=products if products.width > 1 else None)
+    order = {name: i for i, name in enumerate(seg.segmentation.profile["segment"].to_list())}
+    ranking = ranking.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "rank")
+    return CrossSellRun(seg, model, ranking, excluded, products, horizon)
+
+
+def crosssell_targets(run: CrossSellRun, *, top_k: int = 5, max_offers: int | None = None, allow_substitutes: bool = False) -> pl.DataFrame:
+    """Offers per customer with reasons, at most ``min(top_k, max_offers)`` each."""
+    k = top_k if max_offers is None else min(top_k, max_offers)
+    targets = customer_targets(run.model, top_k=k, allow_substitutes=allow_substitutes)
+    return explain_targets(run.model, targets).sort("customer_id", "rank")
+
+
+def crosssell_rules(run: CrossSellRun) -> pl.DataFrame:
+    return association_rules(run.model.own, run.model.pairs)
+
+
+def crosssell_backtest(
+    tx: Transactions,
+    calibration_end: dt.date,
+    *,
+    exclude_products: str | None = None,
+    seed: int = 42,
+    **options,
+) -> CrossSellBacktest:
+    """Build targets from the log up to ``calibration_end``; score them on first-time purchases after it.
+
+    New purchases are products a calibration customer bought in the holdout and had
+    not bought before; products first sold in the holdout cannot be recommended and
+    are left out of the truth.
+    """
+    cut = dt.datetime.combine(calibration_end + dt.timedelta(days=1), dt.time())
+    calibration = replace(tx, frame=tx.frame.filter(pl.col("date") < cut), quality=replace(tx.quality, as_of=calibration_end))
+    run = run_crosssell(calibration, exclude_products=exclude_products, seed=seed, **options)
+    own = run.model.own
+    holdout = collect(
+        _purchase_lines(tx)
+        .filter(pl.col("date") >= cut)
+        .join(pl.LazyFrame({"customer_id": own.customers, "_u": np.arange(len(own.customers))}), on="customer_id")
+        .join(pl.LazyFrame({"product_id": own.products, "_j": np.arange(len(own.products))}), on="product_id")
+        .group_by("_u", "_j")
+        .agg(pl.col("amount").sum())
+    )
+    shape = own.X.shape
+    bought = sparse.csr_matrix((holdout["amount"].to_numpy(), (holdout["_u"].to_numpy(), holdout["_j"].to_numpy())), shape=shape)
+    new_revenue = bought - bought.multiply(own.X > 0)
+    new_revenue.eliminate_zeros()
+    truth = (new_revenue > 0).astype(np.float64)
+    model_metrics, baselines, n = backtest_rankings(run.model, truth, new_revenue, seed)
+    return CrossSellBacktest(calibration_end, tx.as_of, n, shape[1], model_metrics, baselines)

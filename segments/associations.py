@@ -1,0 +1,247 @@
+"""Who owns what, and which products go together: sparse counting, no one-hot table.
+
+Ownership is a sparse customer x product matrix X (1 where the customer bought the
+product). Every pair statistic is a sparse product: co-owners ``C = X'X``, orders
+containing both ``B = Xo'Xo`` (Xo: order x product), and the sum over co-owners of
+the first purchase day of each product ``S = X'T`` (T: X with first-purchase days
+for values), from which ``mean_days_between(i, j) = (S_ij - S_ji) / C_ij``. Products
+are processed in column blocks and pairs below ``min_count`` co-owners are dropped
+as each block is done, so memory follows the number of pairs kept, not products
+squared.
+
+Rule metrics (customer level, N customers): ``support = C_ij / N``, ``confidence(i ->
+j) = C_ij / n_i``, ``lift = confidence / (n_j / N)``, ``leverage = support - (n_i / N)(n_j /
+N)``, ``conviction = (1 - n_j / N) / (1 - confidence)`` (infinite when confidence is 1).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy import sparse
+
+BLOCK_NONZEROS = 20_000_000  # entries of a dense-ish product block before pruning
+MIN_PAIR_COUNT = 2
+SAME_ORDER_BUNDLE = 0.5  # pairs co-bought in one order by at least half their co-owners are bundles
+SUBSTITUTE_LIFT = 0.5  # same category, co-owned at under half the rate independence predicts
+SUBSTITUTE_MIN_EXPECTED = 5.0  # ... when independence predicts at least this many co-owners
+
+# Lines that are not products: service words in the description or id.
+SERVICE_PATTERN = (
+    r"(?i)\b(postage|carriage|shipping|delivery charge|manual|discount|adjust(ment)?|bank charges?|"
+    r"amazon ?fee|fee|commission|samples?|voucher|cruk|dotcom postage|bad debt)\b"
+)
+DIGIT_SHARE_FOR_CODE_RULE = 0.9
+TINY_AMOUNT = 0.01
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Sparse ownership: ``X[u, j] = 1`` when customer ``customers[u]`` bought ``products[j]``."""
+
+    X: sparse.csr_matrix
+    first_day: sparse.csr_matrix  # same pattern as X: day number of the first purchase
+    customers: pl.Series
+    products: pl.Series
+    baskets: sparse.csr_matrix | None  # order x product, when orders are known
+
+    @property
+    def owners(self) -> np.ndarray:
+        return np.asarray(self.X.sum(axis=0)).ravel()
+
+
+def non_product_ids(lines: pl.DataFrame, exclude: str | None = None) -> pl.DataFrame:
+    """Products that are not products, with the rule that caught each (``product_id, reason``).
+
+    A product id is excluded when:
+
+    1. it or its description matches ``exclude`` (a regular expression), or
+    2. its description matches ``SERVICE_PATTERN`` (postage, carriage, fee, discount,
+       manual, adjustment, bank charges, commission, samples, voucher, ...), or
+    3. most ids (over 90%) contain a digit and this one has none (``POST``, ``DOT``, ``M``), or
+    4. its median line amount is at most 0.01 (``PADS`` at 0.001; adjustments and
+       discounts, which are negative).
+
+    ``lines`` has ``product_id, amount`` and optionally ``description``.
+    """
+    has_desc = "description" in lines.columns
+    per = lines.group_by("product_id").agg(
+        pl.col("amount").median().alias("_median"),
+        (pl.col("description").drop_nulls().first() if has_desc else pl.lit(None, dtype=pl.String)).alias("_desc"),
+    )
+    ids = per["product_id"]
+    with_digit = ids.str.contains(r"\d").mean() or 0.0
+    reasons = [
+        (pl.col("product_id").str.contains(exclude) | pl.col("_desc").fill_null("").str.contains(exclude), "matches --exclude-products")
+        if exclude else None,
+        (pl.col("_desc").fill_null("").str.contains(SERVICE_PATTERN) | pl.col("product_id").str.contains(SERVICE_PATTERN), "service or fee line"),
+        (~pl.col("product_id").str.contains(r"\d"), "service code (no digits, unlike most ids)") if with_digit > DIGIT_SHARE_FOR_CODE_RULE else None,
+        (pl.col("_median") <= TINY_AMOUNT, "zero, tiny or negative prices"),
+    ]
+    reason = pl.lit(None, dtype=pl.String)
+    for rule in reversed([r for r in reasons if r is not None]):
+        reason = pl.when(rule[0]).then(pl.lit(rule[1])).otherwise(reason)
+    return per.select("product_id", reason.alias("reason")).filter(pl.col("reason").is_not_null()).sort("product_id")
+
+
+def validate_pattern(pattern: str | None) -> None:
+    from clv.errors import InputError
+
+    if pattern is None:
+        return
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise InputError(f"--exclude-products '{pattern}' is not a valid regular expression: {exc}") from exc
+
+
+def build_ownership(lines: pl.DataFrame, customers: pl.Series | None = None) -> Ownership:
+    """Ownership from purchase lines (``customer_id, product_id, date[, order_id]``, amounts > 0).
+
+    ``customers`` fixes the row order (default: sorted ids in ``lines``); products are sorted ids.
+    """
+    if customers is None:
+        customers = lines["customer_id"].unique().sort()
+    products = lines["product_id"].unique().sort()
+    cust_idx = pl.DataFrame({"customer_id": customers, "_u": np.arange(len(customers), dtype=np.int64)})
+    prod_idx = pl.DataFrame({"product_id": products, "_j": np.arange(len(products), dtype=np.int64)})
+    first = (
+        lines.group_by("customer_id", "product_id")
+        .agg(pl.col("date").min().alias("_first"))
+        .join(cust_idx, on="customer_id")
+        .join(prod_idx, on="product_id")
+    )
+    day0 = first["_first"].min()
+    days = ((first["_first"] - day0).dt.total_seconds() / 86_400.0).to_numpy() + 1.0  # +1: keep day 0 non-zero
+    shape = (len(customers), len(products))
+    rows, cols = first["_u"].to_numpy(), first["_j"].to_numpy()
+    X = sparse.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=shape)
+    T = sparse.csr_matrix((days, (rows, cols)), shape=shape)
+    baskets = None
+    if "order_id" in lines.columns:
+        orders = lines.select("order_id", "product_id").unique().join(prod_idx, on="product_id")
+        order_codes = orders["order_id"].cast(pl.Categorical).to_physical().to_numpy()
+        baskets = sparse.csr_matrix(
+            (np.ones(orders.height), (order_codes, orders["_j"].to_numpy())), shape=(int(order_codes.max()) + 1, len(products))
+        )
+        baskets.data[:] = 1.0
+    return Ownership(X, T, customers, products, baskets)
+
+
+def _blocks(n_cols: int, nnz_per_col: float) -> list[tuple[int, int]]:
+    width = max(1, int(BLOCK_NONZEROS / max(nnz_per_col, 1.0)))
+    return [(s, min(s + width, n_cols)) for s in range(0, n_cols, width)]
+
+
+def _canonical(m: sparse.spmatrix) -> sparse.csr_matrix:
+    m = m.tocsr()
+    m.sum_duplicates()
+    m.sort_indices()
+    return m
+
+
+def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame:
+    """Ordered pairs (i != j) with at least ``min_count`` co-owners.
+
+    Columns ``i, j, co_owners, same_order, days_sum_i, days_sum_j``. X'X, X'T and T'X
+    share one sparsity pattern (T holds positive days where X holds ones), and the
+    basket counts Xo'Xo fit inside it, so in canonical form all their data arrays
+    line up: no joins, no element look-ups.
+    """
+    X = own.X.tocsc()
+    Xt = own.X.T.tocsr()
+    T = own.first_day.tocsc()
+    Tt = own.first_day.T.tocsr()
+    Bt = own.baskets.T.tocsr() if own.baskets is not None else None
+    Bc = own.baskets.tocsc() if own.baskets is not None else None
+    n_products = X.shape[1]
+    frames = []
+    for start, stop in _blocks(n_products, n_products * 0.05 + 1):
+        C = _canonical(Xt @ X[:, start:stop])
+        days_j = _canonical(Xt @ T[:, start:stop]).data
+        days_i = _canonical(Tt @ X[:, start:stop]).data
+        if Bt is not None:
+            ones = C.copy()
+            ones.data[:] = 1.0
+            same = _canonical(ones + Bt @ Bc[:, start:stop]).data - 1.0
+        else:
+            same = np.full(C.nnz, np.nan)
+        coo = C.tocoo()
+        keep = (coo.data >= min_count) & (coo.row != coo.col + start)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "i": coo.row[keep].astype(np.int64),
+                    "j": (coo.col[keep] + start).astype(np.int64),
+                    "co_owners": coo.data[keep],
+                    "same_order": same[keep],
+                    "days_sum_i": days_i[keep],
+                    "days_sum_j": days_j[keep],
+                }
+            )
+        )
+    pairs = pl.concat(frames).with_columns(pl.col("same_order").fill_nan(None))
+    return pairs.sort("i", "j")
+
+
+def association_rules(own: Ownership, pairs: pl.DataFrame) -> pl.DataFrame:
+    """Rules ``antecedent -> consequent`` with counts, support, confidence, lift, leverage, conviction and timing."""
+    n = float(own.X.shape[0])
+    owners = own.owners
+    prod = own.products
+    rules = pairs.with_columns(
+        pl.Series("antecedent_owners", owners[pairs["i"].to_numpy()]),
+        pl.Series("consequent_owners", owners[pairs["j"].to_numpy()]),
+    ).with_columns(
+        (pl.col("co_owners") / n).alias("support"),
+        (pl.col("co_owners") / pl.col("antecedent_owners")).alias("confidence"),
+        (pl.col("co_owners") * n / (pl.col("antecedent_owners") * pl.col("consequent_owners"))).alias("lift"),
+        (pl.col("co_owners") / n - pl.col("antecedent_owners") * pl.col("consequent_owners") / n**2).alias("leverage"),
+        ((pl.col("days_sum_j") - pl.col("days_sum_i")) / pl.col("co_owners")).alias("mean_days_between"),
+    ).with_columns(
+        pl.when(pl.col("confidence") < 1)
+        .then((1 - pl.col("consequent_owners") / n) / (1 - pl.col("confidence")))
+        .otherwise(float("inf"))
+        .alias("conviction"),
+        pl.when(pl.col("same_order").is_null())
+        .then(pl.lit("unknown (no order column)"))
+        .when(pl.col("same_order") >= SAME_ORDER_BUNDLE * pl.col("co_owners"))
+        .then(pl.lit("same order"))
+        .otherwise(pl.lit("later order"))
+        .alias("timing"),
+    )
+    return rules.select(
+        prod.gather(rules["i"]).alias("antecedent"),
+        prod.gather(rules["j"]).alias("consequent"),
+        pl.col("antecedent_owners").cast(pl.Int64),
+        pl.col("consequent_owners").cast(pl.Int64),
+        pl.col("co_owners").cast(pl.Int64),
+        pl.col("same_order").cast(pl.Int64).alias("orders_together"),
+        "support", "confidence", "lift", "leverage", "conviction", "timing", "mean_days_between",
+    ).sort(["lift", "co_owners", "antecedent", "consequent"], descending=[True, True, False, False])
+
+
+def substitute_pairs(own: Ownership, pairs: pl.DataFrame, category: pl.DataFrame) -> sparse.csr_matrix:
+    """Same-category pairs owned together far less than independence predicts (symmetric, boolean).
+
+    Pairs never co-owned are not in ``pairs``; they count as co-owned 0 times.
+    """
+    n = float(own.X.shape[0])
+    owners = own.owners
+    prod_cat = pl.DataFrame({"product_id": own.products}).join(category, on="product_id", how="left")["category"]
+    cats = prod_cat.fill_null("").to_numpy()
+    n_p = len(owners)
+    cat_frame = pl.DataFrame({"j": np.arange(n_p), "category": cats, "owners": owners}).filter(pl.col("category") != "")
+    same = cat_frame.join(cat_frame, on="category", suffix="_b").filter(pl.col("j") < pl.col("j_b"))
+    same = same.with_columns((pl.col("owners") * pl.col("owners_b") / n).alias("expected")).filter(pl.col("expected") >= SUBSTITUTE_MIN_EXPECTED)
+    if same.height == 0:
+        return sparse.csr_matrix((n_p, n_p), dtype=bool)
+    observed = same.join(pairs.select(pl.col("i").alias("j"), pl.col("j").alias("j_b"), "co_owners"), on=["j", "j_b"], how="left")
+    subs = observed.filter(pl.col("co_owners").fill_null(0.0) < SUBSTITUTE_LIFT * pl.col("expected"))
+    i = subs["j"].to_numpy()
+    j = subs["j_b"].to_numpy()
+    data = np.ones(2 * len(i), dtype=bool)
+    return sparse.csr_matrix((data, (np.r_[i, j], np.r_[j, i])), shape=(n_p, n_p))
