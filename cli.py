@@ -505,11 +505,16 @@ def validate(
     out: Output,
     run: Run,
     calibration_end: Annotated[str, typer.Option("--calibration-end", help="Last day of the calibration period, YYYY-MM-DD; the holdout runs from the next day to --as-of")],
+    cross_sell: Annotated[bool, typer.Option("--cross-sell/--no-cross-sell", help="With a product column, also backtest the cross-sell ranking")] = True,
+    exclude_products: Annotated[Optional[str], typer.Option("--exclude-products", help="Regular expression of non-product ids or descriptions")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed for segments and the random baseline")] = 42,
 ) -> None:
     """Holdout backtest: fit on the calibration period, forecast the holdout, compare with baselines.
 
     Reports totals, bias, MAE, RMSE, MSLE and Pearson r for the model and for two naive
-    forecasts (zero for everyone; each customer's calibration rate x holdout length).
+    forecasts (zero for everyone; each customer's calibration rate x holdout length). With a
+    product column, also the cross-sell targets against first-time purchases in the holdout,
+    beside random, popularity and segment-popularity rankings.
     """
     from clv import render
     from clv.backtest import holdout_backtest
@@ -520,7 +525,14 @@ def validate(
     period = _period(model.period or PeriodChoice.day)
     with reporter.step("Fitting on the calibration period and scoring the holdout"):
         result = holdout_backtest(tx.frame, cal_end, tx.as_of, period, penalizer=model.penalizer, engine=model.engine)
-    render.backtest(result, out.emitter())
+    cross = None
+    if cross_sell and tx.has("product_id"):
+        from segments.pipeline import crosssell_backtest
+
+        with reporter.step("Backtesting cross-sell targets"):
+            cross = crosssell_backtest(tx, cal_end, exclude_products=exclude_products, seed=seed, period=period,
+                                       penalizer=model.penalizer, engine=model.engine)
+    render.backtest(result, out.emitter(), cross_sell=cross)
 
 
 class MethodChoice(str, Enum):
@@ -571,6 +583,54 @@ def segment(
         render.write_assignments(result.segmentation, assignments)
         reporter.info(f"Wrote {result.segmentation.assignments.height:,} customer assignments to {assignments}.")
     render.segment_profile(result, out.emitter(), explain=explain)
+
+
+@command(help_example="clvx cross-sell sales.parquet --targets offers.csv --top-k 3 --rules rules.csv")
+def cross_sell(
+    source: Source,
+    model: ModelOpts,
+    out: Output,
+    run: Run,
+    top: Annotated[int, typer.Option("--top", min=1, max=100, help="Products per segment in the ranking")] = 5,
+    targets: Annotated[Optional[Path], typer.Option("--targets", help="Write offers per customer (with reasons) to this file", dir_okay=False)] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="Offers per customer in --targets")] = 5,
+    max_offers: Annotated[Optional[int], typer.Option("--max-offers", min=1, help="Cap on offers per customer (contact fatigue); at most --top-k")] = None,
+    allow_substitutes: Annotated[bool, typer.Option("--allow-substitutes", help="Also offer substitutes of what a customer owns (same category, rarely owned together)")] = False,
+    rules: Annotated[Optional[Path], typer.Option("--rules", help="Write association rules (support, confidence, lift, leverage, conviction, timing)", dir_okay=False)] = None,
+    exclude_products: Annotated[Optional[str], typer.Option("--exclude-products", help="Regular expression of product ids or descriptions that are not products (added to the built-in rules)")] = None,
+    horizon: Annotated[str, typer.Option("--horizon", help="Horizon of expected buyers and revenue: 90d, 12w, 6m")] = "90d",
+    method: Annotated[MethodChoice, typer.Option("--method", help="How customers are segmented: kmeans or rfm")] = MethodChoice.kmeans,
+    k: Annotated[str, typer.Option("--k", help="Number of segments, or auto")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output")] = 42,
+) -> None:
+    """Rank who should be offered what: products per segment by expected revenue, and offers per customer.
+
+    Never offers what a customer already bought, nor (with a category column) a substitute of it.
+    Non-product lines (postage, fees, discounts, manual adjustments) are detected and left out.
+    """
+    from clv import render
+    from clv.models import Horizon
+    from segments.pipeline import crosssell_rules, crosssell_targets, run_crosssell
+
+    reporter = run.reporter()
+    tx = load(source, reporter, need=("product",))
+    result = run_crosssell(
+        tx, exclude_products=exclude_products, horizon=Horizon.parse(horizon), top=top,
+        period=_period(model.period or PeriodChoice.day), method=method.value, k=_parse_k(k), seed=seed,
+        penalizer=model.penalizer, engine=model.engine, step=reporter.step,
+    )
+    _warn_about_fit(result.segments.bgnbd, result.segments.gamma_gamma, reporter)
+    render.excluded_products(result.excluded, reporter)
+    if targets is not None:
+        with reporter.step("Scoring offers per customer"):
+            offers = crosssell_targets(result, top_k=top_k, max_offers=max_offers, allow_substitutes=allow_substitutes)
+        render.write_frame(offers, targets)
+        reporter.info(f"Wrote {offers.height:,} offers for {offers['customer_id'].n_unique():,} customers to {targets}.")
+    if rules is not None:
+        table = crosssell_rules(result)
+        render.write_frame(table, rules)
+        reporter.info(f"Wrote {table.height:,} association rules to {rules}.")
+    render.crosssell_ranking(result, out.emitter())
 
 
 @command(help_example="clvx sample --customers 100000 --seed 7 --output big.parquet")

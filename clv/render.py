@@ -176,7 +176,7 @@ def backtest_dict(result: HoldoutBacktest) -> dict:
     }
 
 
-def backtest(result: HoldoutBacktest, emitter: Emitter) -> None:
+def backtest(result: HoldoutBacktest, emitter: Emitter, *, cross_sell=None) -> None:
     unit = f"{result.period.value}s"
     metrics = _metrics_frame(result)
     t1 = frame_table(
@@ -204,7 +204,23 @@ def backtest(result: HoldoutBacktest, emitter: Emitter) -> None:
             ("baseline: calibration spend rate", f"{rev.baseline_total:,.2f} ({rev.baseline_bias:+.1%})"),
         ],
     )
-    emitter.obj({"clv": backtest_dict(result)}, [t1, t2, t3], {"metrics": metrics})
+    data = {"clv": backtest_dict(result)}
+    renderables = [t1, t2, t3]
+    frames = {"metrics": metrics}
+    if cross_sell is not None:
+        data["cross_sell"] = crosssell_backtest_dict(cross_sell)
+        cs_frame = crosssell_metrics_frame(cross_sell)
+        renderables.append(frame_table(
+            cs_frame,
+            title=f"Cross-sell backtest: {cross_sell.n_customers:,} customers who bought something new after {cross_sell.calibration_end}",
+            caption="Targets built from the calibration period, scored against products each customer bought for the first time in "
+            "the holdout. hit_rate@k = share with at least one new purchase in their top k; revenue_captured@k = share of new-product "
+            "revenue in the top k; coverage = share of the catalogue recommended to anyone (top 10). x popularity = model / popularity.",
+            headers={"model": "clvx", "random": "baseline: random", "popularity": "baseline: popularity",
+                     "segment_popularity": "baseline: segment popularity", "vs_popularity": "x popularity"},
+            max_rows=None, decimals={c: 3 for c in cs_frame.columns},
+        ))
+    emitter.obj(data, renderables, frames)
 
 
 # --------------------------------------------------------------------------- segments
@@ -282,9 +298,90 @@ ASSIGNMENT_COLUMNS = [
 
 
 def write_assignments(seg, path: Path) -> None:
+    write_frame(seg.assignments.select(ASSIGNMENT_COLUMNS), path)
+
+
+# --------------------------------------------------------------------------- cross-sell
+
+
+def crosssell_metrics_frame(bt) -> pl.DataFrame:
+    from segments.crosssell import EVAL_KS
+
+    forecasts = {"model": bt.model, **bt.baselines}
+    names, values = [], {k: [] for k in forecasts}
+    for metric in ("hit_rate", "precision", "recall", "revenue_captured"):
+        for k in EVAL_KS:
+            names.append(f"{metric}@{k}")
+            for key, m in forecasts.items():
+                values[key].append(getattr(m, metric)[k])
+    names.append("coverage")
+    for key, m in forecasts.items():
+        values[key].append(m.coverage)
+    frame = pl.DataFrame({"metric": names, **values})
+    return frame.with_columns((pl.col("model") / pl.col("popularity")).alias("vs_popularity"))
+
+
+def _ranking_dict(m) -> dict:
+    return {
+        "hit_rate": {str(k): v for k, v in m.hit_rate.items()},
+        "precision": {str(k): v for k, v in m.precision.items()},
+        "recall": {str(k): v for k, v in m.recall.items()},
+        "revenue_captured": {str(k): v for k, v in m.revenue_captured.items()},
+        "coverage": m.coverage,
+    }
+
+
+def crosssell_backtest_dict(bt) -> dict:
+    return {
+        "calibration_end": bt.calibration_end,
+        "as_of": bt.as_of,
+        "n_customers": bt.n_customers,
+        "n_products": bt.n_products,
+        **_ranking_dict(bt.model),
+        "baselines": {k: _ranking_dict(v) for k, v in bt.baselines.items()},
+    }
+
+
+RANKING_HEADERS = {
+    "penetration": "% of segment\nown it",
+    "population_penetration": "% of all\nown it",
+    "index": "index",
+    "white_space": "non-owners",
+    "expected_buyers": "expected\nbuyers",
+    "expected_revenue": "expected\nrevenue",
+}
+
+
+def crosssell_ranking(run, emitter: Emitter) -> None:
+    ranking = run.ranking
+    emitter.rows(
+        ranking,
+        title="Cross-sell: products to push per segment",
+        caption=(
+            f"Top {ranking['rank'].max() or 0} products per segment by expected revenue over {run.horizon.label} from the segment's "
+            "non-owners: expected buyers = the sum of their offer scores (P(they buy in the horizon) x how strongly "
+            "what they own and their segment point to the product); revenue = buyers x the product's median line value. "
+            "index = segment penetration / overall penetration, shrunk toward 1 for products with few owners."
+        ),
+        headers=RANKING_HEADERS,
+        decimals={"index": 2, "expected_buyers": 1},
+        noun="rows",
+    )
+
+
+def excluded_products(excluded: pl.DataFrame, reporter: Reporter) -> None:
+    if excluded.height == 0:
+        return
+    by_reason = excluded.group_by("reason").agg(pl.len(), pl.col("product_id").sort().head(6)).sort("len", descending=True)
+    parts = [f"{row['len']} {row['reason']} ({', '.join(row['product_id'])}{', ...' if row['len'] > 6 else ''})" for row in by_reason.iter_rows(named=True)]
+    reporter.info(f"Not products, left out of cross-sell: {excluded.height} codes, {int(excluded['lines'].sum()):,} lines: " + "; ".join(parts) + ".")
+
+
+def write_frame(frame: pl.DataFrame, path: Path) -> None:
+    """A frame to a file in the format of its extension (a table-like .txt becomes CSV)."""
     from clv.output import frame_bytes, resolve_format
 
     fmt = resolve_format(None, path)
     if fmt.value == "table":
         fmt = type(fmt)("csv")
-    atomic_write_bytes(path, frame_bytes(seg.assignments.select(ASSIGNMENT_COLUMNS), fmt))
+    atomic_write_bytes(path, frame_bytes(frame, fmt))

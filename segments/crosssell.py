@@ -16,8 +16,8 @@ the customer's group when their own history says little. P(buys in the horizon) 
 times the product's median line value.
 
 The segment x product table ranks, per segment, the products with the most expected
-revenue from the segment's non-owners: ``sum over non-owners of P(buys) x the
-segment's penetration x median line value``; its ``index`` (segment penetration /
+revenue from the segment's non-owners: ``expected_buyers`` is the sum of their offer
+scores, times the median line value; its ``index`` (segment penetration /
 population penetration) is shrunk toward 1 with ``INDEX_PSEUDO_COUNT`` pseudo-owners so
 that a product bought by two people does not top the list.
 """
@@ -189,6 +189,19 @@ def explain_targets(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFram
     return out.with_columns(reason.alias("reason")).select("customer_id", "product_id", "rank", "score", "expected_revenue", "reason")
 
 
+def expected_buyers_by_segment(model: CrossSellModel, *, allow_substitutes: bool = False) -> np.ndarray:
+    """Segments x products: the sum of non-owners' offer scores (P(buys) x preference)."""
+    n, p = model.own.X.shape
+    out = np.zeros((len(model.segments), p))
+    for rows in _chunks(n, p):
+        score, _ = model_scores(model, rows, allow_substitutes=allow_substitutes)
+        score[~np.isfinite(score)] = 0.0
+        codes = model.segment_of[rows]
+        onehot = sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(model.segments), len(codes)))
+        out += onehot @ score
+    return out
+
+
 def segment_ranking(model: CrossSellModel, *, top: int = 5, products: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per segment, the products with the most expected revenue from non-owners (see module docstring)."""
     X = model.own.X
@@ -196,18 +209,15 @@ def segment_ranking(model: CrossSellModel, *, top: int = 5, products: pl.DataFra
     onehot = sparse.csr_matrix((np.ones(len(model.segment_of)), (model.segment_of, np.arange(len(model.segment_of)))), shape=(n_seg, X.shape[0]))
     owners = np.asarray((onehot @ X).todense())
     sizes = np.asarray(onehot.sum(axis=1)).ravel()
-    active_all = onehot @ model.p_active
-    active_owners = np.asarray((onehot @ X.multiply(model.p_active[:, None])).todense())
-    pen = model.segment_penetration
     pop = model.population_penetration
     index = (owners + INDEX_PSEUDO_COUNT) / (sizes[:, None] * pop[None, :] + INDEX_PSEUDO_COUNT)
-    expected_buyers = (active_all[:, None] - active_owners) * pen
+    expected_buyers = expected_buyers_by_segment(model)
     frame = pl.DataFrame(
         {
             "segment": np.repeat(model.segments, X.shape[1]),
             "product_id": np.tile(model.own.products.to_numpy(), n_seg),
             "owners": owners.ravel().astype(np.int64),
-            "penetration": pen.ravel(),
+            "penetration": model.segment_penetration.ravel(),
             "population_penetration": np.tile(pop, n_seg),
             "index": index.ravel(),
             "white_space": (sizes[:, None] - owners).ravel().astype(np.int64),

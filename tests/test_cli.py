@@ -82,7 +82,7 @@ def test_debug_shows_the_traceback(runner):
 def test_version_and_help_list_every_command(runner):
     assert runner.invoke(app, ["--version"]).stdout.startswith("clvx ")
     help_text = runner.invoke(app, ["--help"]).stdout
-    for name in ("rfm", "sample"):
+    for name in ("rfm", "fit", "predict", "validate", "segment", "cross-sell", "sample"):
         assert name in help_text
 
 
@@ -221,3 +221,41 @@ def test_segment_on_the_real_retail_log(runner):
     assert 3 <= len(rows) <= 8
     assert min(r["customer_share"] for r in rows) >= 0.02
     assert "almost no dropout" in res.stderr  # one year of this log shows little churn: the user is told
+
+
+# --------------------------------------------------------------------------- cross-sell
+
+RANKING_KEYS = {"segment", "rank", "product_id", "category", "owners", "penetration", "population_penetration", "index", "white_space", "expected_buyers", "expected_revenue"}
+
+
+def test_cross_sell_ranking_targets_and_rules(runner, tmp_path):
+    offers, rules = tmp_path / "offers.csv", tmp_path / "rules.parquet"
+    res = runner.invoke(app, ["cross-sell", "-f", "json", "--top", "3", "--targets", str(offers), "--top-k", "4", "--rules", str(rules)])
+    assert res.exit_code == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert set(rows[0]) == RANKING_KEYS
+    assert max(r["rank"] for r in rows) == 3
+    table = pl.read_csv(offers, schema_overrides={"customer_id": pl.String})
+    assert table.columns == ["customer_id", "product_id", "rank", "score", "expected_revenue", "reason"]
+    assert table.group_by("customer_id").len()["len"].max() == 4
+    assert {"support", "confidence", "lift", "leverage", "conviction", "timing"} <= set(pl.read_parquet(rules).columns)
+
+
+def test_cross_sell_needs_a_product_column(runner, tiny_csv):
+    res = runner.invoke(app, ["cross-sell", str(tiny_csv), *TINY])
+    assert res.exit_code == 2
+    assert res.stderr.endswith("Error: this command needs a product column; name it with --product-col\n")
+
+
+def test_cross_sell_bad_exclude_pattern(runner):
+    res = runner.invoke(app, ["cross-sell", "--exclude-products", "(unclosed"])
+    assert res.exit_code == 2 and "is not a valid regular expression" in res.stderr
+
+
+def test_validate_has_a_cross_sell_section_with_baselines(runner):
+    res = runner.invoke(app, ["validate", "--calibration-end", "2024-06-30", "-f", "json", "-q"])
+    assert res.exit_code == 0, res.stderr
+    cross = json.loads(res.stdout)["cross_sell"]
+    assert set(cross["baselines"]) == {"random", "popularity", "segment_popularity"}
+    assert set(cross["hit_rate"]) == {"1", "3", "5", "10"}
+    assert cross["hit_rate"]["5"] > cross["baselines"]["popularity"]["hit_rate"]["5"]
