@@ -29,10 +29,11 @@ SAME_ORDER_BUNDLE = 0.5  # pairs co-bought in one order by at least half their c
 SUBSTITUTE_LIFT = 0.5  # same category, co-owned at under half the rate independence predicts
 SUBSTITUTE_MIN_EXPECTED = 5.0  # ... when independence predicts at least this many co-owners
 
-# Lines that are not products: service words in the description or id.
+# Lines that are not products: a short description (or id) that ends in a service word,
+# so "Next Day Carriage" is a service and "BLACK BAROQUE CARRIAGE CLOCK" a product.
 SERVICE_PATTERN = (
-    r"(?i)\b(postage|carriage|shipping|delivery charge|manual|discount|adjust(ment)?|bank charges?|"
-    r"amazon ?fee|fee|commission|samples?|voucher|cruk|dotcom postage|bad debt)\b"
+    r"(?i)^\s*(\S+\s+){0,2}(postage|carriage|shipping|delivery( charges?)?|manual|discounts?|adjust(ment)?|"
+    r"bank charges?|fees?|commission|samples?|vouchers?|bad debt)\s*$"
 )
 DIGIT_SHARE_FOR_CODE_RULE = 0.9
 TINY_AMOUNT = 0.01

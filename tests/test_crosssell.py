@@ -109,14 +109,15 @@ def test_non_product_lines_are_detected():
     ordinary = [f"21{i:03d}" for i in range(40)]
     lines = pl.DataFrame(
         {
-            "product_id": ["85123A", "22423", "POST", "M", "DOT", "PADS", "X99", "CHEAP1", *ordinary],
-            "amount": [15.3, 12.75, 18.0, 40.0, 11.0, 0.001, 3.0, 0.0, *[5.0] * len(ordinary)],
-            "description": ["WHITE HANGING HEART", "REGENCY CAKESTAND", "POSTAGE", "Manual", "DOTCOM POSTAGE",
-                            "PADS TO MATCH ALL CUSHIONS", "SPECIAL", "FREEBIE", *["THING"] * len(ordinary)],
+            "product_id": ["85123A", "85168B", "23444", "POST", "M", "DOT", "PADS", "X99", "CHEAP1", *ordinary],
+            "amount": [15.3, 8.5, 30.0, 18.0, 40.0, 11.0, 0.001, 3.0, 0.0, *[5.0] * len(ordinary)],
+            "description": ["WHITE HANGING HEART", "BLACK BAROQUE CARRIAGE CLOCK", "Next Day Carriage", "POSTAGE", "Manual",
+                            "DOTCOM POSTAGE", "PADS TO MATCH ALL CUSHIONS", "SPECIAL", "FREEBIE", *["THING"] * len(ordinary)],
         }
     )
     out = dict(non_product_ids(lines, exclude="^X99$").iter_rows())
     assert out == {
+        "23444": "service or fee line",
         "POST": "service or fee line",
         "M": "service or fee line",
         "DOT": "service or fee line",
