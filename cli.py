@@ -153,6 +153,7 @@ class Output:
 class Run:
     quiet: bool
     debug: bool
+    config: Path | None
 
     PARAMS = (
         _opt("quiet", Annotated[bool, typer.Option(
@@ -160,6 +161,9 @@ class Run:
             rich_help_panel=RUN_PANEL)], False),
         _opt("debug", Annotated[bool, typer.Option(
             "--debug", help="Show the full traceback when something fails", rich_help_panel=RUN_PANEL)], False),
+        _opt("config", Annotated[Optional[Path], typer.Option(
+            "--config", help="Settings file (clvx.toml, or pyproject.toml with [tool.clvx]); flags override it",
+            rich_help_panel=RUN_PANEL, show_default=False, dir_okay=False)], None),
     )
 
     @classmethod
@@ -191,12 +195,17 @@ def command(*, help_example: str) -> Callable[[Callable[..., None]], Callable[..
             extra += list(Run.PARAMS)
 
         @functools.wraps(fn)
-        def wrapper(**kwargs: Any) -> None:
+        def wrapper(ctx: typer.Context, **kwargs: Any) -> None:
+            try:
+                if kwargs.get("config") is not None:
+                    apply_config(ctx, kwargs, kwargs["config"], command_params)
+            except Exception as exc:
+                _fail(exc, Run(quiet=False, debug=bool(kwargs.get("debug")), config=None))
             built = {}
             for g in groups:
                 names = [p.name for p in GROUPS[g].PARAMS]  # type: ignore[attr-defined]
                 built[g] = GROUPS[g].build({n: kwargs.pop(n) for n in names})  # type: ignore[attr-defined]
-            run = built.get("run") or Run.build({"quiet": kwargs.pop("quiet"), "debug": kwargs.pop("debug")})
+            run = built.get("run") or Run.build({n: kwargs.pop(n) for n in ("quiet", "debug", "config")})
             try:
                 fn(**kwargs, **built)
             except (typer.Exit, typer.Abort, UsageBase):
@@ -204,12 +213,102 @@ def command(*, help_example: str) -> Callable[[Callable[..., None]], Callable[..
             except Exception as exc:
                 _fail(exc, run)
 
-        wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+        command_params = {p.name: p for p in own + extra}
+        wrapper.__signature__ = sig.replace(parameters=[context, *own, *extra])  # type: ignore[attr-defined]
         doc = inspect.getdoc(fn) or ""
         wrapper.__doc__ = f"{doc}\n\n[bold]Example:[/bold] [cyan]{help_example}[/cyan]"
         return app.command(name=fn.__name__.rstrip("_").replace("_", "-"))(wrapper)
 
     return decorate
+
+
+def _base_type(annotation: Any) -> Any:
+    """``Annotated[Optional[X], ...]`` -> ``X``; ``list[X]`` stays a list type."""
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _convert_setting(key: str, value: Any, annotation: Any, source: str) -> Any:
+    from clv.errors import InputError
+
+    target = _base_type(annotation)
+    if typing.get_origin(target) is list:
+        (item,) = typing.get_args(target)
+        values = value if isinstance(value, list) else [value]
+        return [_convert_setting(key, v, item, source) for v in values]
+    try:
+        if isinstance(target, type) and issubclass(target, Enum):
+            return target(value)
+        if target is Path:
+            return Path(value)
+        if target is bool and isinstance(value, bool):
+            return value
+        if target in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return target(value)
+        if target is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    except ValueError:
+        pass
+    expected = (f"one of {', '.join(m.value for m in target)}" if isinstance(target, type) and issubclass(target, Enum)
+                else getattr(target, "__name__", str(target)))
+    raise InputError(f"{source}: setting '{key}' = {value!r} should be {expected}")
+
+
+def _all_option_names() -> set[str]:
+    names = set()
+    for info in app.registered_commands:
+        names |= {n for n in inspect.signature(info.callback).parameters if n != "ctx"}
+    return names
+
+
+def apply_config(ctx: Any, kwargs: dict[str, Any], path: Path, params: dict[str, inspect.Parameter]) -> None:
+    """Fill options not given on the command line from a TOML settings file.
+
+    Top-level keys apply to every command that has that option (named as on the
+    command line, without dashes: ``customer-col = "CustomerID"``); a table named after
+    a command (``[segment]``) applies to that command only. ``input`` names the log.
+    """
+    import difflib
+    import tomllib
+
+    from clv.errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not valid TOML: {exc}") from exc
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("clvx")
+        if data is None:
+            raise InputError(f"{path} has no [tool.clvx] table")
+    command_names = {info.name or info.callback.__name__ for info in app.registered_commands}
+    known = _all_option_names() - {"config"}
+    settings = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    for table, values in data.items():
+        if isinstance(values, dict):
+            if table not in command_names:
+                near = difflib.get_close_matches(table, sorted(command_names), n=1)
+                raise InputError(f"{path}: [{table}] is not a clvx command" + (f"; did you mean [{near[0]}]?" if near else ""))
+            if table == ctx.info_name:
+                settings.update(values)
+    for key, value in settings.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            near = difflib.get_close_matches(key, sorted(n.replace("_", "-") for n in known), n=1)
+            raise InputError(f"{path}: '{key}' is not a clvx option" + (f"; did you mean '{near[0]}'?" if near else ""))
+        if name not in params:
+            continue
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT"):
+            continue
+        kwargs[name] = _convert_setting(key, value, params[name].annotation, str(path))
 
 
 def _fail(exc: Exception, run: Run) -> None:
@@ -504,7 +603,7 @@ def validate(
     model: ModelOpts,
     out: Output,
     run: Run,
-    calibration_end: Annotated[str, typer.Option("--calibration-end", help="Last day of the calibration period, YYYY-MM-DD; the holdout runs from the next day to --as-of")],
+    calibration_end: Annotated[Optional[str], typer.Option("--calibration-end", help="Last day of the calibration period, YYYY-MM-DD (required); the holdout runs from the next day to --as-of", show_default=False)] = None,
     cross_sell: Annotated[bool, typer.Option("--cross-sell/--no-cross-sell", help="With a product column, also backtest the cross-sell ranking")] = True,
     exclude_products: Annotated[Optional[str], typer.Option("--exclude-products", help="Regular expression of non-product ids or descriptions")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed for segments and the random baseline")] = 42,
@@ -519,6 +618,10 @@ def validate(
     from clv import render
     from clv.backtest import holdout_backtest
 
+    from clv.errors import InputError
+
+    if calibration_end is None:
+        raise InputError("validate needs --calibration-end YYYY-MM-DD (or calibration-end in the --config file)")
     reporter = run.reporter()
     cal_end = _parse_date(calibration_end, "--calibration-end")
     tx = load(source, reporter)
@@ -631,6 +734,49 @@ def cross_sell(
         render.write_frame(table, rules)
         reporter.info(f"Wrote {table.height:,} association rules to {rules}.")
     render.crosssell_ranking(result, out.emitter())
+
+
+@command(help_example="clvx report sales.parquet -o report.html -o report.xlsx --calibration-end 2024-06-30")
+def report(
+    source: Source,
+    model: ModelOpts,
+    run: Run,
+    output: Annotated[Optional[list[Path]], typer.Option("--output", "-o", help="Report file(s): .html (self-contained page), .xlsx (workbook) or .md; repeat for several (required)", dir_okay=False, show_default=False)] = None,
+    calibration_end: Annotated[Optional[str], typer.Option("--calibration-end", help="Also backtest the forecast (and cross-sell) with a holdout from the day after this date")] = None,
+    title: Annotated[str, typer.Option("--title", help="Report title")] = "Customer value report",
+    exclude_products: Annotated[Optional[str], typer.Option("--exclude-products", help="Regular expression of non-product ids or descriptions")] = None,
+    method: Annotated[MethodChoice, typer.Option("--method", help="How customers are segmented: kmeans or rfm")] = MethodChoice.kmeans,
+    k: Annotated[str, typer.Option("--k", help="Number of segments, or auto")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same report")] = 42,
+) -> None:
+    """A report for strategy meetings: headline numbers, segments, charts, cross-sell targets, methodology.
+
+    HTML is one self-contained file (styles and charts inline, no network); .xlsx holds the same tables as
+    sheets; .md holds them as Markdown for wikis.
+    """
+    from clv import __version__ as version
+    from clv.report import REPORT_SUFFIXES, write_report
+    from segments.pipeline import build_report
+
+    from clv.errors import InputError
+
+    if not output:
+        raise InputError("report needs --output PATH (.html, .xlsx or .md), or output in the --config file")
+    for path in output:
+        if path.suffix.lower() not in REPORT_SUFFIXES:
+            raise InputError(f"cannot tell the report format of '{path}'; use .html, .xlsx or .md")
+    reporter = run.reporter()
+    tx = load(source, reporter)
+    data = build_report(
+        tx, title=title, calibration_end=_parse_date(calibration_end, "--calibration-end"), exclude_products=exclude_products,
+        clvx_version=version, step=reporter.step, period=_period(model.period or PeriodChoice.day), method=method.value,
+        k=_parse_k(k), seed=seed, penalizer=model.penalizer, engine=model.engine,
+    )
+    _warn_about_fit(data.segments.bgnbd, data.segments.gamma_gamma, reporter)
+    for path in output:
+        with reporter.step(f"Writing {path}"):
+            write_report(data, path)
+        reporter.info(f"Wrote {path}.")
 
 
 @command(help_example="clvx sample --customers 100000 --seed 7 --output big.parquet")

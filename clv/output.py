@@ -148,7 +148,7 @@ def frame_bytes(df: pl.DataFrame, fmt: Format) -> bytes:
 
 
 def _is_share(name: str) -> bool:
-    return name.endswith(SHARE_SUFFIXES) or name.startswith(("hit_rate", "precision", "recall"))
+    return name.endswith(SHARE_SUFFIXES) or name.startswith(("hit_rate", "precision", "recall", "revenue_captured", "coverage"))
 
 
 def format_cell(name: str, value: Any, decimals: int = 2) -> str:

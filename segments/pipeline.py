@@ -12,6 +12,7 @@ import polars as pl
 from scipy import sparse
 
 from clv.load import Transactions
+from clv.report import ReportData
 from clv.models import BGNBD, BGNBDParams, GammaGamma, GammaGammaParams, Horizon, expected_purchases, score_customers
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from segments.associations import association_rules, build_ownership, non_product_ids, validate_pattern
@@ -206,3 +207,53 @@ def crosssell_backtest(
     truth = (new_revenue > 0).astype(np.float64)
     model_metrics, baselines, n = backtest_rankings(run.model, truth, new_revenue, seed)
     return CrossSellBacktest(calibration_end, tx.as_of, n, shape[1], model_metrics, baselines)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def build_report(
+    tx: Transactions,
+    *,
+    title: str,
+    calibration_end: dt.date | None = None,
+    exclude_products: str | None = None,
+    clvx_version: str = "",
+    step: Step = lambda _: nullcontext(),
+    **options,
+) -> ReportData:
+    """Everything a report shows: segments, CLV, cross-sell when products are known, backtests on request."""
+    from clv.backtest import holdout_backtest
+
+    period = options.get("period", Period.day)
+    cross = None
+    if tx.has("product_id"):
+        cross = run_crosssell(tx, exclude_products=exclude_products, step=step, **options)
+        seg = cross.segments
+    else:
+        seg = run_segmentation(tx, step=step, **options)
+    backtest = cross_backtest = None
+    if calibration_end is not None:
+        with step("Backtesting the forecast"):
+            backtest = holdout_backtest(tx.frame, calibration_end, tx.as_of, period,
+                                        penalizer=options.get("penalizer", 0.0), engine=options.get("engine", "auto"))
+        if cross is not None:
+            with step("Backtesting cross-sell"):
+                cross_backtest = crosssell_backtest(tx, calibration_end, exclude_products=exclude_products, **options)
+    source = tx.sources[0] if len(tx.sources) == 1 else f"{len(tx.sources)} files"
+    return ReportData(
+        title=title,
+        source=source.rsplit("/", 1)[-1],
+        as_of=tx.as_of,
+        period=period.value,
+        columns=tx.columns.describe(),
+        quality=tx.quality,
+        segments=seg,
+        customers=seg.segmentation.assignments,
+        cross_sell=cross,
+        rules=crosssell_rules(cross) if cross is not None else None,
+        backtest=backtest,
+        cross_sell_backtest=cross_backtest,
+        discount_rate=seg.discount_rate,
+        clvx_version=clvx_version,
+    )

@@ -82,7 +82,7 @@ def test_debug_shows_the_traceback(runner):
 def test_version_and_help_list_every_command(runner):
     assert runner.invoke(app, ["--version"]).stdout.startswith("clvx ")
     help_text = runner.invoke(app, ["--help"]).stdout
-    for name in ("rfm", "fit", "predict", "validate", "segment", "cross-sell", "sample"):
+    for name in ("rfm", "fit", "predict", "validate", "segment", "cross-sell", "report", "sample"):
         assert name in help_text
 
 
@@ -259,3 +259,49 @@ def test_validate_has_a_cross_sell_section_with_baselines(runner):
     assert set(cross["baselines"]) == {"random", "popularity", "segment_popularity"}
     assert set(cross["hit_rate"]) == {"1", "3", "5", "10"}
     assert cross["hit_rate"]["5"] > cross["baselines"]["popularity"]["hit_rate"]["5"]
+
+
+# --------------------------------------------------------------------------- config and report
+
+
+def test_config_file_sets_options_and_flags_override(runner, tmp_path, tiny_csv):
+    cfg = tmp_path / "clvx.toml"
+    cfg.write_text(f'input = "{tiny_csv}"\ncustomer-col = "customer"\ndate-col = "when"\nquiet = true\n\n[rfm]\nscores = false\nformat = "csv"\n')
+    res = runner.invoke(app, ["rfm", "--config", str(cfg)])
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout == TINY_RFM_CSV and res.stderr == ""
+    res = runner.invoke(app, ["rfm", "--config", str(cfg), "--format", "json"])
+    assert json.loads(res.stdout)[0]["customer_id"] == "00042"
+
+
+def test_pyproject_tool_clvx_table(runner, tmp_path, tiny_csv):
+    cfg = tmp_path / "pyproject.toml"
+    cfg.write_text(f'[project]\nname = "x"\n\n[tool.clvx]\ninput = "{tiny_csv}"\ncustomer-col = "customer"\ndate-col = "when"\n')
+    res = runner.invoke(app, ["rfm", "--config", str(cfg), "--no-scores", "-f", "csv", "-q"])
+    assert res.stdout == TINY_RFM_CSV
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('custmer-col = "x"\n', "'custmer-col' is not a clvx option; did you mean 'customer-col'?"),
+        ("[segmnt]\nk = 3\n", "[segmnt] is not a clvx command; did you mean [segment]?"),
+        ('period = "fortnight"\n', "setting 'period' = 'fortnight' should be one of day, week, month"),
+        ("period = \n", "is not valid TOML"),
+    ],
+)
+def test_bad_config_gives_one_error_line(runner, tmp_path, text, error):
+    cfg = tmp_path / "clvx.toml"
+    cfg.write_text(text)
+    res = runner.invoke(app, ["rfm", "--config", str(cfg)])
+    assert res.exit_code == 2
+    assert error in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_report_command_writes_every_format(runner, tmp_path):
+    outs = [tmp_path / f"report.{ext}" for ext in ("html", "xlsx", "md")]
+    res = runner.invoke(app, ["report", *[a for o in outs for a in ("-o", str(o))], "-q"])
+    assert res.exit_code == 0, res.stderr
+    assert all(o.stat().st_size > 1000 for o in outs)
+    res = runner.invoke(app, ["report", "-o", str(tmp_path / "report.pdf")])
+    assert res.exit_code == 2 and "use .html, .xlsx or .md" in res.stderr

@@ -1,0 +1,429 @@
+"""Reports for strategy meetings: one self-contained HTML file, an Excel workbook, Markdown.
+
+An edge module like clv.render: it turns results the core computed into files and
+computes nothing new. Charts are matplotlib figures rendered to inline SVG (no
+network needed to open the page), with a fixed hash salt and no timestamps so the
+same input gives the same bytes. The workbook is written by polars' Excel writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from clv.errors import InputError
+from clv.output import atomic_write, atomic_write_bytes, format_cell
+
+REPORT_SUFFIXES = (".html", ".htm", ".xlsx", ".md")
+PALETTE = ("#1b4965", "#5fa8d3", "#62b6cb", "#bee9e8", "#cae9ff", "#ef8354", "#f4a261", "#8d99ae")
+FREQUENCY_BINS = (0, 1, 2, 3, 5, 10)  # lower edges: 0, 1, 2, 3-4, 5-9, 10+
+RECENCY_BINS_DAYS = (0, 30, 90, 180, 365, 730)
+MAX_HEATMAP_PRODUCTS = 12
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything a report shows; built by the pipeline, read here."""
+
+    title: str
+    source: str
+    as_of: dt.date
+    period: str
+    columns: str
+    quality: Any  # clv.load.DataQuality
+    segments: Any  # segments.pipeline.SegmentRun
+    customers: pl.DataFrame  # segment assignments with CLV columns
+    cross_sell: Any | None  # segments.pipeline.CrossSellRun
+    rules: pl.DataFrame | None
+    backtest: Any | None  # clv.backtest.HoldoutBacktest
+    cross_sell_backtest: Any | None
+    discount_rate: float
+    clvx_version: str
+
+
+def write_report(data: ReportData, path: Path) -> None:
+    """Write the report in the format of ``path``'s extension."""
+    suffix = path.suffix.lower()
+    if suffix in (".html", ".htm"):
+        atomic_write_bytes(path, html_report(data).encode())
+    elif suffix == ".xlsx":
+        atomic_write(path, lambda tmp: xlsx_report(data, tmp))
+    elif suffix == ".md":
+        atomic_write_bytes(path, markdown_report(data).encode())
+    else:
+        raise InputError(f"cannot tell the report format of '{path}'; use .html, .xlsx or .md")
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def headline(data: ReportData) -> list[tuple[str, str, str]]:
+    """(label, value, note) for the four numbers at the top."""
+    c = data.customers
+    active = (c["p_alive"] >= 0.5).mean()
+    return [
+        ("Customers", f"{c.height:,}", f"with a purchase up to {data.as_of}"),
+        ("Revenue", f"{c['total_spend'].sum():,.0f}", "net of returns, over the log"),
+        ("Predicted CLV, 12 months", f"{c['clv'].sum():,.0f}", f"discounted at {data.discount_rate:.0%} a year"),
+        ("Likely still active", f"{active:.0%}", "share of customers with P(alive) >= 0.5"),
+    ]
+
+
+def methodology(data: ReportData) -> list[tuple[str, str]]:
+    bg, gg, q = data.segments.bgnbd, data.segments.gamma_gamma, data.quality
+    seg = data.segments.segmentation
+    excluded = [f"{q.n_no_customer:,} rows with no customer", f"{q.n_after_as_of:,} rows after the as-of date",
+                f"{q.n_returns_unmatched:,} returns with no earlier purchase"]
+    rows = [
+        ("Data", f"{data.source}: {q.n_rows:,} rows, {q.first_date.date() if q.first_date else '?'} to {data.as_of}; columns {data.columns}"),
+        ("Excluded", "; ".join(excluded) + f"; {q.n_returns - q.n_returns_unmatched:,} returns netted against the purchase before them"),
+        ("Purchases", f"BG/NBD (Fader, Hardie & Lee 2005) per {data.period}: r = {bg.r:.4f}, alpha = {bg.alpha:.4f}, a = {bg.a:.4f}, "
+                      f"b = {bg.b:.4f}; log-likelihood {bg.log_likelihood:,.2f}; {bg.n_customers:,} customers; engine {bg.engine}"),
+        ("Spend", f"Gamma-Gamma: p = {gg.p:.4f}, q = {gg.q:.4f}, v = {gg.v:.4f}; population mean spend {gg.population_mean:,.2f}; "
+                  f"{gg.n_customers:,} repeat customers ({gg.n_excluded:,} with spend <= 0 left out)"),
+        ("CLV", f"12 months, monthly cash flows at month ends (365.25 / 12 days), annual discount rate {data.discount_rate:.0%}"),
+        ("Segments", f"{seg.method}, k = {seg.k}, seed {seg.seed}; named from the members' mean RFM scores"),
+    ]
+    if data.cross_sell is not None:
+        rows.append(("Cross-sell", f"{data.cross_sell.excluded.height} non-product codes left out; offers score = P(buys in "
+                                   f"{data.cross_sell.horizon.label}) x (0.75 product associations + 0.25 segment penetration)"))
+    rows.append(("Software", f"clvx {data.clvx_version}"))
+    return rows
+
+
+def top_targets(data: ReportData) -> pl.DataFrame | None:
+    if data.cross_sell is None:
+        return None
+    keep = [c for c in ("segment", "rank", "product_id", "description", "category", "penetration", "index", "expected_buyers", "expected_revenue")
+            if c in data.cross_sell.ranking.columns]
+    return data.cross_sell.ranking.select(keep)
+
+
+def customer_scores(data: ReportData) -> pl.DataFrame:
+    cols = ["customer_id", "segment", "rfm_segment", "frequency", "recency_days", "total_spend", "p_alive", "expected_purchases",
+            "expected_avg_value", "clv"]
+    return data.customers.select([c for c in cols if c in data.customers.columns]).sort("clv", "customer_id", descending=[True, False])
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def _svg(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _figure(width: float = 7.0, height: float = 3.6):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "clvx", "font.size": 10, "axes.spines.top": False, "axes.spines.right": False,
+                         "svg.fonttype": "path"})
+    return plt.subplots(figsize=(width, height))
+
+
+def chart_clv_distribution(customers: pl.DataFrame) -> str:
+    fig, ax = _figure()
+    clv = customers["clv"].to_numpy()
+    positive = clv[clv > 0]
+    bins = np.logspace(np.log10(max(positive.min(), 0.01)), np.log10(positive.max()), 40) if positive.size else 10
+    ax.hist(positive, bins=bins, color=PALETTE[0])
+    ax.set_xscale("log")
+    ax.set_xlabel("predicted 12-month CLV per customer (log scale)")
+    ax.set_ylabel("customers")
+    top = ax.get_ylim()[1]
+    for (value, label, color), height in zip(((np.median(clv), "median", PALETTE[5]), (clv.mean(), "mean", PALETTE[6])), (0.97, 0.87)):
+        if value > 0:
+            ax.axvline(value, color=color, linestyle="--", linewidth=1.5)
+            ax.text(value, top * height, f" {label} {value:,.0f}", color=color, va="top", fontweight="bold")
+    return _svg(fig)
+
+
+def chart_segments(profile: pl.DataFrame) -> str:
+    fig, ax = _figure(7.0, 0.5 + 0.55 * profile.height)
+    y = np.arange(profile.height)
+    ax.barh(y - 0.2, profile["customer_share"] * 100, height=0.4, color=PALETTE[3], label="% of customers")
+    ax.barh(y + 0.2, profile["clv_share"] * 100, height=0.4, color=PALETTE[0], label="% of predicted CLV")
+    ax.set_yticks(y, profile["segment"].to_list())
+    ax.invert_yaxis()
+    ax.set_xlabel("percent")
+    ax.legend(loc="lower right", frameon=False)
+    return _svg(fig)
+
+
+def _bin_labels(edges: tuple[int, ...], unit: str = "") -> list[str]:
+    labels = []
+    for lo, hi in zip(edges, (*edges[1:], None)):
+        if hi is None:
+            labels.append(f"{lo}+{unit}")
+        elif hi - lo == 1:
+            labels.append(f"{lo}{unit}")
+        else:
+            labels.append(f"{lo}-{hi - 1}{unit}")
+    return labels
+
+
+def chart_p_alive(customers: pl.DataFrame) -> str:
+    f_idx = np.searchsorted(FREQUENCY_BINS, customers["frequency"].to_numpy(), side="right") - 1
+    r_idx = np.searchsorted(RECENCY_BINS_DAYS, customers["recency_days"].to_numpy(), side="right") - 1
+    grid = np.full((len(FREQUENCY_BINS), len(RECENCY_BINS_DAYS)), np.nan)
+    counts = np.zeros_like(grid)
+    p = customers["p_alive"].to_numpy()
+    np.add.at(counts, (f_idx, r_idx), 1)
+    sums = np.zeros_like(grid)
+    np.add.at(sums, (f_idx, r_idx), p)
+    grid = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    fig, ax = _figure(7.0, 3.8)
+    im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(RECENCY_BINS_DAYS)), _bin_labels(RECENCY_BINS_DAYS))
+    ax.set_yticks(range(len(FREQUENCY_BINS)), _bin_labels(FREQUENCY_BINS))
+    ax.set_xlabel("days since the last purchase")
+    ax.set_ylabel("repeat purchases")
+    for (i, j), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value:.2f}\n({int(counts[i, j]):,})", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax, label="mean P(alive)")
+    return _svg(fig)
+
+
+def chart_backtest(by_frequency: pl.DataFrame) -> str:
+    fig, ax = _figure()
+    x = np.arange(by_frequency.height)
+    ax.bar(x - 0.27, by_frequency["actual_mean"], width=0.27, color=PALETTE[3], label="actual")
+    ax.bar(x, by_frequency["predicted_mean"], width=0.27, color=PALETTE[0], label="BG/NBD")
+    ax.bar(x + 0.27, by_frequency["calibration_rate_mean"], width=0.27, color=PALETTE[6], label="baseline: calibration rate")
+    ax.set_xticks(x, by_frequency["frequency_cal"].to_list())
+    ax.set_xlabel("repeat purchases in the calibration period")
+    ax.set_ylabel("mean purchases in the holdout")
+    ax.legend(frameon=False)
+    return _svg(fig)
+
+
+def chart_cross_sell(cross_sell: Any) -> str:
+    ranking = cross_sell.ranking
+    products = ranking.group_by("product_id").agg(pl.col("expected_revenue").sum()).sort("expected_revenue", "product_id", descending=[True, False])
+    products = products["product_id"].head(MAX_HEATMAP_PRODUCTS).to_list()
+    model = cross_sell.model
+    segments = cross_sell.segments.segmentation.profile["segment"].to_list()
+    pidx = {p: i for i, p in enumerate(model.own.products.to_list())}
+    sidx = {s: i for i, s in enumerate(model.segments)}
+    pen = model.segment_penetration
+    pop = np.maximum(model.population_penetration, 1e-12)
+    grid = np.array([[pen[sidx[s], pidx[p]] / pop[pidx[p]] for p in products] for s in segments])
+    fig, ax = _figure(max(6.0, 0.6 * len(products) + 2), 0.6 + 0.5 * len(segments))
+    im = ax.imshow(np.log2(np.maximum(grid, 1e-3)), cmap="PuOr_r", vmin=-2, vmax=2, aspect="auto")
+    ax.set_xticks(range(len(products)), products, rotation=45, ha="right")
+    ax.set_yticks(range(len(segments)), segments)
+    for (i, j), value in np.ndenumerate(grid):
+        ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax, label="index (log2): segment penetration / overall")
+    return _svg(fig)
+
+
+# --------------------------------------------------------------------------- HTML
+
+CSS = """
+:root { --ink: #1d2a35; --muted: #5c6b77; --line: #d9e2ea; --accent: #1b4965; --bg: #f7f9fb; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: var(--ink);
+       margin: 0; background: var(--bg); }
+main { max-width: 1100px; margin: 0 auto; padding: 32px 28px 64px; background: white; }
+h1 { font-size: 28px; margin: 0 0 4px; color: var(--accent); }
+h2 { font-size: 20px; margin: 40px 0 8px; padding-bottom: 6px; border-bottom: 2px solid var(--line); color: var(--accent); }
+p.lede, p.note { color: var(--muted); margin: 4px 0 12px; }
+.cards { display: grid; grid-template-columns: repeat(4, 1fr); gap: 14px; margin: 24px 0 8px; }
+.card { border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; }
+.card .label { font-size: 13px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
+.card .value { font-size: 30px; font-weight: 650; margin: 2px 0; }
+.card .hint { font-size: 12px; color: var(--muted); }
+table { border-collapse: collapse; width: 100%; font-size: 13px; margin: 8px 0; }
+th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th { background: #eef3f7; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th.num { white-space: normal; }
+figure { margin: 12px 0 20px; }
+figure svg { max-width: 100%; height: auto; }
+figcaption { color: var(--muted); font-size: 13px; }
+.method { background: #f2f6f9; border: 1px solid var(--line); border-radius: 8px; padding: 10px 16px; }
+.method dt { font-weight: 600; margin-top: 6px; }
+.method dd { margin: 0 0 4px; color: var(--ink); }
+.warning { border-left: 4px solid #ef8354; background: #fff5ef; padding: 8px 12px; margin: 10px 0; }
+@media print {
+  body { background: white; font-size: 11pt; }
+  main { max-width: none; padding: 0; }
+  h2 { break-after: avoid; }
+  figure, table, .card { break-inside: avoid; }
+  .cards { grid-template-columns: repeat(4, 1fr); }
+}
+@media (max-width: 800px) { .cards { grid-template-columns: repeat(2, 1fr); } }
+"""
+
+
+def _html_table(frame: pl.DataFrame, headers: dict[str, str] | None = None, decimals: dict[str, int] | None = None) -> str:
+    headers = headers or {}
+    decimals = decimals or {}
+    numeric = {c for c, t in frame.schema.items() if t.is_numeric()}
+    head = "".join(f'<th class="{"num" if c in numeric else ""}">{html.escape(headers.get(c, c))}</th>' for c in frame.columns)
+    rows = []
+    for row in frame.iter_rows():
+        cells = "".join(
+            f'<td class="{"num" if c in numeric else ""}">{html.escape(format_cell(c, v, decimals.get(c, 2)))}</td>'
+            for c, v in zip(frame.columns, row, strict=True)
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _figure_html(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+SEGMENT_HEADERS = {"n_customers": "customers", "customer_share": "% customers", "revenue_share": "% revenue", "clv": "CLV 12m",
+                   "clv_share": "% CLV", "mean_p_alive": "P(alive)", "churn_risk": "churn risk", "median_recency_days": "days since last",
+                   "median_frequency": "repeats", "avg_order_value": "avg order", "expected_purchases": "purchases next 90d",
+                   "top_categories": "over-indexed"}
+SEGMENT_DECIMALS = {"revenue": 0, "clv": 0, "median_recency_days": 0, "median_frequency": 0, "expected_purchases": 0}
+
+
+def html_report(data: ReportData) -> str:
+    """The whole report as one HTML document: inline styles and SVG charts, no scripts, no network."""
+    profile = data.segments.segmentation.profile
+    parts = [
+        f"<h1>{html.escape(data.title)}</h1>",
+        f'<p class="lede">{html.escape(data.source)} · observed to {data.as_of} · period {data.period}</p>',
+        '<section class="cards">' + "".join(
+            f'<div class="card"><div class="label">{html.escape(k)}</div><div class="value">{html.escape(v)}</div>'
+            f'<div class="hint">{html.escape(n)}</div></div>' for k, v, n in headline(data)) + "</section>",
+    ]
+    bg = data.segments.bgnbd
+    if bg.a / (bg.a + bg.b) < 0.01:
+        parts.append('<p class="warning">The purchase model sees almost no customers leave in this log, so P(alive) is near 1 for '
+                     "nearly everyone and churn figures say little; a longer history would tell more.</p>")
+    parts += [
+        "<h2>Customer segments</h2>",
+        '<p class="note">Ordered by share of predicted 12-month CLV. Churn risk is the share of the segment with P(alive) below 0.5.</p>',
+        _html_table(profile.drop("top_categories", strict=False), SEGMENT_HEADERS, SEGMENT_DECIMALS),
+        *([f"<p class=\"note\">What each segment buys more often than customers overall (index = segment / overall):</p>"
+           + _html_table(profile.select("segment", pl.col("top_categories").fill_null("—")), {"top_categories": "over-indexed categories"})]
+          if "top_categories" in profile.columns else []),
+        _figure_html(chart_segments(profile), "Each segment's share of customers beside its share of predicted value."),
+        "<h2>Customer value</h2>",
+        _figure_html(chart_clv_distribution(data.customers), "Predicted 12-month CLV per customer: value is concentrated in few customers."),
+        _figure_html(chart_p_alive(data.customers), "Mean P(alive) by repeat purchases and days since the last purchase (customers per cell in brackets)."),
+    ]
+    if data.backtest is not None:
+        bt = data.backtest
+        parts += [
+            "<h2>Does the forecast hold? Holdout backtest</h2>",
+            f'<p class="note">Fitted on purchases up to {bt.calibration_end}, then asked to forecast each customer\'s purchases over the '
+            f"following {bt.duration_holdout} {bt.period.value}s. Predicted total {bt.model.predicted_total:,.0f} vs actual "
+            f"{bt.model.actual_total:,.0f} ({bt.model.bias:+.1%}); the naive calibration-rate forecast was "
+            f"{bt.baselines['calibration_rate'].predicted_total:,.0f} ({bt.baselines['calibration_rate'].bias:+.1%}).</p>",
+            _figure_html(chart_backtest(bt.by_frequency), "Mean holdout purchases by calibration-period repeat purchases."),
+        ]
+    if data.cross_sell is not None:
+        parts += [
+            "<h2>Cross-sell: what to offer each segment</h2>",
+            '<p class="note">Top products per segment by expected revenue from the segment\'s non-owners over '
+            f"{html.escape(data.cross_sell.horizon.label)}. Index: how much more often the segment owns the product than customers overall.</p>",
+            _html_table(top_targets(data), {"penetration": "% of segment own it", "expected_buyers": "expected buyers",
+                                            "expected_revenue": "expected revenue"}, {"expected_buyers": 1}),
+            _figure_html(chart_cross_sell(data.cross_sell), "Segment x product index for the products with most expected revenue "
+                                                             "(orange: over-indexed, purple: under-indexed)."),
+        ]
+    if data.cross_sell_backtest is not None:
+        cb = data.cross_sell_backtest
+        rows = pl.DataFrame({
+            "ranking": ["clvx", *cb.baselines],
+            "hit_rate@5": [cb.model.hit_rate[5], *(b.hit_rate[5] for b in cb.baselines.values())],
+            "precision@5": [cb.model.precision[5], *(b.precision[5] for b in cb.baselines.values())],
+            "revenue_captured@5": [cb.model.revenue_captured[5], *(b.revenue_captured[5] for b in cb.baselines.values())],
+        })
+        parts += [
+            f"<p class=\"note\">Backtest: offers built from the log up to {cb.calibration_end}, checked against products {cb.n_customers:,} "
+            "customers bought for the first time afterwards, beside simpler rankings.</p>",
+            _html_table(rows),
+        ]
+    parts += [
+        "<h2>Methodology</h2>",
+        '<dl class="method">' + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in methodology(data)) + "</dl>",
+    ]
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(data.title)}</title>"
+        f"<style>{CSS}</style></head><body><main>\n" + "\n".join(parts) + "\n</main></body></html>\n"
+    )
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def markdown_table(frame: pl.DataFrame, decimals: dict[str, int] | None = None) -> str:
+    decimals = decimals or {}
+    numeric = {c for c, t in frame.schema.items() if t.is_numeric()}
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "|".join("---:" if c in numeric else "---" for c in frame.columns) + "|"]
+    for row in frame.iter_rows():
+        cells = [format_cell(c, v, decimals.get(c, 2)).replace("|", "\\|") for c, v in zip(frame.columns, row, strict=True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(data: ReportData) -> str:
+    parts = [f"# {data.title}", "", f"{data.source}, observed to {data.as_of}, period {data.period}.", ""]
+    parts += [f"- **{k}**: {v} ({n})" for k, v, n in headline(data)]
+    parts += ["", "## Customer segments", "", markdown_table(data.segments.segmentation.profile, SEGMENT_DECIMALS)]
+    if data.backtest is not None:
+        parts += ["", "## Holdout backtest", "", markdown_table(data.backtest.by_frequency, {c: 3 for c in data.backtest.by_frequency.columns})]
+    if data.cross_sell is not None:
+        parts += ["", "## Cross-sell targets per segment", "", markdown_table(top_targets(data), {"expected_buyers": 1})]
+    parts += ["", "## Methodology", ""] + [f"- **{k}**: {v}" for k, v in methodology(data)]
+    return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- Excel
+
+
+def xlsx_report(data: ReportData, path: Path) -> None:
+    """Sheets: summary, segments, customer scores, cross-sell ranking, rules; formatted headers and numbers."""
+    import xlsxwriter
+
+    summary = pl.DataFrame({"item": [k for k, _, _ in headline(data)] + [k for k, _ in methodology(data)],
+                            "value": [v for _, v, _ in headline(data)] + [v for _, v in methodology(data)]})
+    sheets: list[tuple[str, pl.DataFrame]] = [
+        ("summary", summary),
+        ("segments", data.segments.segmentation.profile),
+        ("customer scores", customer_scores(data)),
+    ]
+    if data.cross_sell is not None:
+        sheets.append(("cross-sell ranking", data.cross_sell.ranking))
+    if data.rules is not None:
+        sheets.append(("rules", data.rules.with_columns(pl.col("conviction").replace(float("inf"), None))))
+    created = dt.datetime.combine(data.as_of, dt.time())
+    with xlsxwriter.Workbook(str(path), {"nan_inf_to_errors": True}) as wb:
+        wb.set_properties({"title": data.title, "created": created, "author": "clvx"})
+        header = {"bold": True, "bg_color": "#1b4965", "font_color": "#ffffff", "border": 1}
+        for name, frame in sheets:
+            formats = {}
+            for col, dtype in frame.schema.items():
+                if col.endswith(("_share", "penetration", "churn_risk")) or col in ("p_alive", "mean_p_alive"):
+                    formats[col] = "0.0%" if col != "p_alive" and col != "mean_p_alive" else "0.000"
+                elif dtype.is_float():
+                    formats[col] = "#,##0.00"
+                elif dtype.is_integer():
+                    formats[col] = "#,##0"
+            frame.write_excel(workbook=wb, worksheet=name, header_format=header, column_formats=formats, autofit=True,
+                              freeze_panes=(1, 0), table_style="Table Style Light 9")
