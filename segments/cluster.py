@@ -10,8 +10,8 @@ Choosing k (``select_k``): for each candidate k, k-means (``n_init`` restarts) r
 on a fixed-seed subsample; a solution is rejected when a segment holds under
 ``MIN_SEGMENT_SHARE`` of customers or when refitting on another subsample with
 another seed does not reproduce it (adjusted Rand index under
-``MIN_STABILITY``). The accepted k with the best silhouette (computed on a
-fixed-seed sample: the full score is quadratic) wins.
+``MIN_STABILITY``). In order of silhouette (computed on a fixed-seed sample: the
+full score is quadratic), the first k that passes wins.
 
 Large data: the final k-means is fitted on at most ``MAX_FIT_CUSTOMERS`` customers
 (a fixed-seed sample) and every customer is then assigned to the nearest centre.
@@ -39,8 +39,8 @@ K_RANGE = (3, 8)
 N_INIT = 10
 MIN_SEGMENT_SHARE = 0.02
 MIN_STABILITY = 0.75
-SELECTION_SAMPLE = 20_000
-SILHOUETTE_SAMPLE = 5_000
+SELECTION_SAMPLE = 10_000
+SILHOUETTE_SAMPLE = 3_000
 STABILITY_FRACTION = 0.8
 MAX_FIT_CUSTOMERS = 200_000
 MIN_CUSTOMERS = 50
@@ -112,34 +112,46 @@ def _sample(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def select_k(X: np.ndarray, seed: int, k_range: tuple[int, int] = K_RANGE) -> tuple[int, tuple[KCandidate, ...]]:
-    """Pick k by silhouette among stable solutions without tiny segments (see module docstring)."""
+    """Pick k by silhouette among stable solutions without tiny segments (see module docstring).
+
+    Every k gets k-means, its silhouette and its smallest segment; stability (a refit
+    on another subsample with another seed) is then checked in order of silhouette
+    until one candidate passes, since each check costs a k-means run.
+    """
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score, silhouette_score
 
     rng = np.random.default_rng(seed)
     sel = X[_sample(len(X), SELECTION_SAMPLE, rng)]
     sub_idx = _sample(len(sel), int(len(sel) * STABILITY_FRACTION), rng)
-    candidates = []
+    fits = []
     for k in range(k_range[0], k_range[1] + 1):
         if k >= len(sel):
             break
-        km = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed).fit(sel)
-        labels = km.labels_
+        labels = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed).fit(sel).labels_
         shares = np.bincount(labels, minlength=k) / len(labels)
-        other = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed + 1).fit(sel[sub_idx])
-        stability = float(adjusted_rand_score(labels, other.predict(sel)))
         sil = float(silhouette_score(sel, labels, sample_size=min(SILHOUETTE_SAMPLE, len(sel)), random_state=seed))
-        reasons = []
-        if shares.min() < MIN_SEGMENT_SHARE:
-            reasons.append(f"a segment has {shares.min():.1%} of customers")
-        if stability < MIN_STABILITY:
-            reasons.append(f"unstable (ARI {stability:.2f})")
-        candidates.append(KCandidate(k, sil, float(shares.min()), stability, not reasons, "; ".join(reasons) or "ok"))
-    if not candidates:
+        fits.append((k, sil, float(shares.min()), labels))
+    if not fits:
         raise ModelError(f"too few customers ({len(X)}) to form {k_range[0]} segments")
-    accepted = [c for c in candidates if c.accepted] or [c for c in candidates if c.min_share >= MIN_SEGMENT_SHARE] or candidates
-    best = max(accepted, key=lambda c: (round(c.silhouette, 12), -c.k))
-    return best.k, tuple(candidates)
+    verdicts: dict[int, KCandidate] = {}
+    chosen = None
+    for k, sil, min_share, labels in sorted(fits, key=lambda f: (-round(f[1], 12), f[0])):
+        if min_share < MIN_SEGMENT_SHARE:
+            verdicts[k] = KCandidate(k, sil, min_share, float("nan"), False, f"a segment has {min_share:.1%} of customers")
+        elif chosen is not None:
+            verdicts[k] = KCandidate(k, sil, min_share, float("nan"), False, f"stability not checked: k = {chosen} scored higher")
+        else:
+            other = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed + 1).fit(sel[sub_idx])
+            stability = float(adjusted_rand_score(labels, other.predict(sel)))
+            stable = stability >= MIN_STABILITY
+            verdicts[k] = KCandidate(k, sil, min_share, stability, stable, "ok" if stable else f"unstable (ARI {stability:.2f})")
+            chosen = k if stable else None
+    candidates = tuple(verdicts[k] for k, *_ in fits)
+    if chosen is None:  # nothing stable: the best silhouette without tiny segments, else the best silhouette
+        roomy = [c for c in candidates if c.min_share >= MIN_SEGMENT_SHARE] or list(candidates)
+        chosen = max(roomy, key=lambda c: (round(c.silhouette, 12), -c.k)).k
+    return chosen, candidates
 
 
 def fit_kmeans(X: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, int]:

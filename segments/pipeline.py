@@ -60,7 +60,8 @@ def order_counts(tx: Transactions, summary: pl.DataFrame) -> pl.DataFrame:
     """Orders per customer: distinct order ids when known, else purchase periods."""
     if tx.has("order_id"):
         return collect(
-            tx.frame.filter(pl.col("amount") > 0).group_by("customer_id").agg(pl.col("order_id").n_unique().cast(pl.Int64).alias("n_orders"))
+            tx.frame.filter(pl.col("amount") > 0).select("customer_id", "order_id").unique()
+            .group_by("customer_id").agg(pl.len().cast(pl.Int64).alias("n_orders"))
         )
     return summary.select("customer_id", (pl.col("frequency") + 1).alias("n_orders"))
 
