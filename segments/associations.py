@@ -23,6 +23,8 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
+from clv.rfm import collect
+
 BLOCK_NONZEROS = 20_000_000  # entries of a dense-ish product block before pruning
 MIN_PAIR_COUNT = 2
 SAME_ORDER_BUNDLE = 0.5  # pairs co-bought in one order by at least half their co-owners are bundles
@@ -66,13 +68,14 @@ def non_product_ids(lines: pl.DataFrame, exclude: str | None = None) -> pl.DataF
     4. its median line amount is at most 0.01 (``PADS`` at 0.001; adjustments and
        discounts, which are negative).
 
-    ``lines`` has ``product_id, amount`` and optionally ``description``.
+    ``lines`` (lazy or not) has ``product_id, amount`` and optionally ``description``.
     """
-    has_desc = "description" in lines.columns
-    per = lines.group_by("product_id").agg(
+    lines = lines.lazy()
+    has_desc = "description" in lines.collect_schema().names()
+    per = collect(lines.group_by("product_id").agg(
         pl.col("amount").median().alias("_median"),
         (pl.col("description").drop_nulls().first() if has_desc else pl.lit(None, dtype=pl.String)).alias("_desc"),
-    )
+    ))
     ids = per["product_id"]
     with_digit = ids.str.contains(r"\d").mean() or 0.0
     reasons = [
@@ -99,36 +102,38 @@ def validate_pattern(pattern: str | None) -> None:
         raise InputError(f"--exclude-products '{pattern}' is not a valid regular expression: {exc}") from exc
 
 
-def build_ownership(lines: pl.DataFrame, customers: pl.Series | None = None) -> Ownership:
+def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | None = None) -> Ownership:
     """Ownership from purchase lines (``customer_id, product_id, date[, order_id]``, amounts > 0).
 
-    ``customers`` fixes the row order (default: sorted ids in ``lines``); products are sorted ids.
+    ``customers`` fixes the row order (default: sorted ids in ``lines``); products are
+    sorted ids. Only aggregates are collected (first purchase per customer and product,
+    distinct order-product pairs), never the lines themselves.
     """
+    lines = lines.lazy()
+    first = collect(lines.group_by("customer_id", "product_id").agg(pl.col("date").min().alias("_first")))
     if customers is None:
-        customers = lines["customer_id"].unique().sort()
-    products = lines["product_id"].unique().sort()
+        customers = first["customer_id"].unique().sort()
+    products = first["product_id"].unique().sort()
     cust_idx = pl.DataFrame({"customer_id": customers, "_u": np.arange(len(customers), dtype=np.int64)})
     prod_idx = pl.DataFrame({"product_id": products, "_j": np.arange(len(products), dtype=np.int64)})
-    first = (
-        lines.group_by("customer_id", "product_id")
-        .agg(pl.col("date").min().alias("_first"))
-        .join(cust_idx, on="customer_id")
-        .join(prod_idx, on="product_id")
-    )
+    first = first.join(cust_idx, on="customer_id").join(prod_idx, on="product_id")
     day0 = first["_first"].min()
     days = ((first["_first"] - day0).dt.total_seconds() / 86_400.0).to_numpy() + 1.0  # +1: keep day 0 non-zero
     shape = (len(customers), len(products))
     rows, cols = first["_u"].to_numpy(), first["_j"].to_numpy()
     X = sparse.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=shape)
     T = sparse.csr_matrix((days, (rows, cols)), shape=shape)
+    del first
     baskets = None
-    if "order_id" in lines.columns:
-        orders = lines.select("order_id", "product_id").unique().join(prod_idx, on="product_id")
-        order_codes = orders["order_id"].cast(pl.Categorical).to_physical().to_numpy()
-        baskets = sparse.csr_matrix(
-            (np.ones(orders.height), (order_codes, orders["_j"].to_numpy())), shape=(int(order_codes.max()) + 1, len(products))
+    if "order_id" in lines.collect_schema().names():
+        orders = collect(
+            lines.select("order_id", "product_id").unique()
+            .join(prod_idx.lazy(), on="product_id")
+            .select(pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1, "_j")
         )
-        baskets.data[:] = 1.0
+        baskets = sparse.csr_matrix(
+            (np.ones(orders.height), (orders["_o"].to_numpy(), orders["_j"].to_numpy())), shape=(int(orders["_o"].max()) + 1, len(products))
+        )
     return Ownership(X, T, customers, products, baskets)
 
 

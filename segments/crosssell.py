@@ -60,14 +60,14 @@ class CrossSellModel:
 def build_model(
     own: Ownership,
     customers: pl.DataFrame,
-    lines: pl.DataFrame,
+    typical_values: pl.DataFrame,
     *,
     categories: pl.DataFrame | None = None,
 ) -> CrossSellModel:
     """Fit the scorer: pair counts, shrunk confidences, segment penetration, substitutes.
 
     ``customers`` has ``customer_id, segment, p_active`` in ``own.customers`` order;
-    ``lines`` has ``product_id, amount`` (purchases) for typical values;
+    ``typical_values`` has ``product_id, value``: each product's median line value;
     ``categories`` has ``product_id, category``.
     """
     pairs = pair_counts(own)
@@ -86,7 +86,7 @@ def build_model(
     seg_pen = np.asarray((onehot @ own.X).todense()) / seg_sizes[:, None]
     typical = (
         pl.DataFrame({"product_id": own.products})
-        .join(lines.group_by("product_id").agg(pl.col("amount").median().alias("v")), on="product_id", how="left")["v"]
+        .join(typical_values, on="product_id", how="left")["value"]
         .fill_null(0.0)
         .to_numpy()
     )

@@ -145,19 +145,21 @@ def run_crosssell(
     seg = run_segmentation(tx, step=step, **segment_options)
     with step("Counting products bought together"):
         products = product_info(tx)
-        all_lines = collect(tx.frame.filter(pl.col("product_id").is_not_null()).select("product_id", "amount"))
-        excluded = non_product_ids(all_lines.join(products, on="product_id", how="left"), exclude_products)
+        all_lines = tx.frame.filter(pl.col("product_id").is_not_null()).select("product_id", "amount")
+        excluded = non_product_ids(all_lines.join(products.lazy(), on="product_id", how="left"), exclude_products)
         excluded = excluded.join(
-            all_lines.group_by("product_id").agg(pl.len().alias("lines"), pl.col("amount").sum().alias("revenue")), on="product_id", how="left"
+            collect(all_lines.group_by("product_id").agg(pl.len().alias("lines"), pl.col("amount").sum().alias("revenue"))),
+            on="product_id", how="left",
         )
-        lines = collect(_purchase_lines(tx).join(excluded.lazy().select("product_id"), on="product_id", how="anti"))
+        lines = _purchase_lines(tx).join(excluded.lazy().select("product_id"), on="product_id", how="anti")
+        typical = collect(lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
         assignments = seg.segmentation.assignments.sort("customer_id")
         x, tx_, T = (assignments[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
         purchases = expected_purchases(seg.bgnbd, horizon.periods(seg.period.days), x, tx_, T)
         customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", -np.expm1(-purchases)))
         own = build_ownership(lines, customers["customer_id"])
         categories = products.select("product_id", "category") if "category" in products.columns else None
-        model = build_model(own, customers, lines, categories=categories)
+        model = build_model(own, customers, typical, categories=categories)
     ranking = segment_ranking(model, top=top, products=products if products.width > 1 else None)
     order = {name: i for i, name in enumerate(seg.segmentation.profile["segment"].to_list())}
     ranking = ranking.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "rank")

@@ -1,0 +1,18 @@
+"""Run a command and print its wall time (s) and peak resident memory (MB) as JSON.
+
+    python bench/measure.py clvx segment log.parquet -q
+
+A separate process, so that RUSAGE_CHILDREN holds exactly one child's peak.
+"""
+
+import json
+import resource
+import subprocess
+import sys
+import time
+
+start = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+seconds = time.perf_counter() - start
+peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "returncode": proc.returncode, "stderr": proc.stderr[-2000:]}))

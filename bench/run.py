@@ -1,0 +1,122 @@
+"""clvx against the pipeline analysts use today, on logs of 1M to 10M order lines.
+
+    pip install '.[bench]'
+    python bench/run.py                       # 1M, 3M and 10M lines (about 15 minutes on 2 cores)
+    python bench/run.py --lines 1000000       # one size
+
+For each size, generates a log with the sample generator (cached in bench/work/),
+then measures, each in a process of its own: clvx's stages; the whole `clvx
+segment` and `clvx cross-sell` runs with their peak memory (RSS); and the pandas +
+lifetimes + scikit-learn pipeline (bench/baseline.py) on the same file. Prints a
+Markdown table with the ratios and writes it to bench/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / "work"
+LINES_PER_CUSTOMER = 10.9  # what the sample generator produces on average
+PY = sys.executable
+
+
+def run_json(*args: str) -> dict:
+    out = subprocess.run([PY, *args], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(*cmd: str) -> dict:
+    result = run_json("bench/measure.py", *cmd)
+    if result["returncode"] != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{result['stderr']}")
+    return result
+
+
+def clvx(*args: str) -> list[str]:
+    return [PY, "-c", "import cli; cli.main()", *args]
+
+
+def log_file(lines: int) -> Path:
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"lines_{lines}.parquet"
+    if not path.exists():
+        customers = max(1, round(lines / LINES_PER_CUSTOMER))
+        subprocess.run(clvx("sample", "--customers", str(customers), "--seed", "1", "--output", str(path), "-q"), check=True, cwd=ROOT)
+    return path
+
+
+def machine() -> str:
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as fh:
+            mem = f", {int(fh.readline().split()[1]) / 1024**2:.0f} GB RAM"
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.md")
+    args = parser.parse_args()
+
+    startup = {flag: min(measure(*clvx(flag))["seconds"] for _ in range(5)) for flag in ("--help", "--version")}
+    rows = []
+    for lines in args.lines:
+        log = str(log_file(lines))
+        stages = run_json("bench/stages.py", log)
+        seg = measure(*clvx("segment", log, "-q"))
+        cross = measure(*clvx("cross-sell", log, "-q"))
+        base = measure(PY, "bench/baseline.py", log) if not args.no_baseline else None
+        base_stages = run_json("bench/baseline.py", log)["stages"] if base else None
+        rows.append((lines, stages, seg, cross, base, base_stages))
+        print(f"{lines:,} lines: segment {seg['seconds']:.1f} s / {seg['peak_mb']:.0f} MB, cross-sell {cross['seconds']:.1f} s", file=sys.stderr)
+
+    lines_out = [
+        f"Machine: {machine()}. Logs from `clvx sample` ({LINES_PER_CUSTOMER} lines per customer on average).",
+        "",
+        "| order lines | customers | clvx segment | peak RSS | clvx cross-sell | peak RSS | baseline (pandas + lifetimes + sklearn) | peak RSS | speed-up | memory |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lines, stages, seg, cross, base, _ in rows:
+        customers = round(lines / LINES_PER_CUSTOMER)
+        base_cells = (f"{base['seconds']:.1f} s | {base['peak_mb']:,.0f} MB | {base['seconds'] / seg['seconds']:.1f}x | "
+                      f"{seg['peak_mb'] / base['peak_mb']:.2f}x") if base else "— | — | — | —"
+        lines_out.append(f"| {lines:,} | ~{customers:,} | {seg['seconds']:.1f} s | {seg['peak_mb']:,.0f} MB | {cross['seconds']:.1f} s | "
+                         f"{cross['peak_mb']:,.0f} MB | {base_cells} |")
+    lines_out += ["", "clvx stages (seconds, one process; `clvx segment` adds start-up and output):", ""]
+    names = list(rows[0][1])
+    lines_out.append("| stage | " + " | ".join(f"{r[0]:,} lines" for r in rows) + " |")
+    lines_out.append("|---|" + "---:|" * len(rows))
+    for name in names:
+        lines_out.append(f"| {name} | " + " | ".join(f"{r[1].get(name, float('nan')):.2f}" for r in rows) + " |")
+    if rows[0][5]:
+        lines_out += ["", "Baseline stages (seconds):", "", "| stage | " + " | ".join(f"{r[0]:,} lines" for r in rows) + " |",
+                      "|---|" + "---:|" * len(rows)]
+        for name in rows[0][5]:
+            lines_out.append(f"| {name} | " + " | ".join(f"{r[5][name]:.2f}" for r in rows) + " |")
+    lines_out += ["", f"Start-up: `clvx --help` {startup['--help']:.2f} s, `clvx --version` {startup['--version']:.2f} s (best of 5)."]
+    text = "\n".join(lines_out)
+    print(text)
+    args.output.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

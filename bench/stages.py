@@ -1,0 +1,46 @@
+"""Time each stage of clvx in one process and print JSON: load, RFM, fit, scoring, segments, cross-sell.
+
+    python bench/stages.py log.parquet [--cross-sell]
+"""
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import polars as pl  # noqa: E402
+
+from clv.load import load_transactions  # noqa: E402
+from segments.pipeline import run_crosssell, run_segmentation  # noqa: E402
+
+times: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def step(name: str):
+    start = time.perf_counter()
+    yield
+    times[name] = time.perf_counter() - start
+
+
+with step("Reading and checking the log"):
+    tx = load_transactions(sys.argv[1])
+if "--cross-sell" in sys.argv:
+    run_crosssell(tx, step=step)
+else:
+    run_segmentation(tx, step=step)
+
+# The floor for RFM: one bare polars group-by per customer over the same file.
+start = time.perf_counter()
+(
+    pl.scan_parquet(sys.argv[1])
+    .filter(pl.col("customer_id").is_not_null())
+    .group_by("customer_id")
+    .agg(pl.len(), pl.col("date").min(), pl.col("date").max(), (pl.col("price") * pl.col("quantity")).sum())
+    .collect(engine="streaming")
+)
+times["bare polars group_by (reference)"] = time.perf_counter() - start
+print(json.dumps(times))
