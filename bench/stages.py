@@ -39,7 +39,7 @@ start = time.perf_counter()
     pl.scan_parquet(sys.argv[1])
     .filter(pl.col("customer_id").is_not_null())
     .group_by("customer_id")
-    .agg(pl.len(), pl.col("date").min(), pl.col("date").max(), (pl.col("price") * pl.col("quantity")).sum())
+    .agg(pl.len(), pl.col("date").min().alias("first"), pl.col("date").max().alias("last"), (pl.col("price") * pl.col("quantity")).sum())
     .collect(engine="streaming")
 )
 times["bare polars group_by (reference)"] = time.perf_counter() - start

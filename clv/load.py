@@ -498,7 +498,7 @@ def load_transactions(
     as_of_end = None if as_of is None else dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
     checks = _value_checks(cols, as_of_end)
     try:
-        results = pl.collect_all([t.frame.select(checks) for t in typed])
+        results = pl.collect_all([t.frame.select(checks) for t in typed], engine="streaming")
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"{_first_line(exc)} (reading {', '.join(map(str, paths))})") from exc
     for t, res in zip(typed, results, strict=True):
