@@ -59,6 +59,16 @@ class FormatChoice(str, Enum):
     parquet = "parquet"
 
 
+class MethodChoice(str, Enum):
+    kmeans = "kmeans"
+    rfm = "rfm"
+
+
+MethodOpt = Annotated[MethodChoice, typer.Option("--method", help="How customers are segmented: kmeans (cluster value and behaviour) or rfm (the 11 named RFM segments)")]
+KOpt = Annotated[str, typer.Option("--k", help="Number of segments, or auto (3 to 8, chosen by silhouette among stable solutions)")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same input and seed give the same output")]
+
+
 def _parse_date(value: str | None, flag: str) -> dt.date | None:
     if value is None:
         return None
@@ -606,7 +616,7 @@ def validate(
     calibration_end: Annotated[Optional[str], typer.Option("--calibration-end", help="Last day of the calibration period, YYYY-MM-DD (required); the holdout runs from the next day to --as-of", show_default=False)] = None,
     cross_sell: Annotated[bool, typer.Option("--cross-sell/--no-cross-sell", help="With a product column, also backtest the cross-sell ranking")] = True,
     exclude_products: Annotated[Optional[str], typer.Option("--exclude-products", help="Regular expression of non-product ids or descriptions")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed for segments and the random baseline")] = 42,
+    seed: SeedOpt = 42,
 ) -> None:
     """Holdout backtest: fit on the calibration period, forecast the holdout, compare with baselines.
 
@@ -638,11 +648,6 @@ def validate(
     render.backtest(result, out.emitter(), cross_sell=cross)
 
 
-class MethodChoice(str, Enum):
-    kmeans = "kmeans"
-    rfm = "rfm"
-
-
 def _parse_k(value: str) -> int | None:
     if value == "auto":
         return None
@@ -658,9 +663,9 @@ def segment(
     model: ModelOpts,
     out: Output,
     run: Run,
-    method: Annotated[MethodChoice, typer.Option("--method", help="kmeans: cluster value and behaviour; rfm: the 11 named RFM segments")] = MethodChoice.kmeans,
-    k: Annotated[str, typer.Option("--k", help="Number of segments, or auto (3 to 8, chosen by silhouette among stable solutions)")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same segments")] = 42,
+    method: MethodOpt = MethodChoice.kmeans,
+    k: KOpt = "auto",
+    seed: SeedOpt = 42,
     explain: Annotated[bool, typer.Option("--explain", help="Show the candidate k with their scores")] = False,
     assignments: Annotated[Optional[Path], typer.Option("--assignments", help="Write one row per customer (segment, features, CLV) for CRM import; .csv, .parquet or .json", dir_okay=False)] = None,
 ) -> None:
@@ -702,9 +707,9 @@ def cross_sell(
     rules: Annotated[Optional[Path], typer.Option("--rules", help="Write association rules (support, confidence, lift, leverage, conviction, timing)", dir_okay=False)] = None,
     exclude_products: Annotated[Optional[str], typer.Option("--exclude-products", help="Regular expression of product ids or descriptions that are not products (added to the built-in rules)")] = None,
     horizon: Annotated[str, typer.Option("--horizon", help="Horizon of expected buyers and revenue: 90d, 12w, 6m")] = "90d",
-    method: Annotated[MethodChoice, typer.Option("--method", help="How customers are segmented: kmeans or rfm")] = MethodChoice.kmeans,
-    k: Annotated[str, typer.Option("--k", help="Number of segments, or auto")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output")] = 42,
+    method: MethodOpt = MethodChoice.kmeans,
+    k: KOpt = "auto",
+    seed: SeedOpt = 42,
 ) -> None:
     """Rank who should be offered what: products per segment by expected revenue, and offers per customer.
 
@@ -745,9 +750,9 @@ def report(
     calibration_end: Annotated[Optional[str], typer.Option("--calibration-end", help="Also backtest the forecast (and cross-sell) with a holdout from the day after this date")] = None,
     title: Annotated[str, typer.Option("--title", help="Report title")] = "Customer value report",
     exclude_products: Annotated[Optional[str], typer.Option("--exclude-products", help="Regular expression of non-product ids or descriptions")] = None,
-    method: Annotated[MethodChoice, typer.Option("--method", help="How customers are segmented: kmeans or rfm")] = MethodChoice.kmeans,
-    k: Annotated[str, typer.Option("--k", help="Number of segments, or auto")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same report")] = 42,
+    method: MethodOpt = MethodChoice.kmeans,
+    k: KOpt = "auto",
+    seed: SeedOpt = 42,
 ) -> None:
     """A report for strategy meetings: headline numbers, segments, charts, cross-sell targets, methodology.
 
@@ -783,7 +788,7 @@ def report(
 def sample(
     run: Run,
     customers: Annotated[int, typer.Option("--customers", "-n", min=1, max=50_000_000, help="Number of customers")] = 5_000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same log")] = 42,
+    seed: SeedOpt = 42,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (.parquet or .csv) \\[default: CSV to stdout]", dir_okay=False)] = None,
     truth: Annotated[Optional[Path], typer.Option("--truth", help="Also write truth.json and customers.csv (true parameters) to this folder", file_okay=False)] = None,
 ) -> None:
