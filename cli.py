@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from clv.load import Transactions
     from clv.output import Emitter, Reporter
 
-__version__ = "0.1.0"
+from clv import __version__  # noqa: E402 - light: the package's __init__ imports nothing heavy
 
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 runtime failure (e.g. a model cannot be fitted), 2 usage or input error."
 

@@ -35,7 +35,7 @@ import difflib
 import glob as globlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -145,10 +145,6 @@ class DataQuality:
     first_date: dt.datetime | None
     last_date: dt.datetime | None
     as_of: dt.date | None
-
-    @property
-    def n_used(self) -> int:
-        return self.n_rows - self.n_no_customer - self.n_after_as_of - self.n_returns_unmatched
 
 
 @dataclass(frozen=True)
@@ -570,10 +566,6 @@ def _net_returns(frame: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, int]:
     n_unmatched = matched_df["_sale_date"].null_count()
     netted = matched_df.filter(pl.col("_sale_date").is_not_null()).with_columns(pl.col("_sale_date").alias("date")).drop("_sale_date")
     return pl.concat([purchases, netted.lazy()], how="vertical_relaxed"), n_unmatched
-
-
-def mapping_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(ColumnMapping))
 
 
 # --------------------------------------------------------------------------- summaries

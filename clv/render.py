@@ -305,12 +305,10 @@ def write_assignments(seg, path: Path) -> None:
 
 
 def crosssell_metrics_frame(bt) -> pl.DataFrame:
-    from segments.crosssell import EVAL_KS
-
     forecasts = {"model": bt.model, **bt.baselines}
     names, values = [], {k: [] for k in forecasts}
     for metric in ("hit_rate", "precision", "recall", "revenue_captured"):
-        for k in EVAL_KS:
+        for k in sorted(bt.model.hit_rate):
             names.append(f"{metric}@{k}")
             for key, m in forecasts.items():
                 values[key].append(getattr(m, metric)[k])
