@@ -643,8 +643,9 @@ def validate(
         from segments.pipeline import crosssell_backtest
 
         with reporter.step("Backtesting cross-sell targets"):
+            # Same calibration summary as the forecast backtest: reuse its fitted models.
             cross = crosssell_backtest(tx, cal_end, exclude_products=exclude_products, seed=seed, period=period,
-                                       penalizer=model.penalizer, engine=model.engine)
+                                       models=(result.bgnbd, result.gamma_gamma))
     render.backtest(result, out.emitter(), cross_sell=cross)
 
 

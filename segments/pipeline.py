@@ -76,14 +76,22 @@ def run_segmentation(
     penalizer: float = 0.0,
     engine: str = "auto",
     discount_rate: float = 0.10,
+    models: tuple[BGNBDParams, GammaGammaParams] | None = None,
     step: Step = lambda _: nullcontext(),
 ) -> SegmentRun:
-    """RFM -> BG/NBD + Gamma-Gamma -> 12-month CLV and 90-day purchases -> segments and profile."""
+    """RFM -> BG/NBD + Gamma-Gamma -> 12-month CLV and 90-day purchases -> segments and profile.
+
+    ``models`` are already fitted on this same RFM summary (e.g. by the forecast
+    backtest on the calibration period); without them the models are fitted here.
+    """
     with step("Computing RFM"):
         summary = collect(rfm_summary(tx.frame, tx.as_of, period))
-    with step("Fitting BG/NBD and Gamma-Gamma"):
-        bg = BGNBD(penalizer=penalizer, engine=engine).fit(summary).params_
-        gg = GammaGamma(penalizer=penalizer, engine=engine).fit(summary).params_
+    if models is None:
+        with step("Fitting BG/NBD and Gamma-Gamma"):
+            bg = BGNBD(penalizer=penalizer, engine=engine).fit(summary).params_
+            gg = GammaGamma(penalizer=penalizer, engine=engine).fit(summary).params_
+    else:
+        bg, gg = models
     with step("Scoring customers"):
         scored = score_customers(summary, bg, gg, period_days=period.days, horizon=CLV_HORIZON, annual_discount_rate=discount_rate)
         x, tx_, T = (scored[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
@@ -242,7 +250,8 @@ def build_report(
                                         penalizer=options.get("penalizer", 0.0), engine=options.get("engine", "auto"))
         if cross is not None:
             with step("Backtesting cross-sell"):
-                cross_backtest = crosssell_backtest(tx, calibration_end, exclude_products=exclude_products, **options)
+                cross_backtest = crosssell_backtest(tx, calibration_end, exclude_products=exclude_products,
+                                                    models=(backtest.bgnbd, backtest.gamma_gamma), **options)
     source = tx.sources[0] if len(tx.sources) == 1 else f"{len(tx.sources)} files"
     return ReportData(
         title=title,
