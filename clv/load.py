@@ -330,7 +330,8 @@ def detect_date_format(values: pl.Series) -> tuple[str | None, str | None]:
     """The format in ``DATE_FORMATS`` that parses the most sampled values (earliest wins ties).
 
     Values it cannot parse are reported later, with their row, by the full check.
-    Returns ``(format, note)``; the note warns when day/month order is ambiguous.
+    Returns ``(format, alternative)``: the alternative is the day/month-swapped format
+    when it reads the sample just as well (``01/02/2021``), else None.
     """
     values = values.drop_nulls().str.strip_chars()
     if values.len() == 0:
@@ -340,12 +341,23 @@ def detect_date_format(values: pl.Series) -> tuple[str | None, str | None]:
     if best == 0:
         return None, None
     chosen = next(fmt for fmt in DATE_FORMATS if parsed[fmt] == best)
-    note = None
     swapped = chosen.replace("%m/%d", "%d/%m") if "%m/%d" in chosen else chosen.replace("%d/%m", "%m/%d")
-    if swapped != chosen and parsed.get(swapped) == best:
-        note = (f"dates such as '{values[0]}' could be day/month or month/day; read as "
-                f"'{chosen}' (pass --date-format to choose)")
-    return chosen, note
+    return chosen, (swapped if swapped != chosen and parsed.get(swapped) == best else None)
+
+
+def _settle_day_month(lf: pl.LazyFrame, column: str, chosen: str, alternative: str) -> tuple[str, str | None]:
+    """Read the whole column both ways: the order that fails less wins; a note only if both read it all."""
+    text = pl.col(column).cast(pl.String).str.strip_chars()
+    failures = lf.select(
+        text.str.to_datetime(chosen, strict=False).null_count().alias("chosen"),
+        text.str.to_datetime(alternative, strict=False).null_count().alias("alternative"),
+    ).collect(engine="streaming").row(0, named=True)
+    if failures["alternative"] < failures["chosen"]:
+        return alternative, None
+    if failures["chosen"] < failures["alternative"]:
+        return chosen, None
+    first = lf.select(text.drop_nulls().first()).collect().item()
+    return chosen, f"dates such as '{first}' could be day/month or month/day; read as '{chosen}' (pass --date-format to choose)"
 
 
 def _date_expr(expr: pl.Expr, dtype: pl.DataType, fmt: str | None) -> pl.Expr:
@@ -375,7 +387,9 @@ def _typed(path: Path, lf: pl.LazyFrame, cols: ColumnMapping) -> _Typed:
     note = None
     if fmt is None and not (date_dtype == pl.Date or isinstance(date_dtype, pl.Datetime)):
         sample = lf.select(pl.col(cols.date).cast(pl.String)).drop_nulls().head(DATE_SAMPLE_ROWS).collect()
-        fmt, note = detect_date_format(sample.to_series())
+        fmt, alternative = detect_date_format(sample.to_series())
+        if alternative is not None:
+            fmt, note = _settle_day_month(lf, cols.date, fmt, alternative)
         if fmt is None and sample.height:
             raise InputError(
                 f"{path}: column '{cols.date}' has values that are not dates in any known format "

@@ -80,9 +80,16 @@ def test_detects_date_formats(values, fmt):
     assert detect_date_format(pl.Series(values))[0] == fmt
 
 
-def test_ambiguous_day_month_order_gives_a_note():
-    fmt, note = detect_date_format(pl.Series(["01/02/2021", "03/04/2021"]))
-    assert fmt == "%m/%d/%Y" and "--date-format" in note
+def test_day_month_order_is_settled_by_the_whole_column(tmp_path):
+    fmt, alternative = detect_date_format(pl.Series(["01/02/2021", "03/04/2021"]))
+    assert (fmt, alternative) == ("%m/%d/%Y", "%d/%m/%Y")
+    # The first rows are ambiguous, a later one is not: day/month, and no warning.
+    rows = "".join(f"c{i},0{1 + i % 9}/0{1 + i % 9}/2021,1\n" for i in range(3000)) + "z,25/12/2021,1\n"
+    path = write(tmp_path, "customer_id,date,amount\n" + rows)
+    tx = load_transactions(path)
+    assert tx.notes == () and tx.frame.collect()["date"].max() == dt.datetime(2021, 12, 25)
+    ambiguous = write(tmp_path, "customer_id,date,amount\na,01/02/2021,1\nb,03/04/2021,2\n", "ambiguous.csv")
+    assert "could be day/month or month/day" in load_transactions(ambiguous).notes[0]
 
 
 # --------------------------------------------------------------------------- bad input
