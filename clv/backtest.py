@@ -16,7 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from clv.models import BGNBD, BGNBDParams, GammaGamma, GammaGammaParams, expected_average_value, expected_purchases
+from clv.models import (
+    BGNBD,
+    BGNBDParams,
+    GammaGamma,
+    GammaGammaParams,
+    expected_average_value,
+    expected_purchases,
+    float_columns,
+)
 from clv.rfm import Period, calibration_holdout, collect
 
 FREQUENCY_BUCKETS = 7  # 0, 1, ..., 6 and 7+
@@ -108,7 +116,7 @@ def holdout_backtest(
     bg = BGNBD(penalizer=penalizer, engine=engine).fit(cal).params_
     gg = GammaGamma(penalizer=penalizer, engine=engine).fit(cal).params_
     duration = int(split["duration_holdout"][0])
-    x, tx, T = (split[c].cast(pl.Float64).to_numpy() for c in ("frequency_cal", "recency_cal", "T_cal"))
+    x, tx, T = float_columns(split, "frequency_cal", "recency_cal", "T_cal")
     predicted = expected_purchases(bg, float(duration), x, tx, T)
     actual = split["frequency_holdout"].cast(pl.Float64).to_numpy()
     rate = np.divide(x, T, out=np.zeros_like(x), where=T > 0)

@@ -25,5 +25,8 @@ class ModelError(ClvxError):
     exit_code = 1
 
 
-class NotFittedError(ModelError):
-    """An estimator was used before ``fit``."""
+class NotFittedError(ModelError, AttributeError):
+    """An estimator's learned state was read before ``fit``.
+
+    Also an AttributeError, as in scikit-learn, so ``hasattr(est, "params_")`` stays False.
+    """

@@ -216,11 +216,6 @@ def bgnbd_unconditional_part(params: tuple[float, ...], t: float, frequency: np.
         return (a + b + x - 1) / (a - 1) * (1 - np.exp(ln_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T))))
 
 
-def bgnbd_expected_purchases(params: tuple[float, ...], t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """E[X(t) | x, t_x, T], Fader, Hardie & Lee 2005, eq. 10: the (x, T) part times P(alive)."""
-    return bgnbd_unconditional_part(params, t, frequency, T) * bgnbd_p_alive(params, frequency, recency, T)
-
-
 # --------------------------------------------------------------------------- Gamma-Gamma
 
 

@@ -174,7 +174,8 @@ def compress(summary: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return summary.lazy().group_by(keys).agg(pl.len().cast(pl.Float64).alias("weight")).sort(keys).collect(engine="streaming")
 
 
-def _arrays(frame: pl.DataFrame, *cols: str) -> list[np.ndarray]:
+def float_columns(frame: pl.DataFrame, *cols: str) -> list[np.ndarray]:
+    """Columns of ``frame`` as float64 numpy arrays, for the model functions."""
     return [frame[c].cast(pl.Float64).to_numpy() for c in cols]
 
 
@@ -224,7 +225,16 @@ def _fit_with_restarts(fit_once, starts, *, n_params: int, scale: float, valid=l
 # --------------------------------------------------------------------------- estimators
 
 
-class BGNBD:
+class _Estimator:
+    """Reading ``params_`` before ``fit`` says so, instead of a bare AttributeError."""
+
+    def __getattr__(self, name: str):
+        if name == "params_":
+            raise NotFittedError(f"this {type(self).__name__} model is not fitted yet; call fit() first")
+        raise AttributeError(name)
+
+
+class BGNBD(_Estimator):
     """BG/NBD estimator: ``BGNBD().fit(summary).params_``.
 
     ``summary`` has ``frequency, recency, T`` in one period unit. ``penalizer`` is
@@ -252,7 +262,7 @@ class BGNBD:
         if summary["T"].max() == 0:
             raise ModelError("every customer's first purchase is in the last period (T = 0 for all); the log needs more history")
         rows = compress(summary, SUMMARY_KEYS)
-        x, tx, T, w = _arrays(rows, "frequency", "recency", "T", "weight")
+        x, tx, T, w = float_columns(rows, "frequency", "recency", "T", "weight")
         engine = _choose_engine(self.engine, rows.height)
         fitter = _lifetimes.fit_bgnbd if engine == "lifetimes" else likelihood.fit_bgnbd
         fit, n_starts, problems = _fit_with_restarts(
@@ -280,7 +290,7 @@ class BGNBD:
         return self
 
 
-class GammaGamma:
+class GammaGamma(_Estimator):
     """Gamma-Gamma spend estimator, fitted on repeat customers with positive spend."""
 
     def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto") -> None:
@@ -299,7 +309,7 @@ class GammaGamma:
                 f"found {used.height} ({n_excluded} repeat customers have zero or negative spend)"
             )
         rows = compress(used, ["frequency", "monetary_value"])
-        x, m, w = _arrays(rows, "frequency", "monetary_value", "weight")
+        x, m, w = float_columns(rows, "frequency", "monetary_value", "weight")
         freq = used["frequency"].cast(pl.Float64).to_numpy()
         spend = used["monetary_value"].to_numpy()
         corr = float(np.corrcoef(freq, spend)[0, 1]) if np.std(freq) > 0 and np.std(spend) > 0 else float("nan")
@@ -383,15 +393,37 @@ def discounted_expected_purchases(
     step discounted at its own time. Since E[X(t)] = U(x, T, t) P(alive), the sum is
     taken over U once per distinct (x, T) and multiplied by P(alive).
     """
+    discounted, _, pair_idx = _pair_value_terms(
+        bgnbd, frequency, T, horizon_days=horizon_days, annual_discount_rate=annual_discount_rate,
+        period_days=period_days, days_per_month=days_per_month,
+    )
+    return discounted[pair_idx] * likelihood.bgnbd_p_alive(bgnbd.params, frequency, recency, T)
+
+
+def _pair_value_terms(
+    bgnbd: BGNBDParams,
+    frequency: np.ndarray,
+    T: np.ndarray,
+    *,
+    horizon_days: float,
+    annual_discount_rate: float,
+    period_days: float,
+    days_per_month: float = DAYS_PER_MONTH,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct (x, T): the discounted sum of U increments over the cash flows, U at the
+    horizon (the last cash flow, so no extra evaluation), and each row's pair index."""
     pair_x, pair_T, pair_idx = _pairs(frequency, T)
     d_month = (1.0 + annual_discount_rate) ** (1.0 / 12.0) - 1.0
     total = np.zeros_like(pair_x)
     previous = np.zeros_like(pair_x)
-    for t_days in cash_flow_days(horizon_days, days_per_month):
+    days = cash_flow_days(horizon_days, days_per_month)
+    for t_days in days:
         cumulative = likelihood.bgnbd_unconditional_part(bgnbd.params, t_days / period_days, pair_x, pair_T)
         total += (cumulative - previous) / (1.0 + d_month) ** (t_days / days_per_month)
         previous = cumulative
-    return total[pair_idx] * likelihood.bgnbd_p_alive(bgnbd.params, frequency, recency, T)
+    if days[-1] != horizon_days:  # a month end within rounding of the horizon: evaluate at the horizon itself
+        previous = likelihood.bgnbd_unconditional_part(bgnbd.params, horizon_days / period_days, pair_x, pair_T)
+    return total, previous, pair_idx
 
 
 def _pairs(frequency: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -438,16 +470,17 @@ def score_customers(
     """
     if gamma_gamma.q <= 1:
         raise ModelError(f"Gamma-Gamma q = {gamma_gamma.q:.3g} <= 1: mean spend is undefined")
-    x, tx, T, money = _arrays(summary, *SUMMARY_KEYS, "monetary_value")
-    discounted = discounted_expected_purchases(
-        bgnbd, x, tx, T, horizon_days=horizon.days, annual_discount_rate=annual_discount_rate, period_days=period_days
+    x, tx, T, money = float_columns(summary, *SUMMARY_KEYS, "monetary_value")
+    p_alive = likelihood.bgnbd_p_alive(bgnbd.params, x, tx, T)
+    discounted, at_horizon, pair_idx = _pair_value_terms(
+        bgnbd, x, T, horizon_days=horizon.days, annual_discount_rate=annual_discount_rate, period_days=period_days
     )
     avg_value = expected_average_value(gamma_gamma, x, money)
     out = summary.with_columns(
-        pl.Series("p_alive", likelihood.bgnbd_p_alive(bgnbd.params, x, tx, T)),
-        pl.Series("expected_purchases", expected_purchases(bgnbd, horizon.periods(period_days), x, tx, T)),
+        pl.Series("p_alive", p_alive),
+        pl.Series("expected_purchases", at_horizon[pair_idx] * p_alive),
         pl.Series("expected_avg_value", avg_value),
-        pl.Series("clv", avg_value * discounted),
+        pl.Series("clv", avg_value * (discounted[pair_idx] * p_alive)),
     )
     _check_finite(out, ["p_alive", "expected_purchases", "expected_avg_value", "clv"])
     return out

@@ -180,11 +180,10 @@ def _bin_labels(edges: tuple[int, ...], unit: str = "") -> list[str]:
 def chart_p_alive(customers: pl.DataFrame) -> str:
     f_idx = np.searchsorted(FREQUENCY_BINS, customers["frequency"].to_numpy(), side="right") - 1
     r_idx = np.searchsorted(RECENCY_BINS_DAYS, customers["recency_days"].to_numpy(), side="right") - 1
-    grid = np.full((len(FREQUENCY_BINS), len(RECENCY_BINS_DAYS)), np.nan)
-    counts = np.zeros_like(grid)
+    counts = np.zeros((len(FREQUENCY_BINS), len(RECENCY_BINS_DAYS)))
     p = customers["p_alive"].to_numpy()
     np.add.at(counts, (f_idx, r_idx), 1)
-    sums = np.zeros_like(grid)
+    sums = np.zeros_like(counts)
     np.add.at(sums, (f_idx, r_idx), p)
     grid = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     fig, ax = _figure(7.0, 3.8)

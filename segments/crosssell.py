@@ -57,6 +57,11 @@ class CrossSellModel:
     pairs: pl.DataFrame
 
 
+def segment_onehot(codes: np.ndarray, n_segments: int) -> sparse.csr_matrix:
+    """Segments x customers indicator: ``onehot @ per_customer`` sums a quantity per segment."""
+    return sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_segments, len(codes)))
+
+
 def build_model(
     own: Ownership,
     customers: pl.DataFrame,
@@ -81,7 +86,7 @@ def build_model(
 
     segments = sorted(customers["segment"].unique().to_list())
     seg_code = customers["segment"].replace_strict({s: k for k, s in enumerate(segments)}, return_dtype=pl.Int64).to_numpy()
-    onehot = sparse.csr_matrix((np.ones(len(seg_code)), (seg_code, np.arange(len(seg_code)))), shape=(len(segments), len(seg_code)))
+    onehot = segment_onehot(seg_code, len(segments))
     seg_sizes = np.asarray(onehot.sum(axis=1)).ravel()
     seg_pen = np.asarray((onehot @ own.X).todense()) / seg_sizes[:, None]
     typical = (
@@ -197,7 +202,7 @@ def expected_buyers_by_segment(model: CrossSellModel, *, allow_substitutes: bool
         score, _ = model_scores(model, rows, allow_substitutes=allow_substitutes)
         score[~np.isfinite(score)] = 0.0
         codes = model.segment_of[rows]
-        onehot = sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(model.segments), len(codes)))
+        onehot = segment_onehot(codes, len(model.segments))
         out += onehot @ score
     return out
 
@@ -206,7 +211,7 @@ def segment_ranking(model: CrossSellModel, *, top: int = 5, products: pl.DataFra
     """Per segment, the products with the most expected revenue from non-owners (see module docstring)."""
     X = model.own.X
     n_seg = len(model.segments)
-    onehot = sparse.csr_matrix((np.ones(len(model.segment_of)), (model.segment_of, np.arange(len(model.segment_of)))), shape=(n_seg, X.shape[0]))
+    onehot = segment_onehot(model.segment_of, n_seg)
     owners = np.asarray((onehot @ X).todense())
     sizes = np.asarray(onehot.sum(axis=1)).ravel()
     pop = model.population_penetration

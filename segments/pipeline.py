@@ -13,7 +13,16 @@ from scipy import sparse
 
 from clv.load import Transactions
 from clv.report import ReportData
-from clv.models import BGNBD, BGNBDParams, GammaGamma, GammaGammaParams, Horizon, expected_purchases, score_customers
+from clv.models import (
+    BGNBD,
+    BGNBDParams,
+    GammaGamma,
+    GammaGammaParams,
+    Horizon,
+    expected_purchases,
+    float_columns,
+    score_customers,
+)
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from segments.associations import association_rules, build_ownership, non_product_ids, validate_pattern
 from segments.cluster import Segmentation, customer_features, segment_customers
@@ -94,7 +103,7 @@ def run_segmentation(
         bg, gg = models
     with step("Scoring customers"):
         scored = score_customers(summary, bg, gg, period_days=period.days, horizon=CLV_HORIZON, annual_discount_rate=discount_rate)
-        x, tx_, T = (scored[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
+        x, tx_, T = float_columns(scored, "frequency", "recency", "T")
         scored = scored.with_columns(pl.Series("expected_purchases_90d", expected_purchases(bg, NEAR_TERM.periods(period.days), x, tx_, T)))
         scored, bins = score_rfm(scored, period)
         features = customer_features(scored, period.days).join(order_counts(tx, summary), on="customer_id", how="left")
@@ -162,7 +171,7 @@ def run_crosssell(
         lines = _purchase_lines(tx).join(excluded.lazy().select("product_id"), on="product_id", how="anti")
         typical = collect(lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
         assignments = seg.segmentation.assignments.sort("customer_id")
-        x, tx_, T = (assignments[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
+        x, tx_, T = float_columns(assignments, "frequency", "recency", "T")
         purchases = expected_purchases(seg.bgnbd, horizon.periods(seg.period.days), x, tx_, T)
         customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", -np.expm1(-purchases)))
         own = build_ownership(lines, customers["customer_id"])

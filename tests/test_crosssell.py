@@ -185,3 +185,5 @@ def test_retail_targets_beat_popularity_by_a_third():
     bt = crosssell_backtest(tx, dt.date(2011, 9, 1))
     assert bt.model.hit_rate[5] >= 1.3 * bt.baselines["popularity"].hit_rate[5]
     assert bt.model.hit_rate[5] > bt.baselines["segment_popularity"].hit_rate[5]
+
+

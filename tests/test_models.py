@@ -239,3 +239,7 @@ def test_estimators_follow_the_sklearn_contract():
     with pytest.raises(InputError, match="engine 'spark'"):
         BGNBD(engine="spark").fit(pl.DataFrame({"frequency": list(range(12)), "recency": list(range(12)), "T": [20] * 12}))
     assert issubclass(NotFittedError, ModelError)
+    with pytest.raises(NotFittedError, match="BGNBD model is not fitted yet"):
+        est.params_
+    with pytest.raises(NotFittedError, match="GammaGamma model is not fitted yet"):
+        GammaGamma().params_
