@@ -23,7 +23,7 @@ from clv.models import (
     float_columns,
     score_customers,
 )
-from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
+from clv.rfm import Period, ScoreBins, collect, exact_sum, rfm_summary, score_rfm
 from segments.associations import association_rules, build_ownership, non_product_ids, validate_pattern
 from segments.cluster import Segmentation, customer_features, segment_customers
 from segments.crosssell import (
@@ -165,7 +165,7 @@ def run_crosssell(
         all_lines = tx.frame.filter(pl.col("product_id").is_not_null()).select("product_id", "amount")
         excluded = non_product_ids(all_lines.join(products.lazy(), on="product_id", how="left"), exclude_products)
         excluded = excluded.join(
-            collect(all_lines.group_by("product_id").agg(pl.len().alias("lines"), pl.col("amount").sum().alias("revenue"))),
+            collect(all_lines.group_by("product_id").agg(pl.len().alias("lines"), exact_sum(pl.col("amount")).alias("revenue"))),
             on="product_id", how="left",
         )
         lines = _purchase_lines(tx).join(excluded.lazy().select("product_id"), on="product_id", how="anti")
@@ -194,6 +194,16 @@ def crosssell_rules(run: CrossSellRun) -> pl.DataFrame:
     return association_rules(run.model.own, run.model.pairs)
 
 
+def holdout_spend(lines: pl.LazyFrame, customers: pl.Series, products: pl.Series) -> pl.DataFrame:
+    """Spend per (customer index ``_u``, product index ``_j``), summed exactly so row order never changes it."""
+    return collect(
+        lines.join(pl.LazyFrame({"customer_id": customers, "_u": np.arange(len(customers))}), on="customer_id")
+        .join(pl.LazyFrame({"product_id": products, "_j": np.arange(len(products))}), on="product_id")
+        .group_by("_u", "_j")
+        .agg(exact_sum(pl.col("amount")).alias("amount"))
+    )
+
+
 def crosssell_backtest(
     tx: Transactions,
     calibration_end: dt.date,
@@ -212,14 +222,7 @@ def crosssell_backtest(
     calibration = replace(tx, frame=tx.frame.filter(pl.col("date") < cut), quality=replace(tx.quality, as_of=calibration_end))
     run = run_crosssell(calibration, exclude_products=exclude_products, seed=seed, **options)
     own = run.model.own
-    holdout = collect(
-        _purchase_lines(tx)
-        .filter(pl.col("date") >= cut)
-        .join(pl.LazyFrame({"customer_id": own.customers, "_u": np.arange(len(own.customers))}), on="customer_id")
-        .join(pl.LazyFrame({"product_id": own.products, "_j": np.arange(len(own.products))}), on="product_id")
-        .group_by("_u", "_j")
-        .agg(pl.col("amount").sum())
-    )
+    holdout = holdout_spend(_purchase_lines(tx).filter(pl.col("date") >= cut), own.customers, own.products)
     shape = own.X.shape
     bought = sparse.csr_matrix((holdout["amount"].to_numpy(), (holdout["_u"].to_numpy(), holdout["_j"].to_numpy())), shape=shape)
     new_revenue = bought - bought.multiply(own.X > 0)

@@ -15,7 +15,7 @@ from clv.load import load_transactions
 from clv.sample import bundled_sample_dir, bundled_sample_path
 from segments.associations import Ownership, association_rules, build_ownership, non_product_ids, pair_counts
 from segments.crosssell import EVAL_KS, ranking_metrics
-from segments.pipeline import crosssell_backtest, crosssell_rules, crosssell_targets, run_crosssell
+from segments.pipeline import crosssell_backtest, crosssell_rules, crosssell_targets, holdout_spend, run_crosssell
 from tests.conftest import ONLINE_RETAIL, requires_retail
 
 TRUTH = json.loads((bundled_sample_dir() / "truth.json").read_text())
@@ -187,3 +187,12 @@ def test_retail_targets_beat_popularity_by_a_third():
     assert bt.model.hit_rate[5] > bt.baselines["segment_popularity"].hit_rate[5]
 
 
+
+def test_holdout_spend_is_exact_whatever_the_row_order():
+    """0.1 + 0.2 + 0.3 is 0.6000000000000001 in one float order and 0.6 in another: money must not care."""
+    customers, products = pl.Series(["a", "b"]), pl.Series(["p", "q"])
+    lines = pl.DataFrame({"customer_id": ["a"] * 3 + ["b"], "product_id": ["p"] * 3 + ["q"], "amount": [0.1, 0.2, 0.3, 5.0]})
+    for order in (lines, lines.reverse()):
+        spend = holdout_spend(order.lazy(), customers, products).sort("_u")
+        assert spend["amount"].to_list() == [0.6, 5.0]
+        assert spend.select("_u", "_j").rows() == [(0, 0), (1, 1)]
