@@ -7,6 +7,10 @@ T. A likelihood evaluation over a million customers then costs a few array
 operations, and the conditional expectation's hypergeometric term, which depends
 on (x, T) but not on t_x, is evaluated once per distinct (x, T) pair.
 
+From ``WARM_START_CUSTOMERS`` customers on, BFGS first fits a fixed-seed sample of
+about ``WARM_SAMPLE_CUSTOMERS`` and starts the full fit from there with the sample's
+curvature; on a million customers that is 5 full evaluations instead of 23.
+
 The tests hold every function here to lifetimes' own results (parameters to 1e-6
 relative, predictions to 1e-9).
 """
@@ -21,6 +25,9 @@ from scipy.special import digamma, expit, gammaln, hyp2f1
 
 LIFETIMES_DEFAULT_START = 0.1
 HESSIAN_STEP = 1e-5
+WARM_START_CUSTOMERS = 200_000  # from this many customers, start from a fit on a sample
+WARM_SAMPLE_CUSTOMERS = 50_000
+WARM_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,10 @@ class BGNBDData:
     scale: float
 
     @classmethod
-    def build(cls, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, weights: np.ndarray) -> BGNBDData:
-        scale = 1.0 / float(np.max(T))
+    def build(
+        cls, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, weights: np.ndarray, scale: float | None = None
+    ) -> BGNBDData:
+        scale = 1.0 / float(np.max(T)) if scale is None else scale
         w = np.asarray(weights, float)
         x_vals, x_idx = _codes(frequency)
         T_vals, T_idx = _codes(np.asarray(T, float) * scale)
@@ -150,14 +159,51 @@ def _hessian(objective, log_params: np.ndarray) -> np.ndarray:
     return (h + h.T) / 2
 
 
-def _optimise(objective, start: np.ndarray, n: float, tol: float) -> tuple[np.ndarray, bool, str, tuple[float, ...]]:
+def thinned(weights: np.ndarray) -> np.ndarray | None:
+    """Weights of a fixed-seed random sample of about ``WARM_SAMPLE_CUSTOMERS`` customers
+    (each customer kept independently), or None when the data is small enough to fit
+    directly (under ``WARM_START_CUSTOMERS``)."""
+    w = np.asarray(weights, float)
+    n = w.sum()
+    if n < WARM_START_CUSTOMERS:
+        return None
+    return np.random.default_rng(WARM_SEED).binomial(np.rint(w).astype(np.int64), WARM_SAMPLE_CUSTOMERS / n).astype(float)
+
+
+def _warm_start(objective, start: np.ndarray, tol: float) -> tuple[np.ndarray, dict]:
+    """Starting point and BFGS options from a fit of ``objective`` (on a sample of customers).
+
+    The sample's optimum is within sampling error of the full one and BFGS's inverse
+    Hessian there is a good curvature estimate for the full objective (both are means
+    per customer), so the full fit then needs a handful of evaluations instead of
+    twenty or more. The full fit still converges to its own tolerance.
+    """
+    pre = minimize(objective, start, jac=True, method="BFGS", tol=tol)
+    if not (pre.success and np.all(np.isfinite(pre.x))):
+        return start, {}
+    hess_inv = (pre.hess_inv + pre.hess_inv.T) / 2
+    try:
+        np.linalg.cholesky(hess_inv)
+    except np.linalg.LinAlgError:
+        return pre.x, {}
+    return pre.x, {"hess_inv0": hess_inv}
+
+
+def _optimise(
+    objective, start: np.ndarray, n: float, tol: float, warm=None
+) -> tuple[np.ndarray, bool, str, tuple[float, ...]]:
     """BFGS as lifetimes runs it (scipy's default method, same tolerance), plus standard errors.
 
-    Standard errors follow lifetimes: params^2 * inverse Hessian of the mean
-    objective in log-parameters / number of customers (the delta method).
+    ``warm``, the same objective on a sample of customers, is fitted first to start
+    from (see :func:`_warm_start`). Standard errors follow lifetimes: params^2 *
+    inverse Hessian of the mean objective in log-parameters / number of customers
+    (the delta method).
     """
     with np.errstate(all="ignore"):
-        res = minimize(objective, start, jac=True, method="BFGS", tol=tol)
+        options: dict = {}
+        if warm is not None:
+            start, options = _warm_start(warm, start, tol)
+        res = minimize(objective, start, jac=True, method="BFGS", tol=tol, options=options)
         params = np.exp(res.x)
         try:
             cov = np.linalg.inv(_hessian(objective, res.x)) / n
@@ -181,7 +227,12 @@ def fit_bgnbd(
     """Maximum-likelihood BG/NBD on compressed rows; ``params`` are ``(r, alpha, a, b)``, alpha in input time units."""
     d = BGNBDData.build(frequency, recency, T, weights)
     start = np.full(4, LIFETIMES_DEFAULT_START) if initial_log_params is None else np.asarray(initial_log_params, float)
-    x, ok, message, ses = _optimise(lambda p: bgnbd_objective(p, d, penalizer), start, d.weights.sum(), tol)
+    warm = None
+    if (w := thinned(weights)) is not None:
+        keep = w > 0
+        ds = BGNBDData.build(*(np.asarray(v)[keep] for v in (frequency, recency, T)), w[keep], scale=d.scale)
+        warm = lambda p: bgnbd_objective(p, ds, penalizer)  # noqa: E731
+    x, ok, message, ses = _optimise(lambda p: bgnbd_objective(p, d, penalizer), start, d.weights.sum(), tol, warm)
     r, alpha, a, b = np.exp(x)
     se = list(ses)
     se[1] = se[1] / d.scale
@@ -270,7 +321,12 @@ def fit_gamma_gamma(
     """Maximum-likelihood Gamma-Gamma on repeat customers with positive spend; ``params`` are ``(p, q, v)``."""
     d = GammaGammaData.build(frequency, monetary_value, weights)
     start = np.full(3, LIFETIMES_DEFAULT_START) if initial_log_params is None else np.asarray(initial_log_params, float)
-    x, ok, message, ses = _optimise(lambda lp: gamma_gamma_objective(lp, d, penalizer), start, d.weights.sum(), tol)
+    warm = None
+    if (w := thinned(weights)) is not None:
+        keep = w > 0
+        ds = GammaGammaData.build(np.asarray(frequency)[keep], np.asarray(monetary_value)[keep], w[keep])
+        warm = lambda lp: gamma_gamma_objective(lp, ds, penalizer)  # noqa: E731
+    x, ok, message, ses = _optimise(lambda lp: gamma_gamma_objective(lp, d, penalizer), start, d.weights.sum(), tol, warm)
     return Optimum(tuple(float(v) for v in np.exp(x)), ses, ok, message)
 
 

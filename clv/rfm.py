@@ -92,26 +92,44 @@ def exact_sum(expr: pl.Expr) -> pl.Expr:
     return (expr * AMOUNT_UNITS).round(0).cast(pl.Int64).sum() / AMOUNT_UNITS
 
 
-def _periods(transactions: pl.LazyFrame, period: Period) -> pl.LazyFrame:
-    """One row per (customer, period) with the period's summed amount."""
-    return transactions.group_by("customer_id", period_start(pl.col("date"), period).alias("period")).agg(
-        exact_sum(pl.col("amount")).alias("amount")
+def _periods(transactions: pl.LazyFrame, period: Period, *, count_orders: bool = False) -> pl.LazyFrame:
+    """One row per (customer, period) with the period's summed amount.
+
+    With ``count_orders``, also ``n_orders``: the period's distinct ``order_id`` values
+    with at least one positive line (a return is not an order). The lines are first
+    grouped per order, in the same pass, which costs far less than a second pass over
+    the log to count orders; an order whose lines fall in two periods counts in each.
+    """
+    keys = ("customer_id", period_start(pl.col("date"), period).alias("period"))
+    if not count_orders:
+        return transactions.group_by(*keys).agg(exact_sum(pl.col("amount")).alias("amount"))
+    return (
+        transactions.group_by(*keys, "order_id")
+        .agg(exact_sum(pl.col("amount")).alias("amount"), (pl.col("amount") > 0).any().alias("_sale"))
+        .group_by("customer_id", "period")
+        .agg(exact_sum(pl.col("amount")).alias("amount"), pl.col("_sale").sum().cast(pl.Int64).alias("n_orders"))
     )
 
 
-def rfm_summary(transactions: pl.LazyFrame, as_of: dt.date, period: Period = Period.day) -> pl.LazyFrame:
+def rfm_summary(
+    transactions: pl.LazyFrame, as_of: dt.date, period: Period = Period.day, *, count_orders: bool = False
+) -> pl.LazyFrame:
     """Per-customer ``frequency, recency, T, monetary_value`` (lifetimes' conventions).
 
     ``transactions`` has ``customer_id, date, amount`` and no row after ``as_of``.
     Also returns ``total_spend`` (all periods, first included), ``first_purchase``
-    and ``last_purchase`` (period starts). Sorted by ``customer_id``.
+    and ``last_purchase`` (period starts), and with ``count_orders`` (which needs an
+    ``order_id`` column) ``n_orders``, the customer's orders. Sorted by ``customer_id``.
 
     Two group-bys with only fast aggregations: per (customer, period), then per
-    customer; the first period's spend comes from ``min_by``, not a filter.
+    customer; the first period's spend comes from ``min_by``, not a filter. Amounts
+    are summed exactly (:func:`exact_sum`) at each level, so grouping per order first
+    changes no digit.
     """
     end = pl.lit(period_start_of(as_of, period))
+    orders = [pl.col("n_orders").sum().alias("n_orders")] if count_orders else []
     return (
-        _periods(transactions, period)
+        _periods(transactions, period, count_orders=count_orders)
         .group_by("customer_id")
         .agg(
             (pl.len() - 1).cast(pl.Int64).alias("frequency"),
@@ -119,6 +137,7 @@ def rfm_summary(transactions: pl.LazyFrame, as_of: dt.date, period: Period = Per
             pl.col("period").max().alias("last_purchase"),
             exact_sum(pl.col("amount")).alias("total_spend"),
             pl.col("amount").min_by("period").alias("_first_spend"),
+            *orders,
         )
         .with_columns(
             periods_between(pl.col("first_purchase"), pl.col("last_purchase"), period).cast(pl.Int64).alias("recency"),
@@ -128,7 +147,10 @@ def rfm_summary(transactions: pl.LazyFrame, as_of: dt.date, period: Period = Per
             .otherwise(0.0)
             .alias("monetary_value"),
         )
-        .select("customer_id", "frequency", "recency", "T", "monetary_value", "total_spend", "first_purchase", "last_purchase")
+        .select(
+            "customer_id", "frequency", "recency", "T", "monetary_value", "total_spend", "first_purchase", "last_purchase",
+            *(["n_orders"] if count_orders else []),
+        )
         .sort("customer_id")
     )
 

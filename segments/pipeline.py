@@ -65,16 +65,6 @@ def customer_categories(tx: Transactions) -> pl.DataFrame | None:
     return None
 
 
-def order_counts(tx: Transactions, summary: pl.DataFrame) -> pl.DataFrame:
-    """Orders per customer: distinct order ids when known, else purchase periods."""
-    if tx.has("order_id"):
-        return collect(
-            tx.frame.filter(pl.col("amount") > 0).select("customer_id", "order_id").unique()
-            .group_by("customer_id").agg(pl.len().cast(pl.Int64).alias("n_orders"))
-        )
-    return summary.select("customer_id", (pl.col("frequency") + 1).alias("n_orders"))
-
-
 def run_segmentation(
     tx: Transactions,
     *,
@@ -94,7 +84,7 @@ def run_segmentation(
     backtest on the calibration period); without them the models are fitted here.
     """
     with step("Computing RFM"):
-        summary = collect(rfm_summary(tx.frame, tx.as_of, period))
+        summary = collect(rfm_summary(tx.frame, tx.as_of, period, count_orders=tx.has("order_id")))
     if models is None:
         with step("Fitting BG/NBD and Gamma-Gamma"):
             bg = BGNBD(penalizer=penalizer, engine=engine).fit(summary).params_
@@ -106,8 +96,9 @@ def run_segmentation(
         x, tx_, T = float_columns(scored, "frequency", "recency", "T")
         scored = scored.with_columns(pl.Series("expected_purchases_90d", expected_purchases(bg, NEAR_TERM.periods(period.days), x, tx_, T)))
         scored, bins = score_rfm(scored, period)
-        features = customer_features(scored, period.days).join(order_counts(tx, summary), on="customer_id", how="left")
-        features = features.with_columns(pl.col("n_orders").fill_null(pl.col("frequency") + 1))
+        features = customer_features(scored, period.days)
+        if "n_orders" not in features.columns:  # no order ids: each purchase period is an order
+            features = features.with_columns((pl.col("frequency") + 1).alias("n_orders"))
     with step("Clustering customers" if method == "kmeans" else "Grouping customers by RFM segment"):
         categories = customer_categories(tx)
         seg = segment_customers(features, method=method, k=k, seed=seed, categories=categories)

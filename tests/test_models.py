@@ -18,6 +18,7 @@ from clv.models import (
     GammaGamma,
     Horizon,
     cash_flow_days,
+    compress,
     discounted_expected_purchases,
     expected_purchases,
     model_document,
@@ -98,6 +99,37 @@ def test_numpy_gamma_gamma_equals_lifetimes(sample_summary):
     np.testing.assert_allclose(a.params, b.params, rtol=1e-6)
     np.testing.assert_allclose(a.standard_errors, b.standard_errors, rtol=1e-6)
     assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-9)
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "gamma_gamma"])
+def test_large_fits_start_from_a_sample_and_reach_the_same_optimum(sample_summary, monkeypatch, model):
+    """Above WARM_START_CUSTOMERS the fit starts from a fit on a sample: same optimum, far fewer full evaluations."""
+    keys = ["frequency", "recency", "T"] if model == "bgnbd" else ["frequency", "monetary_value"]
+    data = sample_summary if model == "bgnbd" else sample_summary.filter((pl.col("frequency") > 0) & (pl.col("monetary_value") > 0))
+    rows = compress(data, keys)
+    cols = arrays(rows, *keys)
+    weights = rows["weight"].to_numpy() * 100  # the same customers, a hundred times over
+    assert weights.sum() >= likelihood.WARM_START_CUSTOMERS
+    name = "bgnbd_objective" if model == "bgnbd" else "gamma_gamma_objective"
+    original = getattr(likelihood, name)
+    full_calls = []
+
+    def counted(p, d, *args):
+        if d.weights.sum() == weights.sum():
+            full_calls.append(1)
+        return original(p, d, *args)
+
+    monkeypatch.setattr(likelihood, name, counted)
+    fit = getattr(likelihood, f"fit_{model}")
+    warm = fit(*cols, weights)
+    n_warm = len(full_calls)
+    monkeypatch.setattr(likelihood, "WARM_START_CUSTOMERS", float("inf"))
+    full_calls.clear()
+    cold = fit(*cols, weights)
+    assert warm.converged and cold.converged
+    np.testing.assert_allclose(warm.params, cold.params, rtol=1e-5)
+    np.testing.assert_allclose(warm.standard_errors, cold.standard_errors, rtol=1e-4)
+    assert n_warm <= len(full_calls) // 2  # both include the 2 x n_params gradients of the Hessian
 
 
 def test_predictions_match_lifetimes(sample_summary):

@@ -72,7 +72,7 @@ def test_k_selection_rejects_tiny_segments():
     rng = np.random.default_rng(0)
     blobs = [rng.normal(loc, 0.3, size=(n, 2)) for loc, n in (((0, 0), 1500), ((5, 5), 1500), ((0, 5), 1500), ((30, 30), 10))]
     X = np.vstack(blobs)
-    k, candidates = select_k(X, seed=1)
+    k, candidates, _ = select_k(X, seed=1)
     chosen = next(c for c in candidates if c.k == k)
     assert chosen.min_share >= MIN_SEGMENT_SHARE
     assert any(not c.accepted and "of customers" in c.reason for c in candidates)
