@@ -188,8 +188,10 @@ class Run:
 
 
 
-def command(*, help_example: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def command(*, summary: str, help_example: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register a command whose parameters named in ``GROUPS`` are filled from shared options.
+
+    ``summary`` is its line in ``clvx --help`` (short enough not to be cut at 80 columns).
 
     The wrapper also turns clvx's errors into one ``Error: ...`` line on stderr and
     the error's exit code (a traceback only with ``--debug``).
@@ -226,9 +228,10 @@ def command(*, help_example: str) -> Callable[[Callable[..., None]], Callable[..
         context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
         command_params = {p.name: p for p in own + extra}
         wrapper.__signature__ = sig.replace(parameters=[context, *own, *extra])  # type: ignore[attr-defined]
-        doc = inspect.getdoc(fn) or ""
-        wrapper.__doc__ = f"{doc}\n\n[bold]Example:[/bold] [cyan]{help_example}[/cyan]"
-        return app.command(name=fn.__name__.rstrip("_").replace("_", "-"))(wrapper)
+        # Rich help keeps single newlines as line breaks: re-flow each paragraph to one line.
+        paragraphs = [" ".join(p.split()) for p in (inspect.getdoc(fn) or "").split("\n\n")]
+        wrapper.__doc__ = "\n\n".join([*paragraphs, f"[bold]Example:[/bold] [cyan]{help_example}[/cyan]"])
+        return app.command(name=fn.__name__.rstrip("_").replace("_", "-"), short_help=summary)(wrapper)
 
     return decorate
 
@@ -513,7 +516,10 @@ def root(
     """Customer lifetime value, segments and cross-sell targets from a raw transaction log."""
 
 
-@command(help_example="clvx rfm sales.csv --period week --format csv > rfm.csv")
+@command(
+    summary="Frequency, recency, T and spend per customer; RFM segments",
+    help_example="clvx rfm sales.csv --period week --format csv > rfm.csv",
+)
 def rfm(
     source: Source,
     out: Output,
@@ -545,7 +551,10 @@ def rfm(
 
 
 
-@command(help_example="clvx fit sales.csv --period week --save model.json")
+@command(
+    summary="Fit BG/NBD and Gamma-Gamma; show or save the parameters",
+    help_example="clvx fit sales.csv --period week --save model.json",
+)
 def fit(
     source: Source,
     model: ModelOpts,
@@ -571,7 +580,10 @@ def fit(
     render.fit_result(bg, gg, period, out.emitter())
 
 
-@command(help_example="clvx predict sales.csv --horizon 12m --discount-rate 0.08 -o scores.csv")
+@command(
+    summary="P(alive), expected purchases and spend, discounted CLV",
+    help_example="clvx predict sales.csv --horizon 12m --discount-rate 0.08 -o scores.csv",
+)
 def predict(
     source: Source,
     model: ModelOpts,
@@ -607,7 +619,10 @@ def predict(
     render.predictions(scored, period, h, discount_rate, out.emitter())
 
 
-@command(help_example="clvx validate sales.csv --calibration-end 2024-06-30")
+@command(
+    summary="Backtest the forecast and cross-sell on a holdout period",
+    help_example="clvx validate sales.csv --calibration-end 2024-06-30",
+)
 def validate(
     source: Source,
     model: ModelOpts,
@@ -658,7 +673,10 @@ def _parse_k(value: str) -> int | None:
         raise typer.BadParameter(f"'{value}' is not 'auto' or a whole number", param_hint="--k") from None
 
 
-@command(help_example="clvx segment sales.parquet --k auto --explain --assignments segments.csv")
+@command(
+    summary="Customer segments, named and profiled by value and churn",
+    help_example="clvx segment sales.parquet --k auto --explain --assignments segments.csv",
+)
 def segment(
     source: Source,
     model: ModelOpts,
@@ -694,7 +712,10 @@ def segment(
     render.segment_profile(result, out.emitter(), explain=explain)
 
 
-@command(help_example="clvx cross-sell sales.parquet --targets offers.csv --top-k 3 --rules rules.csv")
+@command(
+    summary="Who should be offered which product, and expected revenue",
+    help_example="clvx cross-sell sales.parquet --targets offers.csv --top-k 3 --rules rules.csv",
+)
 def cross_sell(
     source: Source,
     model: ModelOpts,
@@ -742,7 +763,10 @@ def cross_sell(
     render.crosssell_ranking(result, out.emitter())
 
 
-@command(help_example="clvx report sales.parquet -o report.html -o report.xlsx --calibration-end 2024-06-30")
+@command(
+    summary="HTML, XLSX or Markdown report for strategy meetings",
+    help_example="clvx report sales.parquet -o report.html -o report.xlsx --calibration-end 2024-06-30",
+)
 def report(
     source: Source,
     model: ModelOpts,
@@ -785,7 +809,10 @@ def report(
         reporter.info(f"Wrote {path}.")
 
 
-@command(help_example="clvx sample --customers 100000 --seed 7 --output big.parquet")
+@command(
+    summary="Generate a synthetic log with known model parameters",
+    help_example="clvx sample --customers 100000 --seed 7 --output big.parquet",
+)
 def sample(
     run: Run,
     customers: Annotated[int, typer.Option("--customers", "-n", min=1, max=50_000_000, help="Number of customers")] = 5_000,
@@ -807,8 +834,13 @@ def sample(
 
 def main() -> None:
     """Console entry point: usage errors become one ``Error:`` line and exit code 2."""
+    group = typer.main.get_command(app)
+    # `clvx --help` only lists the commands, so it is rendered as plain click help: typer's
+    # rich help renderer imports markdown-it and would double the start-up time. Each
+    # command's own --help, with its option panels, stays rich.
+    group.rich_markup_mode = None  # type: ignore[attr-defined]
     try:
-        code = app(standalone_mode=False)
+        code = group(standalone_mode=False)
     except UsageBase as exc:
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:

@@ -280,6 +280,7 @@ def top_categories(assignments: pl.DataFrame, categories: pl.DataFrame, top: int
         .agg(pl.len().alias("_owners"))
         .join(seg_sizes, on="segment")
         .join(overall, on="category")
+        .with_columns(pl.col("category").cast(pl.String))  # sort and label as text, whatever the input type
         .with_columns((pl.col("_owners") / pl.col("_size") / pl.col("_overall")).alias("_index"))
         .filter((pl.col("_index") >= MIN_INDEX) & (pl.col("_owners") >= MIN_CATEGORY_BUYERS))
         .sort(["segment", "_index", "category"], descending=[False, True, False])

@@ -86,6 +86,22 @@ def test_version_and_help_list_every_command(runner):
         assert name in help_text
 
 
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_start_up_imports_nothing_heavy(flag):
+    """Start-up time is what `clvx --help` imports: no data or model library, no rich help renderer."""
+    code = (
+        "import sys, cli\n"
+        f"sys.argv = ['clvx', '{flag}']\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "heavy = ('polars', 'numpy', 'scipy', 'sklearn', 'pandas', 'lifetimes', 'matplotlib', 'typer.rich_utils', 'markdown_it')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "[]"
+    assert "segment" in proc.stdout if flag == "--help" else proc.stdout.startswith("clvx ")
+
+
 def test_default_run_uses_the_bundled_sample(runner):
     res = runner.invoke(app, ["rfm", "--format", "csv", "-q"])
     assert res.exit_code == 0
