@@ -1,4 +1,4 @@
-"""Run a command and print its wall time (s) and peak resident memory (MB) as JSON.
+"""Run a command and print its wall time (s), peak resident memory (MB) and last line of output as JSON.
 
     python bench/measure.py clvx segment log.parquet -q
 
@@ -12,7 +12,8 @@ import sys
 import time
 
 start = time.perf_counter()
-proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+proc = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 seconds = time.perf_counter() - start
 peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "returncode": proc.returncode, "stderr": proc.stderr[-2000:]}))
+last = proc.stdout.strip().splitlines()[-1:] or [""]
+print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "returncode": proc.returncode, "stderr": proc.stderr[-2000:], "last_line": last[0]}))

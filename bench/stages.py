@@ -1,4 +1,5 @@
-"""Time each stage of clvx in one process and print JSON: load, RFM, fit, scoring, segments, cross-sell.
+"""Time each stage of clvx in one process and print JSON: load, RFM, fit, scoring, segments, cross-sell,
+then the RFM summary alone and a bare polars group-by over the same file (its floor).
 
     python bench/stages.py log.parquet [--cross-sell]
 """
@@ -14,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import polars as pl  # noqa: E402
 
 from clv.load import load_transactions  # noqa: E402
+from clv.rfm import collect, rfm_summary  # noqa: E402
 from segments.pipeline import run_crosssell, run_segmentation  # noqa: E402
 
 times: dict[str, float] = {}
@@ -32,6 +34,11 @@ if "--cross-sell" in sys.argv:
     run_crosssell(tx, step=step)
 else:
     run_segmentation(tx, step=step)
+
+# The RFM summary alone, as `clvx rfm` computes it (the pipeline's RFM step also counts orders).
+start = time.perf_counter()
+collect(rfm_summary(tx.frame, tx.as_of))
+times["RFM summary alone (clvx rfm)"] = time.perf_counter() - start
 
 # The floor for RFM: one bare polars group-by per customer over the same file.
 start = time.perf_counter()

@@ -10,7 +10,7 @@ from clv.errors import InputError, ModelError
 from clv.load import load_transactions
 from clv.rfm import Period
 from clv.sample import bundled_sample_dir, bundled_sample_path
-from segments.cluster import MIN_SEGMENT_SHARE, feature_matrix, name_segments, select_k
+from segments.cluster import MIN_SEGMENT_SHARE, SELECTION_SAMPLE, feature_matrix, fit_kmeans, name_segments, select_k
 from segments.pipeline import run_segmentation
 
 
@@ -76,6 +76,22 @@ def test_k_selection_rejects_tiny_segments():
     chosen = next(c for c in candidates if c.k == k)
     assert chosen.min_share >= MIN_SEGMENT_SHARE
     assert any(not c.accepted and "of customers" in c.reason for c in candidates)
+
+
+def test_refined_sample_solution_is_as_good_as_restarts_on_everyone():
+    """The final fit starts from the selection sample's centres: its inertia on all customers matches full restarts."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 4, size=(5, 5))
+    X = np.vstack([rng.normal(c, 1.0 + i * 0.3, size=(6_000 + 2_000 * i, 5)) for i, c in enumerate(centres)])
+    assert len(X) > SELECTION_SAMPLE
+    k, _, sample_centres = select_k(X, seed=1)
+    labels, n_fit = fit_kmeans(X, k, seed=1, centres=sample_centres)
+    assert n_fit == len(X)
+    ours = sum(((X[labels == j] - X[labels == j].mean(axis=0)) ** 2).sum() for j in range(k))
+    full = KMeans(n_clusters=k, n_init=10, random_state=0).fit(X).inertia_
+    assert ours <= full * 1.01
 
 
 def test_collisions_get_qualifiers_and_names_stay_unique():
