@@ -55,6 +55,7 @@ def fit_bgnbd(
     penalizer: float = 0.0,
     initial_log_params: np.ndarray | None = None,
     tol: float = 1e-7,
+    standard_errors: bool = True,  # noqa: ARG001 - lifetimes always computes them
 ) -> Optimum:
     """Fit BG/NBD with ``lifetimes.BetaGeoFitter``; ``params`` are ``(r, alpha, a, b)``.
 
@@ -75,6 +76,7 @@ def fit_gamma_gamma(
     penalizer: float = 0.0,
     initial_log_params: np.ndarray | None = None,
     tol: float = 1e-7,
+    standard_errors: bool = True,  # noqa: ARG001 - lifetimes always computes them
 ) -> Optimum:
     """Fit Gamma-Gamma with ``lifetimes.GammaGammaFitter``; ``params`` are ``(p, q, v)``."""
     from lifetimes import GammaGammaFitter

@@ -190,14 +190,15 @@ def _warm_start(objective, start: np.ndarray, tol: float) -> tuple[np.ndarray, d
 
 
 def _optimise(
-    objective, start: np.ndarray, n: float, tol: float, warm=None
+    objective, start: np.ndarray, n: float, tol: float, warm=None, standard_errors: bool = True
 ) -> tuple[np.ndarray, bool, str, tuple[float, ...]]:
     """BFGS as lifetimes runs it (scipy's default method, same tolerance), plus standard errors.
 
     ``warm``, the same objective on a sample of customers, is fitted first to start
     from (see :func:`_warm_start`). Standard errors follow lifetimes: params^2 *
     inverse Hessian of the mean objective in log-parameters / number of customers
-    (the delta method).
+    (the delta method). The Hessian costs two gradients per parameter; without
+    ``standard_errors`` it is skipped and the errors are NaN.
     """
     with np.errstate(all="ignore"):
         options: dict = {}
@@ -205,11 +206,13 @@ def _optimise(
             start, options = _warm_start(warm, start, tol)
         res = minimize(objective, start, jac=True, method="BFGS", tol=tol, options=options)
         params = np.exp(res.x)
-        try:
-            cov = np.linalg.inv(_hessian(objective, res.x)) / n
-            ses = tuple(float(s) for s in np.sqrt(np.abs(np.diag(cov))) * params)
-        except np.linalg.LinAlgError:
-            ses = tuple(float("nan") for _ in params)
+        ses = tuple(float("nan") for _ in params)
+        if standard_errors:
+            try:
+                cov = np.linalg.inv(_hessian(objective, res.x)) / n
+                ses = tuple(float(s) for s in np.sqrt(np.abs(np.diag(cov))) * params)
+            except np.linalg.LinAlgError:
+                pass
     ok = bool(res.success) and bool(np.all(np.isfinite(res.x)))
     return res.x, ok, str(res.message), ses
 
@@ -223,6 +226,7 @@ def fit_bgnbd(
     penalizer: float = 0.0,
     initial_log_params: np.ndarray | None = None,
     tol: float = 1e-7,
+    standard_errors: bool = True,
 ) -> Optimum:
     """Maximum-likelihood BG/NBD on compressed rows; ``params`` are ``(r, alpha, a, b)``, alpha in input time units."""
     d = BGNBDData.build(frequency, recency, T, weights)
@@ -232,7 +236,7 @@ def fit_bgnbd(
         keep = w > 0
         ds = BGNBDData.build(*(np.asarray(v)[keep] for v in (frequency, recency, T)), w[keep], scale=d.scale)
         warm = lambda p: bgnbd_objective(p, ds, penalizer)  # noqa: E731
-    x, ok, message, ses = _optimise(lambda p: bgnbd_objective(p, d, penalizer), start, d.weights.sum(), tol, warm)
+    x, ok, message, ses = _optimise(lambda p: bgnbd_objective(p, d, penalizer), start, d.weights.sum(), tol, warm, standard_errors)
     r, alpha, a, b = np.exp(x)
     se = list(ses)
     se[1] = se[1] / d.scale
@@ -317,6 +321,7 @@ def fit_gamma_gamma(
     penalizer: float = 0.0,
     initial_log_params: np.ndarray | None = None,
     tol: float = 1e-7,
+    standard_errors: bool = True,
 ) -> Optimum:
     """Maximum-likelihood Gamma-Gamma on repeat customers with positive spend; ``params`` are ``(p, q, v)``."""
     d = GammaGammaData.build(frequency, monetary_value, weights)
@@ -326,7 +331,7 @@ def fit_gamma_gamma(
         keep = w > 0
         ds = GammaGammaData.build(np.asarray(frequency)[keep], np.asarray(monetary_value)[keep], w[keep])
         warm = lambda lp: gamma_gamma_objective(lp, ds, penalizer)  # noqa: E731
-    x, ok, message, ses = _optimise(lambda lp: gamma_gamma_objective(lp, d, penalizer), start, d.weights.sum(), tol, warm)
+    x, ok, message, ses = _optimise(lambda lp: gamma_gamma_objective(lp, d, penalizer), start, d.weights.sum(), tol, warm, standard_errors)
     return Optimum(tuple(float(v) for v in np.exp(x)), ses, ok, message)
 
 

@@ -241,13 +241,16 @@ class BGNBD(_Estimator):
     lifetimes' L2 penalty on the parameters (0 for the maximum-likelihood fit).
     ``engine`` is ``lifetimes``, ``numpy`` (same equations, vectorised; see
     :mod:`clv.likelihood`) or ``auto`` (lifetimes up to ``LIFETIMES_MAX_ROWS``
-    distinct rows).
+    distinct rows). Without ``standard_errors`` the numpy engine skips the Hessian
+    (8 gradient evaluations) and reports NaN errors: for pipelines that only use the
+    point estimates.
     """
 
-    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto") -> None:
+    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto", standard_errors: bool = True) -> None:
         self.penalizer = penalizer
         self.tol = tol
         self.engine = engine
+        self.standard_errors = standard_errors
 
     def fit(self, summary: pl.DataFrame) -> BGNBD:
         """Fit on the distinct (frequency, recency, T) rows, restarting from fixed points on failure."""
@@ -266,7 +269,8 @@ class BGNBD(_Estimator):
         engine = _choose_engine(self.engine, rows.height)
         fitter = _lifetimes.fit_bgnbd if engine == "lifetimes" else likelihood.fit_bgnbd
         fit, n_starts, problems = _fit_with_restarts(
-            lambda start: fitter(x, tx, T, w, penalizer=self.penalizer, initial_log_params=start, tol=self.tol),
+            lambda start: fitter(x, tx, T, w, penalizer=self.penalizer, initial_log_params=start, tol=self.tol,
+                                 standard_errors=self.standard_errors),
             BGNBD_STARTS,
             n_params=4,
             scale=1.0 / T.max(),
@@ -291,12 +295,16 @@ class BGNBD(_Estimator):
 
 
 class GammaGamma(_Estimator):
-    """Gamma-Gamma spend estimator, fitted on repeat customers with positive spend."""
+    """Gamma-Gamma spend estimator, fitted on repeat customers with positive spend.
 
-    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto") -> None:
+    ``penalizer``, ``engine`` and ``standard_errors`` as for :class:`BGNBD`.
+    """
+
+    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto", standard_errors: bool = True) -> None:
         self.penalizer = penalizer
         self.tol = tol
         self.engine = engine
+        self.standard_errors = standard_errors
 
     def fit(self, summary: pl.DataFrame) -> GammaGamma:
         """Fit on customers with ``frequency > 0``; those whose ``monetary_value <= 0`` are excluded and counted."""
@@ -316,7 +324,8 @@ class GammaGamma(_Estimator):
         engine = _choose_engine(self.engine, rows.height)
         fitter = _lifetimes.fit_gamma_gamma if engine == "lifetimes" else likelihood.fit_gamma_gamma
         fit, n_starts, problems = _fit_with_restarts(
-            lambda start: fitter(x, m, w, penalizer=self.penalizer, initial_log_params=start, tol=self.tol),
+            lambda start: fitter(x, m, w, penalizer=self.penalizer, initial_log_params=start, tol=self.tol,
+                                 standard_errors=self.standard_errors),
             GAMMA_GAMMA_STARTS,
             n_params=3,
             scale=1.0,

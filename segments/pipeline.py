@@ -91,8 +91,9 @@ def run_segmentation(
         summary = collect(rfm_summary(tx.frame, tx.as_of, period, count_orders=tx.has("order_id")))
     if models is None:
         with step("Fitting BG/NBD and Gamma-Gamma"):
-            bg = BGNBD(penalizer=penalizer, engine=engine).fit(summary).params_
-            gg = GammaGamma(penalizer=penalizer, engine=engine).fit(summary).params_
+            # Segments and offers use the point estimates only: no Hessian for standard errors.
+            bg = BGNBD(penalizer=penalizer, engine=engine, standard_errors=False).fit(summary).params_
+            gg = GammaGamma(penalizer=penalizer, engine=engine, standard_errors=False).fit(summary).params_
     else:
         bg, gg = models
     with step("Scoring customers"):

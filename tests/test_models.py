@@ -123,6 +123,10 @@ def test_large_fits_start_from_a_sample_and_reach_the_same_optimum(sample_summar
     fit = getattr(likelihood, f"fit_{model}")
     warm = fit(*cols, weights)
     n_warm = len(full_calls)
+    full_calls.clear()
+    point_only = fit(*cols, weights, standard_errors=False)  # no Hessian: two gradients per parameter fewer
+    assert point_only.params == warm.params and np.isnan(point_only.standard_errors).all()
+    assert len(full_calls) == n_warm - 2 * len(warm.params)
     monkeypatch.setattr(likelihood, "WARM_START_CUSTOMERS", float("inf"))
     full_calls.clear()
     cold = fit(*cols, weights)
