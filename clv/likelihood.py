@@ -217,6 +217,26 @@ def _optimise(
     return res.x, ok, str(res.message), ses
 
 
+def _maximise(
+    objective, build, columns: tuple[np.ndarray, ...], weights: np.ndarray, n_params: int, *,
+    penalizer: float, initial_log_params: np.ndarray | None, tol: float, standard_errors: bool,
+) -> tuple[np.ndarray, bool, str, tuple[float, ...]]:
+    """Minimise ``objective(log_params, build(*columns, weights), penalizer)`` with :func:`_optimise`.
+
+    On large data (see :func:`thinned`) the same objective on a sample of customers,
+    built the same way, gives the warm start. Starts from lifetimes' default point
+    unless ``initial_log_params`` are given.
+    """
+    d = build(*columns, weights)
+    start = np.full(n_params, LIFETIMES_DEFAULT_START) if initial_log_params is None else np.asarray(initial_log_params, float)
+    warm = None
+    if (w := thinned(weights)) is not None:
+        keep = w > 0
+        sample = build(*(np.asarray(c)[keep] for c in columns), w[keep])
+        warm = lambda p: objective(p, sample, penalizer)  # noqa: E731
+    return _optimise(lambda p: objective(p, d, penalizer), start, d.weights.sum(), tol, warm, standard_errors)
+
+
 def fit_bgnbd(
     frequency: np.ndarray,
     recency: np.ndarray,
@@ -229,18 +249,15 @@ def fit_bgnbd(
     standard_errors: bool = True,
 ) -> Optimum:
     """Maximum-likelihood BG/NBD on compressed rows; ``params`` are ``(r, alpha, a, b)``, alpha in input time units."""
-    d = BGNBDData.build(frequency, recency, T, weights)
-    start = np.full(4, LIFETIMES_DEFAULT_START) if initial_log_params is None else np.asarray(initial_log_params, float)
-    warm = None
-    if (w := thinned(weights)) is not None:
-        keep = w > 0
-        ds = BGNBDData.build(*(np.asarray(v)[keep] for v in (frequency, recency, T)), w[keep], scale=d.scale)
-        warm = lambda p: bgnbd_objective(p, ds, penalizer)  # noqa: E731
-    x, ok, message, ses = _optimise(lambda p: bgnbd_objective(p, d, penalizer), start, d.weights.sum(), tol, warm, standard_errors)
+    scale = 1.0 / float(np.max(T))  # the full data's, for the warm-start sample too
+    x, ok, message, ses = _maximise(
+        bgnbd_objective, lambda *c: BGNBDData.build(*c, scale=scale), (frequency, recency, T), weights, 4,
+        penalizer=penalizer, initial_log_params=initial_log_params, tol=tol, standard_errors=standard_errors,
+    )
     r, alpha, a, b = np.exp(x)
     se = list(ses)
-    se[1] = se[1] / d.scale
-    return Optimum((float(r), float(alpha / d.scale), float(a), float(b)), tuple(se), ok, message)
+    se[1] = se[1] / scale
+    return Optimum((float(r), float(alpha / scale), float(a), float(b)), tuple(se), ok, message)
 
 
 def bgnbd_p_alive(params: tuple[float, ...], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -324,14 +341,10 @@ def fit_gamma_gamma(
     standard_errors: bool = True,
 ) -> Optimum:
     """Maximum-likelihood Gamma-Gamma on repeat customers with positive spend; ``params`` are ``(p, q, v)``."""
-    d = GammaGammaData.build(frequency, monetary_value, weights)
-    start = np.full(3, LIFETIMES_DEFAULT_START) if initial_log_params is None else np.asarray(initial_log_params, float)
-    warm = None
-    if (w := thinned(weights)) is not None:
-        keep = w > 0
-        ds = GammaGammaData.build(np.asarray(frequency)[keep], np.asarray(monetary_value)[keep], w[keep])
-        warm = lambda lp: gamma_gamma_objective(lp, ds, penalizer)  # noqa: E731
-    x, ok, message, ses = _optimise(lambda lp: gamma_gamma_objective(lp, d, penalizer), start, d.weights.sum(), tol, warm, standard_errors)
+    x, ok, message, ses = _maximise(
+        gamma_gamma_objective, GammaGammaData.build, (frequency, monetary_value), weights, 3,
+        penalizer=penalizer, initial_log_params=initial_log_params, tol=tol, standard_errors=standard_errors,
+    )
     return Optimum(tuple(float(v) for v in np.exp(x)), ses, ok, message)
 
 

@@ -226,7 +226,13 @@ def _fit_with_restarts(fit_once, starts, *, n_params: int, scale: float, valid=l
 
 
 class _Estimator:
-    """Reading ``params_`` before ``fit`` says so, instead of a bare AttributeError."""
+    """The estimators' shared settings; reading ``params_`` before ``fit`` says so, instead of a bare AttributeError."""
+
+    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto", standard_errors: bool = True) -> None:
+        self.penalizer = penalizer
+        self.tol = tol
+        self.engine = engine
+        self.standard_errors = standard_errors
 
     def __getattr__(self, name: str):
         if name == "params_":
@@ -245,12 +251,6 @@ class BGNBD(_Estimator):
     (8 gradient evaluations) and reports NaN errors: for pipelines that only use the
     point estimates.
     """
-
-    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto", standard_errors: bool = True) -> None:
-        self.penalizer = penalizer
-        self.tol = tol
-        self.engine = engine
-        self.standard_errors = standard_errors
 
     def fit(self, summary: pl.DataFrame) -> BGNBD:
         """Fit on the distinct (frequency, recency, T) rows, restarting from fixed points on failure."""
@@ -299,12 +299,6 @@ class GammaGamma(_Estimator):
 
     ``penalizer``, ``engine`` and ``standard_errors`` as for :class:`BGNBD`.
     """
-
-    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto", standard_errors: bool = True) -> None:
-        self.penalizer = penalizer
-        self.tol = tol
-        self.engine = engine
-        self.standard_errors = standard_errors
 
     def fit(self, summary: pl.DataFrame) -> GammaGamma:
         """Fit on customers with ``frequency > 0``; those whose ``monetary_value <= 0`` are excluded and counted."""
