@@ -1,4 +1,4 @@
-"""clvx command line: parse options, call the core, hand the result to clv.output.
+"""clvx command line: parse options, call the core, hand the result to present.output.
 
 Heavy libraries (polars, lifetimes, scikit-learn) are imported inside the commands
 so that ``clvx --help`` starts instantly.
@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
 
 if TYPE_CHECKING:
     from clv.load import Transactions
-    from clv.output import Emitter, Reporter
+    from present.output import Emitter, Reporter
 
 from clv import __version__  # noqa: E402 - light: the package's __init__ imports nothing heavy
 
@@ -154,7 +154,7 @@ class Output:
         return cls(**kw)
 
     def emitter(self) -> Emitter:
-        from clv.output import Emitter, Format
+        from present.output import Emitter, Format
 
         return Emitter(fmt=Format(self.format.value) if self.format else None, output=self.output)
 
@@ -181,7 +181,7 @@ class Run:
         return cls(**kw)
 
     def reporter(self) -> Reporter:
-        from clv.output import Reporter
+        from present.output import Reporter
 
         return Reporter(quiet=self.quiet)
 
@@ -326,7 +326,7 @@ def apply_config(ctx: Any, kwargs: dict[str, Any], path: Path, params: dict[str,
 
 def _fail(exc: Exception, run: Run) -> None:
     from clv.errors import ClvxError
-    from clv.output import Reporter
+    from present.output import Reporter
 
     if run.debug or os.environ.get("CLVX_DEBUG"):
         raise exc
@@ -533,7 +533,7 @@ def rfm(
     same period are one purchase, frequency counts repeat periods, recency and T are in
     periods, monetary_value is the mean spend of repeat periods (0 for one-time buyers).
     """
-    from clv import render
+    from present import render
     from clv.rfm import collect, rfm_summary, score_rfm
 
     reporter = run.reporter()
@@ -566,9 +566,9 @@ def fit(
 
     INPUT is a transaction log or an RFM summary file (customer_id, frequency, recency, T[, monetary_value]).
     """
-    from clv import render
+    from present import render
     from clv.models import model_document
-    from clv.output import atomic_write_bytes, to_json
+    from present.output import atomic_write_bytes, to_json
 
     reporter = run.reporter()
     period = _period(model.period or PeriodChoice.day)
@@ -597,7 +597,7 @@ def predict(
 
     CLV sums expected spend x expected purchases per month over the horizon, discounted monthly.
     """
-    from clv import render
+    from present import render
     from clv.errors import InputError
     from clv.load import read_json
     from clv.models import Horizon, models_from_document, score_customers
@@ -640,7 +640,7 @@ def validate(
     product column, also the cross-sell targets against first-time purchases in the holdout,
     beside random, popularity and segment-popularity rankings.
     """
-    from clv import render
+    from present import render
     from clv.backtest import holdout_backtest
 
     from clv.errors import InputError
@@ -693,7 +693,7 @@ def segment(
     Clusters customers on recency, frequency, spend, P(alive) and 12-month CLV (log-scaled), names each
     segment from the RFM vocabulary and orders them by their share of predicted CLV.
     """
-    from clv import render
+    from present import render
     from segments.pipeline import run_segmentation
 
     reporter = run.reporter()
@@ -738,7 +738,7 @@ def cross_sell(
     Never offers what a customer already bought, nor (with a category column) a substitute of it.
     Non-product lines (postage, fees, discounts, manual adjustments) are detected and left out.
     """
-    from clv import render
+    from present import render
     from clv.models import Horizon
     from segments.pipeline import crosssell_rules, crosssell_targets, run_crosssell
 
@@ -785,7 +785,7 @@ def report(
     sheets; .md holds them as Markdown for wikis.
     """
     from clv import __version__ as version
-    from clv.report import REPORT_SUFFIXES, write_report
+    from present.report import REPORT_SUFFIXES, write_report
     from segments.pipeline import build_report
 
     from clv.errors import InputError
@@ -821,7 +821,7 @@ def sample(
     truth: Annotated[Optional[Path], typer.Option("--truth", help="Also write truth.json and customers.csv (true parameters) to this folder", file_okay=False)] = None,
 ) -> None:
     """Generate a synthetic transaction log with known BG/NBD, Gamma-Gamma and product structure."""
-    from clv import render
+    from present import render
     from clv.sample import SampleSpec, generate
 
     reporter = run.reporter()

@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-from clv.load import Transactions
-from clv.report import ReportData
+from clv.backtest import HoldoutBacktest
+from clv.load import DataQuality, Transactions
 from clv.models import (
     BGNBD,
     BGNBDParams,
@@ -229,6 +229,26 @@ def crosssell_backtest(
 
 
 # --------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything a report shows; built by the pipeline, read here."""
+
+    title: str
+    source: str
+    as_of: dt.date
+    period: str
+    columns: str
+    quality: DataQuality
+    segments: SegmentRun
+    customers: pl.DataFrame  # segment assignments with CLV columns
+    cross_sell: CrossSellRun | None
+    rules: pl.DataFrame | None
+    backtest: HoldoutBacktest | None
+    cross_sell_backtest: CrossSellBacktest | None
+    discount_rate: float
+    clvx_version: str
 
 
 def build_report(

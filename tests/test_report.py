@@ -12,7 +12,7 @@ import zipfile
 import pytest
 
 from clv.load import load_transactions
-from clv.report import write_report
+from present.report import write_report
 from clv.sample import bundled_sample_path
 from segments.pipeline import build_report
 

@@ -1,6 +1,6 @@
 """Reports for strategy meetings: one self-contained HTML file, an Excel workbook, Markdown.
 
-An edge module like clv.render: it turns results the core computed into files and
+An edge module like present.render: it turns results the core computed into files and
 computes nothing new. Charts are matplotlib figures rendered to inline SVG (no
 network needed to open the page), with a fixed hash salt and no timestamps so the
 same input gives the same bytes. The workbook is written by polars' Excel writer.
@@ -19,33 +19,14 @@ import numpy as np
 import polars as pl
 
 from clv.errors import InputError
-from clv.output import atomic_write, atomic_write_bytes, format_cell
+from present.output import atomic_write, atomic_write_bytes, format_cell
+from segments.pipeline import ReportData
 
 REPORT_SUFFIXES = (".html", ".htm", ".xlsx", ".md")
 PALETTE = ("#1b4965", "#5fa8d3", "#62b6cb", "#bee9e8", "#cae9ff", "#ef8354", "#f4a261", "#8d99ae")
 FREQUENCY_BINS = (0, 1, 2, 3, 5, 10)  # lower edges: 0, 1, 2, 3-4, 5-9, 10+
 RECENCY_BINS_DAYS = (0, 30, 90, 180, 365, 730)
 MAX_HEATMAP_PRODUCTS = 12
-
-
-@dataclass(frozen=True)
-class ReportData:
-    """Everything a report shows; built by the pipeline, read here."""
-
-    title: str
-    source: str
-    as_of: dt.date
-    period: str
-    columns: str
-    quality: Any  # clv.load.DataQuality
-    segments: Any  # segments.pipeline.SegmentRun
-    customers: pl.DataFrame  # segment assignments with CLV columns
-    cross_sell: Any | None  # segments.pipeline.CrossSellRun
-    rules: pl.DataFrame | None
-    backtest: Any | None  # clv.backtest.HoldoutBacktest
-    cross_sell_backtest: Any | None
-    discount_rate: float
-    clvx_version: str
 
 
 def write_report(data: ReportData, path: Path) -> None:

@@ -1,6 +1,6 @@
 """What each command shows: headers with units, captions and summaries.
 
-Builds on clv.output (formats, atomic files, stderr); the command line calls these
+Builds on present.output (formats, atomic files, stderr); the command line calls these
 with the core's results. Nothing here computes a number the core did not.
 """
 
@@ -16,7 +16,7 @@ from rich.table import Table
 
 from clv.backtest import HoldoutBacktest
 from clv.models import BGNBDParams, GammaGammaParams, Horizon
-from clv.output import Emitter, Reporter, atomic_write, atomic_write_bytes, frame_table, to_json
+from present.output import Emitter, Reporter, atomic_write, atomic_write_bytes, frame_table, to_json
 from clv.rfm import Period, ScoreBins
 from clv.sample import CUSTOMERS_FILE, TRUTH_FILE, Sample
 
@@ -377,7 +377,7 @@ def excluded_products(excluded: pl.DataFrame, reporter: Reporter) -> None:
 
 def write_frame(frame: pl.DataFrame, path: Path) -> None:
     """A frame to a file in the format of its extension (a table-like .txt becomes CSV)."""
-    from clv.output import frame_bytes, resolve_format
+    from present.output import frame_bytes, resolve_format
 
     fmt = resolve_format(None, path)
     if fmt.value == "table":

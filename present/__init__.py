@@ -1,0 +1,1 @@
+"""Presentation: terminal tables, file exports and reports. Reads typed results, computes nothing."""
