@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import inspect
 import os
+import signal
 import sys
 import typing
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ class Source:
     category_col: str | None
     date_format: str | None
     as_of: dt.date | None
+    paths: tuple[str, ...] | None = None  # INPUT's glob matched once, less the run's own outputs
 
     PARAMS = (
         _opt("input", Annotated[Optional[str], typer.Argument(
@@ -219,10 +221,17 @@ def command(*, summary: str, help_example: str) -> Callable[[Callable[..., None]
                 built[g] = GROUPS[g].build({n: kwargs.pop(n) for n in names})  # type: ignore[attr-defined]
             run = built.get("run") or Run.build({n: kwargs.pop(n) for n in ("quiet", "debug", "config")})
             try:
-                fn(**kwargs, **built)
+                from present.files import transaction
+
+                if "source" in built:
+                    built["source"] = _guard_outputs(built["source"], kwargs, built, run)
+                else:
+                    _guard_outputs(None, kwargs, built, run)
+                with transaction():
+                    fn(**kwargs, **built)
             except (typer.Exit, typer.Abort, UsageBase):
                 raise
-            except Exception as exc:
+            except BaseException as exc:
                 _fail(exc, run)
 
         context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
@@ -324,11 +333,79 @@ def apply_config(ctx: Any, kwargs: dict[str, Any], path: Path, params: dict[str,
         kwargs[name] = _convert_setting(key, value, params[name].annotation, str(path))
 
 
-def _fail(exc: Exception, run: Run) -> None:
+# Options that name files a command writes, with the flag users type.
+OUTPUT_FLAGS = {"output": "--output", "assignments": "--assignments", "targets": "--targets",
+                "rules": "--rules", "save": "--save"}
+
+
+def _outputs(kwargs: dict[str, Any], built: dict[str, Any]) -> list[Any]:
+    from present.files import Output as OutputFile
+
+    found = []
+    out = built.get("out")
+    if out is not None and out.output is not None:
+        found.append(OutputFile("--output", out.output))
+    elif out is not None:
+        found.append(OutputFile("the table", Path("-")))  # the result goes to standard output
+    for name, flag in OUTPUT_FLAGS.items():
+        value = kwargs.get(name)
+        for path in value if isinstance(value, list) else [value]:
+            if path is not None:
+                found.append(OutputFile(flag, Path(path)))
+    truth = kwargs.get("truth")
+    if truth is not None:
+        from clv.sample import CUSTOMERS_FILE, TRUTH_FILE
+
+        found += [OutputFile("--truth", Path(truth) / name) for name in (TRUTH_FILE, CUSTOMERS_FILE)]
+    return found
+
+
+def _guard_outputs(source: Source | None, kwargs: dict[str, Any], built: dict[str, Any], run: Run) -> Source | None:
+    """Refuse, before any work, outputs that would overwrite an input or each other.
+
+    A glob INPUT never reads the run's own outputs: they are left out of the match.
+    """
+    from dataclasses import replace
+
+    from clv.load import resolve_paths
+    from present.files import check_outputs, same_file
+
+    outputs = _outputs(kwargs, built)
+    inputs: list[tuple[str, Path]] = []
+    if run.config is not None:
+        inputs.append(("--config", run.config))
+    if kwargs.get("model_file") is not None:
+        inputs.append(("--model", Path(kwargs["model_file"])))
+    if source is not None:
+        if source.input is None:
+            from clv.sample import bundled_sample_path
+
+            inputs.append(("bundled sample", bundled_sample_path()))
+        elif any(ch in source.input for ch in "*?[") and not Path(source.input).exists():
+            matched = resolve_paths(source.input)
+            kept = [p for p in matched if not any(same_file(p, o.path) for o in outputs)]
+            if not kept:
+                raise _input_error(f"'{source.input}' matches only this run's own output files; nothing to read")
+            if len(kept) < len(matched):
+                source = replace(source, paths=tuple(map(str, kept)))
+            inputs += [("INPUT", p) for p in kept]
+        else:
+            inputs.append(("INPUT", Path(source.input)))
+    check_outputs(outputs, inputs)
+    return source
+
+
+def _input_error(message: str) -> Exception:
+    from clv.errors import InputError
+
+    return InputError(message)
+
+
+def _fail(exc: BaseException, run: Run) -> None:
     from clv.errors import ClvxError
     from present.output import Reporter
 
-    if run.debug or os.environ.get("CLVX_DEBUG"):
+    if run.debug or os.environ.get("CLVX_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off"):
         raise exc
     reporter = Reporter()
     if isinstance(exc, ClvxError):
@@ -339,6 +416,8 @@ def _fail(exc: Exception, run: Run) -> None:
         raise typer.Exit(1)
     if isinstance(exc, KeyboardInterrupt):
         raise typer.Exit(130)
+    if isinstance(exc, SystemExit):
+        raise exc
     reporter.error(f"unexpected failure: {type(exc).__name__}: {exc} (run again with --debug for the traceback)")
     raise typer.Exit(1)
 
@@ -351,7 +430,7 @@ def load(source: Source, reporter: Reporter, *, need: tuple[str, ...] = ()) -> T
     from clv.load import ColumnMapping, load_transactions
     from clv.sample import bundled_sample_path
 
-    path = source.input
+    path: Any = source.paths or source.input
     if path is None:
         path = str(bundled_sample_path())
         reporter.info(f"No INPUT given: using the bundled sample ({path}).")
@@ -461,7 +540,7 @@ def summarize(source: Source, period: Any, reporter: Reporter) -> Summarized:
     from clv.load import is_summary, load_summary
     from clv.rfm import collect, rfm_summary
 
-    if source.input is not None and is_summary(source.input):
+    if source.input is not None and is_summary(source.paths[0] if source.paths else source.input):
         with reporter.step("Reading the RFM summary"):
             summary = load_summary(source.input, source.customer_col)
         reporter.info(f"Read an RFM summary of {summary.height:,} customers from {source.input} (recency and T in {period.value}s).")
@@ -832,6 +911,10 @@ def sample(
     reporter.info(f"Wrote {q.height:,} order lines for {customers:,} customers" + (f" to {output}." if output else "."))
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Console entry point: usage errors become one ``Error:`` line and exit code 2."""
     group = typer.main.get_command(app)
@@ -839,6 +922,8 @@ def main() -> None:
     # rich help renderer imports markdown-it and would double the start-up time. Each
     # command's own --help, with its option panels, stays rich.
     group.rich_markup_mode = None  # type: ignore[attr-defined]
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so pending output files are removed.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = group(standalone_mode=False)
     except UsageBase as exc:

@@ -2,8 +2,8 @@
 
 Everything else in clvx returns frames and dataclasses; the command line hands them
 here. Data goes to stdout (or ``--output``), diagnostics and progress to stderr.
-Files are written atomically: to a temporary file beside the target, then renamed
-over it, so a failed run never leaves a half-written file or clobbers a good one.
+Files are written through present.files: atomically, never over an input, all or
+nothing for one run.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clv.errors import InputError
+from present.files import OutputError, atomic_write, atomic_write_bytes, is_stdout  # noqa: F401 - re-exported
 
 TABLE_MAX_ROWS = 25
 SHARE_SUFFIXES = ("_share", "penetration", "churn_risk", "hit_rate", "precision", "recall", "coverage", "bias")
@@ -66,37 +67,6 @@ def resolve_format(fmt: Format | None, output: Path | None) -> Format:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"cannot write {path}: folder '{folder}' does not exist")
-    if path.is_dir():
-        raise InputError(f"cannot write {path}: it is a directory")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 # --------------------------------------------------------------------------- values
@@ -226,14 +196,23 @@ class Emitter:
     output: Path | None = None
     stdout: Console = field(default_factory=lambda: stdout_console())
 
+    def __post_init__(self) -> None:
+        if is_stdout(self.output):
+            self.output = None  # `-o -`: standard output, as Unix tools read it
+
     @property
     def format(self) -> Format:
+        if self.fmt is None and self.output is not None and self.output.suffix == "" and self.output.exists() \
+                and not self.output.is_file():
+            return Format.table  # a device or pipe (/dev/stdout, >(...)): the table, as on stdout
         return resolve_format(self.fmt, self.output)
 
     def _write(self, data: bytes) -> None:
-        if self.output is not None:
+        if self.output is not None and not is_stdout(self.output):
             atomic_write_bytes(self.output, data)
             return
+        if sys.stdout is None:
+            raise OutputError("standard output is closed; write to a file with --output PATH")
         if self.format is Format.parquet and sys.stdout.isatty():
             raise InputError("Parquet is binary; write it to a file with --output PATH.parquet")
         sys.stdout.flush()
@@ -273,6 +252,8 @@ class Emitter:
         if self.output is not None:
             atomic_write_bytes(self.output, render_text(*renderables).encode())
             return
+        if sys.stdout is None:
+            raise OutputError("standard output is closed; write to a file with --output PATH")
         for r in renderables:
             self.stdout.print(r)
 

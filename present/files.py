@@ -1,0 +1,260 @@
+"""Writing output files without ever costing the user data.
+
+Three rules, applied to every file clvx writes:
+
+* **Checked before any work.** :func:`check_outputs` refuses an output that is one of the
+  run's inputs (compared as files: symlinks, hard links and ``./a`` vs ``a`` are the same
+  file), two outputs of one run on the same file, a missing folder or a directory, before
+  a single row is read.
+* **All or nothing.** Inside :func:`transaction`, each write goes to a temporary file beside
+  its target; only when the whole command has succeeded are the temporary files renamed
+  over their targets. A failed or interrupted run changes no file and leaves no temporary
+  file behind.
+* **Atomic where a file can be replaced, written through where it cannot.** A regular
+  file is replaced by rename (a reader, or a concurrent run, sees one complete output). A
+  symlink keeps pointing where it did and its target is replaced. A character device, FIFO
+  or socket (``/dev/null``, ``/dev/stdout``, ``-o >(gzip > x.gz)``) is written to, never
+  renamed over. ``-`` means standard output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clv.errors import ClvxError, InputError
+
+STDOUT = "-"
+TEMP_PREFIX = ".clvx-"
+TEMP_SUFFIX = ".tmp"
+
+
+class OutputError(ClvxError):
+    """An output file could not be written (full or read-only disk, permissions): exit code 1."""
+
+    exit_code = 1
+
+
+def is_stdout(path: Path | str | None) -> bool:
+    return path is not None and str(path) == STDOUT
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def _identity(path: Path) -> tuple:
+    """What makes two paths the same file: device and inode when it exists, else the real path."""
+    if is_stdout(path):
+        return ("stdout",)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return ("path", os.path.realpath(os.path.abspath(path)))
+    except OSError as exc:
+        raise InputError(f"cannot use {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        return ("special", st.st_dev, st.st_ino)  # /dev/null twice is fine
+    return ("inode", st.st_dev, st.st_ino)
+
+
+def same_file(a: Path | str, b: Path | str) -> bool:
+    return _identity(Path(a)) == _identity(Path(b))
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output of a run: the flag that names it (for messages) and its path."""
+
+    flag: str
+    path: Path
+
+    def __str__(self) -> str:
+        return f"{self.flag} {self.path}"
+
+
+def check_outputs(outputs: Sequence[Output], inputs: Sequence[tuple[str, Path]] = ()) -> None:
+    """Refuse, before any work, outputs that would destroy an input or each other.
+
+    ``inputs`` are ``(what, path)`` pairs, e.g. ``("INPUT", Path("sales.csv"))``. Raises
+    :class:`InputError` naming both flags.
+    """
+    seen: dict[tuple, Output] = {}
+    input_ids = {}
+    for what, path in inputs:
+        if path.exists():
+            input_ids.setdefault(_identity(path), (what, path))
+    for out in outputs:
+        _check_target(out)
+        ident = _identity(out.path)
+        if ident in input_ids:
+            what, path = input_ids[ident]
+            same = "" if str(path) == str(out.path) else f" ({path})"
+            raise InputError(
+                f"{out.flag} {out.path} is the {what} file{same}; writing it would destroy the input: "
+                f"choose another output name"
+            )
+        if ident in seen and ident[0] != "special":
+            first = seen[ident]
+            where = "standard output" if ident == ("stdout",) else str(out.path)
+            raise InputError(
+                f"{first.flag} and {out.flag} both write to {where}; give each output its own file"
+            )
+        seen[ident] = out
+
+
+def _check_target(out: Output) -> None:
+    path = out.path
+    if is_stdout(path):
+        return
+    if path.is_dir():
+        raise InputError(f"{out.flag} {path} is a directory; give a file name")
+    folder = path.resolve().parent if path.is_symlink() else (path.parent if str(path.parent) else Path("."))
+    if not folder.is_dir():
+        raise InputError(f"{out.flag} {path}: folder '{folder}' does not exist; create it first")
+    if path.exists() and not _is_regular(path):
+        return  # a device or FIFO: written through, the folder needs no write access
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{out.flag} {path}: folder '{folder}' is not writable")
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True  # will be created as a regular file
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@dataclass
+class _Staged:
+    target: Path
+    tmp: Path
+    stream: bool  # copy into the target (stdout, device, FIFO) instead of renaming over it
+
+
+@dataclass
+class _Transaction:
+    staged: list[_Staged] = field(default_factory=list)
+
+
+_active: list[_Transaction] = []
+
+
+def _os_error(path: Path, exc: OSError) -> OutputError:
+    reason = exc.strerror or type(exc).__name__
+    return OutputError(f"cannot write {path}: {reason}")
+
+
+def _stage(path: Path, write: Callable[[Path], None]) -> _Staged:
+    """Run ``write`` into a temporary file: beside the target, or in the temp folder for streams."""
+    stream = is_stdout(path) or (path.exists() and not _is_regular(path))
+    if stream:
+        folder = Path(tempfile.gettempdir())
+        target = path
+    else:
+        # A symlink stays a symlink: its target is what gets replaced.
+        target = Path(os.path.realpath(path)) if path.is_symlink() else path
+        folder = target.parent if str(target.parent) else Path(".")
+        if target.is_dir():
+            raise InputError(f"cannot write {path}: it is a directory")
+        if not folder.is_dir():
+            raise InputError(f"cannot write {path}: folder '{folder}' does not exist")
+    try:
+        # A short fixed prefix, so a target name near the file-name limit still has a temporary name.
+        fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=folder)
+        os.close(fd)
+    except OSError as exc:
+        raise _os_error(path, exc) from exc
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        if not stream:
+            if target.exists():
+                os.chmod(tmp, target.stat().st_mode & 0o777)
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o666 & ~umask)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _os_error(path, exc) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return _Staged(target, tmp, stream)
+
+
+def _commit(item: _Staged) -> None:
+    try:
+        if not item.stream:
+            os.replace(item.tmp, item.target)
+            return
+        with item.tmp.open("rb") as src:
+            if is_stdout(item.target):
+                out = sys.stdout
+                if out is None:
+                    raise OutputError("standard output is closed; write to a file with --output PATH")
+                out.flush()
+                shutil.copyfileobj(src, out.buffer)
+                out.flush()
+            else:
+                with open(item.target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    except OSError as exc:
+        raise _os_error(item.target, exc) from exc
+    finally:
+        item.tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` for a temporary file, then put it in place of ``path``.
+
+    Inside :func:`transaction` the file is put in place when the transaction ends
+    successfully; outside one, at once.
+    """
+    staged = _stage(Path(path), write)
+    if _active:
+        _active[-1].staged.append(staged)
+    else:
+        _commit(staged)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+@contextmanager
+def transaction() -> Iterator[None]:
+    """Hold back every file written inside until the block succeeds; on failure write none."""
+    tx = _Transaction()
+    _active.append(tx)
+    try:
+        yield
+    except BaseException:
+        for item in tx.staged:
+            item.tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _active.remove(tx)
+    done: list[Path] = []
+    for i, item in enumerate(tx.staged):
+        try:
+            _commit(item)
+        except BaseException as exc:
+            for rest in tx.staged[i + 1:]:
+                rest.tmp.unlink(missing_ok=True)
+            if isinstance(exc, ClvxError) and done:
+                raise type(exc)(f"{exc}; already written: {', '.join(map(str, done))}") from exc
+            raise
+        done.append(item.target)
