@@ -53,7 +53,7 @@ def test_failed_run_keeps_the_previous_output(runner, tiny_csv, tmp_path):
     res = runner.invoke(app, ["rfm", str(bad), *TINY, "-o", str(out)])
     assert res.exit_code == 2
     assert out.read_text() == "previous good output\n"
-    assert list(tmp_path.glob(".rfm.csv.*")) == []
+    assert list(tmp_path.glob(".clvx-*")) == []
 
 
 @pytest.mark.parametrize(
@@ -321,3 +321,42 @@ def test_report_command_writes_every_format(runner, tmp_path):
     assert all(o.stat().st_size > 1000 for o in outs)
     res = runner.invoke(app, ["report", "-o", str(tmp_path / "report.pdf")])
     assert res.exit_code == 2 and "use .html, .xlsx or .md" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "text", "error"),
+    [
+        ("predict", "discount-rate = 1e9\n", "setting 'discount-rate' = 1000000000.0 should be a number from 0.0 to 10.0"),
+        ("cross-sell", "top-k = 0\n", "setting 'top-k' = 0 should be a whole number from 1 to 100"),
+        ("cross-sell", "max-offers = 0\n", "setting 'max-offers' = 0 should be a whole number from 1 to 100"),
+        ("cross-sell", "top = 1000\n", "setting 'top' = 1000 should be a whole number from 1 to 100"),
+        ("fit", "penalizer = -1\n", "setting 'penalizer' = -1 should be a number from 0.0 to 1,000,000.0"),
+        ("segment", "seed = 1.5\n", "setting 'seed' = 1.5 should be a whole number from 0 to 4,294,967,295"),
+        ("segment", "seed = true\n", "setting 'seed' = true should be a whole number from 0 to 4,294,967,295"),
+        ("sample", "customers = 0\n", "setting 'customers' = 0 should be a whole number from 1 to 50,000,000"),
+        ("rfm", "scores = 1\n", "setting 'scores' = 1 should be true or false"),
+    ],
+)
+def test_settings_obey_the_rules_of_their_flags(runner, tmp_path, command, text, error):
+    cfg = tmp_path / "clvx.toml"
+    cfg.write_text(text)
+    res = runner.invoke(app, [command, "--config", str(cfg)])
+    assert res.exit_code == 2, res.output
+    assert res.stderr == f"Error: {cfg}: {error}\n"
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_seed_range_is_checked_when_parsing(seed):
+    proc = subprocess.run([sys.executable, "cli.py", "segment", "--seed", seed], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1])
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("Error: Invalid value for '--seed'") and proc.stderr.count("\n") == 1
+
+
+def test_validate_checks_the_calibration_end_against_the_log_first(runner):
+    res = runner.invoke(app, ["validate", "--calibration-end", "2001-01-01"])
+    assert res.exit_code == 2
+    assert res.stderr.endswith("Error: --calibration-end 2001-01-01 is before the first transaction (2023-01-01); "
+                               "choose a date inside the log\n")
+    res = runner.invoke(app, ["validate", "--calibration-end", "2030-01-01", "-q"])
+    assert res.exit_code == 2 and "leaves no holdout" in res.stderr

@@ -1,0 +1,71 @@
+"""What a running analysis tells the user on stderr: steps, what was read, notices.
+
+:class:`ReporterListener` is the command line's :class:`clvx.Listener`: the application
+layer calls it as the analysis runs, so the data-quality lines appear as soon as the log
+is read, not after the models are fitted.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from present.output import Reporter
+
+if TYPE_CHECKING:
+    from clv.load import Transactions
+    from clv.rfm import Period
+    from clvx import Notice
+
+
+def quality_lines(tx: Transactions) -> list[str]:
+    """The data-quality story of a log in a few lines: what was read, left out, kept, observed."""
+    q = tx.quality
+    files = f"{q.n_files} files" if q.n_files > 1 else Path(tx.sources[0]).name
+    lines = [f"Read {q.n_rows:,} rows from {files}; columns: {tx.columns.describe()}."]
+    excluded = []
+    if q.n_no_customer:
+        excluded.append(f"{q.n_no_customer:,} with no customer ({q.n_no_customer / q.n_rows:.1%})")
+    if q.n_after_as_of:
+        excluded.append(f"{q.n_after_as_of:,} dated after {q.as_of}")
+    if q.n_returns_unmatched:
+        excluded.append(f"{q.n_returns_unmatched:,} returns with no earlier purchase in the log")
+    if excluded:
+        lines.append("Excluded: " + "; ".join(excluded) + ".")
+    kept = []
+    if q.n_returns - q.n_returns_unmatched:
+        kept.append(f"{q.n_returns - q.n_returns_unmatched:,} returns netted against the purchase before them")
+    if q.n_zero_amount:
+        kept.append(f"{q.n_zero_amount:,} zero-amount lines kept as purchases")
+    if kept:
+        lines.append("Kept: " + "; ".join(kept) + ".")
+    first = q.first_date.date() if q.first_date else None
+    lines.append(f"Observation: {first} to {q.as_of}.")
+    return lines
+
+
+class ReporterListener:
+    """Shows an analysis's progress through a :class:`Reporter`."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def step(self, description: str) -> AbstractContextManager[object]:
+        return self.reporter.step(description)
+
+    def loaded(self, transactions: Transactions) -> None:
+        for note in transactions.notes:
+            self.reporter.warn(note)
+        for line in quality_lines(transactions):
+            self.reporter.info(line)
+
+    def summary_read(self, source: str, n_customers: int, period: Period) -> None:
+        self.reporter.info(f"Read an RFM summary of {n_customers:,} customers from {source} "
+                           f"(recency and T in {period.value}s).")
+
+    def notice(self, notice: Notice) -> None:
+        if notice.level == "warning":
+            self.reporter.warn(notice.text)
+        else:
+            self.reporter.info(notice.text)
