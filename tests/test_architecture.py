@@ -1,0 +1,79 @@
+"""The layers hold in the code, not only in the docs: imports point one way, the core only computes.
+
+    cli.py -> present/ -> clvx/ (the Python API) -> segments/ -> clv/
+
+A package may import what lies to its right, never to its left; the core (clv/, segments/)
+and the API import no presentation or command-line library. Checked by reading every
+import statement, including those inside functions.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ("cli", "present", "clvx", "segments", "clv")  # each may import only those after it
+PRESENTATION_LIBRARIES = ("rich", "typer", "click", "matplotlib", "xlsxwriter")
+# What may import which presentation library (the CLI its framework, presentation its renderers).
+ALLOWED_LIBRARIES = {"cli": PRESENTATION_LIBRARIES, "present": ("rich", "matplotlib", "xlsxwriter")}
+
+
+def modules(layer: str) -> list[Path]:
+    return [ROOT / "cli.py"] if layer == "cli" else sorted((ROOT / layer).rglob("*.py"))
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """Every module name imported by ``path`` (absolute imports), with its line."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def violations(layer: str) -> list[str]:
+    allowed_layers = set(LAYERS[LAYERS.index(layer) + 1:]) | {layer}
+    bad = []
+    for path in modules(layer):
+        for line, name in imports(path):
+            top = name.split(".")[0]
+            where = f"{path.relative_to(ROOT)}:{line} imports {name}"
+            if top in LAYERS and top not in allowed_layers:
+                bad.append(where)
+            if top in PRESENTATION_LIBRARIES and top not in ALLOWED_LIBRARIES.get(layer, ()):
+                bad.append(where)
+    return bad
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_imports_point_one_way(layer: str) -> None:
+    assert violations(layer) == []
+
+
+def test_the_contract_catches_a_wrong_arrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check itself can fail: a core module importing presentation is reported."""
+    fake = tmp_path / "clv"
+    fake.mkdir()
+    (fake / "bad.py").write_text("def f():\n    from present.output import Reporter\n    import rich\n")
+    monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
+    assert violations("clv") == ["clv/bad.py:2 imports present.output", "clv/bad.py:3 imports rich"]
+
+
+@pytest.mark.parametrize("layer", ["clv", "segments", "clvx"])
+def test_the_core_and_the_api_neither_print_nor_write_files(layer: str) -> None:
+    """Printing and writing are presentation's: the core returns frames and dataclasses."""
+    writers = {"print", "write_csv", "write_parquet", "write_json", "write_excel", "write_text", "write_bytes", "to_csv"}
+    bad = []
+    for path in modules(layer):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                mode = next((a.value for a in node.args[1:2] if isinstance(a, ast.Constant)), None)
+                if name in writers or (name == "open" and isinstance(mode, str) and set(mode) & set("wax+")):
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno} calls {name}")
+    assert bad == []
