@@ -481,7 +481,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", "-V", help="Print the version and exit", callback=_version, is_eager=True)] = False,
+    version: Annotated[bool, typer.Option("--version", "-V", help="Print the version and exit", callback=_version, is_eager=True, metavar="")] = False,
 ) -> None:
     """Customer lifetime value, segments and cross-sell targets from a raw transaction log."""
 
@@ -495,7 +495,7 @@ def rfm(
     out: OutputArgs,
     run: RunArgs,
     period: Annotated[PeriodChoice, typer.Option("--period", help="Time unit of frequency, recency and T (weeks start on Monday)")] = PeriodChoice.day,
-    scores: Annotated[bool, typer.Option("--scores/--no-scores", help="Add r_score, f_score, m_score and rfm_segment")] = True,
+    scores: Annotated[bool, typer.Option("--scores/--no-scores", help="Add r_score, f_score, m_score and rfm_segment", metavar="")] = True,
 ) -> None:
     """Recency, frequency, T and monetary value per customer, with RFM scores and segments.
 
@@ -576,7 +576,7 @@ def validate(
     out: OutputArgs,
     run: RunArgs,
     calibration_end: Annotated[Optional[str], typer.Option("--calibration-end", help="Last day of the calibration period, YYYY-MM-DD (required); the holdout runs from the next day to --as-of", show_default=False)] = None,
-    cross_sell: Annotated[bool, typer.Option("--cross-sell/--no-cross-sell", help="With a product column, also backtest the cross-sell ranking")] = True,
+    cross_sell: Annotated[bool, typer.Option("--cross-sell/--no-cross-sell", help="With a product column, also backtest the cross-sell ranking", metavar="")] = True,
     exclude_products: ExcludeProductsOpt = None,
     seed: SeedOpt = 42,
 ) -> None:
