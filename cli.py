@@ -400,7 +400,7 @@ def _outputs(kwargs: dict[str, Any], built: dict[str, Any]) -> list[Any]:
     if kwargs.get("truth") is not None:
         from clv.sample import CUSTOMERS_FILE, TRUTH_FILE
 
-        found += [Output("--truth", Path(kwargs["truth"]) / name) for name in (TRUTH_FILE, CUSTOMERS_FILE)]
+        found += [Output("--truth", Path(kwargs["truth"]) / name, makes_folder=True) for name in (TRUTH_FILE, CUSTOMERS_FILE)]
     return found
 
 

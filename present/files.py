@@ -74,6 +74,7 @@ class Output:
 
     flag: str
     path: Path
+    makes_folder: bool = False  # the command creates the file's folder (clvx sample --truth)
 
     def __str__(self) -> str:
         return f"{self.flag} {self.path}"
@@ -116,6 +117,10 @@ def _check_target(out: Output) -> None:
     if path.is_dir():
         raise InputError(f"{out.flag} {path} is a directory; give a file name")
     folder = path.resolve().parent if path.is_symlink() else (path.parent if str(path.parent) else Path("."))
+    if out.makes_folder and not folder.exists():
+        folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{out.flag} {path}: '{folder}' is a file, not a folder")
     if not folder.is_dir():
         raise InputError(f"{out.flag} {path}: folder '{folder}' does not exist; create it first")
     if path.exists() and not _is_regular(path):
