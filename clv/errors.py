@@ -1,7 +1,8 @@
 """The exceptions clvx raises.
 
 Core code raises these with a message that names the value, the rule and what to
-do; only the command line turns them into an ``Error: ...`` line and an exit code.
+do; only the command line turns them into an ``Error: ...`` line and an exit code
+(``cli.py`` maps each class to its code).
 """
 
 from __future__ import annotations
@@ -10,19 +11,13 @@ from __future__ import annotations
 class ClvxError(Exception):
     """Base class for every error clvx reports to the user."""
 
-    exit_code = 1
-
 
 class InputError(ClvxError):
-    """The input (file, column, value or option) is malformed: exit code 2."""
-
-    exit_code = 2
+    """The input (file, column, value or option) is malformed; the command line exits with 2."""
 
 
 class ModelError(ClvxError):
-    """A model cannot be fitted or used on this data: exit code 1."""
-
-    exit_code = 1
+    """A model cannot be fitted or used on this data; the command line exits with 1."""
 
 
 class NotFittedError(ModelError, AttributeError):

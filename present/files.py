@@ -37,9 +37,7 @@ TEMP_SUFFIX = ".tmp"
 
 
 class OutputError(ClvxError):
-    """An output file could not be written (full or read-only disk, permissions): exit code 1."""
-
-    exit_code = 1
+    """An output file could not be written (full or read-only disk, permissions): a runtime failure."""
 
 
 def is_stdout(path: Path | str | None) -> bool:
