@@ -215,9 +215,14 @@ class Emitter:
             raise OutputError("standard output is closed; write to a file with --output PATH")
         if self.format is Format.parquet and sys.stdout.isatty():
             raise InputError("Parquet is binary; write it to a file with --output PATH.parquet")
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write to standard output: {exc.strerror or exc}") from exc
 
     def rows(
         self,

@@ -217,3 +217,12 @@ def test_clvx_debug_zero_keeps_tracebacks_off(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert run_clvx("rfm", str(tmp_path / "missing.csv"), env={"CLVX_DEBUG": "1"}).stderr.count("Traceback") == 1
+
+
+@pytest.mark.parametrize("redirect", [" -o /dev/full", " > /dev/full"])
+def test_a_full_disk_is_one_error_line(log: Path, redirect: str) -> None:
+    result = run_clvx("rfm", str(log), "-q", "-f", "csv", *TINY, shell_suffix=redirect)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last in ("Error: cannot write /dev/full: No space left on device",
+                    "Error: cannot write to standard output: No space left on device")
