@@ -24,8 +24,10 @@ from typing import Any
 
 import polars as pl
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from clv.errors import InputError
 
@@ -174,6 +176,125 @@ def format_cell(name: str, value: Any, decimals: int = 2) -> str:
     return str(value)
 
 
+TEXT_MIN_WIDTH = 16  # narrowest a wrapped text column gets before columns are left out
+# The numbers a table is read for: a narrow terminal keeps them right after the ids.
+KEY_COLUMNS = ("clv", "expected_revenue")
+
+
+def _is_token(values: Sequence[str]) -> bool:
+    """Text without spaces (ids, codes, dates): it cannot wrap, so it is never cut."""
+    return not any(any(ch.isspace() for ch in v) for v in values)
+
+
+def _is_id(name: str) -> bool:
+    return name.lower() == "id" or name.lower().endswith("_id")
+
+
+class FittedTable(Table):
+    """A rich table that fits the width it is rendered at without cutting a number or an id.
+
+    Numbers, dates and space-free text (ids, codes) keep their full width; only text with
+    spaces (names, descriptions) and headers wrap. When even that does not fit, columns are
+    left out from the lowest priority up, and the caption says which and how to see them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Per column, in column order: (width it needs whole, narrowest it may wrap to).
+        self.fit_widths: list[tuple[int, int]] = []
+        # Column indexes, most important first; the last ones are left out first.
+        self.fit_priority: list[int] = []
+
+    def _pad_width(self, index: int, n_columns: int) -> int:
+        _, pad_right, _, pad_left = self.padding
+        if not self.pad_edge:
+            pad_left = 0 if index == 0 else pad_left
+            pad_right = 0 if index == n_columns - 1 else pad_right
+        return pad_left + pad_right
+
+    def _needed(self, keep: Sequence[int], which: int) -> int:
+        """Total width of the columns ``keep``, each at its full (0) or narrowest (1) width."""
+        extra = (2 if self.box and self.show_edge else 0) + (len(keep) - 1 if self.box else 0)
+        return extra + sum(self.fit_widths[i][which] + self._pad_width(n, len(keep)) for n, i in enumerate(keep))
+
+    def fit(self, max_width: int) -> tuple[list[int], list[int]]:
+        """The columns shown at ``max_width`` (in column order) and their content widths."""
+        n = len(self.columns)
+        if len(self.fit_widths) != n:  # columns added by hand: leave it to rich
+            return list(range(n)), [c.width or 0 for c in self.columns]
+        keep = set(range(n))
+        for index in reversed(self.fit_priority[1:]):
+            if self._needed(sorted(keep), 1) <= max_width:
+                break
+            keep.discard(index)
+        shown = sorted(keep)
+        widths = [self.fit_widths[i][0] for i in shown]
+        excess = self._needed(shown, 0) - max_width
+        while excess > 0:
+            # Narrow the widest column that may wrap, one character at a time (as rich does).
+            room = [(w, k) for k, (w, i) in enumerate(zip(widths, shown, strict=True)) if w > self.fit_widths[i][1]]
+            if not room:
+                break
+            widths[max(room)[1]] -= 1
+            excess -= 1
+        return shown, widths
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
+        shown, widths = self.fit(options.max_width)
+        if len(shown) == len(self.columns) and [self.fit_widths[i][0] for i in shown] == widths:
+            yield from super().__rich_console__(console, options)
+            return
+        caption = self.caption
+        left_out = [i for i in range(len(self.columns)) if i not in shown]
+        if left_out:
+            names = ", ".join(str(self.columns[i].header).replace("\n", " ") for i in left_out)
+            note = (
+                f"Not shown at {options.max_width} columns: {names}; use --format csv, or a terminal "
+                f"at least {self._needed(list(range(len(self.columns))), 1)} columns wide."
+            )
+            caption = f"{caption}\n{note}" if caption else note
+        narrow = Table(
+            title=self.title, caption=caption, box=self.box, caption_justify=self.caption_justify,
+            title_justify=self.title_justify, show_edge=self.show_edge, pad_edge=self.pad_edge,
+        )
+        for i, width in zip(shown, widths, strict=True):
+            column = self.columns[i]
+            narrow.add_column(column.header, justify=column.justify, width=width, no_wrap=False, overflow="fold")
+        for r in range(self.row_count):
+            narrow.add_row(*(self.columns[i]._cells[r] for i in shown))
+        yield from narrow.__rich_console__(console, options)
+
+
+def _plain(cell: Any) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+def _header_widths(header: str) -> tuple[int, int]:
+    """The widest header line, and its longest word (the narrowest it wraps to uncut)."""
+    lines = _plain(header).split("\n")
+    words = [w for line in lines for w in line.split()] or [""]
+    return max(cell_len(line) for line in lines), max(cell_len(w) for w in words)
+
+
+def _prepare_fit(table: FittedTable, df: pl.DataFrame, priority: Sequence[str]) -> None:
+    """Record, per column of ``table`` (built from ``df``), how narrow it may get and its rank."""
+    for column, dtype in zip(table.columns, df.dtypes, strict=True):
+        texts = [_plain(c) for c in column._cells]
+        data_width = max(map(cell_len, texts), default=0)
+        header_full, header_word = _header_widths(column.header)
+        full = max(data_width, header_full)
+        if dtype.is_numeric() or dtype.is_temporal() or dtype == pl.Boolean or _is_token(texts):
+            table.fit_widths.append((full, max(data_width, header_word)))
+        else:
+            table.fit_widths.append((full, min(full, max(TEXT_MIN_WIDTH, header_word))))
+    names = list(df.columns)
+    ranked = [
+        *names[:1], *(c for c in priority if c in names), *(c for c in names if _is_id(c)),
+        *(c for c in KEY_COLUMNS if c in names), *names,
+    ]
+    table.fit_priority = [names.index(c) for c in dict.fromkeys(ranked)]
+
+
 def frame_table(
     df: pl.DataFrame,
     *,
@@ -182,17 +303,25 @@ def frame_table(
     headers: Mapping[str, str] | None = None,
     max_rows: int | None = TABLE_MAX_ROWS,
     decimals: Mapping[str, int] | None = None,
+    priority: Sequence[str] = (),
 ) -> Table:
-    """A rich table of ``df``; numbers right-aligned, at most ``max_rows`` rows."""
+    """A rich table of ``df``; numbers right-aligned, at most ``max_rows`` rows.
+
+    The table fits the console it is printed on (see ``FittedTable``): when it is too
+    wide, columns are left out from the last, except the first column, the columns
+    named in ``priority`` (most important first), id columns and ``KEY_COLUMNS``,
+    which go last.
+    """
     headers = headers or {}
     decimals = decimals or {}
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAVY, caption_justify="left", title_justify="left")
+    table = FittedTable(title=title, caption=caption, box=box.SIMPLE_HEAVY, caption_justify="left", title_justify="left")
     for name, dtype in df.schema.items():
         numeric = dtype.is_numeric()
         table.add_column(headers.get(name, name), justify="right" if numeric else "left", no_wrap=True)
     shown = df if max_rows is None else df.head(max_rows)
     for row in shown.iter_rows():
         table.add_row(*(format_cell(name, v, decimals.get(name, 2)) for name, v in zip(df.columns, row, strict=True)))
+    _prepare_fit(table, df, priority)
     return table
 
 
@@ -250,11 +379,14 @@ class Emitter:
         decimals: Mapping[str, int] | None = None,
         noun: str = "rows",
         table_order: tuple[str, bool] | None = None,
+        priority: Sequence[str] = (),
     ) -> None:
         """A row-shaped result: table, CSV, JSON list of objects, or Parquet.
 
         ``table_order`` (column, descending) sorts the terminal table only, so it can
         show e.g. the most valuable customers first while files keep their order.
+        ``priority`` names the columns a narrow terminal keeps first (after the first
+        column); the ``table_order`` column comes right after them.
         """
         fmt = self.format
         if fmt is not Format.table:
@@ -266,7 +398,11 @@ class Emitter:
         if max_rows is not None and df.height > max_rows:
             more = f"Showing {max_rows} of {df.height:,} {noun}; use --format csv or --output for all."
             caption = f"{caption}\n{more}" if caption else more
-        table = frame_table(df, title=title, caption=caption, headers=headers, max_rows=max_rows, decimals=decimals)
+        if table_order is not None:
+            priority = (*priority, table_order[0])
+        table = frame_table(
+            df, title=title, caption=caption, headers=headers, max_rows=max_rows, decimals=decimals, priority=priority
+        )
         self.tables([table])
 
     def tables(self, renderables: Sequence[Any]) -> None:
