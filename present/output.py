@@ -26,6 +26,7 @@ import polars as pl
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -432,36 +433,121 @@ class Emitter:
 # --------------------------------------------------------------------------- stderr
 
 
+class _IfTotal:
+    """A progress column shown only for steps that know their total."""
+
+    def __init__(self, column: Any) -> None:
+        self.column = column
+
+    def __call__(self, task: Any) -> Any:
+        return self.column(task) if task.total is not None else ""
+
+    def get_table_column(self) -> Any:
+        return self.column.get_table_column()
+
+
+class StepProgress:
+    """What a step yields: ``advance()`` moves its bar when the total amount of work is known."""
+
+    def __init__(self, progress: Any = None, task: Any = None) -> None:
+        self._progress = progress
+        self._task = task
+
+    def advance(self, amount: float = 1) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, amount)
+
+    def set_total(self, total: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)
+
+
 class Reporter:
-    """Progress and diagnostics on stderr; progress only on a terminal and never when quiet."""
+    """Progress and diagnostics on stderr; never progress when quiet.
+
+    On an interactive terminal each step shows a spinner with its elapsed time (a bar
+    with an ETA when the step knows its total) and leaves a line once it took over a
+    second. Anywhere else (``2> log``, CI) each step prints one plain line,
+    ``Computing RFM ... 3.2 s``: its name when it starts, its time when it ends.
+    """
 
     def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
         self.quiet = quiet
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self._progress: Any = None  # the live display while a step runs on a terminal
+        self._open_line = False  # a step's line waits for its time (not a terminal)
 
     @property
     def interactive(self) -> bool:
-        return self.console.is_terminal and not self.quiet
+        return self.console.is_terminal and self.console.is_interactive and not self.quiet
+
+    def _print(self, message: str, **kwargs: Any) -> None:
+        if self._open_line:  # a message inside a step: finish the step's line first
+            self.console.file.write("\n")
+            self._open_line = False
+        self.console.print(message, markup=False, **kwargs)
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, markup=False)
+            self._print(message)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"Warning: {message}", markup=False, style="yellow")
+        self._print(f"Warning: {message}", style="yellow")
 
     def error(self, message: str) -> None:
-        self.console.print(f"Error: {message}", markup=False, style="red")
+        self._print(f"Error: {message}", style="red")
 
     @contextmanager
-    def step(self, description: str) -> Iterator[None]:
-        """Show a spinner while a step runs and its time once it took over a second."""
-        if not self.interactive:
-            yield
-            return
+    def step(self, description: str, total: float | None = None) -> Iterator[StepProgress]:
+        """Report a step while it runs and how long it took; ``total`` (if known) gives it a bar."""
+        if self.quiet:
+            yield StepProgress()
+        elif self.interactive:
+            with self._live_step(description, total) as handle:
+                yield handle
+        else:
+            with self._line_step(description) as handle:
+                yield handle
+
+    @contextmanager
+    def _line_step(self, description: str) -> Iterator[StepProgress]:
+        self._print(f"{description} ...", end="")
+        self._open_line = True
         start = time.perf_counter()
-        with self.console.status(description):
-            yield
+        outcome = "failed after "
+        try:
+            yield StepProgress()
+            outcome = ""
+        finally:
+            elapsed = f"{outcome}{time.perf_counter() - start:.1f} s"
+            if self._open_line:
+                self.console.file.write(f" {elapsed}\n")
+                self._open_line = False
+            else:
+                self.console.print(f"{description} ... {elapsed}", markup=False)
+            self.console.file.flush()
+
+    @contextmanager
+    def _live_step(self, description: str, total: float | None) -> Iterator[StepProgress]:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        if self._progress is None:
+            self._progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                _IfTotal(BarColumn()), _IfTotal(TextColumn("{task.percentage:>3.0f}% eta")), _IfTotal(TimeRemainingColumn()),
+                console=self.console, transient=True,
+            )
+            self._progress.start()
+        progress = self._progress
+        task = progress.add_task(escape(description), total=total)
+        start = time.perf_counter()
+        try:
+            yield StepProgress(progress, task)
+        finally:
+            progress.remove_task(task)
+            if not progress.tasks:
+                progress.stop()
+                self._progress = None
         elapsed = time.perf_counter() - start
         if elapsed >= 1.0:
-            self.console.print(f"[green]✓[/green] {description} [dim]({elapsed:.1f} s)[/dim]")
+            self.console.print(f"[green]✓[/green] {escape(description)} [dim]({elapsed:.1f} s)[/dim]")

@@ -108,3 +108,70 @@ def test_emitter_rows_keeps_the_sort_column_in_a_narrow_terminal() -> None:
     text = out.file.getvalue()
     assert "exp. spend" in text.split("━━━")[0]
     assert body_lines(text)[0].split()[0] == "1234567890123456789"  # sorted by the table_order column, descending
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def plain_reporter(quiet: bool = False) -> tuple[Reporter, io.StringIO]:
+    """A Reporter on a non-terminal stderr, as with ``2> log`` or in CI."""
+    buf = io.StringIO()
+    return Reporter(quiet=quiet, console=Console(file=buf, width=80, highlight=False, soft_wrap=True)), buf
+
+
+STEP_LINE = r"Computing RFM \.\.\. \d+\.\d s\n"
+
+
+def test_steps_print_one_plain_line_with_their_time_when_stderr_is_not_a_terminal() -> None:
+    reporter, buf = plain_reporter()
+    with reporter.step("Computing RFM") as progress:
+        progress.advance()  # a no-op without a terminal, but always allowed
+    with reporter.step("Fitting BG/NBD"):
+        pass
+    out = buf.getvalue()
+    assert re.fullmatch(STEP_LINE + r"Fitting BG/NBD \.\.\. \d+\.\d s\n", out), out
+    assert "\x1b" not in out
+
+
+def test_a_step_line_is_written_when_the_step_starts() -> None:
+    reporter, buf = plain_reporter()
+    with reporter.step("Computing RFM"):
+        assert buf.getvalue() == "Computing RFM ..."
+
+
+def test_a_message_inside_a_step_does_not_break_the_step_line() -> None:
+    reporter, buf = plain_reporter()
+    with reporter.step("Computing RFM"):
+        reporter.warn("something odd")
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "Computing RFM ..."
+    assert lines[1] == "Warning: something odd"
+    assert re.fullmatch(STEP_LINE, lines[2] + "\n")
+
+
+def test_a_failed_step_says_so_on_its_line() -> None:
+    reporter, buf = plain_reporter()
+    with pytest.raises(ValueError), reporter.step("Computing RFM"):
+        raise ValueError("boom")
+    assert re.fullmatch(r"Computing RFM \.\.\. failed after \d+\.\d s\n", buf.getvalue())
+
+
+def test_quiet_is_silent_except_warnings_and_errors() -> None:
+    reporter, buf = plain_reporter(quiet=True)
+    with reporter.step("Computing RFM", total=10) as progress:
+        progress.advance(5)
+        reporter.info("Read 10 rows")
+    reporter.warn("careful")
+    reporter.error("broken")
+    assert buf.getvalue() == "Warning: careful\nError: broken\n"
+
+
+def test_a_terminal_shows_a_live_bar_with_an_eta_for_a_step_that_knows_its_total() -> None:
+    buf = io.StringIO()
+    reporter = Reporter(console=Console(file=buf, width=100, force_terminal=True, force_interactive=True))
+    with reporter.step("Choosing k", total=4) as progress:
+        progress.advance(2)
+        time.sleep(0.3)
+    out = buf.getvalue()
+    assert "Choosing k" in out and "50% eta" in out
+    assert "Choosing k ..." not in out  # no plain line on a terminal
