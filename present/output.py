@@ -8,6 +8,7 @@ over it, so a failed run never leaves a half-written file or clobbers a good one
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -30,7 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from clv.errors import InputError
+from clv.errors import ClvxError, InputError
 
 TABLE_MAX_ROWS = 25
 SHARE_SUFFIXES = ("_share", "penetration", "churn_risk", "hit_rate", "precision", "recall", "coverage", "bias")
@@ -348,6 +349,29 @@ def stdout_console() -> Console:
     return Console(highlight=False, width=int(width) if width.isdigit() else PIPE_WIDTH)
 
 
+@contextmanager
+def _stdout_failures() -> Iterator[None]:
+    """A failed write to stdout (a full disk, a closed terminal) becomes one clear error.
+
+    A closed pipe (``| head``) is not a failure: it propagates, and the command line
+    stops quietly. After a failure stdout goes to /dev/null, so Python's final flush
+    of what is still buffered cannot print a second, raw error.
+    """
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        raise ClvxError("cannot write the output: stdout is closed; write to a file with --output PATH")
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if exc.errno == errno.ENOSPC:
+            advice = "the disk is full; free some space, or write elsewhere with --output PATH"
+        else:
+            advice = f"{exc.strerror or exc}; write to a file with --output PATH instead"
+        raise ClvxError(f"cannot write the output to stdout: {advice}") from exc
+
+
 @dataclass
 class Emitter:
     """Sends a command's result to stdout or a file in the chosen format."""
@@ -366,9 +390,10 @@ class Emitter:
             return
         if self.format is Format.parquet and sys.stdout.isatty():
             raise InputError("Parquet is binary; write it to a file with --output PATH.parquet")
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        with _stdout_failures():
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
 
     def rows(
         self,
@@ -410,8 +435,10 @@ class Emitter:
         if self.output is not None:
             atomic_write_bytes(self.output, render_text(*renderables).encode())
             return
-        for r in renderables:
-            self.stdout.print(r)
+        with _stdout_failures():
+            for r in renderables:
+                self.stdout.print(r)
+            self.stdout.file.flush()
 
     def obj(self, data: Mapping[str, Any], renderables: Sequence[Any], frames: Mapping[str, pl.DataFrame] | None = None) -> None:
         """An object-shaped result: rich renderables for a table, a JSON object otherwise.

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -12,6 +15,7 @@ from rich.console import Console
 
 from present.output import Emitter, Format, Reporter, format_cell, frame_table
 
+ROOT = Path(__file__).resolve().parents[1]
 NUMBER = re.compile(r"-?[\d][\d,]*(?:\.\d+)?%?")
 
 
@@ -175,3 +179,32 @@ def test_a_terminal_shows_a_live_bar_with_an_eta_for_a_step_that_knows_its_total
     out = buf.getvalue()
     assert "Choosing k" in out and "50% eta" in out
     assert "Choosing k ..." not in out  # no plain line on a terminal
+
+
+# --------------------------------------------------------------------------- stdout
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("fmt", ["csv", "table"])
+def test_a_full_disk_on_stdout_is_one_error_line_and_exit_1(fmt: str) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), "rfm", "-q", "-f", fmt], cwd=ROOT, stdout=full,
+            stderr=subprocess.PIPE, text=True,
+        )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "Error: cannot write the output to stdout: the disk is full; free some space, or write elsewhere with --output PATH\n"
+    )
+
+
+def test_a_reader_that_stops_early_is_not_an_error() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "rfm", "-q", "-f", "csv"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout.readline().startswith("customer_id,frequency")
+    proc.stdout.close()  # as `| head -1` does, long before the 5,000 rows are written
+    assert proc.wait(timeout=120) in (0, 1)
+    stderr = proc.stderr.read()
+    assert stderr == "", stderr
