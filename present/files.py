@@ -207,7 +207,7 @@ def _commit(item: _Staged) -> None:
             if is_stdout(item.target):
                 out = sys.stdout
                 if out is None:
-                    raise OutputError("standard output is closed; write to a file with --output PATH")
+                    raise OutputError("cannot write the output: stdout is closed; write to a file with --output PATH")
                 out.flush()
                 shutil.copyfileobj(src, out.buffer)
                 out.flush()

@@ -8,6 +8,7 @@ nothing for one run.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -24,8 +25,11 @@ from typing import Any
 
 import polars as pl
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from clv.errors import InputError
 from present.files import OutputError, atomic_write, atomic_write_bytes, is_stdout  # noqa: F401 - re-exported
@@ -144,6 +148,125 @@ def format_cell(name: str, value: Any, decimals: int = 2) -> str:
     return str(value)
 
 
+TEXT_MIN_WIDTH = 16  # narrowest a wrapped text column gets before columns are left out
+# The numbers a table is read for: a narrow terminal keeps them right after the ids.
+KEY_COLUMNS = ("clv", "expected_revenue")
+
+
+def _is_token(values: Sequence[str]) -> bool:
+    """Text without spaces (ids, codes, dates): it cannot wrap, so it is never cut."""
+    return not any(any(ch.isspace() for ch in v) for v in values)
+
+
+def _is_id(name: str) -> bool:
+    return name.lower() == "id" or name.lower().endswith("_id")
+
+
+class FittedTable(Table):
+    """A rich table that fits the width it is rendered at without cutting a number or an id.
+
+    Numbers, dates and space-free text (ids, codes) keep their full width; only text with
+    spaces (names, descriptions) and headers wrap. When even that does not fit, columns are
+    left out from the lowest priority up, and the caption says which and how to see them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Per column, in column order: (width it needs whole, narrowest it may wrap to).
+        self.fit_widths: list[tuple[int, int]] = []
+        # Column indexes, most important first; the last ones are left out first.
+        self.fit_priority: list[int] = []
+
+    def _pad_width(self, index: int, n_columns: int) -> int:
+        _, pad_right, _, pad_left = self.padding
+        if not self.pad_edge:
+            pad_left = 0 if index == 0 else pad_left
+            pad_right = 0 if index == n_columns - 1 else pad_right
+        return pad_left + pad_right
+
+    def _needed(self, keep: Sequence[int], which: int) -> int:
+        """Total width of the columns ``keep``, each at its full (0) or narrowest (1) width."""
+        extra = (2 if self.box and self.show_edge else 0) + (len(keep) - 1 if self.box else 0)
+        return extra + sum(self.fit_widths[i][which] + self._pad_width(n, len(keep)) for n, i in enumerate(keep))
+
+    def fit(self, max_width: int) -> tuple[list[int], list[int]]:
+        """The columns shown at ``max_width`` (in column order) and their content widths."""
+        n = len(self.columns)
+        if len(self.fit_widths) != n:  # columns added by hand: leave it to rich
+            return list(range(n)), [c.width or 0 for c in self.columns]
+        keep = set(range(n))
+        for index in reversed(self.fit_priority[1:]):
+            if self._needed(sorted(keep), 1) <= max_width:
+                break
+            keep.discard(index)
+        shown = sorted(keep)
+        widths = [self.fit_widths[i][0] for i in shown]
+        excess = self._needed(shown, 0) - max_width
+        while excess > 0:
+            # Narrow the widest column that may wrap, one character at a time (as rich does).
+            room = [(w, k) for k, (w, i) in enumerate(zip(widths, shown, strict=True)) if w > self.fit_widths[i][1]]
+            if not room:
+                break
+            widths[max(room)[1]] -= 1
+            excess -= 1
+        return shown, widths
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
+        shown, widths = self.fit(options.max_width)
+        if len(shown) == len(self.columns) and [self.fit_widths[i][0] for i in shown] == widths:
+            yield from super().__rich_console__(console, options)
+            return
+        caption = self.caption
+        left_out = [i for i in range(len(self.columns)) if i not in shown]
+        if left_out:
+            names = ", ".join(str(self.columns[i].header).replace("\n", " ") for i in left_out)
+            note = (
+                f"Not shown at {options.max_width} columns: {names}; use --format csv, or a terminal "
+                f"at least {self._needed(list(range(len(self.columns))), 1)} columns wide."
+            )
+            caption = f"{caption}\n{note}" if caption else note
+        narrow = Table(
+            title=self.title, caption=caption, box=self.box, caption_justify=self.caption_justify,
+            title_justify=self.title_justify, show_edge=self.show_edge, pad_edge=self.pad_edge,
+        )
+        for i, width in zip(shown, widths, strict=True):
+            column = self.columns[i]
+            narrow.add_column(column.header, justify=column.justify, width=width, no_wrap=False, overflow="fold")
+        for r in range(self.row_count):
+            narrow.add_row(*(self.columns[i]._cells[r] for i in shown))
+        yield from narrow.__rich_console__(console, options)
+
+
+def _plain(cell: Any) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+def _header_widths(header: str) -> tuple[int, int]:
+    """The widest header line, and its longest word (the narrowest it wraps to uncut)."""
+    lines = _plain(header).split("\n")
+    words = [w for line in lines for w in line.split()] or [""]
+    return max(cell_len(line) for line in lines), max(cell_len(w) for w in words)
+
+
+def _prepare_fit(table: FittedTable, df: pl.DataFrame, priority: Sequence[str]) -> None:
+    """Record, per column of ``table`` (built from ``df``), how narrow it may get and its rank."""
+    for column, dtype in zip(table.columns, df.dtypes, strict=True):
+        texts = [_plain(c) for c in column._cells]
+        data_width = max(map(cell_len, texts), default=0)
+        header_full, header_word = _header_widths(column.header)
+        full = max(data_width, header_full)
+        if dtype.is_numeric() or dtype.is_temporal() or dtype == pl.Boolean or _is_token(texts):
+            table.fit_widths.append((full, max(data_width, header_word)))
+        else:
+            table.fit_widths.append((full, min(full, max(TEXT_MIN_WIDTH, header_word))))
+    names = list(df.columns)
+    ranked = [
+        *names[:1], *(c for c in priority if c in names), *(c for c in names if _is_id(c)),
+        *(c for c in KEY_COLUMNS if c in names), *names,
+    ]
+    table.fit_priority = [names.index(c) for c in dict.fromkeys(ranked)]
+
+
 def frame_table(
     df: pl.DataFrame,
     *,
@@ -152,17 +275,25 @@ def frame_table(
     headers: Mapping[str, str] | None = None,
     max_rows: int | None = TABLE_MAX_ROWS,
     decimals: Mapping[str, int] | None = None,
+    priority: Sequence[str] = (),
 ) -> Table:
-    """A rich table of ``df``; numbers right-aligned, at most ``max_rows`` rows."""
+    """A rich table of ``df``; numbers right-aligned, at most ``max_rows`` rows.
+
+    The table fits the console it is printed on (see ``FittedTable``): when it is too
+    wide, columns are left out from the last, except the first column, the columns
+    named in ``priority`` (most important first), id columns and ``KEY_COLUMNS``,
+    which go last.
+    """
     headers = headers or {}
     decimals = decimals or {}
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAVY, caption_justify="left", title_justify="left")
+    table = FittedTable(title=title, caption=caption, box=box.SIMPLE_HEAVY, caption_justify="left", title_justify="left")
     for name, dtype in df.schema.items():
         numeric = dtype.is_numeric()
         table.add_column(headers.get(name, name), justify="right" if numeric else "left", no_wrap=True)
     shown = df if max_rows is None else df.head(max_rows)
     for row in shown.iter_rows():
         table.add_row(*(format_cell(name, v, decimals.get(name, 2)) for name, v in zip(df.columns, row, strict=True)))
+    _prepare_fit(table, df, priority)
     return table
 
 
@@ -188,6 +319,29 @@ def stdout_console() -> Console:
     return Console(highlight=False, width=int(width) if width.isdigit() else PIPE_WIDTH)
 
 
+@contextmanager
+def _stdout_failures() -> Iterator[None]:
+    """A failed write to stdout (a full disk, a closed terminal) becomes one clear error.
+
+    A closed pipe (``| head``) is not a failure: it propagates, and the command line
+    stops quietly. After a failure stdout goes to /dev/null, so Python's final flush
+    of what is still buffered cannot print a second, raw error.
+    """
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        raise OutputError("cannot write the output: stdout is closed; write to a file with --output PATH")
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if exc.errno == errno.ENOSPC:
+            advice = "the disk is full; free some space, or write elsewhere with --output PATH"
+        else:
+            advice = f"{exc.strerror or exc}; write to a file with --output PATH instead"
+        raise OutputError(f"cannot write the output to stdout: {advice}") from exc
+
+
 @dataclass
 class Emitter:
     """Sends a command's result to stdout or a file in the chosen format."""
@@ -211,18 +365,14 @@ class Emitter:
         if self.output is not None and not is_stdout(self.output):
             atomic_write_bytes(self.output, data)
             return
-        if sys.stdout is None:
-            raise OutputError("standard output is closed; write to a file with --output PATH")
+        if sys.stdout is None:  # started with stdout closed (>&-)
+            raise OutputError("cannot write the output: stdout is closed; write to a file with --output PATH")
         if self.format is Format.parquet and sys.stdout.isatty():
             raise InputError("Parquet is binary; write it to a file with --output PATH.parquet")
-        try:
+        with _stdout_failures():
             sys.stdout.flush()
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OutputError(f"cannot write to standard output: {exc.strerror or exc}") from exc
 
     def rows(
         self,
@@ -234,11 +384,14 @@ class Emitter:
         decimals: Mapping[str, int] | None = None,
         noun: str = "rows",
         table_order: tuple[str, bool] | None = None,
+        priority: Sequence[str] = (),
     ) -> None:
         """A row-shaped result: table, CSV, JSON list of objects, or Parquet.
 
         ``table_order`` (column, descending) sorts the terminal table only, so it can
         show e.g. the most valuable customers first while files keep their order.
+        ``priority`` names the columns a narrow terminal keeps first (after the first
+        column); the ``table_order`` column comes right after them.
         """
         fmt = self.format
         if fmt is not Format.table:
@@ -250,17 +403,21 @@ class Emitter:
         if max_rows is not None and df.height > max_rows:
             more = f"Showing {max_rows} of {df.height:,} {noun}; use --format csv or --output for all."
             caption = f"{caption}\n{more}" if caption else more
-        table = frame_table(df, title=title, caption=caption, headers=headers, max_rows=max_rows, decimals=decimals)
+        if table_order is not None:
+            priority = (*priority, table_order[0])
+        table = frame_table(
+            df, title=title, caption=caption, headers=headers, max_rows=max_rows, decimals=decimals, priority=priority
+        )
         self.tables([table])
 
     def tables(self, renderables: Sequence[Any]) -> None:
         if self.output is not None:
             atomic_write_bytes(self.output, render_text(*renderables).encode())
             return
-        if sys.stdout is None:
-            raise OutputError("standard output is closed; write to a file with --output PATH")
-        for r in renderables:
-            self.stdout.print(r)
+        with _stdout_failures():
+            for r in renderables:
+                self.stdout.print(r)
+            self.stdout.file.flush()
 
     def obj(self, data: Mapping[str, Any], renderables: Sequence[Any], frames: Mapping[str, pl.DataFrame] | None = None) -> None:
         """An object-shaped result: rich renderables for a table, a JSON object otherwise.
@@ -282,36 +439,121 @@ class Emitter:
 # --------------------------------------------------------------------------- stderr
 
 
+class _IfTotal:
+    """A progress column shown only for steps that know their total."""
+
+    def __init__(self, column: Any) -> None:
+        self.column = column
+
+    def __call__(self, task: Any) -> Any:
+        return self.column(task) if task.total is not None else ""
+
+    def get_table_column(self) -> Any:
+        return self.column.get_table_column()
+
+
+class StepProgress:
+    """What a step yields: ``advance()`` moves its bar when the total amount of work is known."""
+
+    def __init__(self, progress: Any = None, task: Any = None) -> None:
+        self._progress = progress
+        self._task = task
+
+    def advance(self, amount: float = 1) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, amount)
+
+    def set_total(self, total: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)
+
+
 class Reporter:
-    """Progress and diagnostics on stderr; progress only on a terminal and never when quiet."""
+    """Progress and diagnostics on stderr; never progress when quiet.
+
+    On an interactive terminal each step shows a spinner with its elapsed time (a bar
+    with an ETA when the step knows its total) and leaves a line once it took over a
+    second. Anywhere else (``2> log``, CI) each step prints one plain line,
+    ``Computing RFM ... 3.2 s``: its name when it starts, its time when it ends.
+    """
 
     def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
         self.quiet = quiet
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self._progress: Any = None  # the live display while a step runs on a terminal
+        self._open_line = False  # a step's line waits for its time (not a terminal)
 
     @property
     def interactive(self) -> bool:
-        return self.console.is_terminal and not self.quiet
+        return self.console.is_terminal and self.console.is_interactive and not self.quiet
+
+    def _print(self, message: str, **kwargs: Any) -> None:
+        if self._open_line:  # a message inside a step: finish the step's line first
+            self.console.file.write("\n")
+            self._open_line = False
+        self.console.print(message, markup=False, **kwargs)
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, markup=False)
+            self._print(message)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"Warning: {message}", markup=False, style="yellow")
+        self._print(f"Warning: {message}", style="yellow")
 
     def error(self, message: str) -> None:
-        self.console.print(f"Error: {message}", markup=False, style="red")
+        self._print(f"Error: {message}", style="red")
 
     @contextmanager
-    def step(self, description: str) -> Iterator[None]:
-        """Show a spinner while a step runs and its time once it took over a second."""
-        if not self.interactive:
-            yield
-            return
+    def step(self, description: str, total: float | None = None) -> Iterator[StepProgress]:
+        """Report a step while it runs and how long it took; ``total`` (if known) gives it a bar."""
+        if self.quiet:
+            yield StepProgress()
+        elif self.interactive:
+            with self._live_step(description, total) as handle:
+                yield handle
+        else:
+            with self._line_step(description) as handle:
+                yield handle
+
+    @contextmanager
+    def _line_step(self, description: str) -> Iterator[StepProgress]:
+        self._print(f"{description} ...", end="")
+        self._open_line = True
         start = time.perf_counter()
-        with self.console.status(description):
-            yield
+        outcome = "failed after "
+        try:
+            yield StepProgress()
+            outcome = ""
+        finally:
+            elapsed = f"{outcome}{time.perf_counter() - start:.1f} s"
+            if self._open_line:
+                self.console.file.write(f" {elapsed}\n")
+                self._open_line = False
+            else:
+                self.console.print(f"{description} ... {elapsed}", markup=False)
+            self.console.file.flush()
+
+    @contextmanager
+    def _live_step(self, description: str, total: float | None) -> Iterator[StepProgress]:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        if self._progress is None:
+            self._progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                _IfTotal(BarColumn()), _IfTotal(TextColumn("{task.percentage:>3.0f}% eta")), _IfTotal(TimeRemainingColumn()),
+                console=self.console, transient=True,
+            )
+            self._progress.start()
+        progress = self._progress
+        task = progress.add_task(escape(description), total=total)
+        start = time.perf_counter()
+        try:
+            yield StepProgress(progress, task)
+        finally:
+            progress.remove_task(task)
+            if not progress.tasks:
+                progress.stop()
+                self._progress = None
         elapsed = time.perf_counter() - start
         if elapsed >= 1.0:
-            self.console.print(f"[green]✓[/green] {description} [dim]({elapsed:.1f} s)[/dim]")
+            self.console.print(f"[green]✓[/green] {escape(description)} [dim]({elapsed:.1f} s)[/dim]")

@@ -208,7 +208,8 @@ def run_clvx(*args: str, shell_suffix: str = "", env: dict[str, str] | None = No
 def test_closed_stdout_is_one_error_line(log: Path) -> None:
     result = run_clvx("rfm", str(log), "-q", "-f", "csv", *TINY, shell_suffix=" >&-")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == "Error: standard output is closed; write to a file with --output PATH"
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: cannot write the output: stdout is closed; write to a file with --output PATH")
     assert "Traceback" not in result.stderr
 
 
@@ -225,4 +226,5 @@ def test_a_full_disk_is_one_error_line(log: Path, redirect: str) -> None:
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last in ("Error: cannot write /dev/full: No space left on device",
-                    "Error: cannot write to standard output: No space left on device")
+                    "Error: cannot write the output to stdout: the disk is full; free some space, "
+                    "or write elsewhere with --output PATH")
