@@ -439,6 +439,15 @@ class Emitter:
 # --------------------------------------------------------------------------- stderr
 
 
+@contextmanager
+def _diagnostics_lost() -> Iterator[None]:
+    """A stderr that cannot be written (2> /dev/full) loses diagnostics, never the result."""
+    try:
+        yield
+    except OSError:
+        pass
+
+
 class _IfTotal:
     """A progress column shown only for steps that know their total."""
 
@@ -488,10 +497,11 @@ class Reporter:
         return self.console.is_terminal and self.console.is_interactive and not self.quiet
 
     def _print(self, message: str, **kwargs: Any) -> None:
-        if self._open_line:  # a message inside a step: finish the step's line first
-            self.console.file.write("\n")
-            self._open_line = False
-        self.console.print(message, markup=False, **kwargs)
+        with _diagnostics_lost():
+            if self._open_line:  # a message inside a step: finish the step's line first
+                self.console.file.write("\n")
+                self._open_line = False
+            self.console.print(message, markup=False, **kwargs)
 
     def info(self, message: str) -> None:
         if not self.quiet:
@@ -526,12 +536,13 @@ class Reporter:
             outcome = ""
         finally:
             elapsed = f"{outcome}{time.perf_counter() - start:.1f} s"
-            if self._open_line:
-                self.console.file.write(f" {elapsed}\n")
-                self._open_line = False
-            else:
-                self.console.print(f"{description} ... {elapsed}", markup=False)
-            self.console.file.flush()
+            with _diagnostics_lost():
+                if self._open_line:
+                    self._open_line = False
+                    self.console.file.write(f" {elapsed}\n")
+                else:
+                    self.console.print(f"{description} ... {elapsed}", markup=False)
+                self.console.file.flush()
 
     @contextmanager
     def _live_step(self, description: str, total: float | None) -> Iterator[StepProgress]:

@@ -208,3 +208,15 @@ def test_a_reader_that_stops_early_is_not_an_error() -> None:
     assert proc.wait(timeout=120) in (0, 1)
     stderr = proc.stderr.read()
     assert stderr == "", stderr
+
+
+class FullFile(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_stderr_that_cannot_be_written_loses_diagnostics_not_the_run() -> None:
+    reporter = Reporter(console=Console(file=FullFile(), width=80))
+    with reporter.step("Computing RFM"):
+        reporter.info("Read 10 rows")
+    reporter.warn("careful")
