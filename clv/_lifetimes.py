@@ -13,7 +13,7 @@ import io
 import warnings
 import numpy as np
 
-from clv.likelihood import Optimum
+from clv.likelihood import Optimum, positive_definite
 
 
 def _quietly():
@@ -43,7 +43,9 @@ def _fit(fitter, names: tuple[str, ...], *data: np.ndarray, weights: np.ndarray,
         except (ConvergenceError, np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
             nan = (float("nan"),) * len(names)
             return Optimum(nan, nan, False, str(exc).strip())
-        return Optimum(tuple(float(fitter.params_[k]) for k in names), _standard_errors(fitter), True, "converged")
+        definite = positive_definite(getattr(fitter, "_hessian_", np.nan))
+        ses = _standard_errors(fitter) if definite else (float("nan"),) * len(names)
+        return Optimum(tuple(float(fitter.params_[k]) for k in names), ses, True, "converged", definite)
 
 
 def fit_bgnbd(

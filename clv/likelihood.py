@@ -32,12 +32,30 @@ WARM_SEED = 0
 
 @dataclass(frozen=True)
 class Optimum:
-    """A maximum-likelihood fit: parameters on the natural scale and how it went."""
+    """A maximum-likelihood fit: parameters on the natural scale and how it went.
+
+    ``converged`` is the optimiser's own verdict; ``hessian_positive_definite`` says
+    whether the point it stopped at is a proper maximum (None when the Hessian was not
+    computed, i.e. without standard errors).
+    """
 
     params: tuple[float, ...]
     standard_errors: tuple[float, ...]
     converged: bool
     message: str
+    hessian_positive_definite: bool | None = None
+
+
+def positive_definite(matrix: np.ndarray) -> bool:
+    """True when a symmetric matrix is finite and positive definite (a Cholesky factor exists)."""
+    m = np.asarray(matrix, dtype=float)
+    if not np.all(np.isfinite(m)):
+        return False
+    try:
+        np.linalg.cholesky(m)
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -191,14 +209,16 @@ def _warm_start(objective, start: np.ndarray, tol: float) -> tuple[np.ndarray, d
 
 def _optimise(
     objective, start: np.ndarray, n: float, tol: float, warm=None, standard_errors: bool = True
-) -> tuple[np.ndarray, bool, str, tuple[float, ...]]:
+) -> tuple[np.ndarray, bool, str, tuple[float, ...], bool | None]:
     """BFGS as lifetimes runs it (scipy's default method, same tolerance), plus standard errors.
 
     ``warm``, the same objective on a sample of customers, is fitted first to start
     from (see :func:`_warm_start`). Standard errors follow lifetimes: params^2 *
     inverse Hessian of the mean objective in log-parameters / number of customers
     (the delta method). The Hessian costs two gradients per parameter; without
-    ``standard_errors`` it is skipped and the errors are NaN.
+    ``standard_errors`` it is skipped and the errors are NaN. Also returns whether the
+    Hessian is positive definite (None when skipped); when it is not, the point is no
+    proper maximum and the errors are NaN.
     """
     with np.errstate(all="ignore"):
         options: dict = {}
@@ -207,20 +227,21 @@ def _optimise(
         res = minimize(objective, start, jac=True, method="BFGS", tol=tol, options=options)
         params = np.exp(res.x)
         ses = tuple(float("nan") for _ in params)
+        definite = None
         if standard_errors:
-            try:
-                cov = np.linalg.inv(_hessian(objective, res.x)) / n
-                ses = tuple(float(s) for s in np.sqrt(np.abs(np.diag(cov))) * params)
-            except np.linalg.LinAlgError:
-                pass
+            hess = _hessian(objective, res.x)
+            definite = positive_definite(hess)
+            if definite:
+                cov = np.linalg.inv(hess) / n
+                ses = tuple(float(s) for s in np.sqrt(np.diag(cov)) * params)
     ok = bool(res.success) and bool(np.all(np.isfinite(res.x)))
-    return res.x, ok, str(res.message), ses
+    return res.x, ok, str(res.message), ses, definite
 
 
 def _maximise(
     objective, build, columns: tuple[np.ndarray, ...], weights: np.ndarray, n_params: int, *,
     penalizer: float, initial_log_params: np.ndarray | None, tol: float, standard_errors: bool,
-) -> tuple[np.ndarray, bool, str, tuple[float, ...]]:
+) -> tuple[np.ndarray, bool, str, tuple[float, ...], bool | None]:
     """Minimise ``objective(log_params, build(*columns, weights), penalizer)`` with :func:`_optimise`.
 
     On large data (see :func:`thinned`) the same objective on a sample of customers,
@@ -250,14 +271,14 @@ def fit_bgnbd(
 ) -> Optimum:
     """Maximum-likelihood BG/NBD on compressed rows; ``params`` are ``(r, alpha, a, b)``, alpha in input time units."""
     scale = 1.0 / float(np.max(T))  # the full data's, for the warm-start sample too
-    x, ok, message, ses = _maximise(
+    x, ok, message, ses, definite = _maximise(
         bgnbd_objective, lambda *c: BGNBDData.build(*c, scale=scale), (frequency, recency, T), weights, 4,
         penalizer=penalizer, initial_log_params=initial_log_params, tol=tol, standard_errors=standard_errors,
     )
     r, alpha, a, b = np.exp(x)
     se = list(ses)
     se[1] = se[1] / scale
-    return Optimum((float(r), float(alpha / scale), float(a), float(b)), tuple(se), ok, message)
+    return Optimum((float(r), float(alpha / scale), float(a), float(b)), tuple(se), ok, message, definite)
 
 
 def bgnbd_p_alive(params: tuple[float, ...], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -341,11 +362,11 @@ def fit_gamma_gamma(
     standard_errors: bool = True,
 ) -> Optimum:
     """Maximum-likelihood Gamma-Gamma on repeat customers with positive spend; ``params`` are ``(p, q, v)``."""
-    x, ok, message, ses = _maximise(
+    x, ok, message, ses, definite = _maximise(
         gamma_gamma_objective, GammaGammaData.build, (frequency, monetary_value), weights, 3,
         penalizer=penalizer, initial_log_params=initial_log_params, tol=tol, standard_errors=standard_errors,
     )
-    return Optimum(tuple(float(v) for v in np.exp(x)), ses, ok, message)
+    return Optimum(tuple(float(v) for v in np.exp(x)), ses, ok, message, definite)
 
 
 def gamma_gamma_expected_average(params: tuple[float, ...], frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ Time is in the summary's period (day, week or month); horizons are given in days
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import asdict, dataclass
 
@@ -32,6 +33,19 @@ MIN_REPEAT_CUSTOMERS = 10
 STUCK_TOLERANCE = 1e-4
 CORRELATION_WARNING = 0.3
 LOW_DROPOUT = 0.01  # a / (a + b) below this: the fit sees (almost) no one leave
+RSE_POORLY_IDENTIFIED = 1.0  # standard error above the estimate itself: the data barely pins it down
+# Gamma-Gamma needs spend that varies; below this coefficient of variation of repeat customers'
+# mean spend its likelihood has no interior maximum (p or q run to infinity) and expected spend
+# is the observed mean instead. Up to FLAT_SPEND_CV the same happens when the fit fails.
+NEAR_CONSTANT_SPEND_CV = 0.02
+FLAT_SPEND_CV = 0.25
+# Klaviyo's documented minimum for its predictive CLV: fewer customers or a shorter history
+# leave CLV and churn predictions unreliable.
+MIN_RELIABLE_CUSTOMERS = 500
+MIN_RELIABLE_HISTORY_DAYS = 180
+MAX_HORIZON_YEARS = 100
+MAX_ANNUAL_DISCOUNT_RATE = 1.0
+MAX_PENALIZER = 1e3
 SUMMARY_KEYS = ["frequency", "recency", "T"]
 ENGINES = ("auto", "lifetimes", "numpy")
 # With "auto", lifetimes fits data up to this many distinct rows (well under a
@@ -55,14 +69,44 @@ GAMMA_GAMMA_STARTS: tuple[tuple[float, ...] | None, ...] = (
 )
 
 
+class _Fitted:
+    """What both parameter results share: intervals and identification, from ``params`` and ``standard_errors``."""
+
+    NAMES: tuple[str, ...] = ()
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """95% intervals on the log scale (delta method: se(log theta) = se / theta), so never negative.
+
+        ``(theta exp(-z se / theta), theta exp(z se / theta))``; NaN where there is no standard error.
+        """
+        out = {}
+        for name, value, se in zip(self.NAMES, self.params, self.standard_errors, strict=True):  # type: ignore[attr-defined]
+            half = Z_95 * se / value if value > 0 else float("nan")
+            out[name] = (value * math.exp(-half), value * math.exp(half)) if math.isfinite(half) else (float("nan"), float("nan"))
+        return out
+
+    @property
+    def relative_standard_errors(self) -> dict[str, float]:
+        """se / estimate per parameter (NaN without standard errors)."""
+        return {n: (se / v if v > 0 else float("nan")) for n, v, se in zip(self.NAMES, self.params, self.standard_errors, strict=True)}  # type: ignore[attr-defined]
+
+    @property
+    def poorly_identified(self) -> tuple[str, ...]:
+        """Parameters whose relative standard error exceeds ``RSE_POORLY_IDENTIFIED``: the data hardly determine them."""
+        return tuple(n for n, rse in self.relative_standard_errors.items() if rse > RSE_POORLY_IDENTIFIED)
+
+
 @dataclass(frozen=True)
-class BGNBDParams:
+class BGNBDParams(_Fitted):
     """A fitted BG/NBD model (Fader, Hardie & Lee 2005, "Counting Your Customers the Easy Way").
 
     ``r, alpha`` shape and scale the Gamma heterogeneity in purchase rates (alpha in
     periods), ``a, b`` the Beta heterogeneity in dropout probability.
     ``log_likelihood`` is the total over customers on the original time scale (eq. 6
-    summed), comparable with the paper's -9,582.4 on CDNOW.
+    summed), comparable with the paper's -9,582.4 on CDNOW. ``converged`` is true only
+    when the optimiser converged and the Hessian there is positive definite (a proper
+    maximum); without standard errors the Hessian is not computed and only the
+    optimiser's verdict counts.
     """
 
     r: float
@@ -84,24 +128,25 @@ class BGNBDParams:
     def params(self) -> tuple[float, float, float, float]:
         return (self.r, self.alpha, self.a, self.b)
 
-    def intervals(self) -> dict[str, tuple[float, float]]:
-        """Wald 95% intervals, as lifetimes reports them."""
-        return {n: (v - Z_95 * se, v + Z_95 * se) for n, v, se in zip(self.NAMES, self.params, self.standard_errors, strict=True)}
-
     def to_dict(self) -> dict:
         d = asdict(self)
         d["standard_errors"] = dict(zip(self.NAMES, self.standard_errors, strict=True))
+        d["poorly_identified"] = list(self.poorly_identified)
         return d
 
 
 @dataclass(frozen=True)
-class GammaGammaParams:
+class GammaGammaParams(_Fitted):
     """A fitted Gamma-Gamma spend model (Fader, Hardie & Lee 2005b; Hardie's note 025).
 
     A customer's mean spend per transaction has shape ``p`` and a Gamma(q, v)
     distributed rate; the population mean spend is ``p v / (q - 1)``.
     ``frequency_spend_correlation`` checks the model's assumption that spend and
     frequency are independent (it should be near 0).
+
+    When spend per purchase barely varies (see :class:`GammaGamma`) there is no model:
+    ``p, q, v`` are NaN, ``observed_mean`` is the repeat customers' mean spend per
+    purchase, the expected spend of every customer, and ``note`` says why in one line.
     """
 
     p: float
@@ -116,6 +161,8 @@ class GammaGammaParams:
     penalizer: float = 0.0
     n_starts: int = 1
     engine: str = "lifetimes"
+    observed_mean: float | None = None
+    note: str | None = None
 
     NAMES = ("p", "q", "v")
 
@@ -124,17 +171,23 @@ class GammaGammaParams:
         return (self.p, self.q, self.v)
 
     @property
-    def population_mean(self) -> float:
-        """E[M] = p v / (q - 1) (Hardie's note 025, eq. 4)."""
-        return self.p * self.v / (self.q - 1)
+    def spend_model(self) -> str:
+        """``gamma-gamma``, or ``observed mean`` when spend barely varies."""
+        return "gamma-gamma" if self.observed_mean is None else "observed mean"
 
-    def intervals(self) -> dict[str, tuple[float, float]]:
-        return {n: (v - Z_95 * se, v + Z_95 * se) for n, v, se in zip(self.NAMES, self.params, self.standard_errors, strict=True)}
+    @property
+    def population_mean(self) -> float:
+        """E[M] = p v / (q - 1) (Hardie's note 025, eq. 4), or the observed mean."""
+        if self.observed_mean is not None:
+            return self.observed_mean
+        return self.p * self.v / (self.q - 1)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["standard_errors"] = dict(zip(self.NAMES, self.standard_errors, strict=True))
         d["population_mean"] = self.population_mean
+        d["spend_model"] = self.spend_model
+        d["poorly_identified"] = list(self.poorly_identified)
         return d
 
 
@@ -201,13 +254,16 @@ def _choose_engine(engine: str, n_rows: int) -> str:
     return engine
 
 
-def _fit_with_restarts(fit_once, starts, *, n_params: int, scale: float, valid=lambda fit: True) -> tuple[Optimum, int, list[str]]:
-    """The first fit, over deterministic starting points, that converged, moved and is ``valid``.
+def _fit_with_restarts(fit_once, starts, *, n_params: int, scale: float, valid=lambda fit: True) -> tuple[Optimum | None, int, list[str]]:
+    """The first fit, over deterministic starting points, that converged, moved, is ``valid``
+    and sits at a proper maximum (positive definite Hessian).
 
-    Returns the fit (or the last failure), the number of starts tried and why each failed.
+    Returns the fit, the number of starts tried and why each failed. When no start
+    gives a proper maximum, the first fit that only lacked one (its ``converged`` is
+    then reported false); None when nothing converged at all.
     """
     problems: list[str] = []
-    fit = None
+    not_definite: Optimum | None = None
     for i, start in enumerate(starts, start=1):
         fit = fit_once(None if start is None else np.asarray(start))
         if not _usable(fit):
@@ -216,10 +272,16 @@ def _fit_with_restarts(fit_once, starts, *, n_params: int, scale: float, valid=l
             problems.append("stopped at its starting point")
         elif not valid(fit):
             problems.append("invalid parameters")
+        elif fit.hessian_positive_definite is False:
+            problems.append("the Hessian is not positive definite there (a saddle or a flat likelihood)")
+            not_definite = not_definite or fit
         else:
             return fit, i, problems
-    assert fit is not None
-    return fit, len(starts), problems
+    return not_definite, len(starts), problems
+
+
+def _proper_maximum(fit: Optimum) -> bool:
+    return fit.converged and fit.hessian_positive_definite is not False
 
 
 # --------------------------------------------------------------------------- estimators
@@ -254,6 +316,7 @@ class BGNBD(_Estimator):
 
     def fit(self, summary: pl.DataFrame) -> BGNBD:
         """Fit on the distinct (frequency, recency, T) rows, restarting from fixed points on failure."""
+        _check_settings(self)
         n = summary.height
         if n < MIN_CUSTOMERS:
             raise ModelError(f"BG/NBD needs at least {MIN_CUSTOMERS} customers to fit; got {n}")
@@ -275,7 +338,7 @@ class BGNBD(_Estimator):
             n_params=4,
             scale=1.0 / T.max(),
         )
-        if len(problems) == n_starts:
+        if fit is None:
             raise ModelError(
                 f"BG/NBD did not converge from {n_starts} starting points ({problems[0]}); "
                 "try a small --penalizer such as 0.001, a coarser --period, or more data"
@@ -285,7 +348,7 @@ class BGNBD(_Estimator):
             log_likelihood=bgnbd_log_likelihood(fit.params, x, tx, T, w),
             n_customers=n,
             n_distinct=rows.height,
-            converged=True,
+            converged=_proper_maximum(fit),
             standard_errors=fit.standard_errors,  # type: ignore[arg-type]
             penalizer=self.penalizer,
             n_starts=n_starts,
@@ -298,10 +361,23 @@ class GammaGamma(_Estimator):
     """Gamma-Gamma spend estimator, fitted on repeat customers with positive spend.
 
     ``penalizer``, ``engine`` and ``standard_errors`` as for :class:`BGNBD`.
+
+    Spend that barely varies (uniform prices, subscriptions, fixed-price menus) has
+    no Gamma-Gamma maximum: the likelihood keeps rising as p or q grows without
+    bound. When the coefficient of variation of repeat customers' mean spend is below
+    ``NEAR_CONSTANT_SPEND_CV``, or below ``FLAT_SPEND_CV`` and the fit fails from
+    every start, no model is fitted and every customer's expected spend is the
+    observed mean (see :class:`GammaGammaParams`). The population mean, not each
+    customer's own mean: Gamma-Gamma's estimate is a weighted average of the two,
+    and here the data cannot say how to weigh them; the population mean is what it
+    gives customers without usable history, no customer's spend is more than about
+    the coefficient of variation away from it, and it is one number a reader can
+    check.
     """
 
     def fit(self, summary: pl.DataFrame) -> GammaGamma:
         """Fit on customers with ``frequency > 0``; those whose ``monetary_value <= 0`` are excluded and counted."""
+        _check_settings(self)
         repeat = summary.filter(pl.col("frequency") > 0)
         used = repeat.filter(pl.col("monetary_value") > 0)
         n_excluded = repeat.height - used.height
@@ -315,7 +391,18 @@ class GammaGamma(_Estimator):
         freq = used["frequency"].cast(pl.Float64).to_numpy()
         spend = used["monetary_value"].to_numpy()
         corr = float(np.corrcoef(freq, spend)[0, 1]) if np.std(freq) > 0 and np.std(spend) > 0 else float("nan")
+        mean_spend = float(np.mean(spend))
+        spend_cv = float(np.std(spend) / mean_spend)
         engine = _choose_engine(self.engine, rows.height)
+        common = dict(n_customers=used.height, n_excluded=n_excluded, frequency_spend_correlation=corr,
+                      penalizer=self.penalizer, engine=engine)
+        if spend_cv < NEAR_CONSTANT_SPEND_CV:
+            self.params_ = _observed_mean_spend(
+                mean_spend, n_starts=0, **common,
+                why=f"spend per purchase barely varies (coefficient of variation {spend_cv:.2%} across "
+                    f"{used.height:,} repeat customers, under {NEAR_CONSTANT_SPEND_CV:.0%}), so Gamma-Gamma has no fit",
+            )
+            return self
         fitter = _lifetimes.fit_gamma_gamma if engine == "lifetimes" else likelihood.fit_gamma_gamma
         fit, n_starts, problems = _fit_with_restarts(
             lambda start: fitter(x, m, w, penalizer=self.penalizer, initial_log_params=start, tol=self.tol,
@@ -325,7 +412,14 @@ class GammaGamma(_Estimator):
             scale=1.0,
             valid=lambda f: f.params[1] > 1,  # q <= 1 leaves the mean spend undefined
         )
-        if len(problems) == n_starts:
+        if fit is None and spend_cv < FLAT_SPEND_CV:
+            self.params_ = _observed_mean_spend(
+                mean_spend, n_starts=n_starts, **common,
+                why=f"Gamma-Gamma did not converge from {n_starts} starting points and spend per purchase varies "
+                    f"little (coefficient of variation {spend_cv:.1%}, under {FLAT_SPEND_CV:.0%})",
+            )
+            return self
+        if fit is None:
             raise ModelError(
                 f"Gamma-Gamma did not converge from {n_starts} starting points ({problems[0]}); "
                 "try a small --penalizer such as 0.001, or check for extreme spend values"
@@ -333,16 +427,74 @@ class GammaGamma(_Estimator):
         self.params_ = GammaGammaParams(
             *fit.params,
             log_likelihood=gamma_gamma_log_likelihood(fit.params, x, m, w),
-            n_customers=used.height,
-            n_excluded=n_excluded,
-            converged=True,
+            converged=_proper_maximum(fit),
             standard_errors=fit.standard_errors,  # type: ignore[arg-type]
-            frequency_spend_correlation=corr,
-            penalizer=self.penalizer,
             n_starts=n_starts,
-            engine=engine,
+            **common,
         )
         return self
+
+
+def _observed_mean_spend(mean_spend: float, *, why: str, **fields) -> GammaGammaParams:
+    nan = float("nan")
+    return GammaGammaParams(
+        nan, nan, nan, log_likelihood=nan, converged=False, standard_errors=(nan, nan, nan),
+        observed_mean=mean_spend,
+        note=f"{why}; expected spend is the observed mean, {mean_spend:,.2f} per purchase, for every customer",
+        **fields,
+    )
+
+
+def _check_settings(est: _Estimator) -> None:
+    """The estimators' settings, checked when ``fit`` starts (scikit-learn validates there, not in ``__init__``)."""
+    for name, value in (("penalizer", est.penalizer), ("tol", est.tol)):
+        if not (_is_real(value) and math.isfinite(value)):
+            raise InputError(f"{name} = {value!r} must be a finite number")
+    if not 0 <= est.penalizer <= MAX_PENALIZER:
+        raise InputError(f"penalizer = {est.penalizer!r} must be between 0 and {MAX_PENALIZER:g}; try 0.001")
+    if not 0 < est.tol < 1:
+        raise InputError(f"tol = {est.tol!r} must be between 0 and 1 (exclusive); the default is 1e-7")
+
+
+# --------------------------------------------------------------------------- is there enough data
+
+
+@dataclass(frozen=True)
+class DataWarning:
+    """A reason the predictions of a summary are unreliable: which rule, the data's value, the threshold, in words."""
+
+    code: str  # "few_customers" or "short_history"
+    value: float
+    threshold: float
+    message: str
+
+
+def data_warnings(summary: pl.DataFrame, history_days: float) -> tuple[DataWarning, ...]:
+    """Warnings when the data are below the minimum for reliable CLV and churn predictions.
+
+    ``summary`` is the RFM summary (one row per customer); ``history_days`` is the
+    observation span, from the first transaction to the end of observation, in days.
+    The gates are those Klaviyo documents for its predictive CLV: at least
+    ``MIN_RELIABLE_CUSTOMERS`` customers and ``MIN_RELIABLE_HISTORY_DAYS`` days of
+    history. Fewer customers leave the four BG/NBD parameters loosely determined; a
+    shorter history has seen too few customers leave for dropout to be estimated.
+    Returns nothing when both are met; it prints nothing and never raises for data.
+    """
+    n = summary.height
+    out = []
+    if n < MIN_RELIABLE_CUSTOMERS:
+        out.append(DataWarning(
+            "few_customers", float(n), float(MIN_RELIABLE_CUSTOMERS),
+            f"only {n:,} customers (under {MIN_RELIABLE_CUSTOMERS:,}): the model's parameters are loosely determined, "
+            "so treat CLV and churn risk as rough",
+        ))
+    if history_days < MIN_RELIABLE_HISTORY_DAYS:
+        out.append(DataWarning(
+            "short_history", float(history_days), float(MIN_RELIABLE_HISTORY_DAYS),
+            f"only {history_days:,.0f} days of history (under {MIN_RELIABLE_HISTORY_DAYS}): too few customers have had time "
+            "to leave, so churn risk and CLV are unreliable; use a longer log if you have one",
+        ))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- value
@@ -350,31 +502,62 @@ class GammaGamma(_Estimator):
 
 @dataclass(frozen=True)
 class Horizon:
-    """A forecast horizon: ``12m``, ``39w``, ``90d`` or ``1y``."""
+    """A forecast horizon: ``12m``, ``39w``, ``90d`` or ``1y``, from 1 day to ``MAX_HORIZON_YEARS``."""
 
     days: float
     label: str
 
     UNITS = {"d": 1.0, "w": DAYS_PER_WEEK, "m": DAYS_PER_MONTH, "y": DAYS_PER_YEAR}
+    MAX_TEXT = 20  # longer text is not a horizon; it is cut short in the message
 
     @classmethod
     def parse(cls, text: str) -> Horizon:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dwmy])\s*", text.lower())
+        shown = text if len(text) <= cls.MAX_TEXT else text[: cls.MAX_TEXT] + "..."
+        match = re.fullmatch(r"\s*(\d{1,12}(?:\.\d{1,12})?)\s*([dwmy])\s*", text.lower()) if len(text) <= cls.MAX_TEXT else None
         if not match or float(match.group(1)) <= 0:
-            raise InputError(f"horizon '{text}' is not a duration such as 12m, 39w, 90d or 1y")
-        return cls(float(match.group(1)) * cls.UNITS[match.group(2)], text.strip())
+            raise InputError(f"horizon '{shown}' is not a duration such as 12m, 39w, 90d or 1y")
+        days = float(match.group(1)) * cls.UNITS[match.group(2)]
+        check_horizon_days(days, f"horizon '{shown}'")
+        return cls(days, text.strip())
 
     def periods(self, period_days: float) -> float:
         return self.days / period_days
 
 
+MAX_HORIZON_DAYS = MAX_HORIZON_YEARS * DAYS_PER_YEAR
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_horizon_days(days: float, what: str = "the horizon") -> None:
+    """Horizons run from 1 day to ``MAX_HORIZON_YEARS`` years: beyond that no customer-base model
+    means anything, and the monthly cash-flow schedule would grow without bound."""
+    if not _is_real(days):
+        raise InputError(f"{what} = {days!r} is not a number of days")
+    if not (math.isfinite(days) and 1 <= days <= MAX_HORIZON_DAYS):
+        how = "shorter than 1 day" if days < 1 else f"longer than {MAX_HORIZON_YEARS} years"
+        raise InputError(f"{what} is {how}; give one from 1 day to {MAX_HORIZON_YEARS} years, such as 90d, 12m or {MAX_HORIZON_YEARS}y")
+
+
+def check_discount_rate(rate: float) -> None:
+    """An annual discount rate from 0 to ``MAX_ANNUAL_DISCOUNT_RATE`` (100% a year)."""
+    if not (_is_real(rate) and 0 <= rate <= MAX_ANNUAL_DISCOUNT_RATE):
+        raise InputError(f"annual discount rate {rate!r} must be between 0 and {MAX_ANNUAL_DISCOUNT_RATE:g} (0.10 is 10% a year)")
+
+
 def cash_flow_days(horizon_days: float, days_per_month: float = DAYS_PER_MONTH) -> np.ndarray:
-    """Month ends within the horizon, plus the horizon itself when it falls mid-month."""
+    """Month ends within the horizon, plus the horizon itself when it falls mid-month.
+
+    At most ``MAX_HORIZON_YEARS * 12 + 1`` steps (:func:`check_horizon_days`), whatever the input.
+    """
+    check_horizon_days(horizon_days)
     n_months = int(math.floor(horizon_days / days_per_month + 1e-9))
-    ends = [m * days_per_month for m in range(1, n_months + 1)]
-    if horizon_days - (ends[-1] if ends else 0.0) > 1e-9:
-        ends.append(horizon_days)
-    return np.asarray(ends)
+    ends = np.arange(1, n_months + 1, dtype=float) * days_per_month
+    if horizon_days - (ends[-1] if n_months else 0.0) > 1e-9:
+        ends = np.append(ends, horizon_days)
+    return ends
 
 
 def discounted_expected_purchases(
@@ -415,6 +598,7 @@ def _pair_value_terms(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per distinct (x, T): the discounted sum of U increments over the cash flows, U at the
     horizon (the last cash flow, so no extra evaluation), and each row's pair index."""
+    check_discount_rate(annual_discount_rate)
     pair_x, pair_T, pair_idx = _pairs(frequency, T)
     d_month = (1.0 + annual_discount_rate) ** (1.0 / 12.0) - 1.0
     total = np.zeros_like(pair_x)
@@ -446,7 +630,12 @@ def expected_purchases(bgnbd: BGNBDParams, t: float, frequency: np.ndarray, rece
 
 
 def expected_average_value(gamma_gamma: GammaGammaParams, frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
-    """E[M | x, m_x] (note 025, eq. 5); repeat spend below 0 counts as 0."""
+    """E[M | x, m_x] (note 025, eq. 5); repeat spend below 0 counts as 0.
+
+    Without a model (spend barely varies) it is the observed mean for everyone.
+    """
+    if gamma_gamma.observed_mean is not None:
+        return np.full(len(np.asarray(frequency)), gamma_gamma.observed_mean, dtype=float)
     return likelihood.gamma_gamma_expected_average(gamma_gamma.params, frequency, np.maximum(monetary_value, 0.0))
 
 
@@ -471,7 +660,7 @@ def score_customers(
     The hypergeometric part of E[X(t)] depends only on (frequency, T), so it is
     evaluated once per distinct pair; everything else is one array operation.
     """
-    if gamma_gamma.q <= 1:
+    if gamma_gamma.observed_mean is None and gamma_gamma.q <= 1:
         raise ModelError(f"Gamma-Gamma q = {gamma_gamma.q:.3g} <= 1: mean spend is undefined")
     x, tx, T, money = float_columns(summary, *SUMMARY_KEYS, "monetary_value")
     p_alive = likelihood.bgnbd_p_alive(bgnbd.params, x, tx, T)
@@ -503,11 +692,18 @@ def _check_finite(frame: pl.DataFrame, columns: list[str]) -> None:
 # --------------------------------------------------------------------------- saved models
 
 
+MODEL_FORMAT = "clvx-model"
+MODEL_FORMAT_VERSION = 2  # 2 added Gamma-Gamma's observed-mean fallback (observed_mean, note)
+MAX_PARAMETER = 1e10  # beyond this a saved parameter is corrupt, not fitted
+MAX_COUNT = 10**12
+REFIT = "fit and save the model again with clvx fit --save"
+
+
 def model_document(bgnbd: BGNBDParams, gamma_gamma: GammaGammaParams, *, period: str, clvx_version: str) -> dict:
     """The fitted models as a JSON-ready document (never a pickle)."""
     return {
-        "format": "clvx-model",
-        "format_version": 1,
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
         "period": period,
         "versions": {"clvx": clvx_version, "lifetimes": _lifetimes.lifetimes_version()},
         "bgnbd": bgnbd.to_dict(),
@@ -515,22 +711,149 @@ def model_document(bgnbd: BGNBDParams, gamma_gamma: GammaGammaParams, *, period:
     }
 
 
-def models_from_document(doc: dict, source: str) -> tuple[str, BGNBDParams, GammaGammaParams]:
-    """Rebuild fitted parameters from :func:`model_document`'s output, checking every field."""
-    if not isinstance(doc, dict) or doc.get("format") != "clvx-model":
+def _shown(value: object) -> str:
+    """A JSON value as a short text for a message, whatever its size or depth."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int):
+        if value.bit_length() > 64:  # str() of a huge integer is slow, and refused past 4,300 digits
+            return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1:,} digits"
+        return str(value)
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:40] + "...")
+    return repr(value)
+
+
+class _Reader:
+    """Reads fields of one saved model, each checked, with one clear InputError for the first bad one."""
+
+    def __init__(self, doc: dict, source: str, prefix: str) -> None:
+        self.doc, self.source, self.prefix = doc, source, prefix
+
+    def fail(self, key: str, value: object, rule: str) -> InputError:
+        return InputError(f"{self.source}: field '{self.prefix}{key}' is {_shown(value)}, but {rule}; {REFIT}")
+
+    def get(self, key: str) -> object:
+        if key not in self.doc:
+            raise InputError(f"{self.source}: field '{self.prefix}{key}' is missing; {REFIT}")
+        return self.doc[key]
+
+    def real(self, key: str, low: float, high: float, *, rule: str, nullable: bool = False, open_low: bool = False) -> float:
+        value = self.get(key)
+        if value is None and nullable:
+            return float("nan")
+        if not _is_real(value) or (isinstance(value, int) and abs(value) > MAX_COUNT * MAX_PARAMETER):
+            raise self.fail(key, value, f"it must be a number ({rule})")
+        number = float(value)
+        if not math.isfinite(number) or number < low or number > high or (open_low and number == low):
+            raise self.fail(key, value, f"it must be {rule}")
+        return number
+
+    def parameter(self, key: str) -> float:
+        return self.real(key, 0.0, MAX_PARAMETER, rule=f"a positive number up to {MAX_PARAMETER:g}", open_low=True)
+
+    def count(self, key: str) -> int:
+        value = self.get(key)
+        if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT):
+            raise self.fail(key, value, f"it must be a whole number from 0 to {MAX_COUNT:,}")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.get(key)
+        if not isinstance(value, bool):
+            raise self.fail(key, value, "it must be true or false")
+        return value
+
+    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        value = self.get(key)
+        if value not in allowed or not isinstance(value, str):
+            raise self.fail(key, value, f"it must be one of {', '.join(allowed)}")
+        return value
+
+    def errors(self, names: tuple[str, ...]) -> tuple[float, ...]:
+        ses = self.get("standard_errors")
+        if not isinstance(ses, dict):
+            raise self.fail("standard_errors", ses, f"it must be an object with {', '.join(names)}")
+        inner = _Reader(ses, self.source, f"{self.prefix}standard_errors.")
+        return tuple(inner.real(n, 0.0, math.inf, rule="a number from 0 up, or null", nullable=True) for n in names)
+
+    def section(self, key: str) -> _Reader:
+        value = self.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(key, value, "it must be an object")
+        return _Reader(value, self.source, f"{self.prefix}{key}.")
+
+
+def models_from_document(doc: object, source: str) -> tuple[str, BGNBDParams, GammaGammaParams]:
+    """Rebuild fitted parameters from :func:`model_document`'s output, checking every field.
+
+    Each field must have its type and range (a bool is not a number, parameters are
+    positive and at most ``MAX_PARAMETER``, counts are whole numbers, NaN and
+    infinities are refused); the first that does not is one :class:`InputError` naming
+    the field, its value and what to do. Files of a newer format are refused.
+    """
+    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
         raise InputError(f"{source} is not a clvx model file (save one with clvx fit --save)")
-    try:
-        bg = dict(doc["bgnbd"])
-        gg = dict(doc["gamma_gamma"])
-        bg["standard_errors"] = tuple(float(bg["standard_errors"][k]) for k in BGNBDParams.NAMES)
-        gg["standard_errors"] = tuple(float(gg["standard_errors"][k]) for k in GammaGammaParams.NAMES)
-        gg.pop("population_mean", None)
-        bgp = BGNBDParams(**bg)
-        ggp = GammaGammaParams(**gg)
-        period = str(doc["period"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{source} is not a valid clvx model file: missing or malformed {exc}") from exc
-    for name, value in [*zip(BGNBDParams.NAMES, bgp.params, strict=True), *zip(GammaGammaParams.NAMES, ggp.params, strict=True)]:
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise InputError(f"{source}: parameter {name} = {value!r} must be a positive number")
+    top = _Reader(doc, source, "")
+    version = top.get("format_version")
+    if not (isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= MODEL_FORMAT_VERSION):
+        if isinstance(version, int) and not isinstance(version, bool) and version > MODEL_FORMAT_VERSION:
+            raise InputError(
+                f"{source} was saved by a newer clvx (format_version {_shown(version)}; this one reads up to "
+                f"{MODEL_FORMAT_VERSION}); upgrade clvx, or {REFIT}"
+            )
+        raise top.fail("format_version", version, f"it must be a whole number from 1 to {MODEL_FORMAT_VERSION}")
+    periods = ("day", "week", "month")
+    period = top.choice("period", periods)
+    engines = tuple(e for e in ENGINES if e != "auto")
+
+    bg = top.section("bgnbd")
+    bgp = BGNBDParams(
+        *(bg.parameter(n) for n in BGNBDParams.NAMES),
+        log_likelihood=bg.real("log_likelihood", -math.inf, math.inf, rule="a finite number or null", nullable=True),
+        n_customers=bg.count("n_customers"),
+        n_distinct=bg.count("n_distinct"),
+        converged=bg.flag("converged"),
+        standard_errors=bg.errors(BGNBDParams.NAMES),  # type: ignore[arg-type]
+        penalizer=bg.real("penalizer", 0.0, MAX_PENALIZER, rule=f"a number from 0 to {MAX_PENALIZER:g}"),
+        n_starts=bg.count("n_starts"),
+        engine=bg.choice("engine", engines),
+    )
+
+    gg = top.section("gamma_gamma")
+    observed = gg.doc.get("observed_mean")
+    if observed is None:
+        spend = tuple(gg.parameter(n) for n in GammaGammaParams.NAMES)
+        if spend[1] <= 1:
+            raise gg.fail("q", gg.doc["q"], "it must be above 1 (the mean spend is p v / (q - 1))")
+        observed_mean, note = None, None
+    else:
+        observed_mean = gg.real("observed_mean", 0.0, MAX_PARAMETER, rule=f"a positive amount up to {MAX_PARAMETER:g}", open_low=True)
+        for n in GammaGammaParams.NAMES:
+            if gg.doc.get(n) is not None:
+                raise gg.fail(n, gg.doc[n], "a model with an observed_mean has no Gamma-Gamma parameters (null)")
+        spend = (float("nan"),) * 3
+        note = gg.doc.get("note")
+        if not (note is None or (isinstance(note, str) and len(note) <= 1000)):
+            raise gg.fail("note", note, "it must be a line of text or null")
+    ggp = GammaGammaParams(
+        *spend,
+        log_likelihood=gg.real("log_likelihood", -math.inf, math.inf, rule="a finite number or null", nullable=True),
+        n_customers=gg.count("n_customers"),
+        n_excluded=gg.count("n_excluded"),
+        converged=gg.flag("converged"),
+        standard_errors=gg.errors(GammaGammaParams.NAMES),  # type: ignore[arg-type]
+        frequency_spend_correlation=gg.real("frequency_spend_correlation", -1.0, 1.0, rule="a number from -1 to 1, or null", nullable=True),
+        penalizer=gg.real("penalizer", 0.0, MAX_PENALIZER, rule=f"a number from 0 to {MAX_PENALIZER:g}"),
+        n_starts=gg.count("n_starts"),
+        engine=gg.choice("engine", engines),
+        observed_mean=observed_mean,
+        note=note,
+    )
     return period, bgp, ggp

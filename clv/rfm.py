@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum
 
 import polars as pl
 
 from clv.errors import InputError
 
-AMOUNT_UNITS = 1_000_000  # amounts are summed in micro-units: exact, whatever the row order
+# Money is summed as whole nano-units in 128-bit integers: exact whatever the row order, for
+# lines up to MAX_AMOUNT and more than 10^11 such lines per sum (Int128 holds 1.7e38).
+AMOUNT_DECIMALS = 9
+AMOUNT_UNITS = 10**AMOUNT_DECIMALS
+MAX_AMOUNT = 1e18
 N_SCORES = 5
 SCORE_QUANTILES = (0.2, 0.4, 0.6, 0.8)
 DAYS_PER_WEEK = 7
@@ -81,19 +86,54 @@ def collect(frame: pl.LazyFrame) -> pl.DataFrame:
     """Run a query on polars' streaming engine.
 
     It is several times faster than the in-memory engine for clvx's large group-bys
-    (measured on 2 cores) and keeps memory bounded on logs larger than RAM.
+    (measured on 2 cores) and keeps memory bounded on logs larger than RAM. An amount
+    beyond ``MAX_AMOUNT`` (see :func:`amount_units`) is an :class:`InputError`.
     """
-    return frame.collect(engine="streaming")
+    try:
+        return frame.collect(engine="streaming")
+    except pl.exceptions.InvalidOperationError as exc:
+        if "to `i128` failed" not in str(exc):
+            raise
+        raise InputError(
+            f"an amount is beyond +/-{MAX_AMOUNT:.0e}, the largest clvx sums exactly; "
+            "check the amount column for a wrong unit or a corrupt value"
+        ) from None
+
+
+def amount_units(expr: pl.Expr) -> pl.Expr:
+    """An amount as a whole number of nano-units (Int128), exact for any amount up to ``MAX_AMOUNT``.
+
+    The whole part is converted without rounding and only the fraction is scaled, so
+    a line of 1e15 keeps every digit its float has; digits below 1e-9 are rounded half
+    to even (no currency has them; 0.0000004 is kept). An amount beyond ``MAX_AMOUNT``
+    becomes NaN, whose conversion fails; :func:`collect` turns that into an
+    :class:`InputError`, so a sum can never wrap.
+    """
+    guarded = pl.when(expr.abs() <= MAX_AMOUNT).then(expr).otherwise(float("nan"))
+    whole = guarded.cast(pl.Int128)  # truncates toward zero, so the fraction has the amount's sign
+    fraction = ((guarded - whole.cast(pl.Float64)) * AMOUNT_UNITS).round(0).cast(pl.Int128)
+    return whole * AMOUNT_UNITS + fraction
+
+
+def units_amount(expr: pl.Expr) -> pl.Expr:
+    """Nano-units back to money (Float64): the float nearest the exact decimal sum.
+
+    The count becomes a Decimal(38, 9) without rounding and polars converts that to
+    the nearest float. Dividing by 10^9 instead would not do: polars multiplies by
+    the (inexact) reciprocal, so 0.1 + 0.2 + 0.3 would print as 0.6000000000000001.
+    """
+    nano = pl.lit(Decimal(1).scaleb(-AMOUNT_DECIMALS), dtype=pl.Decimal(38, AMOUNT_DECIMALS))
+    return (expr.cast(pl.Decimal(38, 0)) * nano).cast(pl.Float64)
 
 
 def exact_sum(expr: pl.Expr) -> pl.Expr:
-    """Sum of money in fixed point (micro-units), so the result is the same whatever order
+    """Sum of money in fixed point (:func:`amount_units`), so the result is the same whatever order
     the (multi-threaded) engine adds rows in: same input, byte-identical output."""
-    return (expr * AMOUNT_UNITS).round(0).cast(pl.Int64).sum() / AMOUNT_UNITS
+    return units_amount(amount_units(expr).sum())
 
 
 def _periods(transactions: pl.LazyFrame, period: Period, *, count_orders: bool = False) -> pl.LazyFrame:
-    """One row per (customer, period) with the period's summed amount.
+    """One row per (customer, period) with the period's summed amount in nano-units (``_units``).
 
     With ``count_orders``, also ``n_orders``: the period's distinct ``order_id`` values
     with at least one positive line (a return is not an order). The lines are first
@@ -102,12 +142,12 @@ def _periods(transactions: pl.LazyFrame, period: Period, *, count_orders: bool =
     """
     keys = ("customer_id", period_start(pl.col("date"), period).alias("period"))
     if not count_orders:
-        return transactions.group_by(*keys).agg(exact_sum(pl.col("amount")).alias("amount"))
+        return transactions.group_by(*keys).agg(amount_units(pl.col("amount")).sum().alias("_units"))
     return (
         transactions.group_by(*keys, "order_id")
-        .agg(exact_sum(pl.col("amount")).alias("amount"), (pl.col("amount") > 0).any().alias("_sale"))
+        .agg(amount_units(pl.col("amount")).sum().alias("_units"), (pl.col("amount") > 0).any().alias("_sale"))
         .group_by("customer_id", "period")
-        .agg(exact_sum(pl.col("amount")).alias("amount"), pl.col("_sale").sum().cast(pl.Int64).alias("n_orders"))
+        .agg(pl.col("_units").sum(), pl.col("_sale").sum().cast(pl.Int64).alias("n_orders"))
     )
 
 
@@ -123,8 +163,8 @@ def rfm_summary(
 
     Two group-bys with only fast aggregations: per (customer, period), then per
     customer; the first period's spend comes from ``min_by``, not a filter. Amounts
-    are summed exactly (:func:`exact_sum`) at each level, so grouping per order first
-    changes no digit.
+    stay whole nano-units (:func:`amount_units`) through both levels and become money
+    once, at the end, so grouping per order first changes no digit.
     """
     end = pl.lit(period_start_of(as_of, period))
     orders = [pl.col("n_orders").sum().alias("n_orders")] if count_orders else []
@@ -135,17 +175,18 @@ def rfm_summary(
             (pl.len() - 1).cast(pl.Int64).alias("frequency"),
             pl.col("period").min().alias("first_purchase"),
             pl.col("period").max().alias("last_purchase"),
-            exact_sum(pl.col("amount")).alias("total_spend"),
-            pl.col("amount").min_by("period").alias("_first_spend"),
+            pl.col("_units").sum().alias("_total"),
+            pl.col("_units").min_by("period").alias("_first"),
             *orders,
         )
         .with_columns(
             periods_between(pl.col("first_purchase"), pl.col("last_purchase"), period).cast(pl.Int64).alias("recency"),
             periods_between(pl.col("first_purchase"), end, period).cast(pl.Int64).alias("T"),
             pl.when(pl.col("frequency") > 0)
-            .then((pl.col("total_spend") - pl.col("_first_spend")) / pl.col("frequency"))
+            .then(units_amount(pl.col("_total") - pl.col("_first")) / pl.col("frequency"))
             .otherwise(0.0)
             .alias("monetary_value"),
+            units_amount(pl.col("_total")).alias("total_spend"),
         )
         .select(
             "customer_id", "frequency", "recency", "T", "monetary_value", "total_spend", "first_purchase", "last_purchase",
@@ -191,8 +232,8 @@ def calibration_holdout(
     holdout = (
         _periods(transactions.filter(pl.col("date") >= cal_cut), period)
         .group_by("customer_id")
-        .agg(pl.len().cast(pl.Int64).alias("frequency_holdout"), exact_sum(pl.col("amount")).alias("_spend"))
-        .with_columns((pl.col("_spend") / pl.col("frequency_holdout")).alias("monetary_value_holdout"))
+        .agg(pl.len().cast(pl.Int64).alias("frequency_holdout"), pl.col("_units").sum().alias("_spend"))
+        .with_columns((units_amount(pl.col("_spend")) / pl.col("frequency_holdout")).alias("monetary_value_holdout"))
         .drop("_spend")
     )
     duration = (period_start_of(as_of, period) - period_start_of(calibration_end, period)).days

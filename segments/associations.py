@@ -16,13 +16,13 @@ N)``, ``conviction = (1 - n_j / N) / (1 - confidence)`` (infinite when confidenc
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 from scipy import sparse
 
+from clv.errors import InputError
 from clv.rfm import collect
 
 BLOCK_NONZEROS = 20_000_000  # entries of a dense-ish product block before pruning
@@ -88,18 +88,58 @@ def non_product_ids(lines: pl.DataFrame, exclude: str | None = None) -> pl.DataF
     reason = pl.lit(None, dtype=pl.String)
     for rule in reversed([r for r in reasons if r is not None]):
         reason = pl.when(rule[0]).then(pl.lit(rule[1])).otherwise(reason)
-    return per.select("product_id", reason.alias("reason")).filter(pl.col("reason").is_not_null()).sort("product_id")
+    excluded = per.select("product_id", reason.alias("reason")).filter(pl.col("reason").is_not_null()).sort("product_id")
+    n_products = per["product_id"].drop_nulls().len()
+    if n_products and excluded["product_id"].drop_nulls().len() == n_products:
+        how = f"--exclude-products '{exclude}' and the built-in rules" if exclude else "the built-in rules (services, fees, tiny prices)"
+        raise InputError(
+            f"{how} leave out all {n_products:,} products, so there is nothing to cross-sell; "
+            "narrow --exclude-products, e.g. '^POST$', or check the product and amount columns"
+        )
+    return excluded
+
+
+MAX_PATTERN_LENGTH = 1_000
+
+
+def _regex_problem(message: str) -> str:
+    """The one line of a polars (Rust ``regex``) error that says what is wrong."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith("error:"):
+            return ln.removeprefix("error:").strip()
+    return lines[0].removeprefix("regex error:").strip() if lines else "it does not compile"
 
 
 def validate_pattern(pattern: str | None) -> None:
-    from clv.errors import InputError
+    """Check an ``--exclude-products`` pattern with the engine that runs it, before any work.
 
+    polars uses Rust's ``regex`` syntax: no look-ahead, look-behind or backreferences.
+    A pattern that matches the empty text (``.*``, ``x?``) matches every product id, so
+    it would leave nothing to cross-sell; both are one :class:`InputError`.
+    """
     if pattern is None:
         return
+    shown = pattern if len(pattern) <= 60 else pattern[:60] + "..."
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise InputError(f"--exclude-products '{shown}' is {len(pattern):,} characters long; keep it under {MAX_PATTERN_LENGTH:,}")
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise InputError(f"--exclude-products '{pattern}' is not a valid regular expression: {exc}") from exc
+        matches_empty = pl.select(pl.lit("").str.contains(pattern)).item()
+    except pl.exceptions.PolarsError as exc:
+        problem = _regex_problem(str(exc))
+        if "look-around" in problem:
+            hint = ("list what to leave out instead of what to keep, e.g. '^(POST|DOT|M)$' or 'GIFT|VOUCHER'; "
+                    "the built-in rules already drop postage, fees and codes without digits")
+        elif "backreference" in problem:
+            hint = "spell the repeated text out, e.g. 'AA|BB' instead of '(A|B)\\1'"
+        else:
+            hint = "fix the pattern; a plain word such as 'POSTAGE' or an anchored '^POST$' works"
+        raise InputError(f"--exclude-products '{shown}' is not a valid regular expression here ({problem}); {hint}") from None
+    if matches_empty:
+        raise InputError(
+            f"--exclude-products '{shown}' matches every product (it matches even empty text), which would leave nothing "
+            "to cross-sell; name what to leave out, e.g. '^POST$' or 'POSTAGE|CARRIAGE'"
+        )
 
 
 def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | None = None) -> Ownership:
@@ -111,6 +151,11 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     """
     lines = lines.lazy()
     first = collect(lines.group_by("customer_id", "product_id").agg(pl.col("date").min().alias("_first")))
+    if first.height == 0:
+        raise InputError(
+            "no purchase line has a product id, so there is nothing to cross-sell; "
+            "check that the product column is filled in, or name another with --product-col"
+        )
     if customers is None:
         customers = first["customer_id"].unique().sort()
     products = first["product_id"].unique().sort()
@@ -157,6 +202,8 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame
     basket counts Xo'Xo fit inside it, so in canonical form all their data arrays
     line up: no joins, no element look-ups.
     """
+    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
+        raise InputError(f"min_count = {min_count!r} must be a whole number of co-owners, at least 1")
     X = own.X.tocsc()
     Xt = own.X.T.tocsr()
     T = own.first_day.tocsc()

@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
+from clv.errors import InputError
 from segments.associations import Ownership, pair_counts, substitute_pairs
 
 ITEM_WEIGHT = 0.75
@@ -40,6 +41,13 @@ INDEX_PSEUDO_COUNT = 10.0
 CHUNK_CELLS = 4_000_000  # customers x products scored at once
 EVAL_KS = (1, 3, 5, 10)
 MIN_CONFIDENCE = 0.005
+MAX_OFFERS = 100  # offers per customer, and products per segment in the ranking
+
+
+def _check_count(name: str, value: object, high: int) -> None:
+    """A size-like setting: a whole number from 1 to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
+        raise InputError(f"{name} = {value!r} must be a whole number from 1 to {high}")
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,7 @@ def model_scores(model: CrossSellModel, rows: slice, *, allow_substitutes: bool 
 
 def customer_targets(model: CrossSellModel, *, top_k: int = 5, allow_substitutes: bool = False) -> pl.DataFrame:
     """The ``top_k`` offers per customer: ``customer_id, product_id, rank, score, expected_revenue``."""
+    _check_count("top_k", top_k, MAX_OFFERS)
     n, p = model.own.X.shape
     frames = []
     for rows in _chunks(n, p):
@@ -209,6 +218,7 @@ def expected_buyers_by_segment(model: CrossSellModel, *, allow_substitutes: bool
 
 def segment_ranking(model: CrossSellModel, *, top: int = 5, products: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per segment, the products with the most expected revenue from non-owners (see module docstring)."""
+    _check_count("top", top, MAX_OFFERS)
     X = model.own.X
     n_seg = len(model.segments)
     onehot = segment_onehot(model.segment_of, n_seg)

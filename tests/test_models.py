@@ -263,7 +263,7 @@ def test_model_document_round_trip(sample_summary):
     period, bg2, gg2 = models_from_document(doc, "m.json")
     assert (period, bg2, gg2) == ("day", bg, gg)
     doc["bgnbd"]["r"] = -1
-    with pytest.raises(InputError, match="r = -1 must be a positive number"):
+    with pytest.raises(InputError, match="field 'bgnbd.r' is -1, but it must be a positive number"):
         models_from_document(doc, "m.json")
     with pytest.raises(InputError, match="not a clvx model file"):
         models_from_document({"hello": 1}, "m.json")

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from lifetimes.utils import calibration_and_holdout_data, summary_data_from_transaction_data
 
 from clv.load import ColumnMapping, load_transactions
-from clv.rfm import SEGMENT_GRID, RFM_SEGMENTS, Period, calibration_holdout, rfm_summary, score_rfm
+from clv.errors import InputError
+from clv.rfm import MAX_AMOUNT, SEGMENT_GRID, RFM_SEGMENTS, Period, calibration_holdout, collect, exact_sum, rfm_summary, score_rfm
 
 FREQ = {Period.day: "D", Period.week: "W"}
 
@@ -134,6 +135,42 @@ def test_rfm_properties_and_lifetimes_oracle(rows, period, rnd):
     np.testing.assert_allclose(out["recency"].to_numpy(), ref["recency"].to_numpy(), atol=1e-9)
     np.testing.assert_allclose(out["T"].to_numpy(), ref["T"].to_numpy(), atol=1e-9)
     np.testing.assert_allclose(out["monetary_value"].to_numpy(), ref["monetary_value"].to_numpy(), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- money
+
+
+def one_customer(amounts: list[float]) -> pl.DataFrame:
+    """One customer buying ``amounts[k]`` on day k."""
+    return frame_of([("c", k, 0, a) for k, a in enumerate(amounts)])
+
+
+@pytest.mark.parametrize("amount", [5e12, 1e13, 1e15, 123_456_789.123456])
+def test_large_amounts_sum_exactly_instead_of_wrapping(amount):
+    tx = one_customer([amount] * 5)
+    out = collect(rfm_summary(tx.lazy(), tx["date"].max().date()))
+    assert out["monetary_value"][0] == amount
+    assert out["total_spend"][0] == 5 * amount
+
+
+def test_amounts_below_a_micro_unit_are_kept():
+    tx = one_customer([0.0000004, 0.0000004, -0.0000001])
+    out = collect(rfm_summary(tx.lazy(), tx["date"].max().date()))
+    assert out["total_spend"][0] == pytest.approx(0.0000007, rel=1e-12)
+    assert out["monetary_value"][0] == pytest.approx(0.00000015, rel=1e-12)
+
+
+def test_exact_sum_is_the_decimal_sum_whatever_the_order():
+    values = [0.1, 0.2, 0.3, -0.6, 1e15, -1e15, 0.000000001]
+    frames = [pl.DataFrame({"a": order}) for order in (values, values[::-1], sorted(values))]
+    sums = {collect(f.lazy().select(exact_sum(pl.col("a")))).item() for f in frames}
+    assert sums == {0.000000001}
+
+
+def test_amount_beyond_the_exact_limit_is_one_clear_input_error():
+    tx = one_customer([1.0, MAX_AMOUNT * 10])
+    with pytest.raises(InputError, match=r"an amount is beyond \+/-1e\+18, the largest clvx sums exactly; check the amount column"):
+        collect(rfm_summary(tx.lazy(), tx["date"].max().date()))
 
 
 # --------------------------------------------------------------------------- scores

@@ -1,0 +1,70 @@
+"""Exclude patterns and empty product data: one clear error before any work, never a crash later."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import polars as pl
+import pytest
+
+from clv.errors import InputError
+from segments.associations import build_ownership, non_product_ids, validate_pattern
+
+
+def test_look_around_is_refused_with_a_form_that_works():
+    with pytest.raises(InputError) as err:
+        validate_pattern("^(?!85)")
+    assert str(err.value) == (
+        "--exclude-products '^(?!85)' is not a valid regular expression here (look-around, including look-ahead and "
+        "look-behind, is not supported); list what to leave out instead of what to keep, e.g. '^(POST|DOT|M)$' or "
+        "'GIFT|VOUCHER'; the built-in rules already drop postage, fees and codes without digits"
+    )
+
+
+@pytest.mark.parametrize(("pattern", "problem"), [(r"(a)\1", "backreferences are not supported"), ("(unclosed", "unclosed group")])
+def test_other_unsupported_syntax_names_the_problem(pattern, problem):
+    with pytest.raises(InputError, match=f"is not a valid regular expression here \\({problem}\\)"):
+        validate_pattern(pattern)
+
+
+@pytest.mark.parametrize("pattern", [".*", "x?", "^"])
+def test_a_pattern_matching_everything_is_refused(pattern):
+    with pytest.raises(InputError, match=r"matches every product \(it matches even empty text\), which would leave nothing to cross-sell"):
+        validate_pattern(pattern)
+
+
+def test_usable_patterns_pass():
+    for pattern in (None, "POST", "^(POST|DOT)$", "(?i)gift"):
+        validate_pattern(pattern)
+
+
+def lines(products: list[str | None]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"customer_id": [f"c{k}" for k in range(len(products))], "product_id": products, "amount": [5.0] * len(products),
+         "date": [dt.datetime(2024, 1, 1 + k) for k in range(len(products))]},
+        schema={"customer_id": pl.String, "product_id": pl.String, "amount": pl.Float64, "date": pl.Datetime("us")},
+    )
+
+
+def test_excluding_every_product_is_one_clear_error():
+    with pytest.raises(InputError, match="^" + re.escape("--exclude-products '\\d' and the built-in rules leave out all 3 products, so there is nothing to cross-sell")):
+        non_product_ids(lines(["A1", "B2", "C3", None]), exclude=r"\d")
+
+
+def test_a_product_column_empty_on_every_row_is_a_clear_error():
+    empty = lines([None, None, None]).filter(pl.col("product_id").is_not_null())
+    with pytest.raises(InputError, match="^no purchase line has a product id, so there is nothing to cross-sell; check that the product column is filled in"):
+        build_ownership(empty)
+
+
+def test_size_settings_are_bounded_before_any_work():
+    from segments.associations import pair_counts
+    from segments.crosssell import customer_targets, segment_ranking
+
+    with pytest.raises(InputError, match="top_k = 0 must be a whole number from 1 to 100"):
+        customer_targets(None, top_k=0)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="top = 1000000000 must be a whole number from 1 to 100"):
+        segment_ranking(None, top=10**9)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="min_count = 0 must be a whole number of co-owners"):
+        pair_counts(None, min_count=0)  # type: ignore[arg-type]
