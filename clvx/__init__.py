@@ -39,6 +39,7 @@ from clv.models import (
     GammaGamma,
     GammaGammaParams,
     Horizon,
+    data_warnings,
     model_document,
     models_from_document,
     score_customers,
@@ -325,11 +326,36 @@ def fit_notices(bgnbd: BGNBDParams, gamma_gamma: GammaGammaParams) -> list[Notic
     if gamma_gamma.n_excluded:
         out.append(Notice("info", (
             f"Gamma-Gamma: {gamma_gamma.n_excluded:,} repeat customers with zero or negative spend were left out of the fit.")))
+    if gamma_gamma.note:
+        out.append(Notice("warning", gamma_gamma.note))
+    for model, params in (("BG/NBD", bgnbd), ("Gamma-Gamma", gamma_gamma)):
+        if params.poorly_identified:
+            names = ", ".join(params.poorly_identified)
+            out.append(Notice("warning", (
+                f"{model} {names} {'is' if len(params.poorly_identified) == 1 else 'are'} poorly identified (standard error "
+                "above the estimate): the data barely constrain it, so forecasts that lean on it are uncertain")))
     if abs(gamma_gamma.frequency_spend_correlation) > CORRELATION_WARNING:
         out.append(Notice("warning", (
             f"spend and frequency are correlated (r = {gamma_gamma.frequency_spend_correlation:.2f}); Gamma-Gamma assumes "
             "they are independent, so expected spend may be biased")))
     return out
+
+
+def data_notices(customers: pl.DataFrame, *, history_days: float) -> list[Notice]:
+    """Warnings when the log is below the minimum for reliable CLV and churn (few customers, short history)."""
+    return [Notice("warning", w.message) for w in data_warnings(customers, history_days)]
+
+
+def _history_days(data: Summarized) -> float:
+    """Days from the first purchase to the end of observation: from the log, else the oldest customer's T."""
+    if data.transactions is not None and data.transactions.quality.first_date is not None:
+        return float((data.transactions.as_of - data.transactions.quality.first_date.date()).days + 1)
+    return float(data.summary["T"].max() or 0) * data.period.days
+
+
+def _log_days(tx: Transactions) -> float:
+    first = tx.quality.first_date
+    return float((tx.as_of - first.date()).days + 1) if first is not None else 0.0
 
 
 def _fit_models(summary: pl.DataFrame, model: ModelOptions, listener: Listener) -> tuple[BGNBDParams, GammaGammaParams]:
@@ -362,6 +388,7 @@ def fit(source: Source, *, model: ModelOptions = ModelOptions(), listener: Liste
     listener = listener or Silent()
     notices = _Notices(listener)
     data = summarize(source, model.unit, listener)
+    notices.extend(data_notices(data.summary, history_days=_history_days(data)))
     bg, gg = _fit_models(data.summary, model, listener)
     notices.extend(fit_notices(bg, gg))
     return FitResult(bg, gg, model.unit, data, notices.tuple())
@@ -391,6 +418,7 @@ def predict(
     else:
         period = model.unit
         data = summarize(source, period, listener)
+        notices.extend(data_notices(data.summary, history_days=_history_days(data)))
         bg, gg = _fit_models(data.summary, model, listener)
         notices.extend(fit_notices(bg, gg))
     with listener.step("Scoring customers"):
@@ -455,6 +483,7 @@ def segment(
         tx, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
         engine=model.engine, discount_rate=clv.discount_rate, step=listener.step,
     )
+    notices.extend(data_notices(run.segmentation.assignments, history_days=_log_days(tx)))
     notices.extend(fit_notices(run.bgnbd, run.gamma_gamma))
     return SegmentResult(run, tx, notices.tuple())
 
@@ -477,6 +506,7 @@ def cross_sell(
         method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer, engine=model.engine,
         discount_rate=clv.discount_rate, step=listener.step,
     )
+    notices.extend(data_notices(run.segments.segmentation.assignments, history_days=_log_days(tx)))
     notices.extend(fit_notices(run.segments.bgnbd, run.segments.gamma_gamma))
     targets = rules = None
     if offers.targets:
@@ -510,6 +540,7 @@ def report(
         step=listener.step, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed,
         penalizer=model.penalizer, engine=model.engine, discount_rate=clv.discount_rate,
     )
+    notices.extend(data_notices(data.customers, history_days=_log_days(tx)))
     notices.extend(fit_notices(data.segments.bgnbd, data.segments.gamma_gamma))
     return ReportResult(data, tx, notices.tuple())
 
