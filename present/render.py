@@ -234,12 +234,12 @@ PROFILE_HEADERS = {
     "clv_share": "%\nCLV",
     "mean_p_alive": "P(alive)",
     "churn_risk": "churn\nrisk",
-    "median_recency_days": "days since\nlast order",
+    "median_days_since_last_purchase": "days since\nlast purchase",
     "median_frequency": "repeat\npurchases",
     "avg_order_value": "avg\norder",
     "expected_purchases": "purchases\nnext 90d",
 }
-PROFILE_DECIMALS = {"median_recency_days": 0, "median_frequency": 0, "expected_purchases": 0, "revenue": 0, "clv": 0}
+PROFILE_DECIMALS = {"median_days_since_last_purchase": 0, "median_frequency": 0, "expected_purchases": 0, "revenue": 0, "clv": 0}
 
 
 def segmentation_notes(result, reporter: Reporter) -> None:
@@ -259,7 +259,7 @@ def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
         emitter.rows(profile)
         return
     how = (
-        f"k-means on recency, frequency, spend, P(alive) and CLV (log-scaled), k = {seg.k}"
+        f"k-means on days since last purchase, frequency, spend, P(alive) and CLV (log-scaled), k = {seg.k}"
         + (" chosen by silhouette among stable solutions" if seg.candidates else " (given)")
         + f", seed {seg.seed}"
         if seg.method == "kmeans"
@@ -268,7 +268,7 @@ def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
     caption = (
         f"{seg.assignments.height:,} customers in {profile.height} segments by {how}. Ordered by share of predicted "
         f"12-month CLV (annual discount {result.discount_rate:.0%}). Churn risk = share with P(alive) < 0.5; "
-        "days since last order and repeat purchases are medians; purchases next 90d = expected, segment total."
+        "days since last purchase and repeat purchases are medians; purchases next 90d = expected, segment total."
     )
     numbers = profile.drop("top_categories", strict=False)
     renderables = [frame_table(numbers, title="Customer segments", caption=caption, headers=PROFILE_HEADERS, max_rows=None, decimals=PROFILE_DECIMALS)]
@@ -291,7 +291,7 @@ def candidates_frame(seg) -> pl.DataFrame:
 
 
 ASSIGNMENT_COLUMNS = [
-    "customer_id", "segment", "rfm_segment", "recency_days", "frequency", "spend_per_purchase", "p_alive", "clv",
+    "customer_id", "segment", "rfm_segment", "days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive", "clv",
     "expected_purchases", "expected_purchases_90d", "expected_avg_value", "monetary_value", "total_spend", "n_orders",
     "recency", "T",
 ]

@@ -88,7 +88,7 @@ def top_targets(data: ReportData) -> pl.DataFrame | None:
 
 
 def customer_scores(data: ReportData) -> pl.DataFrame:
-    cols = ["customer_id", "segment", "rfm_segment", "frequency", "recency_days", "total_spend", "p_alive", "expected_purchases",
+    cols = ["customer_id", "segment", "rfm_segment", "frequency", "days_since_last_purchase", "total_spend", "p_alive", "expected_purchases",
             "expected_avg_value", "clv"]
     return data.customers.select([c for c in cols if c in data.customers.columns]).sort("clv", "customer_id", descending=[True, False])
 
@@ -160,7 +160,7 @@ def _bin_labels(edges: tuple[int, ...], unit: str = "") -> list[str]:
 
 def chart_p_alive(customers: pl.DataFrame) -> str:
     f_idx = np.searchsorted(FREQUENCY_BINS, customers["frequency"].to_numpy(), side="right") - 1
-    r_idx = np.searchsorted(RECENCY_BINS_DAYS, customers["recency_days"].to_numpy(), side="right") - 1
+    r_idx = np.searchsorted(RECENCY_BINS_DAYS, customers["days_since_last_purchase"].to_numpy(), side="right") - 1
     counts = np.zeros((len(FREQUENCY_BINS), len(RECENCY_BINS_DAYS)))
     p = customers["p_alive"].to_numpy()
     np.add.at(counts, (f_idx, r_idx), 1)
@@ -273,10 +273,10 @@ def _figure_html(svg: str, caption: str) -> str:
 
 
 SEGMENT_HEADERS = {"n_customers": "customers", "customer_share": "% customers", "revenue_share": "% revenue", "clv": "CLV 12m",
-                   "clv_share": "% CLV", "mean_p_alive": "P(alive)", "churn_risk": "churn risk", "median_recency_days": "days since last",
+                   "clv_share": "% CLV", "mean_p_alive": "P(alive)", "churn_risk": "churn risk", "median_days_since_last_purchase": "days since last purchase",
                    "median_frequency": "repeats", "avg_order_value": "avg order", "expected_purchases": "purchases next 90d",
                    "top_categories": "over-indexed"}
-SEGMENT_DECIMALS = {"revenue": 0, "clv": 0, "median_recency_days": 0, "median_frequency": 0, "expected_purchases": 0}
+SEGMENT_DECIMALS = {"revenue": 0, "clv": 0, "median_days_since_last_purchase": 0, "median_frequency": 0, "expected_purchases": 0}
 
 
 def html_report(data: ReportData) -> str:

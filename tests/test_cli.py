@@ -201,7 +201,7 @@ def test_bad_model_file_and_horizon(runner, tmp_path):
 
 PROFILE_KEYS = {
     "segment", "n_customers", "customer_share", "revenue", "revenue_share", "clv", "clv_share", "mean_p_alive",
-    "churn_risk", "median_recency_days", "median_frequency", "avg_order_value", "expected_purchases", "top_categories",
+    "churn_risk", "median_days_since_last_purchase", "median_frequency", "avg_order_value", "expected_purchases", "top_categories",
 }
 
 
@@ -221,7 +221,7 @@ def test_segment_json_rows_and_assignments_file(runner, tmp_path):
     assignments = pl.read_csv(out, schema_overrides={"customer_id": pl.String})
     assert assignments.height == 5_000 and assignments["customer_id"].is_unique().all()
     assert set(assignments["segment"]) == {r["segment"] for r in rows}
-    assert {"customer_id", "segment", "recency_days", "frequency", "spend_per_purchase", "p_alive", "clv"} <= set(assignments.columns)
+    assert {"customer_id", "segment", "days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive", "clv"} <= set(assignments.columns)
 
 
 def test_segment_bad_k(runner):
