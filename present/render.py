@@ -15,8 +15,9 @@ from rich import box
 from rich.table import Table
 
 from clv.backtest import HoldoutBacktest
+from clv.errors import InputError
 from clv.models import BGNBDParams, GammaGammaParams, Horizon
-from present.output import Emitter, Reporter, atomic_write, atomic_write_bytes, frame_table, to_json
+from present.output import Emitter, Format, Reporter, atomic_write, atomic_write_bytes, frame_bytes, frame_table, terminal_text, to_json
 from clv.rfm import Period, ScoreBins
 from clv.sample import CUSTOMERS_FILE, TRUTH_FILE, Sample
 
@@ -297,8 +298,8 @@ ASSIGNMENT_COLUMNS = [
 ]
 
 
-def write_assignments(seg, path: Path) -> None:
-    write_frame(seg.assignments.select(ASSIGNMENT_COLUMNS), path)
+def write_assignments(seg, path: Path, *, raw: bool = False) -> None:
+    write_frame(seg.assignments.select(ASSIGNMENT_COLUMNS), path, raw=raw)
 
 
 # --------------------------------------------------------------------------- cross-sell
@@ -371,15 +372,24 @@ def excluded_products(excluded: pl.DataFrame, reporter: Reporter) -> None:
     if excluded.height == 0:
         return
     by_reason = excluded.group_by("reason").agg(pl.len(), pl.col("product_id").sort().head(6)).sort("len", descending=True)
-    parts = [f"{row['len']} {row['reason']} ({', '.join(row['product_id'])}{', ...' if row['len'] > 6 else ''})" for row in by_reason.iter_rows(named=True)]
+    parts = [f"{row['len']} {row['reason']} ({terminal_text(', '.join(row['product_id']))}{', ...' if row['len'] > 6 else ''})" for row in by_reason.iter_rows(named=True)]
     reporter.info(f"Not products, left out of cross-sell: {excluded.height} codes, {int(excluded['lines'].sum()):,} lines: " + "; ".join(parts) + ".")
 
 
-def write_frame(frame: pl.DataFrame, path: Path) -> None:
-    """A frame to a file in the format of its extension (a table-like .txt becomes CSV)."""
-    from present.output import frame_bytes, resolve_format
+EXPORT_FORMATS = {".csv": Format.csv, ".json": Format.json, ".parquet": Format.parquet, ".pq": Format.parquet}
 
-    fmt = resolve_format(None, path)
-    if fmt.value == "table":
-        fmt = type(fmt)("csv")
-    atomic_write_bytes(path, frame_bytes(frame, fmt))
+
+def export_format(path: Path) -> Format:
+    """The file format of a data export (``--assignments``, ``--targets``, ``--rules``) from its extension.
+
+    Call it before the work to refuse a bad name early; a plain-text table is no export.
+    """
+    fmt = EXPORT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"cannot tell the format of '{path}' from its extension '{path.suffix}'; use .csv, .json or .parquet (or .pq)")
+    return fmt
+
+
+def write_frame(frame: pl.DataFrame, path: Path, *, raw: bool = False) -> None:
+    """A frame to a file in the format of its extension; ``raw`` CSV skips the spreadsheet-formula guard."""
+    atomic_write_bytes(path, frame_bytes(frame, export_format(path), raw=raw))

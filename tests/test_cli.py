@@ -62,7 +62,7 @@ def test_failed_run_keeps_the_previous_output(runner, tiny_csv, tmp_path):
         (["rfm", "missing.csv"], "Error: file not found: missing.csv\n"),
         (["rfm", "{tiny}", "--customer-col", "cust"], "Error: {tiny}: no column 'cust' (given by --customer-col); did you mean 'customer'? Columns: customer, order, when, amount\n"),
         (["rfm", "{tiny}", *TINY, "--as-of", "2020-01-01"], "Error: --as-of 2020-01-01 is before the first transaction (2024-01-01)\n"),
-        (["rfm", "{tiny}", *TINY, "-o", "{tmp}/x.xlsx"], "Error: cannot tell the format of '{tmp}/x.xlsx' from its extension; use .csv, .json, .parquet or .txt, or pass --format\n"),
+        (["rfm", "{tiny}", *TINY, "-o", "{tmp}/x.xlsx"], "Error: cannot tell the format of '{tmp}/x.xlsx' from its extension; clvx writes .csv, .json, .parquet (or .pq), and .txt for the plain-text table: rename the file or pass --format table|csv|json|parquet\n"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_exit_2(runner, tiny_csv, tmp_path, args, line):
