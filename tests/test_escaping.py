@@ -1,7 +1,7 @@
 """Data text is untrusted in every medium; exported numbers are what spreadsheets and CRMs expect.
 
 Tiny frames built here, no pipeline runs: CSV formula guard, number rounding by column
-class, rich markup and terminal control bytes, output names.
+class, rich markup and terminal control bytes, output names, Markdown and chart labels.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from present.output import (
     terminal_text,
 )
 from present.render import excluded_products, write_frame
+from present.report import chart_segments, markdown_table, markdown_text, plain_labels
 
 FORMULAS = ["=cmd|' /C calc'!A0", '=HYPERLINK("http://evil.example","click")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
 
@@ -193,3 +194,40 @@ def test_data_exports_refuse_a_text_table_name(tmp_path):
     with pytest.raises(InputError, match=r"^cannot tell the format of '.*t.txt' from its extension '.txt'; use .csv, .json or .parquet \(or .pq\)$"):
         write_frame(pl.DataFrame({"a": [1]}), tmp_path / "t.txt")
     assert not (tmp_path / "t.txt").exists()
+
+
+# --------------------------------------------------------------------------- Markdown and charts
+
+
+@pytest.mark.parametrize(("text", "md"), [
+    ("<script>alert(1)</script>", "&lt;script>alert(1)&lt;/script>"),
+    ("<img src=x onerror=alert(1)>", "&lt;img src=x onerror=alert(1)>"),
+    ("a|b", r"a\|b"),
+    ("`rm -rf`", r"\`rm -rf\`"),
+    ("[ok](http://evil.example)", r"\[ok\](http://evil.example)"),
+    ("**b** _i_ customer_id", r"\*\*b\*\* \_i\_ customer_id"),
+    ("# heading", r"\# heading"),
+    ("- item", r"\- item"),
+    ("> quote", r"\> quote"),
+    ("1. item", r"1\. item"),
+    ("line\nbreak\r\nhere", "line break here"),
+    ("&lt;b&gt;", "&amp;lt;b&amp;gt;"),
+    ("P >= 0.5 & spend <= 0", "P >= 0.5 & spend <= 0"),
+    ("\x1b[31m", r"\\x1b\[31m"),
+])
+def test_markdown_text_escapes_markup_from_the_data(text, md):
+    assert markdown_text(text) == md
+
+
+def test_markdown_table_cells_cannot_break_the_table():
+    frame = pl.DataFrame({"product_id": ["a|b<script>x", "`c`\nd"], "n": [1, -2]})
+    assert markdown_table(frame) == "| product_id | n |\n|---|---:|\n| a\\|b&lt;script>x | 1 |\n| \\`c\\` d | -2 |"
+
+
+def test_chart_labels_with_dollars_and_backslashes_are_drawn_as_written():
+    profile = pl.DataFrame({"segment": ["$\\frac$ deal", "50% off $5 - $10", "<script>x</script>"],
+                            "customer_share": [0.2, 0.3, 0.5], "clv_share": [0.5, 0.3, 0.2]})
+    svg = chart_segments(profile)  # mathtext would raise ValueError on \frac
+    assert "<!-- $\\frac$ deal -->" in svg and "<!-- 50% off $5 - $10 -->" in svg
+    assert "<script" not in svg and "&lt;script&gt;" in svg
+    assert plain_labels(["a$b$", 3]) == [r"a\$b\$", "3"]
