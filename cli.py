@@ -190,6 +190,7 @@ class SourceArgs:
 class OutputArgs:
     format: FormatChoice | None
     output: Path | None
+    raw_csv: bool
 
     PARAMS = (
         _opt("format", Annotated[Optional[FormatChoice], typer.Option(
@@ -198,6 +199,9 @@ class OutputArgs:
         _opt("output", Annotated[Optional[Path], typer.Option(
             "--output", "-o", help="Write to this file (atomically; - is stdout) instead of stdout",
             rich_help_panel=OUTPUT_PANEL, show_default=False, dir_okay=False)], None),
+        _opt("raw_csv", Annotated[bool, _flag(
+            "--raw-csv", help="Write CSV text cells exactly as they are, without the leading ' that stops spreadsheets "
+            "running cells starting with = + - @ as formulas (for programs, not spreadsheets)", panel=OUTPUT_PANEL)], False),
     )
 
     @classmethod
@@ -207,7 +211,7 @@ class OutputArgs:
     def emitter(self) -> Emitter:
         from present.output import Emitter, Format
 
-        return Emitter(fmt=Format(self.format.value) if self.format else None, output=self.output)
+        return Emitter(fmt=Format(self.format.value) if self.format else None, output=self.output, raw_csv=self.raw_csv)
 
 
 @dataclass(frozen=True)
@@ -437,6 +441,19 @@ def _guard_outputs(built: dict[str, Any], kwargs: dict[str, Any], run: RunArgs) 
         else:
             inputs.append(("INPUT", Path(source.input)))
     check_outputs(outputs, inputs)
+    _check_formats(built, kwargs)
+
+
+def _check_formats(built: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    """An output name whose format cannot be told is refused now, not after the whole analysis."""
+    from present import render
+
+    for value in built.values():
+        if isinstance(value, OutputArgs):
+            value.emitter().format  # noqa: B018 - raises for a name it cannot tell
+    for name in ("assignments", "targets", "rules"):
+        if kwargs.get(name) is not None:
+            render.export_format(Path(kwargs[name]))
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -453,8 +470,8 @@ def _fail(exc: BaseException, run: RunArgs) -> None:
     from clv.errors import ClvxError
     from present.output import Reporter
 
-    if isinstance(exc, SystemExit):
-        raise exc
+    if isinstance(exc, (SystemExit, BrokenPipeError)):
+        raise exc  # an exit code already chosen; a reader (`| head`) that stopped reading
     if _debug(run):
         raise exc
     reporter = Reporter()
@@ -617,7 +634,7 @@ def segment(
 ) -> None:
     """Customer segments a marketer can name and act on, profiled by size, revenue, CLV and churn risk.
 
-    Clusters customers on recency, frequency, spend, P(alive) and CLV (log-scaled), names each
+    Clusters customers on days since last purchase, frequency, spend, P(alive) and CLV (log-scaled), names each
     segment from the RFM vocabulary and orders them by their share of predicted CLV.
     """
     import clvx
@@ -628,7 +645,7 @@ def segment(
     result = clvx.segment(source.options(), model=fitting.options(), clv=clv.options(), segments=segments, listener=listener)
     render.segmentation_notes(result.run, listener.reporter)
     if assignments is not None:
-        render.write_assignments(result.run.segmentation, assignments)
+        render.write_assignments(result.run.segmentation, assignments, raw=out.raw_csv)
         listener.reporter.info(f"Wrote {result.run.segmentation.assignments.height:,} customer assignments to {assignments}.")
     render.segment_profile(result.run, out.emitter(), explain=explain)
 
@@ -673,10 +690,10 @@ def cross_sell(
                              offers=offers, listener=listener)
     render.excluded_products(result.run.excluded, listener.reporter)
     if targets is not None and result.targets is not None:
-        render.write_frame(result.targets, targets)
+        render.write_frame(result.targets, targets, raw=out.raw_csv)
         listener.reporter.info(f"Wrote {result.targets.height:,} offers for {result.targets['customer_id'].n_unique():,} customers to {targets}.")
     if rules is not None and result.rules is not None:
-        render.write_frame(result.rules, rules)
+        render.write_frame(result.rules, rules, raw=out.raw_csv)
         listener.reporter.info(f"Wrote {result.rules.height:,} association rules to {rules}.")
     render.crosssell_ranking(result.run, out.emitter())
 

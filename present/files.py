@@ -214,6 +214,8 @@ def _commit(item: _Staged) -> None:
             else:
                 with open(item.target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
+    except BrokenPipeError:
+        raise  # the reader (`| head`) has all it wanted: the command line stops quietly
     except OSError as exc:
         raise _os_error(item.target, exc) from exc
     finally:

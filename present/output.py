@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -53,21 +54,35 @@ FORMAT_BY_SUFFIX = {
     ".pq": Format.parquet,
     ".txt": Format.table,
 }
+SUPPORTED_OUTPUTS = ".csv, .json, .parquet (or .pq), and .txt for the plain-text table"
+SUFFIX_BY_FORMAT = {Format.csv: ".csv", Format.json: ".json", Format.parquet: ".parquet", Format.table: ".txt"}
+# Names of files no --format writes (clvx report writes these): refused even with --format.
+REPORT_LIKE_SUFFIXES = (".xlsx", ".xls", ".html", ".htm", ".md")
 
 
 def resolve_format(fmt: Format | None, output: Path | None) -> Format:
-    """The explicit ``--format``, else the one implied by the output's extension, else table."""
-    if fmt is not None:
-        return fmt
+    """The explicit ``--format``, else the one implied by the output's extension, else table.
+
+    An extension that means another format than ``--format`` is refused: a file called
+    ``scores.csv`` holding JSON, or ``scores.xlsx`` holding CSV, misleads whoever opens it.
+    Without ``--format`` an unknown extension is refused; with it, any other name is taken
+    as meant (``/dev/stdout``, ``scores.dat``).
+    """
     if output is None:
-        return Format.table
+        return fmt or Format.table
     suffix = output.suffix.lower()
-    if suffix not in FORMAT_BY_SUFFIX:
+    implied = FORMAT_BY_SUFFIX.get(suffix)
+    if fmt is None and implied is None:
         raise InputError(
-            f"cannot tell the format of '{output}' from its extension; use .csv, .json, .parquet "
-            f"or .txt, or pass --format"
+            f"cannot tell the format of '{output}' from its extension; clvx writes {SUPPORTED_OUTPUTS}: "
+            f"rename the file or pass --format table|csv|json|parquet"
         )
-    return FORMAT_BY_SUFFIX[suffix]
+    if fmt is None or fmt is implied or (implied is None and suffix not in REPORT_LIKE_SUFFIXES):
+        return fmt or implied  # type: ignore[return-value]
+    rename = output.with_suffix(SUFFIX_BY_FORMAT[fmt]).name
+    if implied is None:
+        raise InputError(f"'{output}' is named like a report (clvx report writes those) but --format is {fmt.value}; name it {rename}")
+    raise InputError(f"'{output}' is named for {implied.value} but --format is {fmt.value}; name it {rename}, or drop --format")
 
 
 # --------------------------------------------------------------------------- files
@@ -106,11 +121,74 @@ def frame_records(df: pl.DataFrame) -> list[dict[str, Any]]:
     return df.to_dicts()
 
 
-def frame_bytes(df: pl.DataFrame, fmt: Format) -> bytes:
+# Column classes for exported numbers, decided from the column's name in one place.
+# Money is shown in cents; counts are whole; every other float (rates, probabilities,
+# lifts, model quantities) keeps SIGNIFICANT_DIGITS significant digits, which drops
+# binary noise such as 40.580000000000005 and keeps the bytes stable run to run.
+MONEY_DECIMALS = 2
+SIGNIFICANT_DIGITS = 6
+MONEY_NAMES = ("monetary_value", "total_spend", "spend_per_purchase", "expected_avg_value", "avg_order_value",
+               "expected_spend", "revenue", "expected_revenue", "actual_total_revenue")
+MONEY_PARTS = ("revenue", "spend", "clv")
+COUNT_NAMES = ("rank", "owners", "white_space", "orders_together", "days_since_last_purchase")
+COUNT_PARTS = ("_owners",)
+
+
+def column_kind(name: str) -> str:
+    """``share``, ``money``, ``count`` or ``measure``: how a column's numbers are rounded and formatted."""
+    if _is_share(name) or name in PROBABILITY_COLUMNS:
+        return "share"
+    if name in MONEY_NAMES or name.startswith("clv") or any(part in name for part in MONEY_PARTS):
+        return "money"
+    if name in COUNT_NAMES or name.startswith("n_") or name.endswith(COUNT_PARTS):
+        return "count"
+    return "measure"
+
+
+def round_for_export(df: pl.DataFrame) -> pl.DataFrame:
+    """Float columns rounded by ``column_kind``: money to cents, counts to whole numbers, the rest to 6 significant digits."""
+    exprs = []
+    for name, dtype in df.schema.items():
+        if not dtype.is_float():
+            continue
+        kind = column_kind(name)
+        col = pl.col(name)
+        if kind == "money":
+            exprs.append(col.round(MONEY_DECIMALS))
+        elif kind == "count":
+            exprs.append(col.round(0).cast(pl.Int64, strict=False))
+        else:
+            exprs.append(col.round_sig_figs(SIGNIFICANT_DIGITS))
+    return df.with_columns(exprs) if exprs else df
+
+
+# OWASP "CSV Injection": a spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_START = r"^[=+\-@\t\r]"  # the same pattern for Python's re and polars' (Rust) regex
+
+
+def guard_formulas(df: pl.DataFrame) -> pl.DataFrame:
+    """Text cells that start with = + - @ tab or CR get a leading ``'``; numbers are never touched."""
+    text = [name for name, dtype in df.schema.items() if dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum))]
+    exprs = [
+        pl.when(col.str.contains(FORMULA_START)).then(pl.lit("'") + col).otherwise(col).alias(name)
+        for name in text
+        for col in [pl.col(name).cast(pl.String)]
+    ]
+    return df.with_columns(exprs) if exprs else df
+
+
+def frame_bytes(df: pl.DataFrame, fmt: Format, *, raw: bool = False) -> bytes:
+    """``df`` as CSV, JSON or Parquet bytes.
+
+    CSV and JSON numbers are rounded by column class (``round_for_export``); Parquet keeps
+    full precision. CSV text cells are guarded against spreadsheet formulas unless
+    ``raw`` (for programs that read the file, not people who open it in a spreadsheet).
+    """
     if fmt is Format.csv:
-        return df.write_csv(float_precision=None).encode()
+        out = round_for_export(df)
+        return (out if raw else guard_formulas(out)).write_csv(float_precision=None).encode()
     if fmt is Format.json:
-        return to_json(frame_records(df)).encode()
+        return to_json(frame_records(round_for_export(df))).encode()
     if fmt is Format.parquet:
         buf = io.BytesIO()
         df.write_parquet(buf, compression="zstd", statistics=False)
@@ -267,6 +345,21 @@ def _prepare_fit(table: FittedTable, df: pl.DataFrame, priority: Sequence[str]) 
     table.fit_priority = [names.index(c) for c in dict.fromkeys(ranked)]
 
 
+# C0 and C1 controls (ESC starts colour, cursor and hyperlink sequences) and the
+# bidirectional overrides that reorder what a reader sees.
+_TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def terminal_text(text: str) -> str:
+    """``text`` with control characters shown as escapes (ESC as ``\\x1b``), so data cannot drive the terminal."""
+    return _TERMINAL_UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def text_cell(text: str) -> Text:
+    """A table cell of data text: no rich markup or emoji codes, controls made visible."""
+    return Text(terminal_text(text))
+
+
 def frame_table(
     df: pl.DataFrame,
     *,
@@ -292,7 +385,7 @@ def frame_table(
         table.add_column(headers.get(name, name), justify="right" if numeric else "left", no_wrap=True)
     shown = df if max_rows is None else df.head(max_rows)
     for row in shown.iter_rows():
-        table.add_row(*(format_cell(name, v, decimals.get(name, 2)) for name, v in zip(df.columns, row, strict=True)))
+        table.add_row(*(text_cell(format_cell(name, v, decimals.get(name, 2))) for name, v in zip(df.columns, row, strict=True)))
     _prepare_fit(table, df, priority)
     return table
 
@@ -348,6 +441,7 @@ class Emitter:
 
     fmt: Format | None = None
     output: Path | None = None
+    raw_csv: bool = False  # CSV without the spreadsheet-formula guard, for programs
     stdout: Console = field(default_factory=lambda: stdout_console())
 
     def __post_init__(self) -> None:
@@ -395,7 +489,7 @@ class Emitter:
         """
         fmt = self.format
         if fmt is not Format.table:
-            self._write(frame_bytes(df, fmt))
+            self._write(frame_bytes(df, fmt, raw=self.raw_csv))
             return
         if table_order is not None:
             df = df.sort(table_order[0], descending=table_order[1], maintain_order=True)
@@ -433,7 +527,7 @@ class Emitter:
         else:
             if not frames:
                 raise InputError(f"this result is not a table of rows; use --format json or table, not {fmt.value}")
-            self._write(frame_bytes(next(iter(frames.values())), fmt))
+            self._write(frame_bytes(next(iter(frames.values())), fmt, raw=self.raw_csv))
 
 
 # --------------------------------------------------------------------------- stderr

@@ -15,8 +15,9 @@ from rich import box
 from rich.table import Table
 
 from clv.backtest import HoldoutBacktest
+from clv.errors import InputError
 from clv.models import BGNBDParams, GammaGammaParams, Horizon
-from present.output import Emitter, Reporter, atomic_write, atomic_write_bytes, frame_table, to_json
+from present.output import Emitter, Format, Reporter, atomic_write, atomic_write_bytes, frame_bytes, frame_table, terminal_text, to_json
 from clv.rfm import Period, ScoreBins
 from clv.sample import CUSTOMERS_FILE, TRUTH_FILE, Sample
 
@@ -234,12 +235,12 @@ PROFILE_HEADERS = {
     "clv_share": "%\nCLV",
     "mean_p_alive": "P(alive)",
     "churn_risk": "churn\nrisk",
-    "median_recency_days": "days since\nlast order",
+    "median_days_since_last_purchase": "days since\nlast purchase",
     "median_frequency": "repeat\npurchases",
     "avg_order_value": "avg\norder",
     "expected_purchases": "purchases\nnext 90d",
 }
-PROFILE_DECIMALS = {"median_recency_days": 0, "median_frequency": 0, "expected_purchases": 0, "revenue": 0, "clv": 0}
+PROFILE_DECIMALS = {"median_days_since_last_purchase": 0, "median_frequency": 0, "expected_purchases": 0, "revenue": 0, "clv": 0}
 
 
 def segmentation_notes(result, reporter: Reporter) -> None:
@@ -259,7 +260,7 @@ def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
         emitter.rows(profile)
         return
     how = (
-        f"k-means on recency, frequency, spend, P(alive) and CLV (log-scaled), k = {seg.k}"
+        f"k-means on days since last purchase, frequency, spend, P(alive) and CLV (log-scaled), k = {seg.k}"
         + (" chosen by silhouette among stable solutions" if seg.candidates else " (given)")
         + f", seed {seg.seed}"
         if seg.method == "kmeans"
@@ -268,7 +269,7 @@ def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
     caption = (
         f"{seg.assignments.height:,} customers in {profile.height} segments by {how}. Ordered by share of predicted "
         f"12-month CLV (annual discount {result.discount_rate:.0%}). Churn risk = share with P(alive) < 0.5; "
-        "days since last order and repeat purchases are medians; purchases next 90d = expected, segment total."
+        "days since last purchase and repeat purchases are medians; purchases next 90d = expected, segment total."
     )
     numbers = profile.drop("top_categories", strict=False)
     renderables = [frame_table(numbers, title="Customer segments", caption=caption, headers=PROFILE_HEADERS, max_rows=None, decimals=PROFILE_DECIMALS)]
@@ -291,14 +292,14 @@ def candidates_frame(seg) -> pl.DataFrame:
 
 
 ASSIGNMENT_COLUMNS = [
-    "customer_id", "segment", "rfm_segment", "recency_days", "frequency", "spend_per_purchase", "p_alive", "clv",
+    "customer_id", "segment", "rfm_segment", "days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive", "clv",
     "expected_purchases", "expected_purchases_90d", "expected_avg_value", "monetary_value", "total_spend", "n_orders",
     "recency", "T",
 ]
 
 
-def write_assignments(seg, path: Path) -> None:
-    write_frame(seg.assignments.select(ASSIGNMENT_COLUMNS), path)
+def write_assignments(seg, path: Path, *, raw: bool = False) -> None:
+    write_frame(seg.assignments.select(ASSIGNMENT_COLUMNS), path, raw=raw)
 
 
 # --------------------------------------------------------------------------- cross-sell
@@ -371,15 +372,27 @@ def excluded_products(excluded: pl.DataFrame, reporter: Reporter) -> None:
     if excluded.height == 0:
         return
     by_reason = excluded.group_by("reason").agg(pl.len(), pl.col("product_id").sort().head(6)).sort("len", descending=True)
-    parts = [f"{row['len']} {row['reason']} ({', '.join(row['product_id'])}{', ...' if row['len'] > 6 else ''})" for row in by_reason.iter_rows(named=True)]
+    parts = [f"{row['len']} {row['reason']} ({terminal_text(', '.join(row['product_id']))}{', ...' if row['len'] > 6 else ''})" for row in by_reason.iter_rows(named=True)]
     reporter.info(f"Not products, left out of cross-sell: {excluded.height} codes, {int(excluded['lines'].sum()):,} lines: " + "; ".join(parts) + ".")
 
 
-def write_frame(frame: pl.DataFrame, path: Path) -> None:
-    """A frame to a file in the format of its extension (a table-like .txt becomes CSV)."""
-    from present.output import frame_bytes, resolve_format
+EXPORT_FORMATS = {".csv": Format.csv, ".json": Format.json, ".parquet": Format.parquet, ".pq": Format.parquet}
 
-    fmt = resolve_format(None, path)
-    if fmt.value == "table":
-        fmt = type(fmt)("csv")
-    atomic_write_bytes(path, frame_bytes(frame, fmt))
+
+def export_format(path: Path) -> Format:
+    """The file format of a data export (``--assignments``, ``--targets``, ``--rules``) from its extension.
+
+    Call it before the work to refuse a bad name early; a plain-text table is no export.
+    ``-`` (standard output) is CSV.
+    """
+    if str(path) == "-":
+        return Format.csv
+    fmt = EXPORT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"cannot tell the format of '{path}' from its extension '{path.suffix}'; use .csv, .json or .parquet (or .pq)")
+    return fmt
+
+
+def write_frame(frame: pl.DataFrame, path: Path, *, raw: bool = False) -> None:
+    """A frame to a file in the format of its extension; ``raw`` CSV skips the spreadsheet-formula guard."""
+    atomic_write_bytes(path, frame_bytes(frame, export_format(path), raw=raw))

@@ -3,7 +3,12 @@
 An edge module like present.render: it turns results the core computed into files and
 computes nothing new. Charts are matplotlib figures rendered to inline SVG (no
 network needed to open the page), with a fixed hash salt and no timestamps so the
-same input gives the same bytes. The workbook is written by polars' Excel writer.
+same input gives the same bytes. The workbook is written cell by cell with xlsxwriter:
+text as text (never a formula or a link), numbers as numbers with number formats.
+
+Data text (ids, product names, descriptions, categories, the title, the source name) is
+untrusted: it is HTML-escaped in the page, Markdown- and HTML-escaped in Markdown, drawn
+without mathtext in charts, and written as plain strings in the workbook.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 import io
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from clv.errors import InputError
-from present.output import atomic_write, atomic_write_bytes, format_cell
+from present.output import atomic_write, atomic_write_bytes, column_kind, format_cell, terminal_text
 from segments.pipeline import ReportData
 
 REPORT_SUFFIXES = (".html", ".htm", ".xlsx", ".md")
@@ -45,16 +52,25 @@ def write_report(data: ReportData, path: Path) -> None:
 # --------------------------------------------------------------------------- numbers
 
 
-def headline(data: ReportData) -> list[tuple[str, str, str]]:
-    """(label, value, note) for the four numbers at the top."""
+def headline_numbers(data: ReportData) -> list[tuple[str, float, str, str]]:
+    """(label, value, kind, note) for the four numbers at the top; kind is count, money or share."""
     c = data.customers
     active = (c["p_alive"] >= 0.5).mean()
     return [
-        ("Customers", f"{c.height:,}", f"with a purchase up to {data.as_of}"),
-        ("Revenue", f"{c['total_spend'].sum():,.0f}", "net of returns, over the log"),
-        ("Predicted CLV, 12 months", f"{c['clv'].sum():,.0f}", f"discounted at {data.discount_rate:.0%} a year"),
-        ("Likely still active", f"{active:.0%}", "share of customers with P(alive) >= 0.5"),
+        ("Customers", c.height, "count", f"with a purchase up to {data.as_of}"),
+        ("Revenue", float(c["total_spend"].sum()), "money", "net of returns, over the log"),
+        ("Predicted CLV, 12 months", float(c["clv"].sum()), "money", f"discounted at {data.discount_rate:.0%} a year"),
+        ("Likely still active", float(active), "share", "share of customers with P(alive) >= 0.5"),
     ]
+
+
+HEADLINE_TEXT = {"count": "{:,}", "money": "{:,.0f}", "share": "{:.0%}"}
+HEADLINE_EXCEL = {"count": "#,##0", "money": "#,##0", "share": "0%"}
+
+
+def headline(data: ReportData) -> list[tuple[str, str, str]]:
+    """(label, value, note) for the four numbers at the top, the value as text."""
+    return [(label, HEADLINE_TEXT[kind].format(value), note) for label, value, kind, note in headline_numbers(data)]
 
 
 def methodology(data: ReportData) -> list[tuple[str, str]]:
@@ -88,7 +104,7 @@ def top_targets(data: ReportData) -> pl.DataFrame | None:
 
 
 def customer_scores(data: ReportData) -> pl.DataFrame:
-    cols = ["customer_id", "segment", "rfm_segment", "frequency", "recency_days", "total_spend", "p_alive", "expected_purchases",
+    cols = ["customer_id", "segment", "rfm_segment", "frequency", "days_since_last_purchase", "total_spend", "p_alive", "expected_purchases",
             "expected_avg_value", "clv"]
     return data.customers.select([c for c in cols if c in data.customers.columns]).sort("clv", "customer_id", descending=[True, False])
 
@@ -113,8 +129,18 @@ def _figure(width: float = 7.0, height: float = 3.6):
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"svg.hashsalt": "clvx", "font.size": 10, "axes.spines.top": False, "axes.spines.right": False,
-                         "svg.fonttype": "path"})
+                         "svg.fonttype": "path", "text.usetex": False})
     return plt.subplots(figsize=(width, height))
+
+
+def plain_labels(values: list) -> list[str]:
+    """Data text as matplotlib labels drawn as written: every '$' escaped, so no mathtext.
+
+    A text with two dollars would be parsed as maths (and an unknown command after a
+    backslash raises ValueError). Escaped dollars keep the whole label plain, backslashes
+    included. (Turning mathtext off for the whole figure would break the log axis labels.)
+    """
+    return [str(v).replace("$", r"\$") for v in values]
 
 
 def chart_clv_distribution(customers: pl.DataFrame) -> str:
@@ -139,7 +165,7 @@ def chart_segments(profile: pl.DataFrame) -> str:
     y = np.arange(profile.height)
     ax.barh(y - 0.2, profile["customer_share"] * 100, height=0.4, color=PALETTE[3], label="% of customers")
     ax.barh(y + 0.2, profile["clv_share"] * 100, height=0.4, color=PALETTE[0], label="% of predicted CLV")
-    ax.set_yticks(y, profile["segment"].to_list())
+    ax.set_yticks(y, plain_labels(profile["segment"].to_list()))
     ax.invert_yaxis()
     ax.set_xlabel("percent")
     ax.legend(loc="lower right", frameon=False)
@@ -160,7 +186,7 @@ def _bin_labels(edges: tuple[int, ...], unit: str = "") -> list[str]:
 
 def chart_p_alive(customers: pl.DataFrame) -> str:
     f_idx = np.searchsorted(FREQUENCY_BINS, customers["frequency"].to_numpy(), side="right") - 1
-    r_idx = np.searchsorted(RECENCY_BINS_DAYS, customers["recency_days"].to_numpy(), side="right") - 1
+    r_idx = np.searchsorted(RECENCY_BINS_DAYS, customers["days_since_last_purchase"].to_numpy(), side="right") - 1
     counts = np.zeros((len(FREQUENCY_BINS), len(RECENCY_BINS_DAYS)))
     p = customers["p_alive"].to_numpy()
     np.add.at(counts, (f_idx, r_idx), 1)
@@ -206,8 +232,8 @@ def chart_cross_sell(cross_sell: Any) -> str:
     grid = np.array([[pen[sidx[s], pidx[p]] / pop[pidx[p]] for p in products] for s in segments])
     fig, ax = _figure(max(6.0, 0.6 * len(products) + 2), 0.6 + 0.5 * len(segments))
     im = ax.imshow(np.log2(np.maximum(grid, 1e-3)), cmap="PuOr_r", vmin=-2, vmax=2, aspect="auto")
-    ax.set_xticks(range(len(products)), products, rotation=45, ha="right")
-    ax.set_yticks(range(len(segments)), segments)
+    ax.set_xticks(range(len(products)), plain_labels(products), rotation=45, ha="right")
+    ax.set_yticks(range(len(segments)), plain_labels(segments))
     for (i, j), value in np.ndenumerate(grid):
         ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7)
     fig.colorbar(im, ax=ax, label="index (log2): segment penetration / overall")
@@ -273,10 +299,10 @@ def _figure_html(svg: str, caption: str) -> str:
 
 
 SEGMENT_HEADERS = {"n_customers": "customers", "customer_share": "% customers", "revenue_share": "% revenue", "clv": "CLV 12m",
-                   "clv_share": "% CLV", "mean_p_alive": "P(alive)", "churn_risk": "churn risk", "median_recency_days": "days since last",
+                   "clv_share": "% CLV", "mean_p_alive": "P(alive)", "churn_risk": "churn risk", "median_days_since_last_purchase": "days since last purchase",
                    "median_frequency": "repeats", "avg_order_value": "avg order", "expected_purchases": "purchases next 90d",
                    "top_categories": "over-indexed"}
-SEGMENT_DECIMALS = {"revenue": 0, "clv": 0, "median_recency_days": 0, "median_frequency": 0, "expected_purchases": 0}
+SEGMENT_DECIMALS = {"revenue": 0, "clv": 0, "median_days_since_last_purchase": 0, "median_frequency": 0, "expected_purchases": 0}
 
 
 def html_report(data: ReportData) -> str:
@@ -352,58 +378,175 @@ def html_report(data: ReportData) -> str:
 # --------------------------------------------------------------------------- Markdown
 
 
+_MD_BREAKS = re.compile(r"[\t\r\n\u2028\u2029]+")
+# Emphasis, code, links and images, pipes (cell ends), strikethrough; an underscore inside
+# a word (customer_id) is no emphasis and stays as it is, for readable Markdown.
+_MD_INLINE = re.compile(r"([\\`*\[\]|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+_MD_LINE_START = re.compile(r"^(\s*)([#>+=-])")
+_MD_LIST_NUMBER = re.compile(r"^(\s*\d+)([.)])")
+# What starts an HTML tag, comment or autolink (<a, </, <!, <?) or an entity (&lt; &#60;).
+_MD_HTML = re.compile(r"<(?=[A-Za-z/!?])|&(?=#?[A-Za-z0-9]+;)")
+
+
+def markdown_text(text: str) -> str:
+    """Data text safe inside a Markdown line or table cell, and still readable as plain text.
+
+    Line breaks become spaces (they would end the cell), other controls are shown as
+    escapes, Markdown punctuation (emphasis, code, links, pipes) is backslash-escaped,
+    a leading block marker (heading, quote, list, rule) is escaped, and anything that
+    could start HTML or an entity becomes an entity, so no markup from the data renders.
+    """
+    text = terminal_text(_MD_BREAKS.sub(" ", text))
+    text = _MD_INLINE.sub(r"\\\1", text)
+    text = _MD_LIST_NUMBER.sub(r"\1\\\2", text)
+    text = _MD_LINE_START.sub(r"\1\\\2", text)
+    return _MD_HTML.sub(lambda m: "&lt;" if m.group() == "<" else "&amp;", text)
+
+
 def markdown_table(frame: pl.DataFrame, decimals: dict[str, int] | None = None) -> str:
     decimals = decimals or {}
     numeric = {c for c, t in frame.schema.items() if t.is_numeric()}
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "|".join("---:" if c in numeric else "---" for c in frame.columns) + "|"]
     for row in frame.iter_rows():
-        cells = [format_cell(c, v, decimals.get(c, 2)).replace("|", "\\|") for c, v in zip(frame.columns, row, strict=True)]
+        cells = [format_cell(c, v, decimals.get(c, 2)) if c in numeric else markdown_text(format_cell(c, v, decimals.get(c, 2)))
+                 for c, v in zip(frame.columns, row, strict=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def markdown_report(data: ReportData) -> str:
-    parts = [f"# {data.title}", "", f"{data.source}, observed to {data.as_of}, period {data.period}.", ""]
-    parts += [f"- **{k}**: {v} ({n})" for k, v, n in headline(data)]
+    md = markdown_text
+    parts = [f"# {md(data.title)}", "", f"{md(data.source)}, observed to {data.as_of}, period {data.period}.", ""]
+    parts += [f"- **{k}**: {md(v)} ({md(n)})" for k, v, n in headline(data)]
     parts += ["", "## Customer segments", "", markdown_table(data.segments.segmentation.profile, SEGMENT_DECIMALS)]
     if data.backtest is not None:
         parts += ["", "## Holdout backtest", "", markdown_table(data.backtest.by_frequency, {c: 3 for c in data.backtest.by_frequency.columns})]
     if data.cross_sell is not None:
         parts += ["", "## Cross-sell targets per segment", "", markdown_table(top_targets(data), {"expected_buyers": 1})]
-    parts += ["", "## Methodology", ""] + [f"- **{k}**: {v}" for k, v in methodology(data)]
+    parts += ["", "## Methodology", ""] + [f"- **{k}**: {md(v)}" for k, v in methodology(data)]
     return "\n".join(parts) + "\n"
 
 
 # --------------------------------------------------------------------------- Excel
 
 
+XLSX_HEADERS = {
+    "customer_id": "Customer ID", "segment": "Segment", "rfm_segment": "RFM segment", "n_customers": "Customers",
+    "customer_share": "% of customers", "revenue": "Revenue", "revenue_share": "% of revenue", "clv": "CLV, 12 months",
+    "clv_share": "% of CLV", "mean_p_alive": "Mean P(alive)", "churn_risk": "Churn risk",
+    "median_days_since_last_purchase": "Median days since last purchase", "median_frequency": "Median repeat purchases",
+    "avg_order_value": "Average order value", "expected_purchases": "Expected purchases, 12 months",
+    "top_categories": "Over-indexed categories (index)", "frequency": "Repeat purchases",
+    "days_since_last_purchase": "Days since last purchase", "total_spend": "Total spend", "p_alive": "P(alive)",
+    "expected_avg_value": "Expected spend per purchase", "rank": "Rank", "product_id": "Product", "description": "Description",
+    "category": "Category", "owners": "Owners in segment", "penetration": "% of segment own it",
+    "population_penetration": "% of all customers own it", "index": "Index", "white_space": "Non-owners in segment",
+    "expected_buyers": "Expected buyers", "expected_revenue": "Expected revenue", "antecedent": "If bought",
+    "consequent": "Then buys", "antecedent_owners": "Owners of first", "consequent_owners": "Owners of second",
+    "co_owners": "Owners of both", "orders_together": "Orders with both", "support": "Support", "confidence": "Confidence",
+    "lift": "Lift", "leverage": "Leverage", "conviction": "Conviction", "timing": "Timing",
+    "mean_days_between": "Mean days between",
+}
+# Per sheet, where one column name means something narrower there.
+SHEET_HEADERS = {"segments": {"expected_purchases": "Expected purchases, next 90 days (segment total)"}}
+WHOLE_DAYS = ("days_since_last_purchase", "median_days_since_last_purchase", "mean_days_between", "median_frequency")
+
+
+def xlsx_header(name: str, sheet: str = "") -> str:
+    """The column's header in the workbook: words, not snake_case."""
+    if name in SHEET_HEADERS.get(sheet, {}):
+        return SHEET_HEADERS[sheet][name]
+    return XLSX_HEADERS.get(name) or name.replace("_", " ").capitalize()
+
+
+def xlsx_number_format(name: str, dtype: pl.DataType) -> str | None:
+    """The Excel number format of a column: percentages for shares, whole days and counts, money with cents."""
+    if not dtype.is_numeric():
+        return None
+    if name in ("p_alive", "mean_p_alive"):
+        return "0.000"
+    if name == "support":
+        return "0.00%"
+    if column_kind(name) == "share":
+        return "0.0%"
+    if name in ("score", "leverage"):
+        return "0.0000"
+    if name in WHOLE_DAYS or dtype.is_integer() or column_kind(name) == "count":
+        return "#,##0"
+    return "#,##0.00"  # money, and measures such as lift and expected buyers
+
+
+def _xlsx_table(wb, name: str, frame: pl.DataFrame, header_format: dict) -> None:
+    """One sheet holding ``frame`` as an Excel table: human headers, autofilter, frozen header row, typed cells."""
+    ws = wb.add_worksheet(name)
+    head = wb.add_format(header_format)
+    columns = []
+    for col, (column, dtype) in enumerate(frame.schema.items()):
+        number_format = xlsx_number_format(column, dtype)
+        cell_format = wb.add_format({"num_format": number_format}) if number_format else None
+        columns.append({"header": xlsx_header(column, name), "header_format": head, **({"format": cell_format} if cell_format else {})})
+        values = frame[column].to_list()
+        if dtype.is_numeric():
+            for row, v in enumerate(values, start=1):
+                if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                    ws.write_blank(row, col, None, cell_format)
+                else:
+                    ws.write_number(row, col, v, cell_format)
+        else:
+            for row, v in enumerate(values, start=1):
+                if v is None:
+                    ws.write_blank(row, col, None)
+                else:
+                    ws.write_string(row, col, format_cell(column, v))
+    ws.add_table(0, 0, max(frame.height, 1), max(frame.width - 1, 0),
+                 {"columns": columns, "style": "Table Style Light 9", "autofilter": True})
+    ws.freeze_panes(1, 0)
+    ws.autofit()
+
+
+def _xlsx_summary(wb, data: ReportData, header_format: dict) -> None:
+    """The headline numbers as numbers with formats, then the methodology as text."""
+    ws = wb.add_worksheet("summary")
+    head = wb.add_format(header_format)
+    bold = wb.add_format({"bold": True})
+    for col, text in enumerate(("Item", "Value", "Note")):
+        ws.write_string(0, col, text, head)
+    row = 1
+    for label, value, kind, note in headline_numbers(data):
+        ws.write_string(row, 0, label, bold)
+        ws.write_number(row, 1, value, wb.add_format({"num_format": HEADLINE_EXCEL[kind]}))
+        ws.write_string(row, 2, note)
+        row += 1
+    for label, text in methodology(data):
+        ws.write_string(row, 0, label, bold)
+        ws.write_string(row, 1, text)
+        row += 1
+    ws.freeze_panes(1, 0)
+    ws.set_column(0, 0, 26)
+    ws.set_column(1, 1, 24)
+    ws.set_column(2, 2, 44)
+
+
+# Text is never a formula, a link or a number, whatever it starts with.
+XLSX_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "nan_inf_to_errors": True}
+
+
 def xlsx_report(data: ReportData, path: Path) -> None:
     """Sheets: summary, segments, customer scores, cross-sell ranking, rules; formatted headers and numbers."""
     import xlsxwriter
 
-    summary = pl.DataFrame({"item": [k for k, _, _ in headline(data)] + [k for k, _ in methodology(data)],
-                            "value": [v for _, v, _ in headline(data)] + [v for _, v in methodology(data)]})
     sheets: list[tuple[str, pl.DataFrame]] = [
-        ("summary", summary),
         ("segments", data.segments.segmentation.profile),
         ("customer scores", customer_scores(data)),
     ]
     if data.cross_sell is not None:
         sheets.append(("cross-sell ranking", data.cross_sell.ranking))
     if data.rules is not None:
-        sheets.append(("rules", data.rules.with_columns(pl.col("conviction").replace(float("inf"), None))))
+        sheets.append(("rules", data.rules))
     created = dt.datetime.combine(data.as_of, dt.time())
-    with xlsxwriter.Workbook(str(path), {"nan_inf_to_errors": True}) as wb:
+    with xlsxwriter.Workbook(str(path), XLSX_OPTIONS) as wb:
         wb.set_properties({"title": data.title, "created": created, "author": "clvx"})
-        header = {"bold": True, "bg_color": "#1b4965", "font_color": "#ffffff", "border": 1}
+        header = {"bold": True, "bg_color": "#1b4965", "font_color": "#ffffff", "border": 1, "text_wrap": True}
+        _xlsx_summary(wb, data, header)
         for name, frame in sheets:
-            formats = {}
-            for col, dtype in frame.schema.items():
-                if col.endswith(("_share", "penetration", "churn_risk")) or col in ("p_alive", "mean_p_alive"):
-                    formats[col] = "0.0%" if col != "p_alive" and col != "mean_p_alive" else "0.000"
-                elif dtype.is_float():
-                    formats[col] = "#,##0.00"
-                elif dtype.is_integer():
-                    formats[col] = "#,##0"
-            frame.write_excel(workbook=wb, worksheet=name, header_format=header, column_formats=formats, autofit=True,
-                              freeze_panes=(1, 0), table_style="Table Style Light 9")
+            _xlsx_table(wb, name, frame, header)

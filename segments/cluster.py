@@ -38,8 +38,8 @@ import polars as pl
 from clv.errors import InputError, ModelError
 from clv.rfm import N_SCORES, SEGMENT_GRID
 
-FEATURES = ("recency_days", "frequency", "spend_per_purchase", "p_alive", "clv")
-LOG_FEATURES = ("recency_days", "frequency", "spend_per_purchase", "clv")
+FEATURES = ("days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive", "clv")
+LOG_FEATURES = ("days_since_last_purchase", "frequency", "spend_per_purchase", "clv")
 K_RANGE = (3, 8)
 N_INIT = 4
 MIN_SEGMENT_SHARE = 0.02
@@ -58,7 +58,7 @@ WINSOR_QUANTILES = (0.005, 0.995)
 QUALIFIERS = {
     "spend_per_purchase": ("high spend", "mid spend", "low spend"),
     "frequency": ("frequent", "regular", "occasional"),
-    "recency_days": ("recent", "lapsing", "lapsed"),
+    "days_since_last_purchase": ("recent", "lapsing", "lapsed"),
     "p_alive": ("likely active", "uncertain", "likely churned"),
     "clv": ("high value", "mid value", "low value"),
 }
@@ -90,7 +90,7 @@ class Segmentation:
 def customer_features(scored: pl.DataFrame, period_days: float) -> pl.DataFrame:
     """The clustering features from a scored RFM summary (``clv.models.score_customers``)."""
     return scored.with_columns(
-        ((pl.col("T") - pl.col("recency")) * period_days).cast(pl.Float64).alias("recency_days"),
+        ((pl.col("T") - pl.col("recency")) * period_days).cast(pl.Float64).alias("days_since_last_purchase"),
         (pl.col("total_spend") / (pl.col("frequency") + 1)).alias("spend_per_purchase"),
     )
 
@@ -211,7 +211,7 @@ def name_segments(centres: pl.DataFrame) -> list[str]:
             spread[f] = (v.max() - v.min()) / (overall.std() or 1.0)
         feature = max(spread, key=lambda f: spread[f])
         values = sub[feature].to_numpy()
-        order = np.argsort(values) if feature == "recency_days" else np.argsort(-values)
+        order = np.argsort(values) if feature == "days_since_last_purchase" else np.argsort(-values)
         words = QUALIFIERS[feature]
         for rank, pos in enumerate(order):
             if len(members) <= 2:
@@ -248,7 +248,7 @@ def profile_segments(
             pl.col("clv").sum().alias("clv"),
             pl.col("p_alive").mean().alias("mean_p_alive"),
             (pl.col("p_alive") < CHURN_P_ALIVE).mean().alias("churn_risk"),
-            pl.col("recency_days").median().alias("median_recency_days"),
+            pl.col("days_since_last_purchase").median().alias("median_days_since_last_purchase"),
             pl.col("frequency").median().cast(pl.Float64).alias("median_frequency"),
             (pl.col("total_spend").sum() / pl.col("n_orders").sum()).alias("avg_order_value"),
             pl.col("expected_purchases_90d").sum().alias("expected_purchases"),
@@ -261,7 +261,7 @@ def profile_segments(
         .sort("clv_share", "segment", descending=[True, False])
         .select(
             "segment", "n_customers", "customer_share", "revenue", "revenue_share", "clv", "clv_share",
-            "mean_p_alive", "churn_risk", "median_recency_days", "median_frequency", "avg_order_value",
+            "mean_p_alive", "churn_risk", "median_days_since_last_purchase", "median_frequency", "avg_order_value",
             "expected_purchases",
         )
     )

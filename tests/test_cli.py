@@ -62,7 +62,7 @@ def test_failed_run_keeps_the_previous_output(runner, tiny_csv, tmp_path):
         (["rfm", "missing.csv"], "Error: file not found: missing.csv\n"),
         (["rfm", "{tiny}", "--customer-col", "cust"], "Error: {tiny}: no column 'cust' (given by --customer-col); did you mean 'customer'? Columns: customer, order, when, amount\n"),
         (["rfm", "{tiny}", *TINY, "--as-of", "2020-01-01"], "Error: --as-of 2020-01-01 is before the first transaction (2024-01-01)\n"),
-        (["rfm", "{tiny}", *TINY, "-o", "{tmp}/x.xlsx"], "Error: cannot tell the format of '{tmp}/x.xlsx' from its extension; use .csv, .json, .parquet or .txt, or pass --format\n"),
+        (["rfm", "{tiny}", *TINY, "-o", "{tmp}/x.xlsx"], "Error: cannot tell the format of '{tmp}/x.xlsx' from its extension; clvx writes .csv, .json, .parquet (or .pq), and .txt for the plain-text table: rename the file or pass --format table|csv|json|parquet\n"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_exit_2(runner, tiny_csv, tmp_path, args, line):
@@ -203,7 +203,7 @@ def test_bad_model_file_and_horizon(runner, tmp_path):
 
 PROFILE_KEYS = {
     "segment", "n_customers", "customer_share", "revenue", "revenue_share", "clv", "clv_share", "mean_p_alive",
-    "churn_risk", "median_recency_days", "median_frequency", "avg_order_value", "expected_purchases", "top_categories",
+    "churn_risk", "median_days_since_last_purchase", "median_frequency", "avg_order_value", "expected_purchases", "top_categories",
 }
 
 
@@ -223,7 +223,7 @@ def test_segment_json_rows_and_assignments_file(runner, tmp_path):
     assignments = pl.read_csv(out, schema_overrides={"customer_id": pl.String})
     assert assignments.height == 5_000 and assignments["customer_id"].is_unique().all()
     assert set(assignments["segment"]) == {r["segment"] for r in rows}
-    assert {"customer_id", "segment", "recency_days", "frequency", "spend_per_purchase", "p_alive", "clv"} <= set(assignments.columns)
+    assert {"customer_id", "segment", "days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive", "clv"} <= set(assignments.columns)
 
 
 def test_segment_bad_k(runner):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import os
 import re
 import shutil
 import subprocess
 import zipfile
 
+import polars as pl
 import pytest
 
 from clv.load import load_transactions
@@ -22,10 +24,26 @@ BROWSER_FLAGS = [
 ]
 
 
+# Data text planted in the bundled sample: every report below is built from it, so each
+# format is checked against it with no extra pipeline run.
+HOSTILE_PRODUCT = '<script>alert("p")</script> KT-01 $\\frac$ | [/b]'  # top of the ranking; with a digit, so a product
+HOSTILE_CATEGORY = "<img src=x onerror=alert(1)> **Kitchen** | `x`"
+HOSTILE_CUSTOMERS = {"000010": '=HYPERLINK("http://evil.example","click")', "000011": "<script>alert('c')</script>",
+                     "000012": "@SUM(1+1)"}
+HOSTILE_TITLE = "Test report <script>alert('t')</script>"
+
+
 @pytest.fixture(scope="module")
-def report_data():
-    tx = load_transactions(bundled_sample_path())
-    return build_report(tx, title="Test report", calibration_end=dt.date(2024, 6, 30), clvx_version="test")
+def report_data(tmp_path_factory):
+    log = pl.read_parquet(bundled_sample_path()).with_columns(
+        pl.col("product_id").replace({"KT-01": HOSTILE_PRODUCT}),
+        pl.col("category").replace({"Kitchen": HOSTILE_CATEGORY}),
+        pl.col("customer_id").replace(HOSTILE_CUSTOMERS),
+    )
+    path = tmp_path_factory.mktemp("hostile") / "transactions.parquet"
+    log.write_parquet(path)
+    tx = load_transactions(path)
+    return build_report(tx, title=HOSTILE_TITLE, calibration_end=dt.date(2024, 6, 30), clvx_version="test")
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +68,87 @@ def test_html_is_byte_identical_run_to_run(report_data, html_file, tmp_path):
     assert again.read_bytes() == html_file.read_bytes()
 
 
-def test_workbook_has_the_tables_as_sheets(report_data, tmp_path):
-    path = tmp_path / "report.xlsx"
+@pytest.fixture(scope="module")
+def workbook(report_data, tmp_path_factory) -> dict[str, str]:
+    """The report's xlsx, unzipped: part name -> XML text."""
+    path = tmp_path_factory.mktemp("xlsx") / "report.xlsx"
     write_report(report_data, path)
     with zipfile.ZipFile(path) as z:
-        sheets = re.findall(r'<sheet name="([^"]+)"', z.read("xl/workbook.xml").decode())
-        assert sheets == ["summary", "segments", "customer scores", "cross-sell ranking", "rules"]
-        assert "numFmt" in z.read("xl/styles.xml").decode()
+        return {name: z.read(name).decode() for name in z.namelist() if name.endswith((".xml", ".rels"))}
+
+
+def _sheets(workbook: dict[str, str]) -> list[str]:
+    return re.findall(r'<sheet name="([^"]+)"', workbook["xl/workbook.xml"])
+
+
+def test_workbook_has_the_tables_as_sheets(workbook):
+    assert _sheets(workbook) == ["summary", "segments", "customer scores", "cross-sell ranking", "rules"]
+    assert "numFmt" in workbook["xl/styles.xml"]
+
+
+def test_workbook_writes_text_as_text_never_as_formulas(workbook):
+    assert not [name for name, xml in workbook.items() if "<f>" in xml or "<f " in xml]
+    strings = html.unescape(workbook["xl/sharedStrings.xml"])
+    for text in (*HOSTILE_CUSTOMERS.values(), HOSTILE_PRODUCT):
+        assert f">{text}<" in strings  # stored as a plain shared string
+
+
+def _cell(sheet_xml: str, ref: str) -> str:
+    return re.search(rf'<c r="{ref}"[^>]*?(?:/>|>.*?</c>)', sheet_xml).group()
+
+
+def _formats(workbook: dict[str, str]) -> list[str]:
+    """Number format code of each cell style index."""
+    styles = workbook["xl/styles.xml"]
+    codes = {"0": "General", **dict(re.findall(r'<numFmt numFmtId="(\d+)" formatCode="([^"]+)"', styles))}
+    xfs = re.search(r"<cellXfs[^>]*>(.*?)</cellXfs>", styles, re.S).group(1)
+    return [html.unescape(codes.get(i, i)) for i in re.findall(r'<xf numFmtId="(\d+)"', xfs)]
+
+
+def _column_format(workbook: dict[str, str], sheet: int, header: str) -> str:
+    """The number format of the first data cell under ``header`` in sheet number ``sheet`` (1-based)."""
+    xml = workbook[f"xl/worksheets/sheet{sheet}.xml"]
+    table_part = re.search(r'Target="\.\./tables/(table\d+\.xml)"', workbook[f"xl/worksheets/_rels/sheet{sheet}.xml.rels"]).group(1)
+    table = workbook[f"xl/tables/{table_part}"]
+    names = re.findall(r'<tableColumn id="\d+" name="([^"]+)"', table)
+    col = chr(ord("A") + names.index(header))
+    style = re.search(r's="(\d+)"', _cell(xml, f"{col}2"))
+    return _formats(workbook)[int(style.group(1)) if style else 0]
+
+
+def test_workbook_numbers_are_numbers_with_formats_under_human_headers(workbook):
+    summary = workbook["xl/worksheets/sheet1.xml"]
+    customers = _cell(summary, "B2")
+    assert 't="s"' not in customers and "<v>5000</v>" in customers  # a number, not the text '5,000'
+    assert _formats(workbook)[int(re.search(r's="(\d+)"', customers).group(1))] == "#,##0"
+    assert _column_format(workbook, 2, "% of customers") == "0.0%"
+    assert _column_format(workbook, 2, "Median days since last purchase") == "#,##0"
+    assert _column_format(workbook, 3, "Days since last purchase") == "#,##0"
+    assert _column_format(workbook, 3, "P(alive)") == "0.000"
+    assert _column_format(workbook, 3, "CLV, 12 months") == "#,##0.00"
+    assert _column_format(workbook, 4, "% of segment own it") == "0.0%"
+    assert _column_format(workbook, 5, "Support") == "0.00%"
+    headers = " ".join(re.findall(r'<tableColumn id="\d+" name="([^"]+)"', " ".join(x for n, x in workbook.items() if "tables/" in n)))
+    assert "Customer ID" in headers and "_" not in headers
+
+
+def test_every_table_sheet_has_an_autofilter_and_a_frozen_header(workbook):
+    tables = [x for n, x in workbook.items() if n.startswith("xl/tables/")]
+    assert len(tables) == 4 and all("<autoFilter" in t for t in tables)
+    for i in range(1, len(_sheets(workbook)) + 1):
+        assert 'ySplit="1"' in workbook[f"xl/worksheets/sheet{i}.xml"] and 'state="frozen"' in workbook[f"xl/worksheets/sheet{i}.xml"]
+
+
+def test_planted_markup_is_inert_in_html_and_markdown(html_file, report_data, tmp_path):
+    page = html_file.read_text()
+    md_path = tmp_path / "report.md"
+    write_report(report_data, md_path)
+    md = md_path.read_text()
+    for text in (page, md):
+        assert "<script" not in text and "<img" not in text
+    assert html.escape(HOSTILE_TITLE) in page and html.escape(HOSTILE_PRODUCT) in page and "&lt;img src=x onerror" in page
+    assert md.startswith("# Test report &lt;script>alert('t')&lt;/script>\n")
+    assert "&lt;script>alert(\"p\")&lt;/script> KT-01 $\\\\frac$ \\| \\[/b\\]" in md  # the pipe cannot end the cell
 
 
 def test_markdown_has_the_tables(report_data, tmp_path):

@@ -36,12 +36,12 @@ def test_names_describe_the_centres(sample_run):
     seg = sample_run.segmentation
     a = seg.assignments
     stats = a.group_by("segment").agg(
-        pl.col("recency_days").median(), pl.col("frequency").mean(), pl.col("clv").mean(), pl.col("spend_per_purchase").median()
+        pl.col("days_since_last_purchase").median(), pl.col("frequency").mean(), pl.col("clv").mean(), pl.col("spend_per_purchase").median()
     )
     if "Champions" in stats["segment"].to_list():
         champ = stats.filter(pl.col("segment") == "Champions").row(0, named=True)
         others = stats.filter(pl.col("segment") != "Champions")
-        assert champ["recency_days"] <= others["recency_days"].min()
+        assert champ["days_since_last_purchase"] <= others["days_since_last_purchase"].min()
         assert champ["frequency"] >= others["frequency"].max()
         assert champ["clv"] >= others["clv"].max()
     assert a["segment"].n_unique() == seg.profile.height == seg.k
@@ -98,7 +98,7 @@ def test_collisions_get_qualifiers_and_names_stay_unique():
         {
             "r_score": [3.6, 3.5, 1.2],
             "fm_score": [4.6, 4.4, 1.1],
-            "recency_days": [60.0, 62.0, 400.0],
+            "days_since_last_purchase": [60.0, 62.0, 400.0],
             "frequency": [8.0, 7.5, 0.0],
             "spend_per_purchase": [120.0, 30.0, 20.0],
             "p_alive": [0.8, 0.8, 0.2],
@@ -135,3 +135,12 @@ def test_too_few_customers_for_clustering(sample_run):
     features = sample_run.segmentation.assignments.head(MIN_CUSTOMERS - 1)
     with pytest.raises(ModelError, match=f"clustering needs at least {MIN_CUSTOMERS} customers; got {MIN_CUSTOMERS - 1}"):
         segment_customers(features, method="kmeans")
+
+
+def test_days_since_last_purchase_is_its_own_name_and_recency_keeps_lifetimes_meaning(sample_run):
+    """recency is the first-to-last purchase span (lifetimes); the time since the last purchase has its own name."""
+    seg = sample_run.segmentation
+    a = seg.assignments
+    assert not {"recency_days", "median_recency_days"} & (set(a.columns) | set(seg.profile.columns))
+    assert (a["days_since_last_purchase"] == (a["T"] - a["recency"]).cast(pl.Float64)).all()  # period = day
+    assert "median_days_since_last_purchase" in seg.profile.columns
