@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click import ClickException as UsageBase  # type: ignore[assignment]
 
 from clv import __version__  # light: the package's __init__ imports nothing heavy
+from clv.terms import MAX_ANNUAL_DISCOUNT_RATE, MAX_HORIZON_YEARS, MAX_PENALIZER, SEED_MAX, Period
 
 if TYPE_CHECKING:
     import clvx
@@ -37,7 +38,6 @@ EXIT_CODES_HELP = "Exit codes: 0 ok, 1 runtime failure (e.g. a model cannot be f
 EXIT_INPUT = 2
 EXIT_RUNTIME = 1
 EXIT_INTERRUPTED = 130
-SEED_MAX = 2**32 - 1  # numpy's seed range
 HORIZON_HELP = "12m, 39w, 90d or 1y"
 
 app = typer.Typer(
@@ -55,12 +55,6 @@ app = typer.Typer(
 
 
 # Choices as typer shows them; each mirrors the core's value of the same name.
-class PeriodChoice(str, Enum):
-    day = "day"
-    week = "week"
-    month = "month"
-
-
 class FormatChoice(str, Enum):
     table = "table"
     csv = "csv"
@@ -249,16 +243,16 @@ class RunArgs:
 class ModelArgs:
     """Options shared by every command that fits BG/NBD and Gamma-Gamma."""
 
-    period: PeriodChoice | None
+    period: Period | None
     penalizer: float
     engine: EngineChoice
 
     PARAMS = (
-        _opt("period", Annotated[Optional[PeriodChoice], typer.Option(
+        _opt("period", Annotated[Optional[Period], typer.Option(
             "--period", help="Time unit of frequency, recency and T; for an RFM summary file, the unit it is in "
             "\\[default: day, or the saved model's]", rich_help_panel=MODEL_PANEL, show_default=False)], None),
         _opt("penalizer", Annotated[float, typer.Option(
-            "--penalizer", min=0.0, max=1e6, help="L2 penalty on the model parameters; a small value (0.001) helps hard fits",
+            "--penalizer", min=0.0, max=MAX_PENALIZER, help="L2 penalty on the model parameters; a small value (0.001) helps hard fits",
             rich_help_panel=MODEL_PANEL)], 0.0),
         _opt("engine", Annotated[EngineChoice, typer.Option(
             "--engine", help="Model fitting: lifetimes, numpy (same equations, vectorised) or auto (lifetimes for small data)",
@@ -270,10 +264,9 @@ class ModelArgs:
         return cls(period=kw["period"], penalizer=kw["penalizer"], engine=EngineChoice(kw["engine"]))
 
     def options(self, *, default_period: bool = True) -> clvx.ModelOptions:
-        from clv.rfm import Period
         from clvx import ModelOptions
 
-        period = Period(self.period.value) if self.period else (Period.day if default_period else None)
+        period = self.period or (Period.day if default_period else None)
         return ModelOptions(period=period, penalizer=self.penalizer, engine=self.engine.value)
 
 
@@ -286,9 +279,9 @@ class CLVArgs:
 
     PARAMS = (
         _opt("horizon", Annotated[str, typer.Option(
-            "--horizon", help=f"CLV horizon: {HORIZON_HELP} (at most 100 years)", rich_help_panel=CLV_PANEL)], "12m"),
+            "--horizon", help=f"CLV horizon: {HORIZON_HELP} (at most {MAX_HORIZON_YEARS} years)", rich_help_panel=CLV_PANEL)], "12m"),
         _opt("discount_rate", Annotated[float, typer.Option(
-            "--discount-rate", min=0.0, max=10.0, help="Annual discount rate for CLV (0.10 = 10%)", rich_help_panel=CLV_PANEL)], 0.10),
+            "--discount-rate", min=0.0, max=MAX_ANNUAL_DISCOUNT_RATE, help="Annual discount rate for CLV (0.10 = 10%)", rich_help_panel=CLV_PANEL)], 0.10),
     )
 
     @classmethod
@@ -511,7 +504,7 @@ def rfm(
     source: SourceArgs,
     out: OutputArgs,
     run: RunArgs,
-    period: Annotated[PeriodChoice, typer.Option("--period", help="Time unit of frequency, recency and T (weeks start on Monday)")] = PeriodChoice.day,
+    period: Annotated[Period, typer.Option("--period", help="Time unit of frequency, recency and T (weeks start on Monday)")] = Period.day,
     scores: Annotated[bool, typer.Option("--scores/--no-scores", help="Add r_score, f_score, m_score and rfm_segment", metavar="")] = True,
 ) -> None:
     """Recency, frequency, T and monetary value per customer, with RFM scores and segments.
@@ -524,7 +517,7 @@ def rfm(
     from present import render
 
     listener = run.listener()
-    result = clvx.rfm(source.options(), period=clvx.Period(period.value), scores=scores, listener=listener)
+    result = clvx.rfm(source.options(), period=period, scores=scores, listener=listener)
     if result.bins is not None:
         render.report_score_bins(result.bins, listener.reporter)
     render.rfm_rows(result.summary, result.period, out.emitter())
@@ -683,7 +676,7 @@ def cross_sell(
     listener = run.listener()
     offers = clvx.CrossSellOptions(
         top=top, top_k=top_k, max_offers=max_offers, allow_substitutes=allow_substitutes, exclude_products=exclude_products,
-        horizon=_horizon(offer_horizon), targets=targets is not None, rules=rules is not None,
+        offer_horizon=_horizon(offer_horizon), targets=targets is not None, rules=rules is not None,
     )
     segments = clvx.SegmentOptions(method=method.value, k=_parse_k(k), seed=seed)
     result = clvx.cross_sell(source.options(), model=fitting.options(), clv=clv.options(), segments=segments,

@@ -23,10 +23,15 @@ from scipy.special import betaln, gammaln
 from clv import _lifetimes, likelihood
 from clv.errors import InputError, ModelError, NotFittedError
 from clv.likelihood import Optimum
+from clv.terms import (  # noqa: F401 - re-exported: the limits and units of the models
+    DAYS_PER_MONTH,
+    DAYS_PER_WEEK,
+    DAYS_PER_YEAR,
+    MAX_ANNUAL_DISCOUNT_RATE,
+    MAX_HORIZON_YEARS,
+    MAX_PENALIZER,
+)
 
-DAYS_PER_YEAR = 365.25
-DAYS_PER_MONTH = DAYS_PER_YEAR / 12
-DAYS_PER_WEEK = 7.0
 Z_95 = 1.959963984540054
 MIN_CUSTOMERS = 10
 MIN_REPEAT_CUSTOMERS = 10
@@ -43,9 +48,6 @@ FLAT_SPEND_CV = 0.25
 # leave CLV and churn predictions unreliable.
 MIN_RELIABLE_CUSTOMERS = 500
 MIN_RELIABLE_HISTORY_DAYS = 180
-MAX_HORIZON_YEARS = 100
-MAX_ANNUAL_DISCOUNT_RATE = 1.0
-MAX_PENALIZER = 1e3
 SUMMARY_KEYS = ["frequency", "recency", "T"]
 ENGINES = ("auto", "lifetimes", "numpy")
 # With "auto", lifetimes fits data up to this many distinct rows (well under a
@@ -522,6 +524,15 @@ class Horizon:
 
     def periods(self, period_days: float) -> float:
         return self.days / period_days
+
+    @property
+    def words(self) -> str:
+        """The horizon as a reader says it: ``12m`` -> ``12 months``, ``1y`` -> ``1 year``."""
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dwmy])\s*", self.label.lower())
+        if match is None:
+            return self.label
+        number, unit = match.group(1), {"d": "day", "w": "week", "m": "month", "y": "year"}[match.group(2)]
+        return f"{number} {unit}" + ("" if float(number) == 1 else "s")
 
 
 MAX_HORIZON_DAYS = MAX_HORIZON_YEARS * DAYS_PER_YEAR

@@ -21,11 +21,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
 
 import polars as pl
 
 from clv.errors import InputError
+from clv.terms import DAYS_PER_MONTH, DAYS_PER_WEEK, Period
 
 # Money is summed as whole nano-units in 128-bit integers: exact whatever the row order, for
 # lines up to MAX_AMOUNT and more than 10^11 such lines per sum (Int128 holds 1.7e38).
@@ -34,25 +34,6 @@ AMOUNT_UNITS = 10**AMOUNT_DECIMALS
 MAX_AMOUNT = 1e18
 N_SCORES = 5
 SCORE_QUANTILES = (0.2, 0.4, 0.6, 0.8)
-DAYS_PER_WEEK = 7
-DAYS_PER_MONTH = 365.25 / 12
-
-
-class Period(str, Enum):
-    """The time unit of frequency, recency and T."""
-
-    day = "day"
-    week = "week"
-    month = "month"
-
-    @property
-    def days(self) -> float:
-        """Length of one period in days (a month is 365.25 / 12 days)."""
-        return {"day": 1.0, "week": float(DAYS_PER_WEEK), "month": DAYS_PER_MONTH}[self.value]
-
-    @property
-    def truncate_every(self) -> str:
-        return {"day": "1d", "week": "1w", "month": "1mo"}[self.value]
 
 
 def period_start(expr: pl.Expr, period: Period) -> pl.Expr:

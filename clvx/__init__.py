@@ -142,7 +142,7 @@ class CrossSellOptions:
     max_offers: int | None = None
     allow_substitutes: bool = False
     exclude_products: str | None = None
-    horizon: Horizon = CROSS_SELL_HORIZON
+    offer_horizon: Horizon = CROSS_SELL_HORIZON
     targets: bool = False
     rules: bool = False
 
@@ -481,7 +481,7 @@ def segment(
     tx = load(source, listener)
     run = run_segmentation(
         tx, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
-        engine=model.engine, discount_rate=clv.discount_rate, step=listener.step,
+        engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step,
     )
     notices.extend(data_notices(run.segmentation.assignments, history_days=_log_days(tx)))
     notices.extend(fit_notices(run.bgnbd, run.gamma_gamma))
@@ -502,9 +502,9 @@ def cross_sell(
     notices = _Notices(listener)
     tx = load(source, listener, need=("product",))
     run = run_crosssell(
-        tx, exclude_products=offers.exclude_products, horizon=offers.horizon, top=offers.top, period=model.unit,
+        tx, exclude_products=offers.exclude_products, offer_horizon=offers.offer_horizon, top=offers.top, period=model.unit,
         method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer, engine=model.engine,
-        discount_rate=clv.discount_rate, step=listener.step,
+        discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step,
     )
     notices.extend(data_notices(run.segments.segmentation.assignments, history_days=_log_days(tx)))
     notices.extend(fit_notices(run.segments.bgnbd, run.segments.gamma_gamma))
@@ -538,7 +538,7 @@ def report(
     data = build_report(
         tx, title=title, calibration_end=calibration_end, exclude_products=exclude_products, clvx_version=__version__,
         step=listener.step, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed,
-        penalizer=model.penalizer, engine=model.engine, discount_rate=clv.discount_rate,
+        penalizer=model.penalizer, engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon,
     )
     notices.extend(data_notices(data.customers, history_days=_log_days(tx)))
     notices.extend(fit_notices(data.segments.bgnbd, data.segments.gamma_gamma))

@@ -238,9 +238,9 @@ PROFILE_HEADERS = {
     "median_days_since_last_purchase": "days since\nlast purchase",
     "median_frequency": "repeat\npurchases",
     "avg_order_value": "avg\norder",
-    "expected_purchases": "purchases\nnext 90d",
+    "expected_purchases_90d": "purchases\nnext 90d",
 }
-PROFILE_DECIMALS = {"median_days_since_last_purchase": 0, "median_frequency": 0, "expected_purchases": 0, "revenue": 0, "clv": 0}
+PROFILE_DECIMALS = {"median_days_since_last_purchase": 0, "median_frequency": 0, "expected_purchases_90d": 0, "revenue": 0, "clv": 0}
 
 
 def segmentation_notes(result, reporter: Reporter) -> None:
@@ -268,11 +268,11 @@ def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
     )
     caption = (
         f"{seg.assignments.height:,} customers in {profile.height} segments by {how}. Ordered by share of predicted "
-        f"12-month CLV (annual discount {result.discount_rate:.0%}). Churn risk = share with P(alive) < 0.5; "
+        f"CLV over {result.horizon.words} (annual discount {result.discount_rate:.0%}). Churn risk = share with P(alive) < 0.5; "
         "days since last purchase and repeat purchases are medians; purchases next 90d = expected, segment total."
     )
     numbers = profile.drop("top_categories", strict=False)
-    renderables = [frame_table(numbers, title="Customer segments", caption=caption, headers=PROFILE_HEADERS, max_rows=None, decimals=PROFILE_DECIMALS)]
+    renderables = [frame_table(numbers, title="Customer segments", caption=caption, headers=PROFILE_HEADERS | {"clv": f"CLV\n{result.horizon.words}"}, max_rows=None, decimals=PROFILE_DECIMALS)]
     if "top_categories" in profile.columns:
         renderables.append(frame_table(
             profile.select("segment", pl.col("top_categories").fill_null("—")),
@@ -357,7 +357,7 @@ def crosssell_ranking(run, emitter: Emitter) -> None:
         ranking,
         title="Cross-sell: products to push per segment",
         caption=(
-            f"Top {ranking['rank'].max() or 0} products per segment by expected revenue over {run.horizon.label} from the segment's "
+            f"Top {ranking['rank'].max() or 0} products per segment by expected revenue over {run.offer_horizon.label} from the segment's "
             "non-owners: expected buyers = the sum of their offer scores (P(they buy in the horizon) x how strongly "
             "what they own and their segment point to the product); revenue = buyers x the product's median line value. "
             "index = segment penetration / overall penetration, shrunk toward 1 for products with few owners."

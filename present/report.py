@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from clv.errors import InputError
+from clv.models import LOW_DROPOUT
 from present.output import atomic_write, atomic_write_bytes, column_kind, format_cell, terminal_text
 from segments.pipeline import ReportData
 
@@ -59,7 +60,7 @@ def headline_numbers(data: ReportData) -> list[tuple[str, float, str, str]]:
     return [
         ("Customers", c.height, "count", f"with a purchase up to {data.as_of}"),
         ("Revenue", float(c["total_spend"].sum()), "money", "net of returns, over the log"),
-        ("Predicted CLV, 12 months", float(c["clv"].sum()), "money", f"discounted at {data.discount_rate:.0%} a year"),
+        (f"Predicted CLV, {data.segments.horizon.words}", float(c["clv"].sum()), "money", f"discounted at {data.discount_rate:.0%} a year"),
         ("Likely still active", float(active), "share", "share of customers with P(alive) >= 0.5"),
     ]
 
@@ -85,12 +86,12 @@ def methodology(data: ReportData) -> list[tuple[str, str]]:
                       f"b = {bg.b:.4f}; log-likelihood {bg.log_likelihood:,.2f}; {bg.n_customers:,} customers; engine {bg.engine}"),
         ("Spend", f"Gamma-Gamma: p = {gg.p:.4f}, q = {gg.q:.4f}, v = {gg.v:.4f}; population mean spend {gg.population_mean:,.2f}; "
                   f"{gg.n_customers:,} repeat customers ({gg.n_excluded:,} with spend <= 0 left out)"),
-        ("CLV", f"12 months, monthly cash flows at month ends (365.25 / 12 days), annual discount rate {data.discount_rate:.0%}"),
+        ("CLV", f"{data.segments.horizon.words}, monthly cash flows at month ends (365.25 / 12 days), annual discount rate {data.discount_rate:.0%}"),
         ("Segments", f"{seg.method}, k = {seg.k}, seed {seg.seed}; named from the members' mean RFM scores"),
     ]
     if data.cross_sell is not None:
         rows.append(("Cross-sell", f"{data.cross_sell.excluded.height} non-product codes left out; offers score = P(buys in "
-                                   f"{data.cross_sell.horizon.label}) x (0.75 product associations + 0.25 segment penetration)"))
+                                   f"{data.cross_sell.offer_horizon.label}) x (0.75 product associations + 0.25 segment penetration)"))
     rows.append(("Software", f"clvx {data.clvx_version}"))
     return rows
 
@@ -143,14 +144,14 @@ def plain_labels(values: list) -> list[str]:
     return [str(v).replace("$", r"\$") for v in values]
 
 
-def chart_clv_distribution(customers: pl.DataFrame) -> str:
+def chart_clv_distribution(customers: pl.DataFrame, horizon_words: str) -> str:
     fig, ax = _figure()
     clv = customers["clv"].to_numpy()
     positive = clv[clv > 0]
     bins = np.logspace(np.log10(max(positive.min(), 0.01)), np.log10(positive.max()), 40) if positive.size else 10
     ax.hist(positive, bins=bins, color=PALETTE[0])
     ax.set_xscale("log")
-    ax.set_xlabel("predicted 12-month CLV per customer (log scale)")
+    ax.set_xlabel(f"predicted CLV over {horizon_words} per customer (log scale)")
     ax.set_ylabel("customers")
     top = ax.get_ylim()[1]
     for (value, label, color), height in zip(((np.median(clv), "median", PALETTE[5]), (clv.mean(), "mean", PALETTE[6])), (0.97, 0.87)):
@@ -298,11 +299,11 @@ def _figure_html(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
-SEGMENT_HEADERS = {"n_customers": "customers", "customer_share": "% customers", "revenue_share": "% revenue", "clv": "CLV 12m",
+SEGMENT_HEADERS = {"n_customers": "customers", "customer_share": "% customers", "revenue_share": "% revenue", "clv": "CLV",
                    "clv_share": "% CLV", "mean_p_alive": "P(alive)", "churn_risk": "churn risk", "median_days_since_last_purchase": "days since last purchase",
-                   "median_frequency": "repeats", "avg_order_value": "avg order", "expected_purchases": "purchases next 90d",
+                   "median_frequency": "repeats", "avg_order_value": "avg order", "expected_purchases_90d": "purchases next 90d",
                    "top_categories": "over-indexed"}
-SEGMENT_DECIMALS = {"revenue": 0, "clv": 0, "median_days_since_last_purchase": 0, "median_frequency": 0, "expected_purchases": 0}
+SEGMENT_DECIMALS = {"revenue": 0, "clv": 0, "median_days_since_last_purchase": 0, "median_frequency": 0, "expected_purchases_90d": 0}
 
 
 def html_report(data: ReportData) -> str:
@@ -316,19 +317,21 @@ def html_report(data: ReportData) -> str:
             f'<div class="hint">{html.escape(n)}</div></div>' for k, v, n in headline(data)) + "</section>",
     ]
     bg = data.segments.bgnbd
-    if bg.a / (bg.a + bg.b) < 0.01:
+    if bg.a / (bg.a + bg.b) < LOW_DROPOUT:
         parts.append('<p class="warning">The purchase model sees almost no customers leave in this log, so P(alive) is near 1 for '
                      "nearly everyone and churn figures say little; a longer history would tell more.</p>")
     parts += [
         "<h2>Customer segments</h2>",
-        '<p class="note">Ordered by share of predicted 12-month CLV. Churn risk is the share of the segment with P(alive) below 0.5.</p>',
-        _html_table(profile.drop("top_categories", strict=False), SEGMENT_HEADERS, SEGMENT_DECIMALS),
+        f'<p class="note">Ordered by share of predicted CLV over {html.escape(data.segments.horizon.words)}. Churn risk is the share of the segment with P(alive) below 0.5.</p>',
+        _html_table(profile.drop("top_categories", strict=False),
+                    SEGMENT_HEADERS | {"clv": f"CLV, {data.segments.horizon.words}"}, SEGMENT_DECIMALS),
         *([f"<p class=\"note\">What each segment buys more often than customers overall (index = segment / overall):</p>"
            + _html_table(profile.select("segment", pl.col("top_categories").fill_null("—")), {"top_categories": "over-indexed categories"})]
           if "top_categories" in profile.columns else []),
         _figure_html(chart_segments(profile), "Each segment's share of customers beside its share of predicted value."),
         "<h2>Customer value</h2>",
-        _figure_html(chart_clv_distribution(data.customers), "Predicted 12-month CLV per customer: value is concentrated in few customers."),
+        _figure_html(chart_clv_distribution(data.customers, data.segments.horizon.words),
+                     f"Predicted CLV over {data.segments.horizon.words} per customer: value is concentrated in few customers."),
         _figure_html(chart_p_alive(data.customers), "Mean P(alive) by repeat purchases and days since the last purchase (customers per cell in brackets)."),
     ]
     if data.backtest is not None:
@@ -345,7 +348,7 @@ def html_report(data: ReportData) -> str:
         parts += [
             "<h2>Cross-sell: what to offer each segment</h2>",
             '<p class="note">Top products per segment by expected revenue from the segment\'s non-owners over '
-            f"{html.escape(data.cross_sell.horizon.label)}. Index: how much more often the segment owns the product than customers overall.</p>",
+            f"{html.escape(data.cross_sell.offer_horizon.label)}. Index: how much more often the segment owns the product than customers overall.</p>",
             _html_table(top_targets(data), {"penetration": "% of segment own it", "expected_buyers": "expected buyers",
                                             "expected_revenue": "expected revenue"}, {"expected_buyers": 1}),
             _figure_html(chart_cross_sell(data.cross_sell), "Segment x product index for the products with most expected revenue "
@@ -432,10 +435,10 @@ def markdown_report(data: ReportData) -> str:
 
 XLSX_HEADERS = {
     "customer_id": "Customer ID", "segment": "Segment", "rfm_segment": "RFM segment", "n_customers": "Customers",
-    "customer_share": "% of customers", "revenue": "Revenue", "revenue_share": "% of revenue", "clv": "CLV, 12 months",
+    "customer_share": "% of customers", "revenue": "Revenue", "revenue_share": "% of revenue", "clv": "CLV",
     "clv_share": "% of CLV", "mean_p_alive": "Mean P(alive)", "churn_risk": "Churn risk",
     "median_days_since_last_purchase": "Median days since last purchase", "median_frequency": "Median repeat purchases",
-    "avg_order_value": "Average order value", "expected_purchases": "Expected purchases, 12 months",
+    "avg_order_value": "Average order value", "expected_purchases": "Expected purchases", "expected_purchases_90d": "Expected purchases, next 90 days",
     "top_categories": "Over-indexed categories (index)", "frequency": "Repeat purchases",
     "days_since_last_purchase": "Days since last purchase", "total_spend": "Total spend", "p_alive": "P(alive)",
     "expected_avg_value": "Expected spend per purchase", "rank": "Rank", "product_id": "Product", "description": "Description",
@@ -448,7 +451,7 @@ XLSX_HEADERS = {
     "mean_days_between": "Mean days between",
 }
 # Per sheet, where one column name means something narrower there.
-SHEET_HEADERS = {"segments": {"expected_purchases": "Expected purchases, next 90 days (segment total)"}}
+SHEET_HEADERS = {"segments": {"expected_purchases_90d": "Expected purchases, next 90 days (segment total)"}}
 WHOLE_DAYS = ("days_since_last_purchase", "median_days_since_last_purchase", "mean_days_between", "median_frequency")
 
 
@@ -476,15 +479,19 @@ def xlsx_number_format(name: str, dtype: pl.DataType) -> str | None:
     return "#,##0.00"  # money, and measures such as lift and expected buyers
 
 
-def _xlsx_table(wb, name: str, frame: pl.DataFrame, header_format: dict) -> None:
-    """One sheet holding ``frame`` as an Excel table: human headers, autofilter, frozen header row, typed cells."""
+def _xlsx_table(wb, name: str, frame: pl.DataFrame, header_format: dict, headers: dict[str, str] | None = None) -> None:
+    """One sheet holding ``frame`` as an Excel table: human headers, autofilter, frozen header row, typed cells.
+
+    ``headers`` override the standard ones (e.g. with the report's CLV horizon).
+    """
+    headers = headers or {}
     ws = wb.add_worksheet(name)
     head = wb.add_format(header_format)
     columns = []
     for col, (column, dtype) in enumerate(frame.schema.items()):
         number_format = xlsx_number_format(column, dtype)
         cell_format = wb.add_format({"num_format": number_format}) if number_format else None
-        columns.append({"header": xlsx_header(column, name), "header_format": head, **({"format": cell_format} if cell_format else {})})
+        columns.append({"header": headers.get(column) or xlsx_header(column, name), "header_format": head, **({"format": cell_format} if cell_format else {})})
         values = frame[column].to_list()
         if dtype.is_numeric():
             for row, v in enumerate(values, start=1):
@@ -548,5 +555,7 @@ def xlsx_report(data: ReportData, path: Path) -> None:
         wb.set_properties({"title": data.title, "created": created, "author": "clvx"})
         header = {"bold": True, "bg_color": "#1b4965", "font_color": "#ffffff", "border": 1, "text_wrap": True}
         _xlsx_summary(wb, data, header)
+        words = data.segments.horizon.words
+        horizon = {"clv": f"CLV, {words}", "expected_purchases": f"Expected purchases, {words}"}
         for name, frame in sheets:
-            _xlsx_table(wb, name, frame, header)
+            _xlsx_table(wb, name, frame, header, horizon)

@@ -236,7 +236,7 @@ def profile_segments(
 
     ``assignments`` has ``customer_id, segment`` and the scored columns;
     ``categories`` (optional) has one row per (customer_id, category) bought.
-    Shares sum to 1. ``expected_purchases`` is the segment total over 90 days.
+    Shares sum to 1. ``expected_purchases_90d`` is the segment total over 90 days.
     """
     n = assignments.height
     totals = assignments.select(pl.col("total_spend").sum(), pl.col("clv").sum()).row(0)
@@ -251,7 +251,7 @@ def profile_segments(
             pl.col("days_since_last_purchase").median().alias("median_days_since_last_purchase"),
             pl.col("frequency").median().cast(pl.Float64).alias("median_frequency"),
             (pl.col("total_spend").sum() / pl.col("n_orders").sum()).alias("avg_order_value"),
-            pl.col("expected_purchases_90d").sum().alias("expected_purchases"),
+            pl.col("expected_purchases_90d").sum().alias("expected_purchases_90d"),
         )
         .with_columns(
             (pl.col("n_customers") / n).alias("customer_share"),
@@ -262,7 +262,7 @@ def profile_segments(
         .select(
             "segment", "n_customers", "customer_share", "revenue", "revenue_share", "clv", "clv_share",
             "mean_p_alive", "churn_risk", "median_days_since_last_purchase", "median_frequency", "avg_order_value",
-            "expected_purchases",
+            "expected_purchases_90d",
         )
     )
     if categories is not None and categories.height:

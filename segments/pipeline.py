@@ -50,6 +50,7 @@ class SegmentRun:
     bins: ScoreBins
     period: Period
     discount_rate: float
+    horizon: Horizon  # of the CLV the segments are built on and profiled by
 
 
 def customer_categories(tx: Transactions) -> pl.DataFrame | None:
@@ -79,10 +80,11 @@ def run_segmentation(
     penalizer: float = 0.0,
     engine: str = "auto",
     discount_rate: float = 0.10,
+    horizon: Horizon = CLV_HORIZON,
     models: tuple[BGNBDParams, GammaGammaParams] | None = None,
     step: Step = lambda _: nullcontext(),
 ) -> SegmentRun:
-    """RFM -> BG/NBD + Gamma-Gamma -> 12-month CLV and 90-day purchases -> segments and profile.
+    """RFM -> BG/NBD + Gamma-Gamma -> CLV over ``horizon`` and 90-day purchases -> segments and profile.
 
     ``models`` are already fitted on this same RFM summary (e.g. by the forecast
     backtest on the calibration period); without them the models are fitted here.
@@ -97,7 +99,7 @@ def run_segmentation(
     else:
         bg, gg = models
     with step("Scoring customers"):
-        scored = score_customers(summary, bg, gg, period_days=period.days, horizon=CLV_HORIZON, annual_discount_rate=discount_rate)
+        scored = score_customers(summary, bg, gg, period_days=period.days, horizon=horizon, annual_discount_rate=discount_rate)
         x, tx_, T = float_columns(scored, "frequency", "recency", "T")
         scored = scored.with_columns(pl.Series("expected_purchases_90d", expected_purchases(bg, NEAR_TERM.periods(period.days), x, tx_, T)))
         scored, bins = score_rfm(scored, period)
@@ -107,7 +109,7 @@ def run_segmentation(
     with step("Clustering customers" if method == "kmeans" else "Grouping customers by RFM segment"):
         categories = customer_categories(tx)
         seg = segment_customers(features, method=method, k=k, seed=seed, categories=categories)
-    return SegmentRun(seg, bg, gg, bins, period, discount_rate)
+    return SegmentRun(seg, bg, gg, bins, period, discount_rate, horizon)
 
 
 # --------------------------------------------------------------------------- cross-sell
@@ -122,7 +124,7 @@ class CrossSellRun:
     ranking: pl.DataFrame
     excluded: pl.DataFrame  # product_id, reason, lines, revenue
     products: pl.DataFrame  # product_id with description / category when known
-    horizon: Horizon
+    offer_horizon: Horizon  # of the offers' expected buyers and revenue
 
 
 def product_info(tx: Transactions) -> pl.DataFrame:
@@ -144,7 +146,7 @@ def run_crosssell(
     tx: Transactions,
     *,
     exclude_products: str | None = None,
-    horizon: Horizon = CROSS_SELL_HORIZON,
+    offer_horizon: Horizon = CROSS_SELL_HORIZON,
     top: int = 5,
     step: Step = lambda _: nullcontext(),
     **segment_options,
@@ -168,7 +170,7 @@ def run_crosssell(
         typical = collect(lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
         assignments = seg.segmentation.assignments.sort("customer_id")
         x, tx_, T = float_columns(assignments, "frequency", "recency", "T")
-        purchases = expected_purchases(seg.bgnbd, horizon.periods(seg.period.days), x, tx_, T)
+        purchases = expected_purchases(seg.bgnbd, offer_horizon.periods(seg.period.days), x, tx_, T)
         customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", -np.expm1(-purchases)))
         own = build_ownership(lines, customers["customer_id"])
         categories = products.select("product_id", "category") if "category" in products.columns else None
@@ -176,7 +178,7 @@ def run_crosssell(
     ranking = segment_ranking(model, top=top, products=products if products.width > 1 else None)
     order = {name: i for i, name in enumerate(seg.segmentation.profile["segment"].to_list())}
     ranking = ranking.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "rank")
-    return CrossSellRun(seg, model, ranking, excluded, products, horizon)
+    return CrossSellRun(seg, model, ranking, excluded, products, offer_horizon)
 
 
 def crosssell_targets(run: CrossSellRun, *, top_k: int = 5, max_offers: int | None = None, allow_substitutes: bool = False) -> pl.DataFrame:

@@ -203,7 +203,7 @@ def test_bad_model_file_and_horizon(runner, tmp_path):
 
 PROFILE_KEYS = {
     "segment", "n_customers", "customer_share", "revenue", "revenue_share", "clv", "clv_share", "mean_p_alive",
-    "churn_risk", "median_days_since_last_purchase", "median_frequency", "avg_order_value", "expected_purchases", "top_categories",
+    "churn_risk", "median_days_since_last_purchase", "median_frequency", "avg_order_value", "expected_purchases_90d", "top_categories",
 }
 
 
@@ -328,11 +328,11 @@ def test_report_command_writes_every_format(runner, tmp_path):
 @pytest.mark.parametrize(
     ("command", "text", "error"),
     [
-        ("predict", "discount-rate = 1e9\n", "setting 'discount-rate' = 1000000000.0 should be a number from 0.0 to 10.0"),
+        ("predict", "discount-rate = 1e9\n", "setting 'discount-rate' = 1000000000.0 should be a number from 0.0 to 1.0"),
         ("cross-sell", "top-k = 0\n", "setting 'top-k' = 0 should be a whole number from 1 to 100"),
         ("cross-sell", "max-offers = 0\n", "setting 'max-offers' = 0 should be a whole number from 1 to 100"),
         ("cross-sell", "top = 1000\n", "setting 'top' = 1000 should be a whole number from 1 to 100"),
-        ("fit", "penalizer = -1\n", "setting 'penalizer' = -1 should be a number from 0.0 to 1,000,000.0"),
+        ("fit", "penalizer = -1\n", "setting 'penalizer' = -1 should be a number from 0.0 to 1,000.0"),
         ("segment", "seed = 1.5\n", "setting 'seed' = 1.5 should be a whole number from 0 to 4,294,967,295"),
         ("segment", "seed = true\n", "setting 'seed' = true should be a whole number from 0 to 4,294,967,295"),
         ("sample", "customers = 0\n", "setting 'customers' = 0 should be a whole number from 1 to 50,000,000"),

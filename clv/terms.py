@@ -1,0 +1,35 @@
+"""clvx's shared vocabulary: time units, the period of a summary, the limits of every setting.
+
+Defined once and light to import (no data library), so the command line can build its
+options from the same values the core checks against.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+DAYS_PER_WEEK = 7.0
+DAYS_PER_YEAR = 365.25
+DAYS_PER_MONTH = DAYS_PER_YEAR / 12  # a calendar-exact month
+
+MAX_HORIZON_YEARS = 100
+MAX_ANNUAL_DISCOUNT_RATE = 1.0  # 100% a year
+MAX_PENALIZER = 1e3
+SEED_MAX = 2**32 - 1  # numpy's seed range
+
+
+class Period(str, Enum):
+    """The time unit of frequency, recency and T."""
+
+    day = "day"
+    week = "week"
+    month = "month"
+
+    @property
+    def days(self) -> float:
+        """Length of one period in days (a month is 365.25 / 12 days)."""
+        return {"day": 1.0, "week": DAYS_PER_WEEK, "month": DAYS_PER_MONTH}[self.value]
+
+    @property
+    def truncate_every(self) -> str:
+        return {"day": "1d", "week": "1w", "month": "1mo"}[self.value]

@@ -1,0 +1,37 @@
+"""The Python API (clvx): the options reach the analysis, results are typed, the README's examples run."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+import clvx
+from clv.models import BGNBDParams, score_customers
+from clv.rfm import collect, rfm_summary
+
+
+def test_segment_uses_the_clv_horizon_and_discount_it_is_given():
+    six_months = clvx.CLVOptions(horizon=clvx.Horizon.parse("6m"), discount_rate=0.2)
+    result = clvx.segment(clvx.Source(), clv=six_months)
+    run = result.run
+    assert run.horizon.label == "6m" and run.horizon.words == "6 months" and run.discount_rate == 0.2
+    tx = result.transactions
+    summary = collect(rfm_summary(tx.frame, tx.as_of, run.period))
+    expected = score_customers(summary, run.bgnbd, run.gamma_gamma, period_days=run.period.days,
+                               horizon=six_months.horizon, annual_discount_rate=0.2)
+    got = run.segmentation.assignments.select("customer_id", "clv").join(expected.select("customer_id", pl.col("clv").alias("want")), on="customer_id")
+    assert got.height == summary.height
+    np.testing.assert_allclose(got["clv"].to_numpy(), got["want"].to_numpy(), rtol=1e-12)
+
+
+def test_results_carry_their_notices_and_a_listener_hears_them():
+    heard = []
+
+    class Recorder(clvx.Silent):
+        def notice(self, notice):
+            heard.append(notice)
+
+    result = clvx.fit(clvx.Source(), listener=Recorder())
+    assert heard[0].text.startswith("No INPUT given: using the bundled sample")
+    assert set(result.notices) <= set(heard)
+    assert isinstance(result.bgnbd, BGNBDParams) and result.period is clvx.Period.day
