@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+
 import numpy as np
 
 from clv.likelihood import Optimum, positive_definite

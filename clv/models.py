@@ -15,6 +15,7 @@ import math
 import numbers
 import re
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
@@ -509,8 +510,8 @@ class Horizon:
     days: float
     label: str
 
-    UNITS = {"d": 1.0, "w": DAYS_PER_WEEK, "m": DAYS_PER_MONTH, "y": DAYS_PER_YEAR}
-    MAX_TEXT = 20  # longer text is not a horizon; it is cut short in the message
+    UNITS: ClassVar[dict[str, float]] = {"d": 1.0, "w": DAYS_PER_WEEK, "m": DAYS_PER_MONTH, "y": DAYS_PER_YEAR}
+    MAX_TEXT: ClassVar[int] = 20  # longer text is not a horizon; it is cut short in the message
 
     @classmethod
     def parse(cls, text: str) -> Horizon:
@@ -564,7 +565,7 @@ def cash_flow_days(horizon_days: float, days_per_month: float = DAYS_PER_MONTH) 
     At most ``MAX_HORIZON_YEARS * 12 + 1`` steps (:func:`check_horizon_days`), whatever the input.
     """
     check_horizon_days(horizon_days)
-    n_months = int(math.floor(horizon_days / days_per_month + 1e-9))
+    n_months = math.floor(horizon_days / days_per_month + 1e-9)
     ends = np.arange(1, n_months + 1, dtype=float) * days_per_month
     if horizon_days - (ends[-1] if n_months else 0.0) > 1e-9:
         ends = np.append(ends, horizon_days)

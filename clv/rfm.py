@@ -25,7 +25,7 @@ from decimal import Decimal
 import polars as pl
 
 from clv.errors import InputError
-from clv.terms import DAYS_PER_MONTH, DAYS_PER_WEEK, Period
+from clv.terms import DAYS_PER_WEEK, Period
 
 # Money is summed as whole nano-units in 128-bit integers: exact whatever the row order, for
 # lines up to MAX_AMOUNT and more than 10^11 such lines per sum (Int128 holds 1.7e38).

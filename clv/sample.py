@@ -248,7 +248,7 @@ def generate(spec: SampleSpec = SampleSpec()) -> Sample:
     price = np.round(order_value[line_order] * weight / order_weight[line_order] / quantity, 2)
 
     # Guest checkouts: a few orders copied with no customer, as real logs have.
-    n_guest = int(round(spec.guest_order_share * n_orders))
+    n_guest = round(spec.guest_order_share * n_orders)
     guest_src = np.sort(rng.choice(n_orders, size=n_guest, replace=False))
     is_guest_line = np.isin(line_order, guest_src)
     guest_of = np.full(n_orders, -1)

@@ -61,10 +61,36 @@ from segments.pipeline import (
 )
 
 __all__ = [
-    "CLVOptions", "ClvxError", "ColumnMapping", "CrossSellOptions", "CrossSellResult", "FitResult", "Horizon",
-    "InputError", "Listener", "ModelError", "ModelOptions", "Notice", "Period", "PredictResult", "RFMResult",
-    "ReportData", "SegmentOptions", "SegmentResult", "Source", "ValidateResult", "cross_sell", "fit", "load",
-    "predict", "report", "rfm", "sample", "segment", "validate", "__version__",
+    "CLVOptions",
+    "ClvxError",
+    "ColumnMapping",
+    "CrossSellOptions",
+    "CrossSellResult",
+    "FitResult",
+    "Horizon",
+    "InputError",
+    "Listener",
+    "ModelError",
+    "ModelOptions",
+    "Notice",
+    "Period",
+    "PredictResult",
+    "RFMResult",
+    "ReportData",
+    "SegmentOptions",
+    "SegmentResult",
+    "Source",
+    "ValidateResult",
+    "__version__",
+    "cross_sell",
+    "fit",
+    "load",
+    "predict",
+    "report",
+    "rfm",
+    "sample",
+    "segment",
+    "validate",
 ]
 
 DEFAULT_CLV_HORIZON = "12m"
@@ -306,7 +332,7 @@ def summarize(source: Source, period: Period, listener: Listener | None = None) 
     first = location if isinstance(location, (str, Path)) else location[0]
     if source.input is not None and is_summary(first):
         with listener.step("Reading the RFM summary"):
-            summary = load_summary(first if isinstance(location, (str, Path)) else first, source.columns.customer)
+            summary = load_summary(location if isinstance(location, (str, Path)) else first, source.columns.customer)
         listener.summary_read(str(first), summary.height, period)
         return Summarized(summary, period, None)
     tx = load(source, listener)

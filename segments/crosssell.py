@@ -294,7 +294,9 @@ def ranking_metrics(recommended: np.ndarray, truth: sparse.csr_matrix, revenue: 
     return RankingMetrics(out["hit_rate"], out["precision"], out["recall"], out["revenue_captured"], coverage)
 
 
-def backtest_rankings(model: CrossSellModel, truth: sparse.csr_matrix, revenue: sparse.csr_matrix, seed: int) -> tuple[RankingMetrics, dict[str, RankingMetrics], int]:
+def backtest_rankings(
+    model: CrossSellModel, truth: sparse.csr_matrix, revenue: sparse.csr_matrix, seed: int
+) -> tuple[RankingMetrics, dict[str, RankingMetrics], int]:
     """The model and three baselines (random, popularity, segment popularity), same customers, same masks."""
     kmax = max(EVAL_KS)
     n, p = model.own.X.shape

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-import datetime as dt
 from dataclasses import dataclass, replace
 
 import numpy as np
