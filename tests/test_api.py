@@ -35,3 +35,19 @@ def test_results_carry_their_notices_and_a_listener_hears_them():
     assert heard[0].text.startswith("No INPUT given: using the bundled sample")
     assert set(result.notices) <= set(heard)
     assert isinstance(result.bgnbd, BGNBDParams) and result.period is clvx.Period.day
+
+
+def test_readme_python_examples_run_as_written():
+    """The README's "From Python" section is a doctest: it cannot drift from the API."""
+    import doctest
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## From Python", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python")[1:]]
+    assert blocks, "the README has no Python example"
+    parser = doctest.DocTestParser()
+    test = parser.get_doctest("\n".join(blocks), {}, "README: From Python", "README.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 5
