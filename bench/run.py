@@ -113,7 +113,7 @@ def main() -> None:
         "| order lines | customers | clvx segment | peak RSS | clvx cross-sell | peak RSS | baseline (pandas + lifetimes + sklearn) | peak RSS | speed-up | memory |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for lines, stages, seg, cross, base, _ in rows:
+    for lines, _stages, seg, cross, base, _ in rows:
         customers = round(lines / LINES_PER_CUSTOMER)
         base_cells = (f"{base['seconds']:.1f} s | {base['peak_mb']:,.0f} MB | {base['seconds'] / seg['seconds']:.1f}x | "
                       f"{seg['peak_mb'] / base['peak_mb']:.2f}x") if base else "— | — | — | —"

@@ -17,9 +17,9 @@ from rich.table import Table
 from clv.backtest import HoldoutBacktest
 from clv.errors import InputError
 from clv.models import BGNBDParams, GammaGammaParams, Horizon
-from present.output import Emitter, Format, Reporter, atomic_write, atomic_write_bytes, frame_bytes, frame_table, terminal_text, to_json
 from clv.rfm import Period, ScoreBins
 from clv.sample import CUSTOMERS_FILE, TRUTH_FILE, Sample
+from present.output import Emitter, Format, Reporter, atomic_write, atomic_write_bytes, frame_bytes, frame_table, terminal_text, to_json
 
 
 def period_headers(period: Period) -> dict[str, str]:
@@ -272,7 +272,8 @@ def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
         "days since last purchase and repeat purchases are medians; purchases next 90d = expected, segment total."
     )
     numbers = profile.drop("top_categories", strict=False)
-    renderables = [frame_table(numbers, title="Customer segments", caption=caption, headers=PROFILE_HEADERS | {"clv": f"CLV\n{result.horizon.words}"}, max_rows=None, decimals=PROFILE_DECIMALS)]
+    headers = PROFILE_HEADERS | {"clv": f"CLV\n{result.horizon.words}"}
+    renderables = [frame_table(numbers, title="Customer segments", caption=caption, headers=headers, max_rows=None, decimals=PROFILE_DECIMALS)]
     if "top_categories" in profile.columns:
         renderables.append(frame_table(
             profile.select("segment", pl.col("top_categories").fill_null("—")),
@@ -372,7 +373,10 @@ def excluded_products(excluded: pl.DataFrame, reporter: Reporter) -> None:
     if excluded.height == 0:
         return
     by_reason = excluded.group_by("reason").agg(pl.len(), pl.col("product_id").sort().head(6)).sort("len", descending=True)
-    parts = [f"{row['len']} {row['reason']} ({terminal_text(', '.join(row['product_id']))}{', ...' if row['len'] > 6 else ''})" for row in by_reason.iter_rows(named=True)]
+    parts = [
+        f"{row['len']} {row['reason']} ({terminal_text(', '.join(row['product_id']))}{', ...' if row['len'] > 6 else ''})"
+        for row in by_reason.iter_rows(named=True)
+    ]
     reporter.info(f"Not products, left out of cross-sell: {excluded.height} codes, {int(excluded['lines'].sum()):,} lines: " + "; ".join(parts) + ".")
 
 

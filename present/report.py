@@ -18,7 +18,6 @@ import html
 import io
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +153,7 @@ def chart_clv_distribution(customers: pl.DataFrame, horizon_words: str) -> str:
     ax.set_xlabel(f"predicted CLV over {horizon_words} per customer (log scale)")
     ax.set_ylabel("customers")
     top = ax.get_ylim()[1]
-    for (value, label, color), height in zip(((np.median(clv), "median", PALETTE[5]), (clv.mean(), "mean", PALETTE[6])), (0.97, 0.87)):
+    for (value, label, color), height in zip(((np.median(clv), "median", PALETTE[5]), (clv.mean(), "mean", PALETTE[6])), (0.97, 0.87), strict=True):
         if value > 0:
             ax.axvline(value, color=color, linestyle="--", linewidth=1.5)
             ax.text(value, top * height, f" {label} {value:,.0f}", color=color, va="top", fontweight="bold")
@@ -175,7 +174,7 @@ def chart_segments(profile: pl.DataFrame) -> str:
 
 def _bin_labels(edges: tuple[int, ...], unit: str = "") -> list[str]:
     labels = []
-    for lo, hi in zip(edges, (*edges[1:], None)):
+    for lo, hi in zip(edges, (*edges[1:], None), strict=True):
         if hi is None:
             labels.append(f"{lo}+{unit}")
         elif hi - lo == 1:
@@ -322,10 +321,11 @@ def html_report(data: ReportData) -> str:
                      "nearly everyone and churn figures say little; a longer history would tell more.</p>")
     parts += [
         "<h2>Customer segments</h2>",
-        f'<p class="note">Ordered by share of predicted CLV over {html.escape(data.segments.horizon.words)}. Churn risk is the share of the segment with P(alive) below 0.5.</p>',
+        f'<p class="note">Ordered by share of predicted CLV over {html.escape(data.segments.horizon.words)}. '
+        "Churn risk is the share of the segment with P(alive) below 0.5.</p>",
         _html_table(profile.drop("top_categories", strict=False),
                     SEGMENT_HEADERS | {"clv": f"CLV, {data.segments.horizon.words}"}, SEGMENT_DECIMALS),
-        *([f"<p class=\"note\">What each segment buys more often than customers overall (index = segment / overall):</p>"
+        *(["<p class=\"note\">What each segment buys more often than customers overall (index = segment / overall):</p>"
            + _html_table(profile.select("segment", pl.col("top_categories").fill_null("—")), {"top_categories": "over-indexed categories"})]
           if "top_categories" in profile.columns else []),
         _figure_html(chart_segments(profile), "Each segment's share of customers beside its share of predicted value."),

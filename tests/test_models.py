@@ -12,7 +12,7 @@ import pytest
 from clv import _lifetimes, likelihood
 from clv.errors import InputError, ModelError, NotFittedError
 from clv.likelihood import Optimum
-from clv.load import ColumnMapping, load_transactions
+from clv.load import load_transactions
 from clv.models import (
     BGNBD,
     GammaGamma,

@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 
 from clv.load import load_transactions
-from present.report import write_report
 from clv.sample import bundled_sample_path
+from present.report import write_report
 from segments.pipeline import build_report
 
 BROWSER_FLAGS = [

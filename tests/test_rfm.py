@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lifetimes.utils import calibration_and_holdout_data, summary_data_from_transaction_data
 
-from clv.load import ColumnMapping, load_transactions
 from clv.errors import InputError
-from clv.rfm import MAX_AMOUNT, SEGMENT_GRID, RFM_SEGMENTS, Period, calibration_holdout, collect, exact_sum, rfm_summary, score_rfm
+from clv.load import ColumnMapping, load_transactions
+from clv.rfm import MAX_AMOUNT, RFM_SEGMENTS, SEGMENT_GRID, Period, calibration_holdout, collect, exact_sum, rfm_summary, score_rfm
 
 FREQ = {Period.day: "D", Period.week: "W"}
 
@@ -191,7 +191,7 @@ def summary_of(freq, gap, spend) -> pl.DataFrame:
             "recency": [100 - g for g in gap],
             "T": [100] * n,
             "monetary_value": spend,
-            "total_spend": [s * (f + 1) for s, f in zip(spend, freq)],
+            "total_spend": [s * (f + 1) for s, f in zip(spend, freq, strict=True)],
         }
     )
 
