@@ -20,14 +20,16 @@ description String       optional
 Rules for messy logs (each is counted in :class:`DataQuality`, and every count
 describes the rows actually used):
 
-* rows with no customer are excluded from customer analytics; placeholder ids
-  (``NULL``, ``None``, ``N/A``, ``NaN``, ``-``, blank; see ``PLACEHOLDER_IDS``)
-  count as no customer unless ``ReadOptions.keep_placeholder_ids``;
+* rows with no customer are excluded from customer analytics: blank ids always,
+  placeholder ids (``NULL``, ``None``, ``N/A``, ``NaN``, ``-``; see
+  ``PLACEHOLDER_IDS``) unless ``ReadOptions.keep_placeholder_ids``;
 * rows dated after today are excluded, and so are rows dated far before the bulk
-  of the log: earlier than the 1st percentile of the dates minus five times the
-  span between the 1st and 99th percentiles (at least five years). A stray
-  ``1900-01-01`` or ``9999-12-31`` would otherwise move everyone's observation
-  window; ``ReadOptions.keep_outlying_dates`` keeps them;
+  of the log: more than max(5 x the bulk's span, 10 years) before it, where the
+  bulk is the middle half (first to third quartile) of the distinct days that
+  have customer rows. Days, not rows, so that a placeholder such as ``1900-01-01`` is
+  caught however many rows carry it; the wide margin keeps a thin early history
+  (a few sales a year for some years). A stray ``9999-12-31`` would otherwise move
+  everyone's observation window; ``ReadOptions.keep_outlying_dates`` keeps them;
 * rows dated after the as-of date are excluded;
 * a return (negative amount) is netted against the customer's latest purchase
   at or before it, so it reduces that purchase occasion's spend and never counts
@@ -145,11 +147,12 @@ ROW = INTERNAL_PREFIX + "row"
 # a blank or whitespace-only id is unknown too.
 PLACEHOLDER_IDS = ("null", "none", "nil", "nan", "n/a", "na", "#n/a", "-")
 PLACEHOLDER_PATTERN = r"^\s*(?i:" + "|".join(re.escape(p) for p in PLACEHOLDER_IDS) + r")?\s*$"
-# Far-past rule: dates before Q(FAR_PAST_QUANTILE) - FAR_PAST_SPANS x max(Q(1 - q) - Q(q),
-# FAR_PAST_MIN_SPAN) are outliers (placeholders such as 1900-01-01), not history.
-FAR_PAST_QUANTILE = 0.01
+BLANK_PATTERN = r"^\s*$"
+# Far-past rule, over the distinct days with customer rows: days before Q(FAR_PAST_QUANTILE)
+# - max(FAR_PAST_SPANS x (Q(1 - q) - Q(q)), FAR_PAST_MIN_GAP) are outliers, not history.
+FAR_PAST_QUANTILE = 0.25
 FAR_PAST_SPANS = 5
-FAR_PAST_MIN_SPAN = dt.timedelta(days=365)
+FAR_PAST_MIN_GAP = dt.timedelta(days=3_653)  # ten years
 
 
 @dataclass(frozen=True)
@@ -752,8 +755,9 @@ def _typed(
         null_amount = pl.col(cols.price).is_null() | pl.col(cols.quantity).is_null()
     ident = _as_text(pl.col(cols.customer), schema[cols.customer])
     is_placeholder = pl.lit(False)
-    if placeholders and schema[cols.customer] == pl.String and not options.keep_placeholder_ids:
-        is_placeholder = ident.str.contains(PLACEHOLDER_PATTERN).fill_null(False)
+    if placeholders and schema[cols.customer] == pl.String:
+        pattern = BLANK_PATTERN if options.keep_placeholder_ids else PLACEHOLDER_PATTERN
+        is_placeholder = ident.str.contains(pattern).fill_null(False)
     texts = [n for n in ([cols.amount] if cols.amount else [cols.price, cols.quantity]) if schema[n] == pl.String]
     exprs = [
         pl.when(pl.col(flag)).then(None).otherwise(ident).alias("customer_id"),
@@ -857,19 +861,16 @@ def _decide_decimal(path: Path, cols: ColumnMapping, res: dict) -> tuple[bool, s
 def _far_past_cutoff(days: pl.DataFrame) -> dt.date | None:
     """The day before which dates are outliers, not history (see ``FAR_PAST_*``).
 
-    ``days`` holds ``day`` (sorted) and ``n_customer`` rows that day. Quantiles of a
-    log's dates move little when a few rows are dated 1900-01-01, so the rule is
-    robust to the very outliers it is there to catch.
+    ``days`` holds the sorted distinct days with customer rows. Their quantiles move
+    little when a few days are placeholders (1900-01-01), however many rows carry
+    them, so the rule is robust to the very outliers it is there to catch.
     """
     if days.height == 0:
         return None
-    cum = days["n_customer"].cum_sum()
-    total = cum[-1]
-    low = days.filter(cum >= FAR_PAST_QUANTILE * total)["day"][0]
-    high = days.filter(cum >= (1 - FAR_PAST_QUANTILE) * total)["day"][0]
-    span = max(high - low, FAR_PAST_MIN_SPAN)
+    low = days["day"][int(FAR_PAST_QUANTILE * (days.height - 1))]
+    high = days["day"][int(round((1 - FAR_PAST_QUANTILE) * (days.height - 1)))]
     try:
-        return low - FAR_PAST_SPANS * span
+        return low - max(FAR_PAST_SPANS * (high - low), FAR_PAST_MIN_GAP)
     except OverflowError:
         return None
 
