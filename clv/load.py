@@ -148,6 +148,7 @@ ROW = INTERNAL_PREFIX + "row"
 PLACEHOLDER_IDS = ("null", "none", "nil", "nan", "n/a", "na", "#n/a", "-")
 PLACEHOLDER_PATTERN = r"^\s*(?i:" + "|".join(re.escape(p) for p in PLACEHOLDER_IDS) + r")?\s*$"
 BLANK_PATTERN = r"^\s*$"
+PLACEHOLDER_MAX_BYTES = 64  # longer ids are never taken for placeholders
 # Far-past rule, over the distinct days with customer rows: days before Q(FAR_PAST_QUANTILE)
 # - max(FAR_PAST_SPANS x (Q(1 - q) - Q(q)), FAR_PAST_MIN_GAP) are outliers, not history.
 FAR_PAST_QUANTILE = 0.25
@@ -757,7 +758,7 @@ def _typed(
     is_placeholder = pl.lit(False)
     if placeholders and schema[cols.customer] == pl.String:
         pattern = BLANK_PATTERN if options.keep_placeholder_ids else PLACEHOLDER_PATTERN
-        is_placeholder = ident.str.contains(pattern).fill_null(False)
+        is_placeholder = ((ident.str.len_bytes() <= PLACEHOLDER_MAX_BYTES) & ident.str.contains(pattern)).fill_null(False)
     texts = [n for n in ([cols.amount] if cols.amount else [cols.price, cols.quantity]) if schema[n] == pl.String]
     exprs = [
         pl.when(pl.col(flag)).then(None).otherwise(ident).alias("customer_id"),
@@ -818,6 +819,51 @@ def _day_counts(frame: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("date").filter(customer).min().alias("first_date"),
         pl.col("date").filter(customer).max().alias("last_date"),
     )
+
+
+def _file_counts(text_ids: bool, options: ReadOptions) -> list[pl.Expr]:
+    """Whole-file counts; they describe the rows used unless ``_days`` says otherwise."""
+    customer = pl.col("customer_id").is_not_null()
+    ids = pl.col("customer_id")
+    # Placeholders are short, so the pattern runs on few rows: only their presence matters here.
+    pattern = BLANK_PATTERN if options.keep_placeholder_ids else PLACEHOLDER_PATTERN
+    maybe = ids.filter(ids.str.len_bytes() <= PLACEHOLDER_MAX_BYTES).str.contains(pattern).sum() if text_ids else pl.lit(0)
+    return [
+        (~customer).sum().alias("n_no_customer"),
+        maybe.alias("n_placeholder"),
+        customer.sum().alias("n_customer"),
+        (customer & (pl.col("amount") < 0)).sum().alias("n_returns"),
+        (customer & (pl.col("amount") == 0)).sum().alias("n_zero_amount"),
+        pl.col("date").filter(customer).min().alias("first_date"),
+        pl.col("date").filter(customer).max().alias("last_date"),
+    ]
+
+
+def _days(results: dict[int, dict], as_of: dt.date | None, today: dt.date, options: ReadOptions) -> pl.DataFrame | None:
+    """The whole log as one 'day' when no row can fall outside the window, else None.
+
+    Nothing is cut when there are no placeholder ids, no date after today or after
+    ``as_of``, and the dates span at most ``FAR_PAST_MIN_GAP`` (then no date can be
+    that far before the bulk). Clean logs are thus read once.
+    """
+    counts = ("n_rows", "n_no_customer", "n_placeholder", "n_customer", "n_returns", "n_zero_amount")
+    totals = {c: sum(int(r[c]) for r in results.values()) for c in counts}
+    firsts = [r["first_date"] for r in results.values() if r["first_date"] is not None]
+    lasts = [r["last_date"] for r in results.values() if r["last_date"] is not None]
+    if totals["n_placeholder"]:
+        return None
+    if lasts:
+        first, last = min(firsts), max(lasts)
+        if as_of is not None and as_of < last.date():
+            return None
+        if not options.keep_outlying_dates and (last.date() > today or last - first > FAR_PAST_MIN_GAP):
+            return None
+    else:
+        first = last = None
+    frame = pl.DataFrame({"day": [last.date() if last else None], **{c: [v] for c, v in totals.items()},
+                          "first_date": [first], "last_date": [last]},
+                         schema_overrides={"day": pl.Date, "first_date": pl.Datetime("us"), "last_date": pl.Datetime("us")})
+    return frame
 
 
 def _raise_bad_values(path: Path, cols: ColumnMapping, row: dict) -> None:
@@ -920,42 +966,47 @@ def load_transactions(
         notes += date_notes
     decimal: list[bool | None] = [options.decimal_comma] * len(inputs)
 
-    def checked(indices: Sequence[int]) -> dict[int, tuple[dict, pl.DataFrame]]:
+    def checked(indices: Sequence[int]) -> dict[int, dict]:
         queries = []
         for i in indices:
-            frame, evidence = _typed(scans[i], cols, formats[i], options, decimal_comma=decimal[i], placeholders=True)
-            queries += [frame.select(*_value_checks(cols), *evidence), _day_counts(frame)]
+            frame, evidence = _typed(scans[i], cols, formats[i], options, decimal_comma=decimal[i], placeholders=False)
+            text_ids = scans[i].collect_schema()[cols.customer] == pl.String
+            queries.append(frame.select(*_value_checks(cols), *_file_counts(text_ids, options), *evidence))
         results = _collect_all(queries, [inputs[i] for i in indices])
-        return {i: (results[2 * k].row(0, named=True), results[2 * k + 1]) for k, i in enumerate(indices)}
+        return {i: results[k].row(0, named=True) for k, i in enumerate(indices)}
 
     results = checked(range(len(inputs)))
-    for i, (res, _) in results.items():
+    for i, res in results.items():
         if decimal[i] is None:
             decimal[i], note = _decide_decimal(paths[i], cols, res)
             notes += [note] if note else []
     redo = [i for i in results if decimal[i] and options.decimal_comma is None]
     if redo:  # the first read took ',' for a thousands separator
         results.update(checked(redo))
-    for i, (res, _) in sorted(results.items()):
+    for i, res in sorted(results.items()):
         _raise_bad_values(paths[i], cols, res)
 
     label = paths[0] if len(paths) == 1 else source
-    n_rows = sum(res["n_rows"] for res, _ in results.values())
+    n_rows = sum(res["n_rows"] for res in results.values())
     if n_rows == 0:
         raise InputError(f"{label}: has a header but no rows")
     for role in OPTIONAL_ROLES:
         name = getattr(cols, role)
-        if name and not sum(res[f"n_has_{role}"] for res, _ in results.values()):
+        if name and not sum(res[f"n_has_{role}"] for res in results.values()):
             notes.append(f"column '{name}' is empty in every row; read as if there were no {role} column")
             cols = replace(cols, **{role: None})
 
-    days = (
-        pl.concat([d for _, d in results.values()], how="vertical_relaxed")
+    days = _days(results, as_of, today, options)
+    if days is None:  # the window may cut rows or ids may be placeholders: count per day
+        frames = [_typed(scans[i], cols, formats[i], options, decimal_comma=decimal[i], placeholders=True)[0] for i in range(len(inputs))]
+        days = _collect_all([_day_counts(f) for f in frames], inputs)
+        days = (
+        pl.concat(days, how="vertical_relaxed")
         .group_by("day")
         .agg(pl.col("n_rows", "n_no_customer", "n_placeholder", "n_customer", "n_returns", "n_zero_amount").sum(),
              pl.col("first_date").min(), pl.col("last_date").max())
         .sort("day")
-    )
+        )
     n_no_customer = int(days["n_no_customer"].sum())
     n_placeholder = int(days["n_placeholder"].sum())
     if n_no_customer == n_rows:

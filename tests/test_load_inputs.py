@@ -96,16 +96,22 @@ def test_input_from_a_pipe_is_read_once(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     text = HEADER + "a,2024-01-01,1\nb,2024-01-02,2\n"
+    result: dict[str, object] = {}
 
     def feed() -> None:
         with open(fifo, "w") as fh:
             fh.write(text)
 
-    writer = threading.Thread(target=feed)
-    writer.start()
-    tx = load(fifo)
-    writer.join(timeout=5)
-    assert tx.frame.collect().height == 2 and tx.quality.n_rows == 2
+    def read() -> None:
+        tx = load(fifo)
+        result["rows"] = (tx.frame.collect().height, tx.quality.n_rows)
+
+    # Daemon threads, so that a loader that blocks on the pipe fails the test instead of hanging it.
+    threads = [threading.Thread(target=feed, daemon=True), threading.Thread(target=read, daemon=True)]
+    for thread in threads:
+        thread.start()
+    threads[1].join(timeout=10)
+    assert result.get("rows") == (2, 2)
 
 
 # --------------------------------------------------------------------------- dates
