@@ -146,8 +146,16 @@ ROW = INTERNAL_PREFIX + "row"
 # Customer ids that mean "unknown", compared case-insensitively after trimming spaces;
 # a blank or whitespace-only id is unknown too.
 PLACEHOLDER_IDS = ("null", "none", "nil", "nan", "n/a", "na", "#n/a", "-")
-PLACEHOLDER_PATTERN = r"^\s*(?i:" + "|".join(re.escape(p) for p in PLACEHOLDER_IDS) + r")?\s*$"
-BLANK_PATTERN = r"^\s*$"
+_SPACE = r"[ \t\x{00A0}]*"
+
+
+def _caseless(word: str) -> str:
+    # '[Nn][Uu][Ll][Ll]' rather than '(?i)': the pattern runs on every id, and this is faster
+    return "".join(f"[{ch.upper()}{ch.lower()}]" if ch.isalpha() else re.escape(ch) for ch in word)
+
+
+PLACEHOLDER_PATTERN = f"^{_SPACE}(?:{'|'.join(_caseless(p) for p in PLACEHOLDER_IDS)})?{_SPACE}$"
+BLANK_PATTERN = f"^{_SPACE}$"
 PLACEHOLDER_MAX_BYTES = 64  # longer ids are never taken for placeholders
 # Far-past rule, over the distinct days with customer rows: days before Q(FAR_PAST_QUANTILE)
 # - max(FAR_PAST_SPANS x (Q(1 - q) - Q(q)), FAR_PAST_MIN_GAP) are outliers, not history.
@@ -600,8 +608,7 @@ def _decimal_evidence(texts: Sequence[pl.Expr], row: str, raw: pl.Expr) -> list[
     comma = any_of(lambda t: (t.str.contains(_COMMA_LAST) & ~t.str.contains(_COMMA_GROUPS)) | t.str.contains(_MANY_DOT_GROUPS))
     dot = any_of(lambda t: (t.str.contains(_DOT_LAST) & ~t.str.contains(_DOT_GROUPS)) | t.str.contains(_MANY_COMMA_GROUPS))
     ambiguous = any_of(lambda t: t.str.contains(_ONE_COMMA_GROUP))
-    has_comma = any_of(lambda t: t.str.contains(",", literal=True))
-    out = [has_comma.sum().alias("n_has_comma")]
+    out = []
     for name, mask in (("comma_decimal", comma), ("dot_decimal", dot), ("one_comma_group", ambiguous)):
         out += [mask.sum().alias(f"n_{name}"), pl.col(row).filter(mask).first().alias(f"first_{name}"),
                 raw.filter(mask).first().alias(f"{name}_value")]
@@ -726,12 +733,13 @@ def _internal(base: str, names: Sequence[str]) -> str:
 
 def _typed(
     lf: pl.LazyFrame, cols: ColumnMapping, fmt: str | None, options: ReadOptions, *,
-    decimal_comma: bool | None, placeholders: bool,
+    decimal_comma: bool | None, placeholders: bool, decimal_evidence: bool = False,
 ) -> tuple[pl.LazyFrame, list[pl.Expr]]:
     """The canonical frame of one file (plus raw text, row number and flags for the checks).
 
-    With ``decimal_comma`` None, text numbers are read with ',' as a thousands
-    separator, and the returned expressions count the evidence for either convention.
+    With ``decimal_comma`` None, text numbers are read plain, and the returned
+    expressions count the values with a comma (or, with ``decimal_evidence``, the
+    evidence for either convention).
     """
     schema = lf.collect_schema()
     names = schema.names()
@@ -743,7 +751,7 @@ def _typed(
     def raw(name: str) -> pl.Expr:
         return pl.col(name).cast(pl.String) if schema[name] == pl.String else pl.lit(None, dtype=pl.String)
 
-    comma = False if decimal_comma is None else decimal_comma
+    comma = decimal_comma  # None: plain; a file with commas is decided, then read again
     if cols.amount:
         amount = _as_number(pl.col(cols.amount), schema[cols.amount], comma)
         raw_amount = raw(cols.amount)
@@ -755,13 +763,14 @@ def _typed(
             raw_amount = pl.lit(None, dtype=pl.String)
         null_amount = pl.col(cols.price).is_null() | pl.col(cols.quantity).is_null()
     ident = _as_text(pl.col(cols.customer), schema[cols.customer])
-    is_placeholder = pl.lit(False)
+    customer, is_placeholder = ident, pl.lit(False)
     if placeholders and schema[cols.customer] == pl.String:
         pattern = BLANK_PATTERN if options.keep_placeholder_ids else PLACEHOLDER_PATTERN
         is_placeholder = ((ident.str.len_bytes() <= PLACEHOLDER_MAX_BYTES) & ident.str.contains(pattern)).fill_null(False)
+        customer = pl.when(pl.col(flag)).then(None).otherwise(ident)
     texts = [n for n in ([cols.amount] if cols.amount else [cols.price, cols.quantity]) if schema[n] == pl.String]
     exprs = [
-        pl.when(pl.col(flag)).then(None).otherwise(ident).alias("customer_id"),
+        customer.alias("customer_id"),
         _date_expr(pl.col(cols.date), date_dtype, fmt, options.timezone).alias("date"),
         amount.alias("amount"),
         raw(cols.date).alias("_raw_date"),
@@ -778,7 +787,11 @@ def _typed(
     evidence: list[pl.Expr] = []
     if decimal_comma is None and texts:
         exprs += [pl.col(n).alias(f"_text_{i}") for i, n in enumerate(texts)]
-        evidence = _decimal_evidence([pl.col(f"_text_{i}") for i in range(len(texts))], "_row", pl.col("_raw_amount"))
+        if decimal_evidence:
+            evidence = _decimal_evidence([pl.col(f"_text_{i}") for i in range(len(texts))], "_row", pl.col("_raw_amount"))
+        else:  # a cheap first look: the evidence is needed only if some value has a comma
+            has_comma = reduce(lambda a, b: a | b, [pl.col(f"_text_{i}").str.contains(",", literal=True) for i in range(len(texts))])
+            evidence = [has_comma.fill_null(False).sum().alias("n_has_comma")]
     frame = lf.with_row_index(row, offset=1).with_columns(is_placeholder.alias(flag)).select(exprs)
     return frame, evidence
 
@@ -885,7 +898,7 @@ def _raise_bad_values(path: Path, cols: ColumnMapping, row: dict) -> None:
 def _decide_decimal(path: Path, cols: ColumnMapping, res: dict) -> tuple[bool, str | None]:
     """Decimal comma or point for one file's text numbers, from the evidence counted by ``_decimal_evidence``."""
     column = cols.amount or f"{cols.price}' and '{cols.quantity}"
-    if "n_comma_decimal" not in res:
+    if "n_comma_decimal" not in res:  # no value has a comma
         return False, None
     comma, dot = res["n_comma_decimal"], res["n_dot_decimal"]
     if comma and dot:
@@ -976,13 +989,19 @@ def load_transactions(
         return {i: results[k].row(0, named=True) for k, i in enumerate(indices)}
 
     results = checked(range(len(inputs)))
-    for i, res in results.items():
-        if decimal[i] is None:
-            decimal[i], note = _decide_decimal(paths[i], cols, res)
-            notes += [note] if note else []
-    redo = [i for i in results if decimal[i] and options.decimal_comma is None]
-    if redo:  # the first read took ',' for a thousands separator
-        results.update(checked(redo))
+    commas = [i for i, res in results.items() if decimal[i] is None and res.get("n_has_comma")]
+    if commas:
+        queries = []
+        for i in commas:
+            frame, evidence = _typed(scans[i], cols, formats[i], options, decimal_comma=None, placeholders=False, decimal_evidence=True)
+            queries.append(frame.select(evidence))
+        for i, res in zip(commas, _collect_all(queries, [inputs[i] for i in commas]), strict=True):
+            results[i].update(res.row(0, named=True))
+    for i in commas:
+        decimal[i], note = _decide_decimal(paths[i], cols, results[i])
+        notes += [note] if note else []
+    if commas:  # the first read took values with a comma for non-numeric
+        results.update(checked(commas))
     for i, res in sorted(results.items()):
         _raise_bad_values(paths[i], cols, res)
 
@@ -997,7 +1016,8 @@ def load_transactions(
             cols = replace(cols, **{role: None})
 
     days = _days(results, as_of, today, options)
-    if days is None:  # the window may cut rows or ids may be placeholders: count per day
+    per_day = days is None
+    if per_day:  # the window may cut rows or ids may be placeholders: count per day
         frames = [_typed(scans[i], cols, formats[i], options, decimal_comma=decimal[i], placeholders=True)[0] for i in range(len(inputs))]
         days = _collect_all([_day_counts(f) for f in frames], inputs)
         days = (
@@ -1016,7 +1036,8 @@ def load_transactions(
     lower = upper = None
     if not options.keep_outlying_dates:
         upper = today
-        lower = _far_past_cutoff(customers.filter(pl.col("day") <= today))
+        if per_day:  # else the dates span too little for any to be far before the others
+            lower = _far_past_cutoff(customers.filter(pl.col("day") <= today))
     inside = customers
     if upper is not None:
         inside = inside.filter(pl.col("day") <= upper)
