@@ -379,16 +379,24 @@ def _encoding(name: str | None) -> str | None:
     return None if canonical in ("utf-8", "utf-8-sig") else canonical
 
 
+# The content of each pipe read in this process, so that a second look (is_summary, then
+# load_transactions) sees the same bytes rather than an exhausted pipe.
+_PIPED: dict[tuple[int, int], bytes] = {}
+
+
 def open_input(path: Path, options: ReadOptions = ReadOptions()) -> _Input:
     """Sniff one input; read it into memory when it is a pipe or must be transcoded."""
     try:
-        regular = stat.S_ISREG(path.stat().st_mode)
-        if regular:
+        st = path.stat()
+        if stat.S_ISREG(st.st_mode):
             with path.open("rb") as fh:
                 head = fh.read(SNIFF_BYTES)
             data = None
-        else:  # a FIFO or process substitution can be read only once
-            data = path.read_bytes()
+        else:  # a FIFO or process substitution can be read only once: keep its bytes
+            key = (st.st_dev, st.st_ino)
+            if key not in _PIPED:
+                _PIPED[key] = path.read_bytes()
+            data = _PIPED[key]
             head = data[:SNIFF_BYTES]
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
@@ -1129,14 +1137,16 @@ SUMMARY_COLUMNS = ("frequency", "recency", "T")
 SUMMARY_ID_ALIASES = (*ALIASES["customer"], "id")
 
 
-def is_summary(source: str | Path) -> bool:
+def is_summary(source: str | Path, options: ReadOptions = ReadOptions()) -> bool:
     """True when the file looks like an RFM summary (has frequency, recency and T columns)."""
     paths = resolve_paths(source)
-    names = set(scan_file(paths[0]).collect_schema().names())
+    names = set(scan_file(paths[0], options).collect_schema().names())
     return set(SUMMARY_COLUMNS) <= names
 
 
-def load_summary(source: str | Path, customer_col: str | None = None, *, need_spend: bool = True) -> pl.DataFrame:
+def load_summary(
+    source: str | Path, customer_col: str | None = None, *, need_spend: bool = True, options: ReadOptions = ReadOptions(),
+) -> pl.DataFrame:
     """Read and check an RFM summary: ``customer_id, frequency, recency, T[, monetary_value]``.
 
     For summaries computed elsewhere (a warehouse, Spark). frequency must be a whole
@@ -1144,7 +1154,8 @@ def load_summary(source: str | Path, customer_col: str | None = None, *, need_sp
     Without ``need_spend``, a missing ``monetary_value`` is filled with 0.
     """
     paths = resolve_paths(source)
-    lf = pl.concat([scan_file(p) for p in paths], how="vertical_relaxed")
+    inputs = [open_input(p, options) for p in paths]
+    lf = pl.concat([scan_input(i) for i in inputs], how="vertical_relaxed")
     names = lf.collect_schema().names()
     label = str(paths[0]) if len(paths) == 1 else str(source)
     if customer_col is not None and customer_col not in names:
@@ -1164,7 +1175,7 @@ def load_summary(source: str | Path, customer_col: str | None = None, *, need_sp
         *(_as_number(pl.col(c), schema[c]).alias(c) for c in numeric),
         *(pl.col(c).cast(pl.String).alias(f"_raw_{c}") for c in numeric),
     )
-    frame = _collect(typed, label)
+    frame = _collect_all([typed], inputs)[0]
     if frame.height == 0:
         raise InputError(f"{label}: has a header but no rows")
     for c in numeric:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -12,6 +13,7 @@ import pytest
 
 from clv.errors import InputError
 from clv.load import ColumnMapping, ReadOptions, load_transactions
+from tests.conftest import ONLINE_RETAIL, requires_retail
 
 TODAY = dt.date(2025, 6, 30)
 FIXED = ReadOptions(today=TODAY)
@@ -103,6 +105,9 @@ def test_input_from_a_pipe_is_read_once(tmp_path):
             fh.write(text)
 
     def read() -> None:
+        from clv.load import is_summary
+
+        assert not is_summary(fifo)  # a first look, as the CLI takes, must not exhaust the pipe
         tx = load(fifo)
         result["rows"] = (tx.frame.collect().height, tx.quality.n_rows)
 
@@ -273,3 +278,36 @@ def test_counts_describe_the_rows_used(tmp_path):
     q = load_transactions(path, as_of=dt.date(2024, 1, 31), options=FIXED).quality
     assert (q.n_rows, q.n_no_customer, q.n_after_as_of, q.n_returns, q.n_zero_amount, q.n_used) == (8, 1, 4, 1, 1, 3)
     assert (q.first_date, q.last_date) == (dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 3))
+
+
+def test_one_pass_and_per_day_counts_agree(tiny_csv, monkeypatch):
+    import clv.load
+
+    mapping = ColumnMapping(customer="customer", date="when")
+    once = load_transactions(tiny_csv, mapping, options=FIXED)
+    monkeypatch.setattr(clv.load, "_days", lambda *args: None)  # force the per-day pass
+    per_day = load_transactions(tiny_csv, mapping, options=FIXED)
+    assert replace(per_day.quality, far_past_cutoff=None) == once.quality
+    assert per_day.frame.collect().sort(pl.all()).equals(once.frame.collect().sort(pl.all()))
+
+
+@requires_retail
+def test_retail_counts_up_to_as_of_describe_those_rows():
+    mapping = ColumnMapping(customer="customer_id", date="invoice_date", price="price", quantity="quantity")
+    as_of = dt.date(2011, 6, 30)
+    q = load_transactions(ONLINE_RETAIL, mapping, as_of=as_of, options=FIXED).quality
+    rows = pl.scan_parquet(ONLINE_RETAIL).filter(
+        pl.col("customer_id").is_not_null() & (pl.col("invoice_date") < dt.datetime(2011, 7, 1))
+    ).select(((pl.col("price") * pl.col("quantity")) < 0).sum().alias("returns"),
+             ((pl.col("price") * pl.col("quantity")) == 0).sum().alias("zero"), pl.len().alias("used")).collect().row(0)
+    assert (q.n_returns, q.n_zero_amount, q.n_used) == rows
+
+
+def test_summary_file_in_latin1_names_the_encoding(tmp_path):
+    from clv.load import load_summary
+
+    path = tmp_path / "summary.csv"
+    path.write_bytes("customer_id,frequency,recency,T,monetary_value\nJosé,1,2,3,4\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"is not UTF-8 text \(byte 0xE9 on line 2\)"):
+        load_summary(path)
+    assert load_summary(path, options=ReadOptions(encoding="latin-1"))["customer_id"].to_list() == ["José"]
