@@ -37,6 +37,11 @@ describes the rows actually used):
   (the sale predates the log) is dropped;
 * zero-amount lines are kept as purchases, as lifetimes does.
 
+Numbers written as text may use ',' as a thousands separator (``1,234.56``) or as
+the decimal mark (``1.234,56``): each file with a comma is decided from its values,
+with a note; a file where only ``1,234``-like values show a comma, or where both
+conventions appear, is refused unless ``ReadOptions.decimal_comma`` decides.
+
 Text is UTF-8 unless ``ReadOptions.encoding`` names another encoding; a file that
 is not valid UTF-8 is refused rather than read with replacement characters (which
 would merge ``José`` and ``Josè``). Timestamps with a zone or offset (ISO 8601
@@ -900,7 +905,10 @@ def _raise_bad_values(path: Path, cols: ColumnMapping, row: dict) -> None:
     for key, column, what, value_key in checks:
         if row[f"n_{key}"]:
             where = f"first at row {row[f'first_{key}']}" + (f": '{row[value_key]}'" if value_key else "")
-            raise InputError(f"{path}: column '{column}' has {row[f'n_{key}']:,} {what} ({where})")
+            hint = ""
+            if key == "bad_amount" and re.search(r"\d\.\d{3}\.\d{3}", str(row[value_key])):
+                hint = "; if '.' separates thousands here, pass --decimal-comma"
+            raise InputError(f"{path}: column '{column}' has {row[f'n_{key}']:,} {what} ({where}){hint}")
 
 
 def _decide_decimal(path: Path, cols: ColumnMapping, res: dict) -> tuple[bool, str | None]:

@@ -234,6 +234,12 @@ def test_thousands_separators_and_decimal_commas(tmp_path):
     assert "mixes decimal marks ('7.5' at row 2, '1,5' at row 1)" in error(mixed)
 
 
+def test_dots_as_thousands_separators_get_a_hint(tmp_path):
+    path = write(tmp_path, "customer_id;date;amount\na;2024-01-01;1.234.567\n")
+    assert error(path).endswith("(first at row 1: '1.234.567'); if '.' separates thousands here, pass --decimal-comma")
+    assert load(path, decimal_comma=True).frame.collect()["amount"].to_list() == [1234567.0]
+
+
 def test_price_and_quantity_with_decimal_commas(tmp_path):
     path = write(tmp_path, "customer_id;date;price;quantity\na;2024-01-01;2,50;4\n")
     assert load(path).frame.collect()["amount"].to_list() == [10.0]
