@@ -75,6 +75,7 @@ class EngineChoice(str, Enum):
 
 
 COLUMNS_PANEL = "Input columns"
+READING_PANEL = "Reading the input"
 OUTPUT_PANEL = "Output"
 RUN_PANEL = "Run"
 MODEL_PANEL = "Model"
@@ -144,6 +145,11 @@ class SourceArgs:
     category_col: str | None
     date_format: str | None
     as_of: dt.date | None
+    encoding: str | None
+    decimal_comma: bool | None
+    timezone: str
+    keep_placeholder_ids: bool
+    keep_outlying_dates: bool
     paths: tuple[str, ...] | None = None  # INPUT's glob matched once, less the run's own outputs
 
     PARAMS = (
@@ -158,10 +164,27 @@ class SourceArgs:
         _opt("order_col", _col("--order-col", "Order / invoice id column"), None),
         _opt("product_col", _col("--product-col", "Product id column"), None),
         _opt("category_col", _col("--category-col", "Product category column"), None),
-        _opt("date_format", _col("--date-format", "strftime format of the date column, e.g. '%d/%m/%Y' \\[default: detect]"), None),
+        _opt("date_format", _col("--date-format", "strftime format of the date column, e.g. '%d/%m/%Y'; or epoch / epoch_ms "
+                                 "(Unix seconds / milliseconds, UTC) or excel (serial days) \\[default: detect]"), None),
         _opt("as_of", Annotated[Optional[str], typer.Option(
             "--as-of", help="End of observation, YYYY-MM-DD; later rows are excluded \\[default: last date in the log]",
             rich_help_panel=COLUMNS_PANEL, show_default=False)], None),
+        _opt("encoding", Annotated[Optional[str], typer.Option(
+            "--encoding", help="Text encoding of CSV input, e.g. latin-1 or cp1252 \\[default: UTF-8; a file that is not valid UTF-8 is refused]",
+            rich_help_panel=READING_PANEL, show_default=False)], None),
+        _opt("decimal_comma", Annotated[Optional[bool], typer.Option(
+            "--decimal-comma/--no-decimal-comma", help="Read ',' as the decimal mark (1.234,56) or as a thousands separator "
+            "(1,234.56) \\[default: decided from the values, with a note]", rich_help_panel=READING_PANEL, show_default=False,
+            metavar="")], None),
+        _opt("timezone", Annotated[str, typer.Option(
+            "--timezone", help="IANA zone that timestamps with an offset (...Z, +02:00) and Unix times are converted to before "
+            "the day is taken", rich_help_panel=READING_PANEL)], "UTC"),
+        _opt("keep_placeholder_ids", Annotated[bool, _flag(
+            "--keep-placeholder-ids", help="Count ids such as NULL, None, N/A, NaN and - as real customers \\[default: such "
+            "rows have no customer]", panel=READING_PANEL)], False),
+        _opt("keep_outlying_dates", Annotated[bool, _flag(
+            "--keep-outlying-dates", help="Keep rows dated after today or far before the rest of the log \\[default: "
+            "excluded and counted]", panel=READING_PANEL)], False),
     )
 
     @classmethod
@@ -170,7 +193,7 @@ class SourceArgs:
         return cls(**kw)
 
     def options(self) -> clvx.Source:
-        from clv.load import ColumnMapping
+        from clv.load import ColumnMapping, ReadOptions
         from clvx import Source
 
         mapping = ColumnMapping(
@@ -178,7 +201,9 @@ class SourceArgs:
             quantity=self.quantity_col, order=self.order_col, product=self.product_col, category=self.category_col,
             date_format=self.date_format,
         )
-        return Source(input=self.paths or self.input, columns=mapping, as_of=self.as_of)
+        read = ReadOptions(encoding=self.encoding, decimal_comma=self.decimal_comma, timezone=self.timezone,
+                           keep_placeholder_ids=self.keep_placeholder_ids, keep_outlying_dates=self.keep_outlying_dates)
+        return Source(input=self.paths or self.input, columns=mapping, as_of=self.as_of, read=read)
 
 
 @dataclass(frozen=True)

@@ -1221,6 +1221,10 @@ def read_json(path: str | Path) -> object:
 
     p = resolve_paths(path)[0]
     try:
-        return json.loads(p.read_text())
+        return json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{p} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InputError(f"{p} is nested too deeply to be a clvx model file; save one with clvx fit --save") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise InputError(f"{p} is not a usable JSON document: {exc}") from exc

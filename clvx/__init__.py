@@ -30,7 +30,7 @@ import polars as pl
 from clv import __version__
 from clv.backtest import HoldoutBacktest, holdout_backtest
 from clv.errors import ClvxError, InputError, ModelError
-from clv.load import ColumnMapping, Transactions, is_summary, load_summary, load_transactions, read_json
+from clv.load import ColumnMapping, ReadOptions, Transactions, is_summary, load_summary, load_transactions, read_json
 from clv.models import (
     BGNBD,
     CORRELATION_WARNING,
@@ -75,6 +75,7 @@ __all__ = [
     "Notice",
     "Period",
     "PredictResult",
+    "ReadOptions",
     "RFMResult",
     "ReportData",
     "SegmentOptions",
@@ -106,11 +107,15 @@ class Source:
 
     ``input`` is a CSV or Parquet file, a glob of them, or a list of paths; ``None``
     reads the bundled sample. ``as_of`` ends the observation (later rows are excluded).
+    ``read`` says how to decode odd files (encoding, decimal comma, time zone) and which
+    odd rows to keep; ``exclude`` lists files a glob must not match.
     """
 
     input: str | Path | Sequence[str | Path] | None = None
     columns: ColumnMapping = field(default_factory=ColumnMapping)
     as_of: dt.date | None = None
+    read: ReadOptions = field(default_factory=ReadOptions)
+    exclude: tuple[str | Path, ...] = ()  # files a glob INPUT must not read (the run's own outputs)
 
     @property
     def label(self) -> str:
@@ -317,7 +322,8 @@ def load(source: Source, listener: Listener | None = None, *, need: Sequence[str
     if source.input is None:
         listener.notice(Notice("info", f"No INPUT given: using the bundled sample ({source.label})."))
     with listener.step("Reading and checking the transaction log"):
-        tx = load_transactions(source.location(), source.columns, as_of=source.as_of)
+        tx = load_transactions(source.location(), source.columns, as_of=source.as_of, options=source.read,
+                               exclude=source.exclude)
     for role in need:
         if getattr(tx.columns, role) is None:
             raise InputError(f"this command needs a {role} column; name it with --{role}-col")
@@ -330,9 +336,10 @@ def summarize(source: Source, period: Period, listener: Listener | None = None) 
     listener = listener or Silent()
     location = source.location()
     first = location if isinstance(location, (str, Path)) else location[0]
-    if source.input is not None and is_summary(first):
+    if source.input is not None and is_summary(first, source.read):
         with listener.step("Reading the RFM summary"):
-            summary = load_summary(location if isinstance(location, (str, Path)) else first, source.columns.customer)
+            summary = load_summary(location if isinstance(location, (str, Path)) else first, source.columns.customer,
+                                   options=source.read)
         listener.summary_read(str(first), summary.height, period)
         return Summarized(summary, period, None)
     tx = load(source, listener)

@@ -26,7 +26,16 @@ def quality_lines(tx: Transactions) -> list[str]:
     lines = [f"Read {q.n_rows:,} rows from {files}; columns: {tx.columns.describe()}."]
     excluded = []
     if q.n_no_customer:
-        excluded.append(f"{q.n_no_customer:,} with no customer ({q.n_no_customer / q.n_rows:.1%})")
+        placeholders = (f"; {q.n_placeholder_customer:,} with an id such as NULL or N/A, which --keep-placeholder-ids "
+                        "keeps" if q.n_placeholder_customer else "")
+        excluded.append(f"{q.n_no_customer:,} with no customer ({q.n_no_customer / q.n_rows:.1%}{placeholders})")
+    outlying = []
+    if q.n_future_date:
+        outlying.append(f"{q.n_future_date:,} dated after today ({q.today})")
+    if q.n_far_past_date:
+        outlying.append(f"{q.n_far_past_date:,} dated before {q.far_past_cutoff}, far before the rest of the log")
+    if outlying:
+        excluded.append(", ".join(outlying) + ", which --keep-outlying-dates keeps")
     if q.n_after_as_of:
         excluded.append(f"{q.n_after_as_of:,} dated after {q.as_of}")
     if q.n_returns_unmatched:

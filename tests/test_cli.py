@@ -362,3 +362,30 @@ def test_validate_checks_the_calibration_end_against_the_log_first(runner):
                                "choose a date inside the log\n")
     res = runner.invoke(app, ["validate", "--calibration-end", "2030-01-01", "-q"])
     assert res.exit_code == 2 and "leaves no holdout" in res.stderr
+
+
+def test_reading_flags_reach_the_loader(runner, tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("customer,when,amount\nJosé,2024-01-01,5\nJosè,2024-01-02,6\nNULL,2024-01-03,7\n".encode("latin-1"))
+    res = runner.invoke(app, ["rfm", str(latin), *TINY, "--no-scores", "-f", "csv", "-q"])
+    assert res.exit_code == 2 and "pass --encoding latin-1" in res.stderr
+    res = runner.invoke(app, ["rfm", str(latin), *TINY, "--no-scores", "-f", "csv", "-q", "--encoding", "latin-1"])
+    assert res.exit_code == 0, res.stderr
+    assert sorted(line.split(",")[0] for line in res.stdout.splitlines()[1:]) == sorted(["José", "Josè"])  # two customers, not one
+    res = runner.invoke(app, ["rfm", str(latin), *TINY, "--no-scores", "-f", "csv", "-q", "--encoding", "latin-1",
+                              "--keep-placeholder-ids"])
+    assert "NULL" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "is nested too deeply"),
+        ('{"format": "clvx-model", "period": ' + "9" * 5000 + "}", "is not a usable JSON document"),
+    ],
+)
+def test_hostile_model_files_are_one_error_line(runner, tmp_path, text, message):
+    model = tmp_path / "m.json"
+    model.write_text(text)
+    res = runner.invoke(app, ["predict", "--model", str(model), "-q"])
+    assert res.exit_code == 2 and message in res.stderr and res.stderr.count("\n") == 1
