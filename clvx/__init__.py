@@ -363,10 +363,11 @@ def fit_notices(bgnbd: BGNBDParams, gamma_gamma: GammaGammaParams) -> list[Notic
         out.append(Notice("warning", gamma_gamma.note))
     for model, params in (("BG/NBD", bgnbd), ("Gamma-Gamma", gamma_gamma)):
         if params.poorly_identified:
-            names = ", ".join(params.poorly_identified)
+            names = " and ".join(params.poorly_identified)
+            one = len(params.poorly_identified) == 1
             out.append(Notice("warning", (
-                f"{model} {names} {'is' if len(params.poorly_identified) == 1 else 'are'} poorly identified (standard error "
-                "above the estimate): the data barely constrain it, so forecasts that lean on it are uncertain")))
+                f"{model} {names} {'is' if one else 'are'} poorly identified (standard error above the estimate): the data "
+                f"barely constrain {'it' if one else 'them'}, so forecasts that lean on {'it' if one else 'them'} are uncertain")))
     if abs(gamma_gamma.frequency_spend_correlation) > CORRELATION_WARNING:
         out.append(Notice("warning", (
             f"spend and frequency are correlated (r = {gamma_gamma.frequency_spend_correlation:.2f}); Gamma-Gamma assumes "
