@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 
 import clvx
 from clv.models import BGNBDParams, score_customers
@@ -12,7 +13,8 @@ from clv.rfm import collect, rfm_summary
 
 def test_segment_uses_the_clv_horizon_and_discount_it_is_given():
     six_months = clvx.CLVOptions(horizon=clvx.Horizon.parse("6m"), discount_rate=0.2)
-    result = clvx.segment(clvx.Source(), clv=six_months)
+    # The named RFM segments: the CLV columns are the same as k-means', without the k search.
+    result = clvx.segment(clvx.Source(), clv=six_months, segments=clvx.SegmentOptions(method="rfm"))
     run = result.run
     assert run.horizon.label == "6m" and run.horizon.words == "6 months" and run.discount_rate == 0.2
     tx = result.transactions
@@ -37,6 +39,7 @@ def test_results_carry_their_notices_and_a_listener_hears_them():
     assert isinstance(result.bgnbd, BGNBDParams) and result.period is clvx.Period.day
 
 
+@pytest.mark.slow
 def test_readme_python_examples_run_as_written():
     """The README's "From Python" section is a doctest: it cannot drift from the API."""
     import doctest

@@ -61,6 +61,7 @@ def test_profile_shares_sum_to_one_and_match_assignments(sample_run):
     np.testing.assert_allclose(clv_by_segment["x"].to_numpy(), clv_by_segment["clv"].to_numpy())
 
 
+@pytest.mark.slow
 def test_same_seed_same_segments(sample_run):
     a = sample_run.segmentation
     b = run_segmentation(load_transactions(bundled_sample_path()), period=Period.day, seed=42).segmentation
