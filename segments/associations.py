@@ -148,7 +148,8 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
 
     ``customers`` fixes the row order (default: sorted ids in ``lines``); products are
     sorted ids. Only aggregates are collected (first purchase per customer and product,
-    distinct order-product pairs), never the lines themselves.
+    distinct order-product pairs), never the lines themselves. A line without an order id
+    is in no basket; when no line has one there are no baskets, as without the column.
     """
     lines = lines.lazy()
     first = collect(lines.group_by("customer_id", "product_id").agg(pl.col("date").min().alias("_first")))
@@ -173,13 +174,15 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     baskets = None
     if "order_id" in lines.collect_schema().names():
         orders = collect(
-            lines.select("order_id", "product_id").unique()
+            lines.select("order_id", "product_id").drop_nulls("order_id").unique()
             .join(prod_idx.lazy(), on="product_id")
             .select(pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1, "_j")
         )
-        baskets = sparse.csr_matrix(
-            (np.ones(orders.height), (orders["_o"].to_numpy(), orders["_j"].to_numpy())), shape=(to_int(orders["_o"].max()) + 1, len(products))
-        )
+        if orders.height:
+            baskets = sparse.csr_matrix(
+                (np.ones(orders.height), (orders["_o"].to_numpy(), orders["_j"].to_numpy())),
+                shape=(to_int(orders["_o"].max()) + 1, len(products)),
+            )
     return Ownership(X, T, customers, products, baskets)
 
 
