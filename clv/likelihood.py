@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
@@ -46,7 +47,7 @@ class Optimum:
     hessian_positive_definite: bool | None = None
 
 
-def positive_definite(matrix: np.ndarray) -> bool:
+def positive_definite(matrix: npt.ArrayLike) -> bool:
     """True when a symmetric matrix is finite and positive definite (a Cholesky factor exists)."""
     m = np.asarray(matrix, dtype=float)
     if not np.all(np.isfinite(m)):
@@ -92,7 +93,7 @@ class BGNBDData:
 
     @classmethod
     def build(
-        cls, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, weights: np.ndarray, scale: float | None = None
+        cls, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, weights: np.ndarray, *, scale: float | None = None
     ) -> BGNBDData:
         scale = 1.0 / float(np.max(T)) if scale is None else scale
         w = np.asarray(weights, float)

@@ -15,7 +15,7 @@ import math
 import numbers
 import re
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypedDict, Unpack
 
 import numpy as np
 import polars as pl
@@ -24,6 +24,7 @@ from scipy.special import betaln, gammaln
 from clv import _lifetimes, likelihood
 from clv.errors import InputError, ModelError, NotFittedError
 from clv.likelihood import Optimum
+from clv.scalars import to_float
 from clv.terms import (  # noqa: F401 - re-exported: the limits and units of the models
     DAYS_PER_MONTH,
     DAYS_PER_WEEK,
@@ -76,6 +77,11 @@ class _Fitted:
     """What both parameter results share: intervals and identification, from ``params`` and ``standard_errors``."""
 
     NAMES: tuple[str, ...] = ()
+    if TYPE_CHECKING:  # provided by each result dataclass
+        standard_errors: tuple[float, ...]
+
+        @property
+        def params(self) -> tuple[float, ...]: ...
 
     def intervals(self) -> dict[str, tuple[float, float]]:
         """95% intervals on the log scale (delta method: se(log theta) = se / theta), so never negative.
@@ -83,7 +89,7 @@ class _Fitted:
         ``(theta exp(-z se / theta), theta exp(z se / theta))``; NaN where there is no standard error.
         """
         out = {}
-        for name, value, se in zip(self.NAMES, self.params, self.standard_errors, strict=True):  # type: ignore[attr-defined]
+        for name, value, se in zip(self.NAMES, self.params, self.standard_errors, strict=True):
             half = Z_95 * se / value if value > 0 else float("nan")
             out[name] = (value * math.exp(-half), value * math.exp(half)) if math.isfinite(half) else (float("nan"), float("nan"))
         return out
@@ -91,7 +97,7 @@ class _Fitted:
     @property
     def relative_standard_errors(self) -> dict[str, float]:
         """se / estimate per parameter (NaN without standard errors)."""
-        return {n: (se / v if v > 0 else float("nan")) for n, v, se in zip(self.NAMES, self.params, self.standard_errors, strict=True)}  # type: ignore[attr-defined]
+        return {n: (se / v if v > 0 else float("nan")) for n, v, se in zip(self.NAMES, self.params, self.standard_errors, strict=True)}
 
     @property
     def poorly_identified(self) -> tuple[str, ...]:
@@ -235,6 +241,18 @@ def float_columns(frame: pl.DataFrame, *cols: str) -> list[np.ndarray]:
     return [frame[c].cast(pl.Float64).to_numpy() for c in cols]
 
 
+def _four(values: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """A fit's ``(r, alpha, a, b)``-shaped tuple at its fixed length."""
+    w, x, y, z = values
+    return (w, x, y, z)
+
+
+def _three(values: tuple[float, ...]) -> tuple[float, float, float]:
+    """A fit's ``(p, q, v)``-shaped tuple at its fixed length."""
+    x, y, z = values
+    return (x, y, z)
+
+
 def _stuck(fit: Optimum, start: tuple[float, ...] | None, n_params: int, scale: float) -> bool:
     """True when the optimiser returned its starting point (a silent failure)."""
     start_log = np.full(n_params, likelihood.LIFETIMES_DEFAULT_START) if start is None else np.asarray(start)
@@ -347,12 +365,12 @@ class BGNBD(_Estimator):
                 "try a small --penalizer such as 0.001, a coarser --period, or more data"
             )
         self.params_ = BGNBDParams(
-            *fit.params,
+            *_four(fit.params),
             log_likelihood=bgnbd_log_likelihood(fit.params, x, tx, T, w),
             n_customers=n,
             n_distinct=rows.height,
             converged=_proper_maximum(fit),
-            standard_errors=fit.standard_errors,  # type: ignore[arg-type]
+            standard_errors=_four(fit.standard_errors),
             penalizer=self.penalizer,
             n_starts=n_starts,
             engine=engine,
@@ -397,8 +415,8 @@ class GammaGamma(_Estimator):
         mean_spend = float(np.mean(spend))
         spend_cv = float(np.std(spend) / mean_spend)
         engine = _choose_engine(self.engine, rows.height)
-        common = dict(n_customers=used.height, n_excluded=n_excluded, frequency_spend_correlation=corr,
-                      penalizer=self.penalizer, engine=engine)
+        common = _SpendFitFields(n_customers=used.height, n_excluded=n_excluded, frequency_spend_correlation=corr,
+                                 penalizer=self.penalizer, engine=engine)
         if spend_cv < NEAR_CONSTANT_SPEND_CV:
             self.params_ = _observed_mean_spend(
                 mean_spend, n_starts=0, **common,
@@ -428,20 +446,31 @@ class GammaGamma(_Estimator):
                 "try a small --penalizer such as 0.001, or check for extreme spend values"
             )
         self.params_ = GammaGammaParams(
-            *fit.params,
+            *_three(fit.params),
             log_likelihood=gamma_gamma_log_likelihood(fit.params, x, m, w),
             converged=_proper_maximum(fit),
-            standard_errors=fit.standard_errors,  # type: ignore[arg-type]
+            standard_errors=_three(fit.standard_errors),
             n_starts=n_starts,
             **common,
         )
         return self
 
 
-def _observed_mean_spend(mean_spend: float, *, why: str, **fields) -> GammaGammaParams:
+class _SpendFitFields(TypedDict):
+    """The :class:`GammaGammaParams` fields a Gamma-Gamma fit knows before it runs (and keeps if it falls back)."""
+
+    n_customers: int
+    n_excluded: int
+    frequency_spend_correlation: float
+    penalizer: float
+    engine: str
+
+
+def _observed_mean_spend(mean_spend: float, *, why: str, n_starts: int, **fields: Unpack[_SpendFitFields]) -> GammaGammaParams:
     nan = float("nan")
     return GammaGammaParams(
         nan, nan, nan, log_likelihood=nan, converged=False, standard_errors=(nan, nan, nan),
+        n_starts=n_starts,
         observed_mean=mean_spend,
         note=f"{why}; expected spend is the observed mean, {mean_spend:,.2f} per purchase, for every customer",
         **fields,
@@ -762,7 +791,7 @@ class _Reader:
             return float("nan")
         if not _is_real(value) or (isinstance(value, int) and abs(value) > MAX_COUNT * MAX_PARAMETER):
             raise self.fail(key, value, f"it must be a number ({rule})")
-        number = float(value)
+        number = to_float(value)  # a real number, checked above
         if not math.isfinite(number) or number < low or number > high or (open_low and number == low):
             raise self.fail(key, value, f"it must be {rule}")
         return number
@@ -827,12 +856,12 @@ def models_from_document(doc: object, source: str) -> tuple[str, BGNBDParams, Ga
 
     bg = top.section("bgnbd")
     bgp = BGNBDParams(
-        *(bg.parameter(n) for n in BGNBDParams.NAMES),
+        *_four(tuple(bg.parameter(n) for n in BGNBDParams.NAMES)),
         log_likelihood=bg.real("log_likelihood", -math.inf, math.inf, rule="a finite number or null", nullable=True),
         n_customers=bg.count("n_customers"),
         n_distinct=bg.count("n_distinct"),
         converged=bg.flag("converged"),
-        standard_errors=bg.errors(BGNBDParams.NAMES),  # type: ignore[arg-type]
+        standard_errors=_four(bg.errors(BGNBDParams.NAMES)),
         penalizer=bg.real("penalizer", 0.0, MAX_PENALIZER, rule=f"a number from 0 to {MAX_PENALIZER:g}"),
         n_starts=bg.count("n_starts"),
         engine=bg.choice("engine", engines),
@@ -855,12 +884,12 @@ def models_from_document(doc: object, source: str) -> tuple[str, BGNBDParams, Ga
         if not (note is None or (isinstance(note, str) and len(note) <= 1000)):
             raise gg.fail("note", note, "it must be a line of text or null")
     ggp = GammaGammaParams(
-        *spend,
+        *_three(spend),
         log_likelihood=gg.real("log_likelihood", -math.inf, math.inf, rule="a finite number or null", nullable=True),
         n_customers=gg.count("n_customers"),
         n_excluded=gg.count("n_excluded"),
         converged=gg.flag("converged"),
-        standard_errors=gg.errors(GammaGammaParams.NAMES),  # type: ignore[arg-type]
+        standard_errors=_three(gg.errors(GammaGammaParams.NAMES)),
         frequency_spend_correlation=gg.real("frequency_spend_correlation", -1.0, 1.0, rule="a number from -1 to 1, or null", nullable=True),
         penalizer=gg.real("penalizer", 0.0, MAX_PENALIZER, rule=f"a number from 0 to {MAX_PENALIZER:g}"),
         n_starts=gg.count("n_starts"),

@@ -25,6 +25,7 @@ from decimal import Decimal
 import polars as pl
 
 from clv.errors import InputError
+from clv.scalars import to_float
 from clv.terms import DAYS_PER_WEEK, Period
 
 # Money is summed as whole nano-units in 128-bit integers: exact whatever the row order, for
@@ -219,7 +220,7 @@ def calibration_holdout(
     )
     duration = (period_start_of(as_of, period) - period_start_of(calibration_end, period)).days
     if period is Period.week:
-        duration //= DAYS_PER_WEEK
+        duration //= int(DAYS_PER_WEEK)
     elif period is Period.month:
         duration = (as_of.year - calibration_end.year) * 12 + as_of.month - calibration_end.month
     return (
@@ -265,7 +266,7 @@ class ScoreBins:
 
 
 def _edges(values: pl.Series) -> tuple[float, ...]:
-    return tuple(float(values.quantile(q, interpolation="linear")) for q in SCORE_QUANTILES)
+    return tuple(to_float(values.quantile(q, interpolation="linear")) for q in SCORE_QUANTILES)
 
 
 def _score(expr: pl.Expr, edges: tuple[float, ...], *, lower_is_better: bool = False) -> pl.Expr:

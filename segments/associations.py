@@ -24,6 +24,7 @@ from scipy import sparse
 
 from clv.errors import InputError
 from clv.rfm import collect
+from clv.scalars import to_float, to_int
 
 BLOCK_NONZEROS = 20_000_000  # entries of a dense-ish product block before pruning
 MIN_PAIR_COUNT = 2
@@ -56,7 +57,7 @@ class Ownership:
         return np.asarray(self.X.sum(axis=0)).ravel()
 
 
-def non_product_ids(lines: pl.DataFrame, exclude: str | None = None) -> pl.DataFrame:
+def non_product_ids(lines: pl.DataFrame | pl.LazyFrame, exclude: str | None = None) -> pl.DataFrame:
     """Products that are not products, with the rule that caught each (``product_id, reason``).
 
     A product id is excluded when:
@@ -77,7 +78,7 @@ def non_product_ids(lines: pl.DataFrame, exclude: str | None = None) -> pl.DataF
         (pl.col("description").drop_nulls().first() if has_desc else pl.lit(None, dtype=pl.String)).alias("_desc"),
     ))
     ids = per["product_id"]
-    with_digit = ids.str.contains(r"\d").mean() or 0.0
+    with_digit = to_float(ids.str.contains(r"\d").mean(), null=0.0)
     reasons = [
         (pl.col("product_id").str.contains(exclude) | pl.col("_desc").fill_null("").str.contains(exclude), "matches --exclude-products")
         if exclude else None,
@@ -147,7 +148,8 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
 
     ``customers`` fixes the row order (default: sorted ids in ``lines``); products are
     sorted ids. Only aggregates are collected (first purchase per customer and product,
-    distinct order-product pairs), never the lines themselves.
+    distinct order-product pairs), never the lines themselves. A line without an order id
+    is in no basket; when no line has one there are no baskets, as without the column.
     """
     lines = lines.lazy()
     first = collect(lines.group_by("customer_id", "product_id").agg(pl.col("date").min().alias("_first")))
@@ -172,13 +174,15 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     baskets = None
     if "order_id" in lines.collect_schema().names():
         orders = collect(
-            lines.select("order_id", "product_id").unique()
+            lines.select("order_id", "product_id").drop_nulls("order_id").unique()
             .join(prod_idx.lazy(), on="product_id")
             .select(pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1, "_j")
         )
-        baskets = sparse.csr_matrix(
-            (np.ones(orders.height), (orders["_o"].to_numpy(), orders["_j"].to_numpy())), shape=(int(orders["_o"].max()) + 1, len(products))
-        )
+        if orders.height:
+            baskets = sparse.csr_matrix(
+                (np.ones(orders.height), (orders["_o"].to_numpy(), orders["_j"].to_numpy())),
+                shape=(to_int(orders["_o"].max()) + 1, len(products)),
+            )
     return Ownership(X, T, customers, products, baskets)
 
 
@@ -216,7 +220,7 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame
         C = _canonical(Xt @ X[:, start:stop])
         days_j = _canonical(Xt @ T[:, start:stop]).data
         days_i = _canonical(Tt @ X[:, start:stop]).data
-        if Bt is not None:
+        if Bt is not None and Bc is not None:
             ones = C.copy()
             ones.data[:] = 1.0
             same = _canonical(ones + Bt @ Bc[:, start:stop]).data - 1.0

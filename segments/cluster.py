@@ -332,7 +332,7 @@ def segment_customers(
             chosen_k = k
         labels, n_fit = fit_kmeans(X, chosen_k, seed, centres)
         labelled = features.with_columns(pl.Series("_cluster", labels))
-        centres = (
+        centre_profile = (
             labelled.group_by("_cluster")
             .agg(
                 pl.col("r_score").mean(),
@@ -343,8 +343,8 @@ def segment_customers(
             )
             .sort("_clv", "_cluster", descending=[True, False])
         )
-        names = name_segments(centres)
-        mapping = pl.DataFrame({"_cluster": centres["_cluster"], "segment": names})
+        names = name_segments(centre_profile)
+        mapping = pl.DataFrame({"_cluster": centre_profile["_cluster"], "segment": names})
         labelled = labelled.join(mapping, on="_cluster", how="left", maintain_order="left").drop("_cluster")
     profile = profile_segments(labelled, categories=categories)
     order = {name: i for i, name in enumerate(profile["segment"].to_list())}

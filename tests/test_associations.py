@@ -68,3 +68,31 @@ def test_size_settings_are_bounded_before_any_work():
         segment_ranking(None, top=10**9)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="min_count = 0 must be a whole number of co-owners"):
         pair_counts(None, min_count=0)  # type: ignore[arg-type]
+
+
+def _orders(order_ids: list[str | None]) -> pl.DataFrame:
+    """Two customers each buying P1 and P2 on two lines, with the given order ids (one per line)."""
+    return pl.DataFrame(
+        {"customer_id": ["a", "a", "b", "b"], "product_id": ["P1", "P2", "P1", "P2"],
+         "date": [dt.datetime(2024, 1, 1)] * 4, "amount": [1.0] * 4, "order_id": order_ids},
+        schema={"customer_id": pl.String, "product_id": pl.String, "date": pl.Datetime("us"),
+                "amount": pl.Float64, "order_id": pl.String},
+    )
+
+
+def test_lines_without_an_order_id_are_in_no_basket():
+    from segments.associations import pair_counts
+
+    own = build_ownership(_orders(["o1", "o1", None, None]))
+    assert own.baskets is not None and own.baskets.shape == (1, 2)
+    pairs = pair_counts(own, min_count=1).sort("i", "j")
+    assert pairs["co_owners"].to_list() == [2, 2]
+    assert pairs["same_order"].to_list() == [1, 1]  # customer a's order; b's lines have no order id
+
+
+def test_an_order_column_empty_on_every_row_means_no_baskets():
+    from segments.associations import pair_counts
+
+    own = build_ownership(_orders([None, None, None, None]))
+    assert own.baskets is None
+    assert pair_counts(own, min_count=1)["same_order"].is_nan().all()
