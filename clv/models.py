@@ -309,9 +309,16 @@ def _proper_maximum(fit: Optimum) -> bool:
 
 
 class _Estimator:
-    """The estimators' shared settings; reading ``params_`` before ``fit`` says so, instead of a bare AttributeError."""
+    """The estimators' shared settings and scikit-learn's contract.
 
-    def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto", standard_errors: bool = True) -> None:
+    Settings are keyword-only and stored as given (checked when ``fit`` starts); the
+    learned state is ``params_``; using an estimator before ``fit`` raises
+    :class:`NotFittedError`, as scikit-learn's ``check_is_fitted`` does.
+    """
+
+    DEFAULTS: ClassVar[dict[str, object]] = {"penalizer": 0.0, "tol": 1e-7, "engine": "auto", "standard_errors": True}
+
+    def __init__(self, *, penalizer: float = 0.0, tol: float = 1e-7, engine: str = "auto", standard_errors: bool = True) -> None:
         self.penalizer = penalizer
         self.tol = tol
         self.engine = engine
@@ -321,6 +328,38 @@ class _Estimator:
         if name == "params_":
             raise NotFittedError(f"this {type(self).__name__} model is not fitted yet; call fit() first")
         raise AttributeError(name)
+
+    def get_params(self) -> dict[str, object]:
+        """The settings, as scikit-learn's ``get_params`` gives them."""
+        return {name: getattr(self, name) for name in self.DEFAULTS}
+
+    def __repr__(self) -> str:
+        changed = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v != self.DEFAULTS[k])
+        return f"{type(self).__name__}({changed})"
+
+    def summary(self) -> pl.DataFrame:
+        """The fitted parameters as a table: estimate, standard error and 95% interval (log scale).
+
+        One row per parameter, as lifetimes' ``summary``; the interval is NaN where the fit
+        computed no standard errors.
+        """
+        params = check_is_fitted(self)
+        intervals = params.intervals()
+        return pl.DataFrame({
+            "parameter": list(params.NAMES),
+            "estimate": list(params.params),
+            "standard_error": list(params.standard_errors),
+            "lower_95": [intervals[n][0] for n in params.NAMES],
+            "upper_95": [intervals[n][1] for n in params.NAMES],
+        })
+
+
+def check_is_fitted(est: _Estimator) -> BGNBDParams | GammaGammaParams:
+    """The estimator's fitted parameters, or :class:`NotFittedError` (scikit-learn's ``check_is_fitted``)."""
+    params = vars(est).get("params_")
+    if params is None:
+        raise NotFittedError(f"this {type(est).__name__} model is not fitted yet; call fit() first")
+    return params
 
 
 class BGNBD(_Estimator):
@@ -334,6 +373,19 @@ class BGNBD(_Estimator):
     (8 gradient evaluations) and reports NaN errors: for pipelines that only use the
     point estimates.
     """
+
+    def p_alive(self, summary: pl.DataFrame) -> np.ndarray:
+        """P(alive | x, t_x, T) per row of ``summary`` (Fader, Hardie & Lee, note 021, eq. 2)."""
+        params = check_is_fitted(self)
+        x, tx, T = float_columns(summary, *SUMMARY_KEYS)
+        return likelihood.bgnbd_p_alive(params.params, x, tx, T)
+
+    def conditional_expected_purchases(self, summary: pl.DataFrame, t: float) -> np.ndarray:
+        """E[X(t) | x, t_x, T] per row of ``summary``, ``t`` in its period (FHL 2005, eq. 10)."""
+        params = check_is_fitted(self)
+        assert isinstance(params, BGNBDParams)
+        x, tx, T = float_columns(summary, *SUMMARY_KEYS)
+        return expected_purchases(params, t, x, tx, T)
 
     def fit(self, summary: pl.DataFrame) -> BGNBD:
         """Fit on the distinct (frequency, recency, T) rows, restarting from fixed points on failure."""
@@ -395,6 +447,13 @@ class GammaGamma(_Estimator):
     the coefficient of variation away from it, and it is one number a reader can
     check.
     """
+
+    def conditional_expected_average_value(self, summary: pl.DataFrame) -> np.ndarray:
+        """E[M | x, m_x] per row of ``summary`` (Hardie's note 025, eq. 5)."""
+        params = check_is_fitted(self)
+        assert isinstance(params, GammaGammaParams)
+        x, m = float_columns(summary, "frequency", "monetary_value")
+        return expected_average_value(params, x, m)
 
     def fit(self, summary: pl.DataFrame) -> GammaGamma:
         """Fit on customers with ``frequency > 0``; those whose ``monetary_value <= 0`` are excluded and counted."""

@@ -279,3 +279,31 @@ def test_estimators_follow_the_sklearn_contract():
         est.params_
     with pytest.raises(NotFittedError, match="GammaGamma model is not fitted yet"):
         GammaGamma().params_
+
+
+def test_estimators_have_keyword_settings_a_repr_a_summary_and_predictions(sample_summary):
+    """scikit-learn's conventions (sklearn/base.py, utils/validation.py), lifetimes' summary table."""
+    from clv.models import check_is_fitted
+
+    with pytest.raises(TypeError):
+        BGNBD(0.01)  # settings are keyword-only
+    assert repr(BGNBD()) == "BGNBD()" and repr(BGNBD(penalizer=0.01, engine="numpy")) == "BGNBD(penalizer=0.01, engine='numpy')"
+    assert BGNBD(tol=1e-6).get_params() == {"penalizer": 0.0, "tol": 1e-6, "engine": "auto", "standard_errors": True}
+    est = BGNBD()
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        check_is_fitted(est)
+    with pytest.raises(NotFittedError):
+        est.p_alive(sample_summary)
+    assert est.fit(sample_summary) is est and check_is_fitted(est) is est.params_
+    table = est.summary()
+    assert table["parameter"].to_list() == ["r", "alpha", "a", "b"]
+    assert (table["lower_95"] < table["estimate"]).all() and (table["estimate"] < table["upper_95"]).all()
+    assert (table["lower_95"] > 0).all()  # log-scale intervals never go below zero
+    x, tx, T = arrays(sample_summary, "frequency", "recency", "T")
+    np.testing.assert_array_equal(est.conditional_expected_purchases(sample_summary, 30.0), expected_purchases(est.params_, 30.0, x, tx, T))
+    np.testing.assert_array_equal(est.p_alive(sample_summary), likelihood.bgnbd_p_alive(est.params_.params, x, tx, T))
+    gg = GammaGamma().fit(sample_summary)
+    assert gg.summary()["parameter"].to_list() == ["p", "q", "v"]
+    m = sample_summary["monetary_value"].to_numpy()
+    np.testing.assert_allclose(gg.conditional_expected_average_value(sample_summary),
+                               likelihood.gamma_gamma_expected_average(gg.params_.params, x, np.maximum(m, 0)))
