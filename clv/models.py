@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, ClassVar, TypedDict, Unpack
 
 import numpy as np
 import polars as pl
-from scipy.special import betaln, gammaln
 
-from clv import _lifetimes, likelihood
+from clv import _lifetimes, expectations, likelihood
 from clv.errors import InputError, ModelError, NotFittedError
 from clv.likelihood import Optimum
 from clv.scalars import to_float
@@ -203,31 +202,6 @@ class GammaGammaParams(_Fitted):
 # --------------------------------------------------------------------------- likelihoods
 
 
-def bgnbd_log_likelihood(params: tuple[float, ...], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """Total BG/NBD log-likelihood, Fader, Hardie & Lee 2005, eq. 6 (log-sum-exp form of Hardie's note 004, sec. 7)."""
-    r, alpha, a, b = params
-    x = np.asarray(frequency, dtype=float)
-    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = betaln(a, b + x) - betaln(a, b)
-    a3 = -(r + x) * np.log(alpha + T)
-    a4 = np.where(x > 0, np.log(a) - np.log(b + np.maximum(x, 1) - 1) - (r + x) * np.log(alpha + recency), -np.inf)
-    return float(np.sum(w * (a1 + a2 + np.logaddexp(a3, a4))))
-
-
-def gamma_gamma_log_likelihood(params: tuple[float, ...], frequency: np.ndarray, monetary_value: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """Total Gamma-Gamma log-likelihood of mean spends (Hardie's note 025, eq. 1a)."""
-    p, q, v = params
-    x = np.asarray(frequency, dtype=float)
-    m = np.asarray(monetary_value, dtype=float)
-    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
-    ll = (
-        gammaln(p * x + q) - gammaln(p * x) - gammaln(q) + q * np.log(v)
-        + (p * x - 1) * np.log(m) + p * x * np.log(x) - (p * x + q) * np.log(x * m + v)
-    )
-    return float(np.sum(w * ll))
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -378,7 +352,7 @@ class BGNBD(_Estimator):
         """P(alive | x, t_x, T) per row of ``summary`` (Fader, Hardie & Lee, note 021, eq. 2)."""
         params = check_is_fitted(self)
         x, tx, T = float_columns(summary, *SUMMARY_KEYS)
-        return likelihood.bgnbd_p_alive(params.params, x, tx, T)
+        return expectations.bgnbd_p_alive(params.params, x, tx, T)
 
     def conditional_expected_purchases(self, summary: pl.DataFrame, t: float) -> np.ndarray:
         """E[X(t) | x, t_x, T] per row of ``summary``, ``t`` in its period (FHL 2005, eq. 10)."""
@@ -418,7 +392,7 @@ class BGNBD(_Estimator):
             )
         self.params_ = BGNBDParams(
             *_four(fit.params),
-            log_likelihood=bgnbd_log_likelihood(fit.params, x, tx, T, w),
+            log_likelihood=likelihood.bgnbd_log_likelihood(fit.params, x, tx, T, w),
             n_customers=n,
             n_distinct=rows.height,
             converged=_proper_maximum(fit),
@@ -506,7 +480,7 @@ class GammaGamma(_Estimator):
             )
         self.params_ = GammaGammaParams(
             *_three(fit.params),
-            log_likelihood=gamma_gamma_log_likelihood(fit.params, x, m, w),
+            log_likelihood=likelihood.gamma_gamma_log_likelihood(fit.params, x, m, w),
             converged=_proper_maximum(fit),
             standard_errors=_three(fit.standard_errors),
             n_starts=n_starts,
@@ -683,7 +657,7 @@ def discounted_expected_purchases(
         bgnbd, frequency, T, horizon_days=horizon_days, annual_discount_rate=annual_discount_rate,
         period_days=period_days, days_per_month=days_per_month,
     )
-    return discounted[pair_idx] * likelihood.bgnbd_p_alive(bgnbd.params, frequency, recency, T)
+    return discounted[pair_idx] * expectations.bgnbd_p_alive(bgnbd.params, frequency, recency, T)
 
 
 def _pair_value_terms(
@@ -705,11 +679,11 @@ def _pair_value_terms(
     previous = np.zeros_like(pair_x)
     days = cash_flow_days(horizon_days, days_per_month)
     for t_days in days:
-        cumulative = likelihood.bgnbd_unconditional_part(bgnbd.params, t_days / period_days, pair_x, pair_T)
+        cumulative = expectations.bgnbd_unconditional_part(bgnbd.params, t_days / period_days, pair_x, pair_T)
         total += (cumulative - previous) / (1.0 + d_month) ** (t_days / days_per_month)
         previous = cumulative
     if days[-1] != horizon_days:  # a month end within rounding of the horizon: evaluate at the horizon itself
-        previous = likelihood.bgnbd_unconditional_part(bgnbd.params, horizon_days / period_days, pair_x, pair_T)
+        previous = expectations.bgnbd_unconditional_part(bgnbd.params, horizon_days / period_days, pair_x, pair_T)
     return total, previous, pair_idx
 
 
@@ -725,8 +699,8 @@ def _pairs(frequency: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def expected_purchases(bgnbd: BGNBDParams, t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
     """E[X(t) | x, t_x, T] (FHL 2005 eq. 10), the hypergeometric part once per distinct (x, T)."""
     pair_x, pair_T, pair_idx = _pairs(frequency, T)
-    unconditional = likelihood.bgnbd_unconditional_part(bgnbd.params, t, pair_x, pair_T)
-    return unconditional[pair_idx] * likelihood.bgnbd_p_alive(bgnbd.params, frequency, recency, T)
+    unconditional = expectations.bgnbd_unconditional_part(bgnbd.params, t, pair_x, pair_T)
+    return unconditional[pair_idx] * expectations.bgnbd_p_alive(bgnbd.params, frequency, recency, T)
 
 
 def expected_average_value(gamma_gamma: GammaGammaParams, frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
@@ -736,7 +710,7 @@ def expected_average_value(gamma_gamma: GammaGammaParams, frequency: np.ndarray,
     """
     if gamma_gamma.observed_mean is not None:
         return np.full(len(np.asarray(frequency)), gamma_gamma.observed_mean, dtype=float)
-    return likelihood.gamma_gamma_expected_average(gamma_gamma.params, frequency, np.maximum(monetary_value, 0.0))
+    return expectations.gamma_gamma_expected_average(gamma_gamma.params, frequency, np.maximum(monetary_value, 0.0))
 
 
 def score_customers(
@@ -763,7 +737,7 @@ def score_customers(
     if gamma_gamma.observed_mean is None and gamma_gamma.q <= 1:
         raise ModelError(f"Gamma-Gamma q = {gamma_gamma.q:.3g} <= 1: mean spend is undefined")
     x, tx, T, money = float_columns(summary, *SUMMARY_KEYS, "monetary_value")
-    p_alive = likelihood.bgnbd_p_alive(bgnbd.params, x, tx, T)
+    p_alive = expectations.bgnbd_p_alive(bgnbd.params, x, tx, T)
     discounted, at_horizon, pair_idx = _pair_value_terms(
         bgnbd, x, T, horizon_days=horizon.days, annual_discount_rate=annual_discount_rate, period_days=period_days
     )

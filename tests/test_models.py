@@ -9,7 +9,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from clv import _lifetimes, likelihood
+from clv import _lifetimes, expectations, likelihood
 from clv.errors import InputError, ModelError, NotFittedError
 from clv.likelihood import Optimum
 from clv.load import load_transactions
@@ -142,8 +142,8 @@ def test_predictions_match_lifetimes(sample_summary):
     x, tx, T, m = arrays(sample_summary, "frequency", "recency", "T", "monetary_value")
     for t in (1.0, 30.0, 365.25):
         np.testing.assert_allclose(expected_purchases(bg, t, x, tx, T), _lifetimes.bgnbd_expected_purchases(bg.params, t, x, tx, T), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(likelihood.bgnbd_p_alive(bg.params, x, tx, T), _lifetimes.bgnbd_p_alive(bg.params, x, tx, T), rtol=1e-12)
-    np.testing.assert_allclose(likelihood.gamma_gamma_expected_average(gg.params, x, m), _lifetimes.gamma_gamma_expected_average(gg.params, x, m), rtol=1e-12)
+    np.testing.assert_allclose(expectations.bgnbd_p_alive(bg.params, x, tx, T), _lifetimes.bgnbd_p_alive(bg.params, x, tx, T), rtol=1e-12)
+    np.testing.assert_allclose(expectations.gamma_gamma_expected_average(gg.params, x, m), _lifetimes.gamma_gamma_expected_average(gg.params, x, m), rtol=1e-12)
 
 
 def test_clv_equals_lifetimes_with_its_30_day_month(sample_summary):
@@ -154,7 +154,7 @@ def test_clv_equals_lifetimes_with_its_30_day_month(sample_summary):
     gg = GammaGamma().fit(sample_summary).params_
     x, tx, T, m = arrays(sample_summary, "frequency", "recency", "T", "monetary_value")
     monthly = 0.01
-    ours = likelihood.gamma_gamma_expected_average(gg.params, x, m) * discounted_expected_purchases(
+    ours = expectations.gamma_gamma_expected_average(gg.params, x, m) * discounted_expected_purchases(
         bg, x, tx, T, horizon_days=12 * 30, annual_discount_rate=(1 + monthly) ** 12 - 1, period_days=1.0, days_per_month=30.0
     )
     bgf = BetaGeoFitter()
@@ -301,9 +301,9 @@ def test_estimators_have_keyword_settings_a_repr_a_summary_and_predictions(sampl
     assert (table["lower_95"] > 0).all()  # log-scale intervals never go below zero
     x, tx, T = arrays(sample_summary, "frequency", "recency", "T")
     np.testing.assert_array_equal(est.conditional_expected_purchases(sample_summary, 30.0), expected_purchases(est.params_, 30.0, x, tx, T))
-    np.testing.assert_array_equal(est.p_alive(sample_summary), likelihood.bgnbd_p_alive(est.params_.params, x, tx, T))
+    np.testing.assert_array_equal(est.p_alive(sample_summary), expectations.bgnbd_p_alive(est.params_.params, x, tx, T))
     gg = GammaGamma().fit(sample_summary)
     assert gg.summary()["parameter"].to_list() == ["p", "q", "v"]
     m = sample_summary["monetary_value"].to_numpy()
     np.testing.assert_allclose(gg.conditional_expected_average_value(sample_summary),
-                               likelihood.gamma_gamma_expected_average(gg.params_.params, x, np.maximum(m, 0)))
+                               expectations.gamma_gamma_expected_average(gg.params_.params, x, np.maximum(m, 0)))

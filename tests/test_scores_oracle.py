@@ -7,7 +7,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from clv import _lifetimes, likelihood
+from clv import _lifetimes, expectations
 from clv.errors import InputError
 from clv.load import load_summary, load_transactions
 from clv.models import BGNBD, DAYS_PER_MONTH, GammaGamma, Horizon, cash_flow_days, score_customers
@@ -84,7 +84,7 @@ def test_likelihood_helpers_agree_with_lifetimes_p_alive(fitted):
     _, summary, bg, _, _, scored = fitted
     x, tx, T = (summary[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
     np.testing.assert_allclose(scored["p_alive"].to_numpy(), _lifetimes.bgnbd_p_alive(bg.params, x, tx, T), rtol=1e-12)
-    np.testing.assert_allclose(likelihood.bgnbd_p_alive(bg.params, x, tx, T), scored["p_alive"].to_numpy())
+    np.testing.assert_allclose(expectations.bgnbd_p_alive(bg.params, x, tx, T), scored["p_alive"].to_numpy())
 
 
 # --------------------------------------------------------------------------- summary files
