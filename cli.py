@@ -664,7 +664,7 @@ def segment(
     result = clvx.segment(source.options(), model=fitting.options(), clv=clv.options(), segments=segments, listener=listener)
     render.segmentation_notes(result.run, listener.reporter)
     if assignments is not None:
-        render.write_assignments(result.run.segmentation, assignments, raw=out.raw_csv)
+        render.write_assignments(result.run, assignments, raw=out.raw_csv)
         listener.reporter.info(f"Wrote {result.run.segmentation.assignments.height:,} customer assignments to {assignments}.")
     render.segment_profile(result.run, out.emitter(), explain=explain)
 

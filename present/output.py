@@ -339,7 +339,7 @@ def _prepare_fit(table: FittedTable, df: pl.DataFrame, priority: Sequence[str]) 
     names = list(df.columns)
     ranked = [
         *names[:1], *(c for c in priority if c in names), *(c for c in names if _is_id(c)),
-        *(c for c in KEY_COLUMNS if c in names), *names,
+        *(c for c in names if any(c == k or c.startswith(f"{k}_") for k in KEY_COLUMNS)), *names,
     ]
     table.fit_priority = [names.index(c) for c in dict.fromkeys(ranked)]
 

@@ -6,6 +6,7 @@ with the core's results. Nothing here computes a number the core did not.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +21,7 @@ from clv.models import BGNBDParams, GammaGammaParams, Horizon
 from clv.rfm import Period, ScoreBins
 from clv.sample import CUSTOMERS_FILE, TRUTH_FILE, Sample
 from present.output import Emitter, Format, Reporter, atomic_write, atomic_write_bytes, frame_bytes, frame_table, terminal_text, to_json
+from segments.pipeline import SegmentRun
 
 
 def period_headers(period: Period) -> dict[str, str]:
@@ -134,16 +136,32 @@ def _params_frame(bg: BGNBDParams, gg: GammaGammaParams) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def horizon_suffix(horizon: Horizon) -> str:
+    """The horizon as a column-name suffix: ``12m``, ``90d``, ``1_5y``."""
+    return re.sub(r"[^0-9a-z]+", "_", horizon.label.lower()).strip("_")
+
+
+def with_horizon(frame: pl.DataFrame, horizon: Horizon, names: tuple[str, ...]) -> pl.DataFrame:
+    """Name each column whose value depends on the horizon for it (``clv`` -> ``clv_12m``): one meaning per name."""
+    suffix = horizon_suffix(horizon)
+    return frame.rename({n: f"{n}_{suffix}" for n in names if n in frame.columns})
+
+
+CLV_COLUMNS = ("clv", "expected_purchases")  # depend on the CLV horizon
+OFFER_COLUMNS = ("expected_buyers", "expected_revenue")  # depend on the offers' horizon
+
+
 def predictions(scored: pl.DataFrame, period: Period, horizon: Horizon, discount_rate: float, emitter: Emitter) -> None:
+    s = horizon_suffix(horizon)
     headers = period_headers(period) | {
         "p_alive": "P(alive)",
-        "expected_purchases": f"exp. purchases ({horizon.label})",
+        f"expected_purchases_{s}": f"exp. purchases ({horizon.label})",
         "expected_avg_value": "exp. spend / purchase",
-        "clv": f"CLV ({horizon.label})",
+        f"clv_{s}": f"CLV ({horizon.label})",
     }
     total = scored["clv"].sum()
     emitter.rows(
-        scored.select(PREDICTION_COLUMNS),
+        with_horizon(scored.select(PREDICTION_COLUMNS), horizon, CLV_COLUMNS),
         title="Customer value",
         caption=(
             f"Most valuable first. Total predicted CLV over {horizon.label}: {total:,.2f} "
@@ -151,7 +169,7 @@ def predictions(scored: pl.DataFrame, period: Period, horizon: Horizon, discount
         ),
         headers=headers,
         noun="customers",
-        table_order=("clv", True),
+        table_order=(f"clv_{s}", True),
     )
 
 
@@ -257,7 +275,7 @@ def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
     seg = result.segmentation
     profile = seg.profile
     if emitter.format.value != "table":
-        emitter.rows(profile)
+        emitter.rows(with_horizon(profile, result.horizon, ("clv",)))
         return
     how = (
         f"k-means on days since last purchase, frequency, spend, P(alive) and CLV (log-scaled), k = {seg.k}"
@@ -299,8 +317,9 @@ ASSIGNMENT_COLUMNS = [
 ]
 
 
-def write_assignments(seg, path: Path, *, raw: bool = False) -> None:
-    write_frame(seg.assignments.select(ASSIGNMENT_COLUMNS), path, raw=raw)
+def write_assignments(run: SegmentRun, path: Path, *, raw: bool = False) -> None:
+    """One row per customer for CRM import; horizon-dependent columns carry their horizon."""
+    write_frame(with_horizon(run.segmentation.assignments.select(ASSIGNMENT_COLUMNS), run.horizon, CLV_COLUMNS), path, raw=raw)
 
 
 # --------------------------------------------------------------------------- cross-sell
@@ -353,7 +372,8 @@ RANKING_HEADERS = {
 
 
 def crosssell_ranking(run, emitter: Emitter) -> None:
-    ranking = run.ranking
+    s = horizon_suffix(run.offer_horizon)
+    ranking = with_horizon(run.ranking, run.offer_horizon, OFFER_COLUMNS)
     emitter.rows(
         ranking,
         title="Cross-sell: products to push per segment",
@@ -363,8 +383,8 @@ def crosssell_ranking(run, emitter: Emitter) -> None:
             "what they own and their segment point to the product); revenue = buyers x the product's median line value. "
             "index = segment penetration / overall penetration, shrunk toward 1 for products with few owners."
         ),
-        headers=RANKING_HEADERS,
-        decimals={"index": 2, "expected_buyers": 1},
+        headers={(f"{k}_{s}" if k in OFFER_COLUMNS else k): v for k, v in RANKING_HEADERS.items()},
+        decimals={"index": 2, f"expected_buyers_{s}": 1},
         noun="rows",
     )
 

@@ -161,7 +161,7 @@ def test_predict_with_a_saved_model_equals_fitting(runner, tmp_path):
     assert scored.exit_code == 0
     assert scored.stdout == fitted.stdout
     header = fitted.stdout.splitlines()[0]
-    assert header == "customer_id,frequency,recency,T,monetary_value,p_alive,expected_purchases,expected_avg_value,clv"
+    assert header == "customer_id,frequency,recency,T,monetary_value,p_alive,expected_purchases_12m,expected_avg_value,clv_12m"
 
 
 def test_predict_output_is_byte_identical_run_to_run(runner, tmp_path):
@@ -202,7 +202,7 @@ def test_bad_model_file_and_horizon(runner, tmp_path):
 # --------------------------------------------------------------------------- segments
 
 PROFILE_KEYS = {
-    "segment", "n_customers", "customer_share", "revenue", "revenue_share", "clv", "clv_share", "mean_p_alive",
+    "segment", "n_customers", "customer_share", "revenue", "revenue_share", "clv_12m", "clv_share", "mean_p_alive",
     "churn_risk", "median_days_since_last_purchase", "median_frequency", "avg_order_value", "expected_purchases_90d", "top_categories",
 }
 
@@ -223,7 +223,8 @@ def test_segment_json_rows_and_assignments_file(runner, tmp_path):
     assignments = pl.read_csv(out, schema_overrides={"customer_id": pl.String})
     assert assignments.height == 5_000 and assignments["customer_id"].is_unique().all()
     assert set(assignments["segment"]) == {r["segment"] for r in rows}
-    assert {"customer_id", "segment", "days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive", "clv"} <= set(assignments.columns)
+    assert {"customer_id", "segment", "days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive", "clv_12m",
+            "expected_purchases_12m", "expected_purchases_90d"} <= set(assignments.columns)
 
 
 def test_segment_bad_k(runner):
@@ -243,7 +244,7 @@ def test_segment_on_the_real_retail_log(runner):
 
 # --------------------------------------------------------------------------- cross-sell
 
-RANKING_KEYS = {"segment", "rank", "product_id", "category", "owners", "penetration", "population_penetration", "index", "white_space", "expected_buyers", "expected_revenue"}
+RANKING_KEYS = {"segment", "rank", "product_id", "category", "owners", "penetration", "population_penetration", "index", "white_space", "expected_buyers_90d", "expected_revenue_90d"}
 
 
 def test_cross_sell_ranking_targets_and_rules(runner, tmp_path):
