@@ -183,7 +183,7 @@ def test_iso_timestamps_with_zones_are_converted_before_taking_the_day(tmp_path)
 def test_zoned_parquet_agrees_with_zoned_csv(tmp_path):
     csv_path = write(tmp_path, HEADER + "a,2024-01-16T23:30:00-02:00,2\n")
     parquet = tmp_path / "log.parquet"
-    stamp = dt.datetime(2024, 1, 17, 1, 30, tzinfo=dt.timezone.utc)
+    stamp = dt.datetime(2024, 1, 17, 1, 30, tzinfo=dt.UTC)
     pl.DataFrame({"customer_id": ["a"], "date": [stamp], "amount": [2.0]}).with_columns(
         pl.col("date").dt.convert_time_zone("America/Sao_Paulo")).write_parquet(parquet)
     for zone in ("UTC", "Asia/Tokyo"):
