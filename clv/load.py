@@ -69,6 +69,7 @@ from pathlib import Path
 import polars as pl
 
 from clv.errors import InputError
+from clv.scalars import to_date, to_datetime
 
 ROLES = ("customer", "date", "amount", "price", "quantity", "order", "product", "category", "description")
 CANONICAL = {
@@ -498,9 +499,12 @@ def _explain(exc: BaseException, inputs: Sequence[_Input], generic: str | None =
                     f"Latin-1 or Windows-1252, pass --encoding latin-1 or --encoding cp1252"
                 )
         else:
-            line = _unclosed_quote(inp)
-            if line:
-                return InputError(f"{inp.path}: a quoted field opens on line {line} and is never closed (an unbalanced '\"'); fix that line or export the file again")
+            open_line = _unclosed_quote(inp)
+            if open_line:
+                return InputError(
+                    f"{inp.path}: a quoted field opens on line {open_line} and is never closed (an unbalanced '\"'); "
+                    f"fix that line or export the file again"
+                )
     generic = generic or f"{', '.join(str(i.path) for i in inputs)}: cannot be read"
     return InputError(f"{generic}: {message}")
 
@@ -576,6 +580,13 @@ def resolve_columns(mapping: ColumnMapping, names: Sequence[str], source: str, *
             f"and --quantity-col. Columns: {_listing(names)}"
         )
     return replace(mapping, **resolved)
+
+
+def _resolved(name: str | None, role: str) -> str:
+    """The source column of a role that :func:`resolve_columns` always fills in (customer, date)."""
+    if name is None:
+        raise ValueError(f"no {role} column: the mapping has not been through resolve_columns")
+    return name
 
 
 # --------------------------------------------------------------------------- values
@@ -701,15 +712,16 @@ def _date_expr(expr: pl.Expr, dtype: pl.DataType, fmt: str | None, timezone: str
 
 def _date_format(inp: _Input, lf: pl.LazyFrame, cols: ColumnMapping, options: ReadOptions) -> tuple[str | None, list[str]]:
     """The date format to use (given or detected) and the notes it calls for."""
-    dtype = lf.collect_schema()[cols.date]
+    date_col = _resolved(cols.date, "date")
+    dtype = lf.collect_schema()[date_col]
     fmt = cols.date_format
     notes: list[str] = []
     temporal = dtype == pl.Date or isinstance(dtype, pl.Datetime)
     if fmt is None and not temporal:
-        sample = _collect_all([lf.select(pl.col(cols.date).cast(pl.String)).drop_nulls().head(DATE_SAMPLE_ROWS)], [inp])[0].to_series()
+        sample = _collect_all([lf.select(pl.col(date_col).cast(pl.String)).drop_nulls().head(DATE_SAMPLE_ROWS)], [inp])[0].to_series()
         fmt, alternative = detect_date_format(sample)
-        if alternative is not None:
-            fmt, note = _settle_day_month(lf, cols.date, fmt, alternative, inp)
+        if fmt is not None and alternative is not None:  # an alternative comes only with a format
+            fmt, note = _settle_day_month(lf, date_col, fmt, alternative, inp)
             notes += [note] if note else []
         if fmt is None and sample.len():
             if sample.str.strip_chars().str.contains(r"^[-+]?\d+(\.\d+)?$").all():
@@ -757,7 +769,8 @@ def _typed(
     schema = lf.collect_schema()
     names = schema.names()
     row, flag = _internal("row", names), _internal("placeholder", names)
-    date_dtype = schema[cols.date]
+    customer_col, date_col = _resolved(cols.customer, "customer"), _resolved(cols.date, "date")
+    date_dtype = schema[date_col]
 
     # Raw text is kept only for text columns: typed (Parquet) columns cannot hold a
     # malformed value, and casting ten million numbers to text costs seconds.
@@ -769,25 +782,30 @@ def _typed(
         amount = _as_number(pl.col(cols.amount), schema[cols.amount], comma)
         raw_amount = raw(cols.amount)
         null_amount = pl.col(cols.amount).is_null()
-    else:
+    elif cols.price and cols.quantity:
         amount = _as_number(pl.col(cols.price), schema[cols.price], comma) * _as_number(pl.col(cols.quantity), schema[cols.quantity], comma)
         raw_amount = pl.format("{} x {}", raw(cols.price), raw(cols.quantity))
         if schema[cols.price] != pl.String and schema[cols.quantity] != pl.String:
             raw_amount = pl.lit(None, dtype=pl.String)
         null_amount = pl.col(cols.price).is_null() | pl.col(cols.quantity).is_null()
-    ident = _as_text(pl.col(cols.customer), schema[cols.customer])
+    else:  # no amount, allowed with need_amount=False: every amount is missing, none malformed
+        amount = pl.lit(None, dtype=pl.Float64)
+        raw_amount = pl.lit(None, dtype=pl.String)
+        null_amount = pl.lit(True)
+    ident = _as_text(pl.col(customer_col), schema[customer_col])
     customer, is_placeholder = ident, pl.lit(False)
-    if placeholders and schema[cols.customer] == pl.String:
+    if placeholders and schema[customer_col] == pl.String:
         pattern = BLANK_PATTERN if options.keep_placeholder_ids else PLACEHOLDER_PATTERN
         is_placeholder = ((ident.str.len_bytes() <= PLACEHOLDER_MAX_BYTES) & ident.str.contains(pattern)).fill_null(False)
         customer = pl.when(pl.col(flag)).then(None).otherwise(ident)
-    texts = [n for n in ([cols.amount] if cols.amount else [cols.price, cols.quantity]) if schema[n] == pl.String]
+    # resolve_columns leaves price and quantity unset when there is an amount column
+    texts = [n for n in (cols.amount, cols.price, cols.quantity) if n and schema[n] == pl.String]
     exprs = [
         customer.alias("customer_id"),
-        _date_expr(pl.col(cols.date), date_dtype, fmt, options.timezone).alias("date"),
+        _date_expr(pl.col(date_col), date_dtype, fmt, options.timezone).alias("date"),
         amount.alias("amount"),
-        raw(cols.date).alias("_raw_date"),
-        pl.col(cols.date).is_null().alias("_null_date"),
+        raw(date_col).alias("_raw_date"),
+        pl.col(date_col).is_null().alias("_null_date"),
         raw_amount.alias("_raw_amount"),
         null_amount.alias("_null_amount"),
         pl.col(row).alias("_row"),
@@ -894,14 +912,17 @@ def _days(results: dict[int, dict], as_of: dt.date | None, today: dt.date, optio
 
 def _raise_bad_values(path: Path, cols: ColumnMapping, row: dict) -> None:
     """Raise for the first kind of malformed value found by ``_value_checks``."""
-    amount_col = cols.amount or f"{cols.price}' x '{cols.quantity}"
-    checks = (
+    checks: list[tuple[str, str | None, str, str | None]] = [
         ("null_date", cols.date, "empty values", None),
         ("bad_date", cols.date, "values that are not dates in the format of the others", "bad_date_value"),
-        ("null_amount", amount_col, "empty values", None),
-        ("bad_amount", amount_col, "non-numeric values", "bad_amount_value"),
-        ("inf_amount", amount_col, "infinite values", None),
-    )
+    ]
+    if cols.amount or (cols.price and cols.quantity):  # else a log without amounts (need_amount=False)
+        amount_col = cols.amount or f"{cols.price}' x '{cols.quantity}"
+        checks += [
+            ("null_amount", amount_col, "empty values", None),
+            ("bad_amount", amount_col, "non-numeric values", "bad_amount_value"),
+            ("inf_amount", amount_col, "infinite values", None),
+        ]
     for key, column, what, value_key in checks:
         if row[f"n_{key}"]:
             where = f"first at row {row[f'first_{key}']}" + (f": '{row[value_key]}'" if value_key else "")
@@ -943,7 +964,7 @@ def _far_past_cutoff(days: pl.DataFrame) -> dt.date | None:
     if days.height == 0:
         return None
     low = days["day"][int(FAR_PAST_QUANTILE * (days.height - 1))]
-    high = days["day"][int(round((1 - FAR_PAST_QUANTILE) * (days.height - 1)))]
+    high = days["day"][round((1 - FAR_PAST_QUANTILE) * (days.height - 1))]
     try:
         return low - max(FAR_PAST_SPANS * (high - low), FAR_PAST_MIN_GAP)
     except OverflowError:
@@ -999,7 +1020,7 @@ def load_transactions(
         queries = []
         for i in indices:
             frame, evidence = _typed(scans[i], cols, formats[i], options, decimal_comma=decimal[i], placeholders=False)
-            text_ids = scans[i].collect_schema()[cols.customer] == pl.String
+            text_ids = scans[i].collect_schema()[_resolved(cols.customer, "customer")] == pl.String
             queries.append(frame.select(*_value_checks(cols), *_file_counts(text_ids, options), *evidence))
         results = _collect_all(queries, [inputs[i] for i in indices])
         return {i: results[k].row(0, named=True) for k, i in enumerate(indices)}
@@ -1011,8 +1032,8 @@ def load_transactions(
         for i in commas:
             frame, evidence = _typed(scans[i], cols, formats[i], options, decimal_comma=None, placeholders=False, decimal_evidence=True)
             queries.append(frame.select(evidence))
-        for i, res in zip(commas, _collect_all(queries, [inputs[i] for i in commas]), strict=True):
-            results[i].update(res.row(0, named=True))
+        for i, found in zip(commas, _collect_all(queries, [inputs[i] for i in commas]), strict=True):
+            results[i].update(found.row(0, named=True))
     for i in commas:
         decimal[i], note = _decide_decimal(paths[i], cols, results[i])
         notes += [note] if note else []
@@ -1033,11 +1054,11 @@ def load_transactions(
 
     days = _days(results, as_of, today, options)
     per_day = days is None
-    if per_day:  # the window may cut rows or ids may be placeholders: count per day
+    if days is None:  # the window may cut rows or ids may be placeholders: count per day
         frames = [_typed(scans[i], cols, formats[i], options, decimal_comma=decimal[i], placeholders=True)[0] for i in range(len(inputs))]
-        days = _collect_all([_day_counts(f) for f in frames], inputs)
+        file_days = _collect_all([_day_counts(f) for f in frames], inputs)
         days = (
-        pl.concat(days, how="vertical_relaxed")
+        pl.concat(file_days, how="vertical_relaxed")
         .group_by("day")
         .agg(pl.col("n_rows", "n_no_customer", "n_placeholder", "n_customer", "n_returns", "n_zero_amount").sum(),
              pl.col("first_date").min(), pl.col("last_date").max())
@@ -1063,9 +1084,9 @@ def load_transactions(
     n_far_past = int(customers.filter(pl.col("day") < lower)["n_customer"].sum()) if lower else 0
     if inside.height == 0:
         raise InputError(f"{label}: every row with a customer is dated after today ({today}); check the date column and --date-format")
-    first_date = inside["first_date"].min()
+    first_date = to_datetime(inside["first_date"].min())
     if as_of is None:
-        as_of = inside["day"].max()
+        as_of = to_date(inside["day"].max())
     elif as_of < first_date.date():
         raise InputError(f"--as-of {as_of} is before the first transaction ({first_date.date()})")
     used = inside.filter(pl.col("day") <= as_of)
@@ -1095,7 +1116,7 @@ def load_transactions(
         n_returns_unmatched=n_unmatched,
         n_zero_amount=int(used["n_zero_amount"].sum()),
         first_date=first_date,
-        last_date=used["last_date"].max(),
+        last_date=to_datetime(used["last_date"].max()),
         as_of=as_of,
         n_placeholder_customer=n_placeholder,
         n_future_date=n_future,

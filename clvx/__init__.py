@@ -46,6 +46,7 @@ from clv.models import (
 )
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from clv.sample import Sample, SampleSpec, bundled_sample_path, generate
+from clv.scalars import to_float
 from segments.crosssell import CrossSellBacktest
 from segments.pipeline import (
     CROSS_SELL_HORIZON,
@@ -384,7 +385,7 @@ def _history_days(data: Summarized) -> float:
     """Days from the first purchase to the end of observation: from the log, else the oldest customer's T."""
     if data.transactions is not None and data.transactions.quality.first_date is not None:
         return float((data.transactions.as_of - data.transactions.quality.first_date.date()).days + 1)
-    return float(data.summary["T"].max() or 0) * data.period.days
+    return to_float(data.summary["T"].max(), null=0.0) * data.period.days
 
 
 def _log_days(tx: Transactions) -> float:

@@ -147,3 +147,20 @@ def test_missing_paths_and_directories(tmp_path):
         load_transactions(tmp_path)
     with pytest.raises(InputError, match="no files match"):
         load_transactions(str(tmp_path / "*.csv"))
+
+
+def test_a_log_without_amounts_loads_when_amounts_are_not_needed(tmp_path):
+    # need_amount=False used to reach pl.col(None) and crash with a TypeError
+    path = write(tmp_path, "customer,date\na,2024-01-01\na,2024-01-03\nb,2024-01-02\n")
+    tx = load_transactions(path, need_amount=False, as_of=dt.date(2024, 1, 3))
+    frame = tx.frame.collect().sort("date")
+    assert frame["customer_id"].to_list() == ["a", "b", "a"]
+    assert frame["amount"].null_count() == 3
+    q = tx.quality
+    assert (q.n_rows, q.n_used, q.n_returns, q.n_zero_amount) == (3, 3, 0, 0)
+    assert (q.first_date, q.last_date) == (dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 3))
+    with pytest.raises(InputError, match="no amount column found"):
+        load_transactions(path)
+    bad = write(tmp_path, "customer,date\na,2024-01-01\na,not a date\n", "bad.csv")
+    with pytest.raises(InputError, match=r"column 'date' has 1 values that are not dates .*first at row 2: 'not a date'"):
+        load_transactions(bad, need_amount=False)
