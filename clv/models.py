@@ -15,7 +15,7 @@ import math
 import numbers
 import re
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, ClassVar, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, Unpack
 
 import numpy as np
 import polars as pl
@@ -887,17 +887,23 @@ def models_from_document(doc: object, source: str) -> tuple[str, BGNBDParams, Ga
     period = top.choice("period", periods)
     engines = tuple(e for e in ENGINES if e != "auto")
 
+    def fit_fields(section: _Reader) -> dict[str, Any]:
+        """The fields every saved fit has, read and checked the same way for both models."""
+        return {
+            "log_likelihood": section.real("log_likelihood", -math.inf, math.inf, rule="a finite number or null", nullable=True),
+            "n_customers": section.count("n_customers"),
+            "converged": section.flag("converged"),
+            "penalizer": section.real("penalizer", 0.0, MAX_PENALIZER, rule=f"a number from 0 to {MAX_PENALIZER:g}"),
+            "n_starts": section.count("n_starts"),
+            "engine": section.choice("engine", engines),
+        }
+
     bg = top.section("bgnbd")
     bgp = BGNBDParams(
         *_four(tuple(bg.parameter(n) for n in BGNBDParams.NAMES)),
-        log_likelihood=bg.real("log_likelihood", -math.inf, math.inf, rule="a finite number or null", nullable=True),
-        n_customers=bg.count("n_customers"),
         n_distinct=bg.count("n_distinct"),
-        converged=bg.flag("converged"),
         standard_errors=_four(bg.errors(BGNBDParams.NAMES)),
-        penalizer=bg.real("penalizer", 0.0, MAX_PENALIZER, rule=f"a number from 0 to {MAX_PENALIZER:g}"),
-        n_starts=bg.count("n_starts"),
-        engine=bg.choice("engine", engines),
+        **fit_fields(bg),
     )
 
     gg = top.section("gamma_gamma")
@@ -918,15 +924,10 @@ def models_from_document(doc: object, source: str) -> tuple[str, BGNBDParams, Ga
             raise gg.fail("note", note, "it must be a line of text or null")
     ggp = GammaGammaParams(
         *_three(spend),
-        log_likelihood=gg.real("log_likelihood", -math.inf, math.inf, rule="a finite number or null", nullable=True),
-        n_customers=gg.count("n_customers"),
         n_excluded=gg.count("n_excluded"),
-        converged=gg.flag("converged"),
         standard_errors=_three(gg.errors(GammaGammaParams.NAMES)),
         frequency_spend_correlation=gg.real("frequency_spend_correlation", -1.0, 1.0, rule="a number from -1 to 1, or null", nullable=True),
-        penalizer=gg.real("penalizer", 0.0, MAX_PENALIZER, rule=f"a number from 0 to {MAX_PENALIZER:g}"),
-        n_starts=gg.count("n_starts"),
-        engine=gg.choice("engine", engines),
+        **fit_fields(gg),
         observed_mean=observed_mean,
         note=note,
     )
