@@ -193,7 +193,9 @@ class Notice:
 class Listener(Protocol):
     """Receives progress as an analysis runs; the command line's prints it on stderr."""
 
-    def step(self, description: str) -> AbstractContextManager[object]: ...
+    def step(self, description: str, total: float | None = None) -> AbstractContextManager[object]:
+        """A context for one step; ``total`` (when known) is how many units its ``advance()`` will count."""
+        ...
 
     def loaded(self, transactions: Transactions) -> None: ...
 
@@ -205,7 +207,7 @@ class Listener(Protocol):
 class Silent:
     """The default listener: hears everything, says nothing."""
 
-    def step(self, description: str) -> AbstractContextManager[object]:
+    def step(self, description: str, total: float | None = None) -> AbstractContextManager[object]:
         return nullcontext()
 
     def loaded(self, transactions: Transactions) -> None:

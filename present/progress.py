@@ -60,8 +60,8 @@ class ReporterListener:
     def __init__(self, reporter: Reporter) -> None:
         self.reporter = reporter
 
-    def step(self, description: str) -> AbstractContextManager[object]:
-        return self.reporter.step(description)
+    def step(self, description: str, total: float | None = None) -> AbstractContextManager[object]:
+        return self.reporter.step(description, total)
 
     def loaded(self, transactions: Transactions) -> None:
         for note in transactions.notes:

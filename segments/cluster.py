@@ -30,6 +30,7 @@ separates them most ("Loyal - high spend", "Loyal - low spend").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,13 +125,16 @@ def _kmeans(k: int, seed: int, init: np.ndarray | None = None):
     return KMeans(n_clusters=k, init=init, n_init=1, random_state=seed)
 
 
-def select_k(X: np.ndarray, seed: int, k_range: tuple[int, int] = K_RANGE) -> tuple[int, tuple[KCandidate, ...], np.ndarray]:
+def select_k(
+    X: np.ndarray, seed: int, k_range: tuple[int, int] = K_RANGE, *, advance: Callable[[], None] | None = None
+) -> tuple[int, tuple[KCandidate, ...], np.ndarray]:
     """Pick k by silhouette among stable solutions without tiny segments (see module docstring).
 
     Every k gets k-means, its silhouette and its smallest segment; stability (a refit
     on another subsample with another seed) is then checked in order of silhouette
     until one candidate passes, since each check costs a k-means run. Returns the
-    chosen k, every candidate's verdict and the chosen solution's centres.
+    chosen k, every candidate's verdict and the chosen solution's centres. ``advance``
+    is called once per candidate k fitted (a progress bar's tick).
     """
     from sklearn.metrics import adjusted_rand_score, silhouette_score
 
@@ -145,6 +149,8 @@ def select_k(X: np.ndarray, seed: int, k_range: tuple[int, int] = K_RANGE) -> tu
         shares = np.bincount(km.labels_, minlength=k) / len(sel)
         sil = float(silhouette_score(sel, km.labels_, sample_size=min(SILHOUETTE_SAMPLE, len(sel)), random_state=seed))
         fits.append((k, sil, float(shares.min()), km))
+        if advance is not None:
+            advance()
     if not fits:
         raise ModelError(f"too few customers ({len(X)}) to form {k_range[0]} segments")
     verdicts: dict[int, KCandidate] = {}
@@ -303,6 +309,7 @@ def segment_customers(
     k: int | None = None,
     seed: int = 42,
     categories: pl.DataFrame | None = None,
+    advance: Callable[[], None] | None = None,
 ) -> Segmentation:
     """Cluster (``kmeans``) or group by RFM segment (``rfm``), name, order by CLV share, profile.
 
@@ -325,7 +332,7 @@ def segment_customers(
         X = feature_matrix(features)
         centres = None
         if k is None:
-            chosen_k, candidates, centres = select_k(X, seed)
+            chosen_k, candidates, centres = select_k(X, seed, advance=advance)
         else:
             if not 2 <= k <= n // 10:
                 raise InputError(f"--k {k} is out of range for {n:,} customers (2 to {n // 10:,})")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -25,7 +25,7 @@ from clv.models import (
 )
 from clv.rfm import Period, ScoreBins, collect, exact_sum, rfm_summary, score_rfm
 from segments.associations import association_rules, build_ownership, non_product_ids, validate_pattern
-from segments.cluster import Segmentation, customer_features, segment_customers
+from segments.cluster import K_RANGE, Segmentation, customer_features, segment_customers
 from segments.crosssell import (
     CrossSellBacktest,
     CrossSellModel,
@@ -39,7 +39,14 @@ from segments.crosssell import (
 CLV_HORIZON = Horizon.parse("12m")
 NEAR_TERM = Horizon.parse("90d")
 
-Step = Callable[[str], AbstractContextManager]
+class Step(Protocol):
+    """Reports a step of a run; ``total`` (when known) is how many units of work ``advance`` will count."""
+
+    def __call__(self, description: str, total: float | None = None) -> AbstractContextManager[Any]: ...
+
+
+def no_step(description: str, total: float | None = None) -> AbstractContextManager[Any]:
+    return nullcontext()
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ def run_segmentation(
     discount_rate: float = 0.10,
     horizon: Horizon = CLV_HORIZON,
     models: tuple[BGNBDParams, GammaGammaParams] | None = None,
-    step: Step = lambda _: nullcontext(),
+    step: Step = no_step,
 ) -> SegmentRun:
     """RFM -> BG/NBD + Gamma-Gamma -> CLV over ``horizon`` and 90-day purchases -> segments and profile.
 
@@ -106,9 +113,12 @@ def run_segmentation(
         features = customer_features(scored, period.days)
         if "n_orders" not in features.columns:  # no order ids: each purchase period is an order
             features = features.with_columns((pl.col("frequency") + 1).alias("n_orders"))
-    with step("Clustering customers" if method == "kmeans" else "Grouping customers by RFM segment"):
+    choosing_k = method == "kmeans" and k is None
+    with step("Clustering customers" if method == "kmeans" else "Grouping customers by RFM segment",
+              total=K_RANGE[1] - K_RANGE[0] + 1 if choosing_k else None) as progress:
         categories = customer_categories(tx)
-        seg = segment_customers(features, method=method, k=k, seed=seed, categories=categories)
+        seg = segment_customers(features, method=method, k=k, seed=seed, categories=categories,
+                                advance=getattr(progress, "advance", None))
     return SegmentRun(seg, bg, gg, bins, period, discount_rate, horizon)
 
 
@@ -148,7 +158,7 @@ def run_crosssell(
     exclude_products: str | None = None,
     offer_horizon: Horizon = CROSS_SELL_HORIZON,
     top: int = 5,
-    step: Step = lambda _: nullcontext(),
+    step: Step = no_step,
     **segment_options,
 ) -> CrossSellRun:
     """Segments, then the cross-sell scorer on their non-excluded purchases, then the segment x product ranking."""
@@ -260,7 +270,7 @@ def build_report(
     calibration_end: dt.date | None = None,
     exclude_products: str | None = None,
     clvx_version: str = "",
-    step: Step = lambda _: nullcontext(),
+    step: Step = no_step,
     **options,
 ) -> ReportData:
     """Everything a report shows: segments, CLV, cross-sell when products are known, backtests on request."""
