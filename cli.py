@@ -16,7 +16,6 @@ import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -28,7 +27,8 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click import ClickException as UsageBase  # type: ignore[assignment]
 
 from clv import __version__  # light: the package's __init__ imports nothing heavy
-from clv.terms import MAX_ANNUAL_DISCOUNT_RATE, MAX_HORIZON_YEARS, MAX_PENALIZER, SEED_MAX, Period
+from clv.terms import MAX_ANNUAL_DISCOUNT_RATE, MAX_HORIZON_YEARS, MAX_PENALIZER, SEED_MAX, Engine, Period, SegmentMethod
+from present.formats import Format
 
 if TYPE_CHECKING:
     import clvx
@@ -55,25 +55,6 @@ app = typer.Typer(
 )
 
 
-# Choices as typer shows them; each mirrors the core's value of the same name.
-class FormatChoice(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-    parquet = "parquet"
-
-
-class MethodChoice(str, Enum):
-    kmeans = "kmeans"
-    rfm = "rfm"
-
-
-class EngineChoice(str, Enum):
-    auto = "auto"
-    lifetimes = "lifetimes"
-    numpy = "numpy"
-
-
 COLUMNS_PANEL = "Input columns"
 READING_PANEL = "Reading the input"
 OUTPUT_PANEL = "Output"
@@ -87,7 +68,7 @@ def _flag(*names: str, help: str, panel: str | None = None) -> Any:
     return typer.Option(*names, help=help, rich_help_panel=panel, metavar="")
 
 
-MethodOpt = Annotated[MethodChoice, typer.Option("--method", help="How customers are segmented: kmeans (cluster value and behaviour) or rfm (the 11 named RFM segments)")]
+MethodOpt = Annotated[SegmentMethod, typer.Option("--method", help="How customers are segmented: kmeans (cluster value and behaviour) or rfm (the 11 named RFM segments)")]
 KOpt = Annotated[str, typer.Option("--k", help="Number of segments, or auto (3 to 8, chosen by silhouette among stable solutions)")]
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed; the same input and seed give the same output")]
 ExcludeProductsOpt = Annotated[Optional[str], typer.Option("--exclude-products", help="Regular expression of product ids or descriptions that are not products (added to the built-in rules)", show_default=False)]
@@ -208,12 +189,12 @@ class SourceArgs:
 
 @dataclass(frozen=True)
 class OutputArgs:
-    format: FormatChoice | None
+    format: Format | None
     output: Path | None
     raw_csv: bool
 
     PARAMS = (
-        _opt("format", Annotated[Optional[FormatChoice], typer.Option(
+        _opt("format", Annotated[Optional[Format], typer.Option(
             "--format", "-f", help="table, csv, json or parquet \\[default: from --output's extension, else table]",
             rich_help_panel=OUTPUT_PANEL, show_default=False)], None),
         _opt("output", Annotated[Optional[Path], typer.Option(
@@ -229,9 +210,9 @@ class OutputArgs:
         return cls(**kw)
 
     def emitter(self) -> Emitter:
-        from present.output import Emitter, Format
+        from present.output import Emitter
 
-        return Emitter(fmt=Format(self.format.value) if self.format else None, output=self.output, raw_csv=self.raw_csv)
+        return Emitter(fmt=self.format, output=self.output, raw_csv=self.raw_csv)
 
 
 @dataclass(frozen=True)
@@ -271,7 +252,7 @@ class ModelArgs:
 
     period: Period | None
     penalizer: float
-    engine: EngineChoice
+    engine: Engine
 
     PARAMS = (
         _opt("period", Annotated[Optional[Period], typer.Option(
@@ -280,14 +261,14 @@ class ModelArgs:
         _opt("penalizer", Annotated[float, typer.Option(
             "--penalizer", min=0.0, max=MAX_PENALIZER, help="L2 penalty on the model parameters; a small value (0.001) helps hard fits",
             rich_help_panel=MODEL_PANEL)], 0.0),
-        _opt("engine", Annotated[EngineChoice, typer.Option(
+        _opt("engine", Annotated[Engine, typer.Option(
             "--engine", help="Model fitting: lifetimes, numpy (same equations, vectorised) or auto (lifetimes for small data)",
-            rich_help_panel=MODEL_PANEL)], EngineChoice.auto),
+            rich_help_panel=MODEL_PANEL)], Engine.auto),
     )
 
     @classmethod
     def build(cls, kw: dict[str, Any]) -> ModelArgs:
-        return cls(period=kw["period"], penalizer=kw["penalizer"], engine=EngineChoice(kw["engine"]))
+        return cls(period=kw["period"], penalizer=kw["penalizer"], engine=Engine(kw["engine"]))
 
     def options(self, *, default_period: bool = True) -> clvx.ModelOptions:
         from clvx import ModelOptions
@@ -645,7 +626,7 @@ def segment(
     clv: CLVArgs,
     out: OutputArgs,
     run: RunArgs,
-    method: MethodOpt = MethodChoice.kmeans,
+    method: MethodOpt = SegmentMethod.kmeans,
     k: KOpt = "auto",
     seed: SeedOpt = 42,
     explain: Annotated[bool, _flag("--explain", help="Show the candidate k with their scores")] = False,
@@ -687,7 +668,7 @@ def cross_sell(
     rules: Annotated[Optional[Path], typer.Option("--rules", help="Write association rules (support, confidence, lift, leverage, conviction, timing)", dir_okay=False, show_default=False)] = None,
     exclude_products: ExcludeProductsOpt = None,
     offer_horizon: Annotated[str, typer.Option("--offer-horizon", help="Horizon of expected buyers and revenue of offers: 90d, 12w, 6m")] = "90d",
-    method: MethodOpt = MethodChoice.kmeans,
+    method: MethodOpt = SegmentMethod.kmeans,
     k: KOpt = "auto",
     seed: SeedOpt = 42,
 ) -> None:
@@ -730,7 +711,7 @@ def report(
     calibration_end: Annotated[Optional[str], typer.Option("--calibration-end", help="Also backtest the forecast (and cross-sell) with a holdout from the day after this date", show_default=False)] = None,
     title: Annotated[str, typer.Option("--title", help="Report title")] = "Customer value report",
     exclude_products: ExcludeProductsOpt = None,
-    method: MethodOpt = MethodChoice.kmeans,
+    method: MethodOpt = SegmentMethod.kmeans,
     k: KOpt = "auto",
     seed: SeedOpt = 42,
 ) -> None:

@@ -31,6 +31,7 @@ from clv.terms import (  # noqa: F401 - re-exported: the limits and units of the
     MAX_ANNUAL_DISCOUNT_RATE,
     MAX_HORIZON_YEARS,
     MAX_PENALIZER,
+    Engine,
 )
 
 Z_95 = 1.959963984540054
@@ -50,7 +51,7 @@ FLAT_SPEND_CV = 0.25
 MIN_RELIABLE_CUSTOMERS = 500
 MIN_RELIABLE_HISTORY_DAYS = 180
 SUMMARY_KEYS = ["frequency", "recency", "T"]
-ENGINES = ("auto", "lifetimes", "numpy")
+ENGINES = tuple(e.value for e in Engine)
 # With "auto", lifetimes fits data up to this many distinct rows (well under a
 # second); beyond it the numpy engine, which gives the same optimum to 1e-12.
 LIFETIMES_MAX_ROWS = 20_000

@@ -33,3 +33,18 @@ class Period(str, Enum):
     @property
     def truncate_every(self) -> str:
         return {"day": "1d", "week": "1w", "month": "1mo"}[self.value]
+
+
+class Engine(str, Enum):
+    """How the models are fitted: lifetimes' fitters, the vectorised numpy engine, or by size."""
+
+    auto = "auto"
+    lifetimes = "lifetimes"
+    numpy = "numpy"
+
+
+class SegmentMethod(str, Enum):
+    """k-means on value and behaviour, or the named RFM segments."""
+
+    kmeans = "kmeans"
+    rfm = "rfm"

@@ -33,17 +33,11 @@ from rich.text import Text
 
 from clv.errors import InputError
 from present.files import OutputError, atomic_write, atomic_write_bytes, is_stdout  # noqa: F401 - re-exported
+from present.formats import Format  # defined light for the command line's choices
 
 TABLE_MAX_ROWS = 25
 SHARE_SUFFIXES = ("_share", "penetration", "churn_risk", "hit_rate", "precision", "recall", "coverage", "bias")
 PROBABILITY_COLUMNS = ("p_alive", "mean_p_alive", "score", "confidence")
-
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-    parquet = "parquet"
 
 
 FORMAT_BY_SUFFIX = {
