@@ -77,3 +77,12 @@ def test_the_core_and_the_api_neither_print_nor_write_files(layer: str) -> None:
                 if name in writers or (name == "open" and isinstance(mode, str) and set(mode) & set("wax+")):
                     bad.append(f"{path.relative_to(ROOT)}:{node.lineno} calls {name}")
     assert bad == []
+
+
+def test_the_wheel_ships_every_layer():
+    """An installed clvx needs every package the layers name; a missing one fails only after install."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    shipped = config["tool"]["hatch"]["build"]["targets"]["wheel"]["only-include"]
+    assert sorted(shipped) == sorted(["cli.py" if layer == "cli" else layer for layer in LAYERS])
