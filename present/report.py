@@ -257,6 +257,7 @@ p.lede, p.note { color: var(--muted); margin: 4px 0 12px; }
 .card .value { font-size: 30px; font-weight: 650; margin: 2px 0; }
 .card .hint { font-size: 12px; color: var(--muted); }
 table { border-collapse: collapse; width: 100%; font-size: 13px; margin: 8px 0; }
+.table-wrap { overflow-x: auto; }
 th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { background: #eef3f7; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -291,7 +292,8 @@ def _html_table(frame: pl.DataFrame, headers: dict[str, str] | None = None, deci
             for c, v in zip(frame.columns, row, strict=True)
         )
         rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    # A wide table scrolls inside its box on a narrow screen instead of spilling past the page.
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 def _figure_html(svg: str, caption: str) -> str:
