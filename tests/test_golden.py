@@ -1,0 +1,64 @@
+"""Every command's files on the bundled sample, byte for byte, against stored digests.
+
+A change of output must be deliberate: when one is, refresh the digests with
+``python tests/test_golden.py`` and say why in the commit. Digests (not the files) are
+stored, since the assignments and targets files run to megabytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGESTS = Path(__file__).parent / "golden" / "sample_outputs.json"
+
+# (name, arguments): each writes the named files into the working folder.
+RUNS: list[tuple[str, list[str]]] = [
+    ("rfm", ["rfm", "-q", "-o", "rfm.csv"]),
+    ("fit", ["fit", "-q", "-f", "json", "-o", "fit.json", "--save", "model.json"]),
+    ("predict", ["predict", "-q", "-o", "predict.csv"]),
+    ("predict-saved", ["predict", "-q", "--model", "model.json", "-o", "predict-saved.csv"]),
+    ("segment", ["segment", "-q", "-o", "segment.json", "--assignments", "assignments.csv"]),
+    ("cross-sell", ["cross-sell", "-q", "-o", "cross-sell.json", "--targets", "targets.csv", "--rules", "rules.csv"]),
+    ("validate", ["validate", "-q", "--calibration-end", "2024-06-30", "-o", "validate.json"]),
+    ("report", ["report", "-q", "-o", "report.html", "-o", "report.md"]),
+]
+
+
+def run_all(folder: Path) -> dict[str, str]:
+    """Run every command in ``folder``; the sha256 of each file written, by file name."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    runner = CliRunner()
+    for name, args in RUNS:
+        result = runner.invoke(app, args, catch_exceptions=False)
+        assert result.exit_code == 0, f"{name}: {result.output}"
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_every_command_writes_the_stored_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    got = run_all(tmp_path)
+    want = json.loads(DIGESTS.read_text())
+    changed = sorted(name for name in want.keys() | got.keys() if want.get(name) != got.get(name))
+    assert not changed, f"outputs changed: {changed}; if deliberate, run python tests/test_golden.py"
+
+
+if __name__ == "__main__":
+    import os
+    import tempfile
+
+    sys.path.insert(0, str(ROOT))
+    with tempfile.TemporaryDirectory() as folder:
+        os.chdir(folder)
+        digests = run_all(Path(folder))
+    DIGESTS.write_text(json.dumps(digests, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {len(digests)} digests to {DIGESTS}")
