@@ -171,6 +171,8 @@ class SourceArgs:
     @classmethod
     def build(cls, kw: dict[str, Any]) -> SourceArgs:
         kw["as_of"] = _parse_date(kw["as_of"], "--as-of")
+        if kw["input"] == "-":
+            kw["input"] = "/dev/stdin"  # as Unix tools read '-'
         return cls(**kw)
 
     def options(self) -> clvx.Source:
@@ -390,7 +392,8 @@ OUTPUT_FLAGS = {"output": "--output", "assignments": "--assignments", "targets":
 
 
 def _outputs(kwargs: dict[str, Any], built: dict[str, Any]) -> list[Any]:
-    from present.files import Output
+    from clv.errors import InputError
+    from present.files import Output, is_stdout, same_file
 
     found = []
     for value in built.values():
@@ -404,6 +407,9 @@ def _outputs(kwargs: dict[str, Any], built: dict[str, Any]) -> list[Any]:
     if kwargs.get("truth") is not None:
         from clv.sample import CUSTOMERS_FILE, TRUTH_FILE
 
+        for out in found:
+            if not is_stdout(out.path) and same_file(out.path, Path(kwargs["truth"])):
+                raise InputError(f"--truth {kwargs['truth']} is the {out.flag} file; give the truth its own folder")
         found += [Output("--truth", Path(kwargs["truth"]) / name, makes_folder=True) for name in (TRUTH_FILE, CUSTOMERS_FILE)]
     return found
 
@@ -437,6 +443,9 @@ def _guard_outputs(built: dict[str, Any], kwargs: dict[str, Any], run: RunArgs) 
                 raise InputError(f"'{source.input}' matches only this run's own output files; nothing to read")
             if len(kept) < len(matched):
                 built[name] = replace(source, paths=tuple(map(str, kept)))
+                left_out = ", ".join(str(p) for p in matched if p not in kept)
+                run.reporter().warn(f"'{source.input}' also matches {left_out}, this run's own output; it is not read, "
+                                    "and it will be replaced")
             inputs += [("INPUT", p) for p in kept]
         else:
             inputs.append(("INPUT", Path(source.input)))
@@ -547,14 +556,14 @@ def fit(
     """
     import clvx
     from present import render
-    from present.files import atomic_write_bytes
+    from present.files import atomic_write_bytes, when_written
     from present.output import to_json
 
     listener = run.listener()
     result = clvx.fit(source.options(), model=fitting.options(), listener=listener)
     if save is not None:
         atomic_write_bytes(save, to_json(result.document()).encode())
-        listener.reporter.info(f"Saved the fitted models to {save}.")
+        when_written(lambda: listener.reporter.info(f"Saved the fitted models to {save}."))
     render.fit_result(result.bgnbd, result.gamma_gamma, result.period, out.emitter())
 
 
@@ -639,6 +648,7 @@ def segment(
     """
     import clvx
     from present import render
+    from present.files import when_written
 
     listener = run.listener()
     segments = clvx.SegmentOptions(method=method.value, k=_parse_k(k), seed=seed)
@@ -646,7 +656,8 @@ def segment(
     render.segmentation_notes(result.run, listener.reporter)
     if assignments is not None:
         render.write_assignments(result.run, assignments, raw=out.raw_csv)
-        listener.reporter.info(f"Wrote {result.run.segmentation.assignments.height:,} customer assignments to {assignments}.")
+        n = result.run.segmentation.assignments.height
+        when_written(lambda: listener.reporter.info(f"Wrote {n:,} customer assignments to {assignments}."))
     render.segment_profile(result.run, out.emitter(), explain=explain)
 
 
@@ -679,6 +690,7 @@ def cross_sell(
     """
     import clvx
     from present import render
+    from present.files import when_written
 
     listener = run.listener()
     offers = clvx.CrossSellOptions(
@@ -691,10 +703,12 @@ def cross_sell(
     render.excluded_products(result.run.excluded, listener.reporter)
     if targets is not None and result.targets is not None:
         render.write_frame(result.targets, targets, raw=out.raw_csv)
-        listener.reporter.info(f"Wrote {result.targets.height:,} offers for {result.targets['customer_id'].n_unique():,} customers to {targets}.")
+        n_offers, n_customers = result.targets.height, result.targets["customer_id"].n_unique()
+        when_written(lambda: listener.reporter.info(f"Wrote {n_offers:,} offers for {n_customers:,} customers to {targets}."))
     if rules is not None and result.rules is not None:
         render.write_frame(result.rules, rules, raw=out.raw_csv)
-        listener.reporter.info(f"Wrote {result.rules.height:,} association rules to {rules}.")
+        n_rules = result.rules.height
+        when_written(lambda: listener.reporter.info(f"Wrote {n_rules:,} association rules to {rules}."))
     render.crosssell_ranking(result.run, out.emitter())
 
 
@@ -721,6 +735,7 @@ def report(
     sheets; .md holds them as Markdown for wikis.
     """
     import clvx
+    from present.files import when_written
     from present.report import REPORT_SUFFIXES, write_report
 
     if not output:
@@ -737,7 +752,7 @@ def report(
     for path in output:
         with listener.step(f"Writing {path}"):
             write_report(result.data, path)
-        listener.reporter.info(f"Wrote {path}.")
+        when_written(functools.partial(listener.reporter.info, f"Wrote {path}."))
 
 
 @command(
@@ -754,12 +769,14 @@ def sample(
     """Generate a synthetic transaction log with known BG/NBD, Gamma-Gamma and product structure."""
     import clvx
     from present import render
+    from present.files import when_written
 
     listener = run.listener()
     result = clvx.sample(customers=customers, seed=seed, listener=listener)
     render.write_sample(result, output, truth)
-    listener.reporter.info(f"Wrote {result.transactions.height:,} order lines for {customers:,} customers"
-                           + (f" to {output}." if output else "."))
+    n_lines = result.transactions.height
+    when_written(lambda: listener.reporter.info(f"Wrote {n_lines:,} order lines for {customers:,} customers"
+                                                + (f" to {output}." if output else ".")))
 
 
 def _terminated(signum: int, frame: Any) -> None:
@@ -775,6 +792,10 @@ def main() -> None:
     group.rich_markup_mode = None  # type: ignore[attr-defined]
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so pending output files are removed.
     signal.signal(signal.SIGTERM, _terminated)
+    if "--debug" not in sys.argv and not _debug(RunArgs(quiet=False, debug=False, config=None)):
+        # A library's object that fails again while being cleaned up after an error that was
+        # already reported ("Exception ignored in ... ZipFile.__del__") is noise, not news.
+        sys.unraisablehook = lambda _: None
     try:
         code = group(standalone_mode=False)
     except UsageBase as exc:

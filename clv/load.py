@@ -444,6 +444,14 @@ def scan_input(inp: _Input) -> pl.LazyFrame:
         raise _explain(exc, [inp], f"{inp.path} is not a readable {what} file") from exc
     if not names or names == [""]:
         raise InputError(f"{inp.path} has no header row")
+    # polars renames a repeated header to '<name>_duplicated_<n>': which of the two is meant is
+    # not ours to guess, and reading the first would be a silent choice.
+    for i, name in enumerate(names):
+        base = re.fullmatch(r"(.*)_duplicated_\d+", name)
+        if base and base.group(1) in names:
+            first = names.index(base.group(1))
+            raise InputError(f"{inp.path}: column '{base.group(1)}' appears twice in the header (columns {first + 1} "
+                             f"and {i + 1}); rename or remove one")
     cleaned = [n.lstrip("\ufeff") for n in names]
     if cleaned != names:
         lf = lf.rename(dict(zip(names, cleaned, strict=True)))
@@ -1248,4 +1256,7 @@ def read_json(path: str | Path) -> object:
     except RecursionError:
         raise InputError(f"{p} is nested too deeply to be a clvx model file; save one with clvx fit --save") from None
     except ValueError as exc:  # e.g. an integer of thousands of digits
+        if "integer string conversion" in str(exc):
+            raise InputError(f"{p} holds an integer of more than 4,300 digits, so it is not a clvx model file; "
+                             "fit and save the model again with clvx fit --save") from None
         raise InputError(f"{p} is not a usable JSON document: {exc}") from exc

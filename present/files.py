@@ -147,6 +147,7 @@ class _Staged:
 @dataclass
 class _Transaction:
     staged: list[_Staged] = field(default_factory=list)
+    written: list[Callable[[], None]] = field(default_factory=list)  # run once every file is in place
 
 
 _active: list[_Transaction] = []
@@ -192,10 +193,24 @@ def _stage(path: Path, write: Callable[[Path], None]) -> _Staged:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _os_error(path, exc) from exc
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        cause = _os_cause(exc)
+        if cause is None:
+            raise
+        raise _os_error(path, cause) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return _Staged(target, tmp, stream)
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The OSError behind a library's own exception (xlsxwriter wraps a full disk in FileCreateError)."""
+    for candidate in (exc.__cause__, exc.__context__, *getattr(exc, "args", ())):
+        if isinstance(candidate, OSError):
+            return candidate
+    return None
 
 
 def _commit(item: _Staged) -> None:
@@ -228,11 +243,24 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
     Inside :func:`transaction` the file is put in place when the transaction ends
     successfully; outside one, at once.
     """
-    staged = _stage(Path(path), write)
+    try:
+        staged = _stage(Path(path), write)
+    except OutputError as exc:
+        if _active:  # nothing of this run has been put in place yet
+            raise OutputError(f"{exc}; no file was changed") from exc
+        raise
     if _active:
         _active[-1].staged.append(staged)
     else:
         _commit(staged)
+
+
+def when_written(callback: Callable[[], None]) -> None:
+    """Run ``callback`` (e.g. "Wrote offers.csv") once the files are really in place: at once outside a transaction."""
+    if _active:
+        _active[-1].written.append(callback)
+    else:
+        callback()
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
@@ -263,3 +291,5 @@ def transaction() -> Iterator[None]:
                 raise type(exc)(f"{exc}; already written: {', '.join(map(str, done))}") from exc
             raise
         done.append(item.target)
+    for callback in tx.written:
+        callback()

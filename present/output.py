@@ -588,7 +588,8 @@ class Reporter:
             if self._open_line:  # a message inside a step: finish the step's line first
                 self.console.file.write("\n")
                 self._open_line = False
-            self.console.print(message, markup=False, **kwargs)
+            # Messages quote data (values, column and file names): control bytes are shown, never sent.
+            self.console.print(terminal_text(message), markup=False, **kwargs)
 
     def info(self, message: str) -> None:
         if not self.quiet:

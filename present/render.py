@@ -409,8 +409,8 @@ def export_format(path: Path) -> Format:
     Call it before the work to refuse a bad name early; a plain-text table is no export.
     ``-`` (standard output) is CSV.
     """
-    if str(path) == "-":
-        return Format.csv
+    if str(path) == "-" or (path.exists() and not path.is_file() and not path.is_dir()):
+        return Format.csv  # stdout, a device or a pipe
     fmt = EXPORT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"cannot tell the format of '{path}' from its extension '{path.suffix}'; use .csv, .json or .parquet (or .pq)")

@@ -228,3 +228,62 @@ def test_a_full_disk_is_one_error_line(log: Path, redirect: str) -> None:
     assert last in ("Error: cannot write /dev/full: No space left on device",
                     "Error: cannot write the output to stdout: the disk is full; free some space, "
                     "or write elsewhere with --output PATH")
+
+
+def test_a_full_disk_inside_a_library_writer_is_one_line_and_no_file_changes(tmp_path: Path) -> None:
+    """xlsxwriter wraps ENOSPC in its own FileCreateError; the message is still the disk's."""
+    import errno
+
+    class FileCreateError(Exception):
+        pass
+
+    kept = tmp_path / "r.html"
+    kept.write_text("old")
+
+    def full(tmp: Path) -> None:
+        raise FileCreateError(OSError(errno.ENOSPC, "No space left on device"))
+
+    with pytest.raises(Exception, match=r"cannot write .*r.xlsx: No space left on device; no file was changed$"), transaction():
+        atomic_write_bytes(kept, b"new")
+        atomic_write(tmp_path / "r.xlsx", full)
+    assert kept.read_text() == "old" and leftovers(tmp_path) == []
+
+
+def test_wrote_lines_appear_only_once_the_files_are_in_place(runner, log: Path) -> None:
+    from cli import app
+
+    result = runner.invoke(app, ["cross-sell", "--targets", str(log.parent / "t.csv"), "--rules", str(log.parent / "no" / "r.csv")])
+    assert result.exit_code == 2 and "Wrote" not in result.output
+    assert not (log.parent / "t.csv").exists()
+
+
+def test_glob_input_says_which_output_it_leaves_out(runner, log: Path) -> None:
+    from cli import app
+
+    out = log.parent / "in-rfm.csv"
+    out.write_text("stale")
+    result = runner.invoke(app, ["rfm", str(log.parent / "in*.csv"), "-o", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    assert f"also matches {out}, this run's own output; it is not read, and it will be replaced" in result.stderr
+
+
+def test_dash_as_input_reads_standard_input(log: Path) -> None:
+    result = run_clvx("rfm", "-", "-q", "-f", "csv", "--no-scores", *TINY, shell_suffix=f" < '{log}'")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == "00042,2,14,19,22.5"
+
+
+def test_sample_truth_folder_cannot_be_the_output_file(runner, tmp_path: Path) -> None:
+    from cli import app
+
+    target = tmp_path / "ss.csv"
+    result = runner.invoke(app, ["sample", "-n", "50", "-o", str(target), "--truth", str(target)])
+    assert result.exit_code == 2 and "--truth" in result.stderr and "is the --output file" in result.stderr
+    assert not target.exists()
+
+
+def test_exports_to_a_device_need_no_extension(runner) -> None:
+    from cli import app
+
+    result = runner.invoke(app, ["segment", "-q", "--method", "rfm", "-o", "/dev/null", "--assignments", "/dev/null"])
+    assert result.exit_code == 0, result.output

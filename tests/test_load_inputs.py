@@ -317,3 +317,10 @@ def test_summary_file_in_latin1_names_the_encoding(tmp_path):
     with pytest.raises(InputError, match=r"is not UTF-8 text \(byte 0xE9 on line 2\)"):
         load_summary(path)
     assert load_summary(path, options=ReadOptions(encoding="latin-1"))["customer_id"].to_list() == ["José"]
+
+
+def test_a_repeated_header_is_refused_not_guessed(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("customer_id,date,amount,amount\nA,2024-01-01,5,6\n")
+    with pytest.raises(InputError, match=r"column 'amount' appears twice in the header \(columns 3 and 4\); rename or remove one"):
+        load_transactions(path)
