@@ -126,12 +126,12 @@ DATE_FORMATS = (
     "%d.%m.%Y",
     "%d.%m.%Y %H:%M",
     "%d.%m.%Y %H:%M:%S",
+    "%m-%d-%Y",  # month first on ties, as with '/': dashes and slashes read the same way
+    "%m-%d-%Y %H:%M",
+    "%m-%d-%Y %H:%M:%S",
     "%d-%m-%Y",
     "%d-%m-%Y %H:%M",
     "%d-%m-%Y %H:%M:%S",
-    "%m-%d-%Y",
-    "%m-%d-%Y %H:%M",
-    "%m-%d-%Y %H:%M:%S",
     "%d %b %Y",
     "%b %d %Y",
 )

@@ -324,3 +324,14 @@ def test_a_repeated_header_is_refused_not_guessed(tmp_path):
     path.write_text("customer_id,date,amount,amount\nA,2024-01-01,5,6\n")
     with pytest.raises(InputError, match=r"column 'amount' appears twice in the header \(columns 3 and 4\); rename or remove one"):
         load_transactions(path)
+
+
+def test_dashes_settle_day_and_month_as_slashes_do(tmp_path):
+    """Billing on the 1st (every day <= 12): '-' is read month first, like '/', with the same note."""
+    rows = [f"A,{m:02d}{sep}01{sep}2024,5" for m in range(1, 13) for sep in ["-"]]
+    dashed, slashed = tmp_path / "dash.csv", tmp_path / "slash.csv"
+    dashed.write_text("customer_id,date,amount\n" + "\n".join(rows) + "\n")
+    slashed.write_text("customer_id,date,amount\n" + "\n".join(r.replace("-", "/") for r in rows) + "\n")
+    a, b = load_transactions(dashed), load_transactions(slashed)
+    assert a.quality.last_date == b.quality.last_date == dt.datetime(2024, 12, 1)
+    assert a.notes and b.notes and "could be day/month or month/day" in a.notes[0]
