@@ -851,8 +851,8 @@ def _value_checks(cols: ColumnMapping) -> list[pl.Expr]:
         bad_amount.sum().alias("n_bad_amount"),
         pl.col("_row").filter(bad_amount).first().alias("first_bad_amount"),
         pl.col("_raw_amount").filter(bad_amount).first().alias("bad_amount_value"),
-        pl.col("amount").is_infinite().sum().alias("n_inf_amount"),
-        pl.col("_row").filter(pl.col("amount").is_infinite()).first().alias("first_inf_amount"),
+        (pl.col("amount").is_infinite() | pl.col("amount").is_nan()).sum().alias("n_inf_amount"),
+        pl.col("_row").filter(pl.col("amount").is_infinite() | pl.col("amount").is_nan()).first().alias("first_inf_amount"),
     ]
     checks += [pl.col(CANONICAL[r]).is_not_null().sum().alias(f"n_has_{r}") for r in OPTIONAL_ROLES if getattr(cols, r)]
     return checks
@@ -929,7 +929,7 @@ def _raise_bad_values(path: Path, cols: ColumnMapping, row: dict) -> None:
         checks += [
             ("null_amount", amount_col, "empty values", None),
             ("bad_amount", amount_col, "non-numeric values", "bad_amount_value"),
-            ("inf_amount", amount_col, "infinite values", None),
+            ("inf_amount", amount_col, "infinite or NaN values", None),
         ]
     for key, column, what, value_key in checks:
         if row[f"n_{key}"]:

@@ -335,3 +335,11 @@ def test_dashes_settle_day_and_month_as_slashes_do(tmp_path):
     a, b = load_transactions(dashed), load_transactions(slashed)
     assert a.quality.last_date == b.quality.last_date == dt.datetime(2024, 12, 1)
     assert a.notes and b.notes and "could be day/month or month/day" in a.notes[0]
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf"])
+def test_nan_and_infinite_amounts_are_named_with_their_row(tmp_path, value):
+    path = tmp_path / "odd.csv"
+    path.write_text(f"customer_id,date,amount\nA,2024-01-01,3\nA,2024-01-05,{value}\n")
+    with pytest.raises(InputError, match=r"column 'amount' has 1 infinite or NaN values \(first at row 2\)"):
+        load_transactions(path)
