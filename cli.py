@@ -779,6 +779,19 @@ def sample(
                                                 + (f" to {output}." if output else ".")))
 
 
+def _help_without_placeholder(command: Any) -> None:
+    """--help is a flag like --quiet: show it without a value placeholder."""
+    original = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = original(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+
+
 def _terminated(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
@@ -790,6 +803,8 @@ def main() -> None:
     # rich help renderer imports markdown-it and would double the start-up time. Each
     # command's own --help, with its option panels, stays rich.
     group.rich_markup_mode = None  # type: ignore[attr-defined]
+    for command in (group, *getattr(group, "commands", {}).values()):
+        _help_without_placeholder(command)
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so pending output files are removed.
     signal.signal(signal.SIGTERM, _terminated)
     if "--debug" not in sys.argv and not _debug(RunArgs(quiet=False, debug=False, config=None)):

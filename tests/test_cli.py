@@ -390,3 +390,12 @@ def test_hostile_model_files_are_one_error_line(runner, tmp_path, text, message)
     model.write_text(text)
     res = runner.invoke(app, ["predict", "--model", str(model), "-q"])
     assert res.exit_code == 2 and message in res.stderr and res.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["rfm", "segment", "cross-sell", "report"])
+def test_flags_show_no_value_placeholder_in_help(command):
+    proc = subprocess.run([sys.executable, "cli.py", command, "--help"], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1], env={**__import__("os").environ, "COLUMNS": "250"})
+    assert proc.returncode == 0 and "--quiet" in proc.stdout
+    assert "<bool>" not in proc.stdout
+    assert "pyproject.toml with [tool.clvx]); flags override it" in proc.stdout  # not eaten as markup
