@@ -485,7 +485,7 @@ def _fail(exc: BaseException, run: RunArgs) -> None:
         raise exc
     reporter = Reporter()
     if isinstance(exc, ClvxError):
-        reporter.error(str(exc))
+        reporter.error(exc.marked)  # the reporter names its options as flags
         raise typer.Exit(_exit_code(exc))
     if isinstance(exc, MemoryError):
         reporter.error("out of memory; try a Parquet input, fewer columns, or a coarser --period")

@@ -68,7 +68,7 @@ from pathlib import Path
 
 import polars as pl
 
-from clv.errors import InputError
+from clv.errors import InputError, option
 from clv.scalars import to_date, to_datetime
 
 ROLES = ("customer", "date", "amount", "price", "quantity", "order", "product", "category", "description")
@@ -349,7 +349,7 @@ def _kind(head: bytes, path: Path) -> str:
     if head[:2] == b"\x1f\x8b":
         raise InputError(f"{path} is gzip-compressed; decompress it first (gunzip)")
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise InputError(f"{path} is UTF-16 text; pass --encoding utf-16, or save it as UTF-8")
+        raise InputError(f"{path} is UTF-16 text; pass {option('encoding', 'utf-16')}, or save it as UTF-8")
     if b"\x00" in head:
         raise InputError(f"{path} is not a CSV or Parquet file (it contains binary data)")
     return "csv"
@@ -413,7 +413,7 @@ def open_input(path: Path, options: ReadOptions = ReadOptions()) -> _Input:
             text = raw.decode(encoding)
         except UnicodeDecodeError as exc:
             line = raw.count(b"\n", 0, exc.start) + 1
-            raise InputError(f"{path}: byte 0x{raw[exc.start]:02X} on line {line} is not valid {options.encoding}; check --encoding") from None
+            raise InputError(f"{path}: byte 0x{raw[exc.start]:02X} on line {line} is not valid {options.encoding}; check {option('encoding')}") from None
         data = text.lstrip("\ufeff").encode("utf-8")
         head = data[:SNIFF_BYTES]
     kind = _kind(head, path)
@@ -504,7 +504,7 @@ def _explain(exc: BaseException, inputs: Sequence[_Input], generic: str | None =
                 line, byte = found
                 return InputError(
                     f"{inp.path}: is not UTF-8 text (byte 0x{byte:02X} on line {line}); if it was saved as "
-                    f"Latin-1 or Windows-1252, pass --encoding latin-1 or --encoding cp1252"
+                    f"Latin-1 or Windows-1252, pass {option('encoding', 'latin-1')} or {option('encoding', 'cp1252')}"
                 )
         else:
             open_line = _unclosed_quote(inp)
@@ -548,7 +548,7 @@ def resolve_columns(mapping: ColumnMapping, names: Sequence[str], source: str, *
         given = getattr(mapping, role)
         if given is not None and given not in names:
             raise InputError(
-                f"{source}: no column '{given}' (given by --{role}-col){_nearest(given, names)} "
+                f"{source}: no column '{given}' (given by {option(f'{role}_col')}){_nearest(given, names)} "
                 f"Columns: {_listing(names)}"
             )
     by_norm: dict[str, str] = {}
@@ -579,13 +579,13 @@ def resolve_columns(mapping: ColumnMapping, names: Sequence[str], source: str, *
     if resolved["amount"] is not None:
         resolved["price"] = resolved["quantity"] = None
 
-    for role, flag in (("customer", "--customer-col"), ("date", "--date-col")):
+    for role, flag in (("customer", option("customer_col")), ("date", option("date_col"))):
         if resolved[role] is None:
             raise InputError(f"{source}: no {role} column found; name it with {flag}. Columns: {_listing(names)}")
     if need_amount and resolved["amount"] is None and not (resolved["price"] and resolved["quantity"]):
         raise InputError(
-            f"{source}: no amount column found; name it with --amount-col, or give --price-col "
-            f"and --quantity-col. Columns: {_listing(names)}"
+            f"{source}: no amount column found; name it with {option('amount_col')}, or give {option('price_col')} "
+            f"and {option('quantity_col')}. Columns: {_listing(names)}"
         )
     return replace(mapping, **resolved)
 
@@ -688,7 +688,7 @@ def _settle_day_month(lf: pl.LazyFrame, column: str, chosen: str, alternative: s
     if failures["chosen"] < failures["alternative"]:
         return chosen, None
     first = _collect_all([lf.select(text.drop_nulls().first())], [inp])[0].item()
-    return chosen, f"dates such as '{first}' could be day/month or month/day; read as '{chosen}' (pass --date-format to choose)"
+    return chosen, f"dates such as '{first}' could be day/month or month/day; read as '{chosen}' (pass {option('date_format')} to choose)"
 
 
 def _has_zone(fmt: str) -> bool:
@@ -735,11 +735,12 @@ def _date_format(inp: _Input, lf: pl.LazyFrame, cols: ColumnMapping, options: Re
             if sample.str.strip_chars().str.contains(r"^[-+]?\d+(\.\d+)?$").all():
                 raise InputError(
                     f"{inp.path}: column '{cols.date}' holds numbers, not dates (e.g. '{sample[0]}'); for Unix times pass "
-                    f"--date-format epoch (seconds) or --date-format epoch_ms (milliseconds), for Excel serial dates --date-format excel"
+                    f"{option('date_format', 'epoch')} (seconds) or {option('date_format', 'epoch_ms')} (milliseconds), for Excel serial dates "
+                    f"{option('date_format', 'excel')}"
                 )
             raise InputError(
                 f"{inp.path}: column '{cols.date}' has values that are not dates in any known format "
-                f"(e.g. '{sample[0]}'); pass --date-format, e.g. --date-format '%d/%m/%Y'"
+                f"(e.g. '{sample[0]}'); pass {option('date_format')}, e.g. {option('date_format', '%d/%m/%Y')}"
             )
         if fmt is not None and "%Y" in fmt:
             text = sample.str.strip_chars()
@@ -747,7 +748,7 @@ def _date_format(inp: _Input, lf: pl.LazyFrame, cols: ColumnMapping, options: Re
             if short.any():
                 raise InputError(
                     f"{inp.path}: column '{cols.date}' has two-digit years (e.g. '{sample.filter(short)[0]}'); "
-                    f"pass --date-format '{fmt.replace('%Y', '%y')}'"
+                    f"pass {option('date_format', fmt.replace('%Y', '%y'))}"
                 )
     zoned = (isinstance(dtype, pl.Datetime) and dtype.time_zone is not None) or (
         not temporal and fmt is not None and (_has_zone(fmt) or fmt in EPOCH_FORMATS))
@@ -936,7 +937,7 @@ def _raise_bad_values(path: Path, cols: ColumnMapping, row: dict) -> None:
             where = f"first at row {row[f'first_{key}']}" + (f": '{row[value_key]}'" if value_key else "")
             hint = ""
             if key == "bad_amount" and re.search(r"\d\.\d{3}\.\d{3}", str(row[value_key])):
-                hint = "; if '.' separates thousands here, pass --decimal-comma"
+                hint = f"; if '.' separates thousands here, pass {option('decimal_comma', True)}"
             raise InputError(f"{path}: column '{column}' has {row[f'n_{key}']:,} {what} ({where}){hint}")
 
 
@@ -949,16 +950,19 @@ def _decide_decimal(path: Path, cols: ColumnMapping, res: dict) -> tuple[bool, s
     if comma and dot:
         raise InputError(
             f"{path}: column '{column}' mixes decimal marks ('{res['dot_decimal_value']}' at row {res['first_dot_decimal']}, "
-            f"'{res['comma_decimal_value']}' at row {res['first_comma_decimal']}); fix the file, or pass --decimal-comma or --no-decimal-comma"
+            f"'{res['comma_decimal_value']}' at row {res['first_comma_decimal']}); fix the file, "
+            f"or pass {option('decimal_comma', True)} or {option('decimal_comma', False)}"
         )
     if comma:
-        return True, f"{path}: read ',' as the decimal mark in '{column}' (values such as '{res['comma_decimal_value']}'); pass --no-decimal-comma if wrong"
+        return True, (f"{path}: read ',' as the decimal mark in '{column}' (values such as '{res['comma_decimal_value']}'); "
+                      f"pass {option('decimal_comma', False)} if wrong")
     if dot or not res["n_has_comma"] or not res["n_one_comma_group"]:
         note = f"{path}: read ',' as a thousands separator in '{column}'" if res["n_has_comma"] else None
         return False, note
     raise InputError(
         f"{path}: column '{column}' has values such as '{res['one_comma_group_value']}' (first at row {res['first_one_comma_group']}) "
-        f"that could be thousands or decimals; pass --decimal-comma to read ',' as the decimal mark, or --no-decimal-comma to read it as a thousands separator"
+        f"that could be thousands or decimals; pass {option('decimal_comma', True)} to read ',' as the decimal mark, "
+        f"or {option('decimal_comma', False)} to read it as a thousands separator"
     )
 
 
@@ -987,9 +991,9 @@ def _check_settings(as_of: dt.date | None, today: dt.date, options: ReadOptions)
     if as_of is None:
         return
     if as_of >= dt.date.max:
-        raise InputError(f"--as-of {as_of} is not a usable end date; give a date up to today ({today})")
+        raise InputError(f"{option('as_of', as_of)} is not a usable end date; give a date up to today ({today})")
     if as_of > today and not options.keep_outlying_dates:
-        raise InputError(f"--as-of {as_of} is after today ({today}); the observation cannot end in the future")
+        raise InputError(f"{option('as_of', as_of)} is after today ({today}); the observation cannot end in the future")
 
 
 def load_transactions(
@@ -1091,12 +1095,12 @@ def load_transactions(
     n_future = int(customers.filter(pl.col("day") > upper)["n_customer"].sum()) if upper else 0
     n_far_past = int(customers.filter(pl.col("day") < lower)["n_customer"].sum()) if lower else 0
     if inside.height == 0:
-        raise InputError(f"{label}: every row with a customer is dated after today ({today}); check the date column and --date-format")
+        raise InputError(f"{label}: every row with a customer is dated after today ({today}); check the date column and {option('date_format')}")
     first_date = to_datetime(inside["first_date"].min())
     if as_of is None:
         as_of = to_date(inside["day"].max())
     elif as_of < first_date.date():
-        raise InputError(f"--as-of {as_of} is before the first transaction ({first_date.date()})")
+        raise InputError(f"{option('as_of', as_of)} is before the first transaction ({first_date.date()})")
     used = inside.filter(pl.col("day") <= as_of)
 
     keep = ["customer_id", "date", "amount", *(CANONICAL[r] for r in OPTIONAL_ROLES if getattr(cols, r))]
@@ -1196,12 +1200,12 @@ def load_summary(
     names = lf.collect_schema().names()
     label = str(paths[0]) if len(paths) == 1 else str(source)
     if customer_col is not None and customer_col not in names:
-        raise InputError(f"{label}: no column '{customer_col}' (given by --customer-col){_nearest(customer_col, names)} Columns: {_listing(names)}")
+        raise InputError(f"{label}: no column '{customer_col}' (given by {option('customer_col')}){_nearest(customer_col, names)} Columns: {_listing(names)}")
     if customer_col is None:
         by_norm = {_normalise(n): n for n in names}
         customer_col = next((by_norm[a] for a in SUMMARY_ID_ALIASES if a in by_norm), None)
     if customer_col is None:
-        raise InputError(f"{label}: no customer id column found; name it with --customer-col. Columns: {_listing(names)}")
+        raise InputError(f"{label}: no customer id column found; name it with {option('customer_col')}. Columns: {_listing(names)}")
     if need_spend and "monetary_value" not in names:
         raise InputError(f"{label} has no monetary_value column; spend models and CLV need it (add it, or pass the transaction log)")
     schema = lf.collect_schema()

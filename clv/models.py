@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from clv import _lifetimes, expectations, likelihood
-from clv.errors import InputError, ModelError, NotFittedError
+from clv.errors import InputError, ModelError, NotFittedError, option
 from clv.likelihood import Optimum
 from clv.scalars import to_float
 from clv.terms import (  # noqa: F401 - re-exported: the limits and units of the models
@@ -371,7 +371,7 @@ class BGNBD(_Estimator):
         if summary["frequency"].max() == 0:
             raise ModelError(
                 "no customer made a repeat purchase, so BG/NBD cannot tell purchase rate from dropout; "
-                "use a longer log or a finer --period"
+                f"use a longer log or a finer {option('period')}"
             )
         if summary["T"].max() == 0:
             raise ModelError("every customer's first purchase is in the last period (T = 0 for all); the log needs more history")
@@ -389,7 +389,7 @@ class BGNBD(_Estimator):
         if fit is None:
             raise ModelError(
                 f"BG/NBD did not converge from {n_starts} starting points ({problems[0]}); "
-                "try a small --penalizer such as 0.001, a coarser --period, or more data"
+                f"try a small {option('penalizer')} such as 0.001, a coarser {option('period')}, or more data"
             )
         self.params_ = BGNBDParams(
             *_four(fit.params),
@@ -477,7 +477,7 @@ class GammaGamma(_Estimator):
         if fit is None:
             raise ModelError(
                 f"Gamma-Gamma did not converge from {n_starts} starting points ({problems[0]}); "
-                "try a small --penalizer such as 0.001, or check for extreme spend values"
+                f"try a small {option('penalizer')} such as 0.001, or check for extreme spend values"
             )
         self.params_ = GammaGammaParams(
             *_three(fit.params),
@@ -760,7 +760,7 @@ def _check_finite(frame: pl.DataFrame, columns: list[str]) -> None:
             row = bad.row(0, named=True)
             raise ModelError(
                 f"{col} is not finite for {bad.height:,} customers (first: frequency={row['frequency']}, "
-                f"recency={row['recency']}, T={row['T']}); try a coarser --period or a small --penalizer"
+                f"recency={row['recency']}, T={row['T']}); try a coarser {option('period')} or a small {option('penalizer')}"
             )
 
 

@@ -24,7 +24,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from clv.errors import InputError
+from clv.errors import InputError, option
 from clv.scalars import to_float
 from clv.terms import DAYS_PER_WEEK, Period
 
@@ -198,7 +198,7 @@ def calibration_holdout(
     order lines would count twice). A calibration day includes all of its hours.
     """
     if calibration_end >= as_of:
-        raise InputError(f"--calibration-end {calibration_end} must be before the end of observation {as_of}")
+        raise InputError(f"{option('calibration_end', calibration_end)} must be before the end of observation {as_of}")
     cal_cut = _day_after(calibration_end)
     calibration = (
         rfm_summary(transactions.filter(pl.col("date") < cal_cut), calibration_end, period)

@@ -29,7 +29,7 @@ import polars as pl
 
 from clv import __version__
 from clv.backtest import HoldoutBacktest, holdout_backtest
-from clv.errors import ClvxError, InputError, ModelError
+from clv.errors import ClvxError, InputError, ModelError, option, readable
 from clv.load import ColumnMapping, ReadOptions, Transactions, is_summary, load_summary, load_transactions, read_json
 from clv.models import (
     BGNBD,
@@ -184,10 +184,18 @@ class CrossSellOptions:
 
 @dataclass(frozen=True)
 class Notice:
-    """A diagnostic about the data or a fit: ``info`` (what was done) or ``warning`` (what to doubt)."""
+    """A diagnostic about the data or a fit: ``info`` (what was done) or ``warning`` (what to doubt).
+
+    ``marked`` names options as :func:`clv.errors.option` does, for a front end to spell
+    them its own way; ``text`` is the notice as a Python user reads it.
+    """
 
     level: Literal["info", "warning"]
-    text: str
+    marked: str
+
+    @property
+    def text(self) -> str:
+        return readable(self.marked)
 
 
 class Listener(Protocol):
@@ -220,21 +228,29 @@ class Silent:
         pass
 
 
-class _Notices:
-    """Collects the notices of one analysis and passes each to the listener as it happens."""
+class _Recording:
+    """A listener that keeps every notice of one analysis, for its result, and passes everything on."""
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
         self.items: list[Notice] = []
 
-    def add(self, level: Literal["info", "warning"], text: str) -> None:
-        notice = Notice(level, text)
+    def step(self, description: str, total: float | None = None) -> AbstractContextManager[object]:
+        return self.listener.step(description, total)
+
+    def loaded(self, transactions: Transactions) -> None:
+        self.listener.loaded(transactions)
+
+    def summary_read(self, source: str, n_customers: int, period: Period) -> None:
+        self.listener.summary_read(source, n_customers, period)
+
+    def notice(self, notice: Notice) -> None:
         self.items.append(notice)
         self.listener.notice(notice)
 
     def extend(self, notices: Sequence[Notice]) -> None:
         for n in notices:
-            self.add(n.level, n.text)
+            self.notice(n)
 
     def tuple(self) -> tuple[Notice, ...]:
         return tuple(self.items)
@@ -329,7 +345,9 @@ def load(source: Source, listener: Listener | None = None, *, need: Sequence[str
                                exclude=source.exclude)
     for role in need:
         if getattr(tx.columns, role) is None:
-            raise InputError(f"this command needs a {role} column; name it with --{role}-col")
+            raise InputError(f"this command needs a {role} column; name it with {option(f'{role}_col')}")
+    for note in tx.notes:
+        listener.notice(Notice("warning", note))
     listener.loaded(tx)
     return tx
 
@@ -408,7 +426,7 @@ def _fit_models(summary: pl.DataFrame, model: ModelOptions, listener: Listener) 
 
 def rfm(source: Source, *, period: Period = Period.day, scores: bool = True, listener: Listener | None = None) -> RFMResult:
     """Frequency, recency, T and monetary value per customer (lifetimes' conventions), with RFM scores."""
-    listener = listener or Silent()
+    listener = _Recording(listener or Silent())
     tx = load(source, listener)
     with listener.step("Computing RFM"):
         summary = collect(rfm_summary(tx.frame, tx.as_of, period))
@@ -417,13 +435,13 @@ def rfm(source: Source, *, period: Period = Period.day, scores: bool = True, lis
     if scores:
         summary, bins = score_rfm(summary, period)
         columns += ["r_score", "f_score", "m_score", "rfm_segment"]
-    return RFMResult(summary.select(columns), period, bins, tx, ())
+    return RFMResult(summary.select(columns), period, bins, tx, listener.tuple())
 
 
 def fit(source: Source, *, model: ModelOptions = ModelOptions(), listener: Listener | None = None) -> FitResult:
     """Fit BG/NBD and Gamma-Gamma on a transaction log or an RFM summary."""
-    listener = listener or Silent()
-    notices = _Notices(listener)
+    listener = _Recording(listener or Silent())
+    notices = listener
     data = summarize(source, model.unit, listener)
     notices.extend(data_notices(data.summary, history_days=_history_days(data)))
     bg, gg = _fit_models(data.summary, model, listener)
@@ -444,13 +462,14 @@ def predict(
     With ``saved_model`` (a file written by ``clvx fit --save``), the saved parameters
     score the input instead of a new fit; its period is used.
     """
-    listener = listener or Silent()
-    notices = _Notices(listener)
+    listener = _Recording(listener or Silent())
+    notices = listener
     if saved_model is not None:
         saved_period, bg, gg = models_from_document(read_json(saved_model), str(saved_model))
         period = Period(saved_period)
         if model.period is not None and model.period is not period:
-            raise InputError(f"--period {model.period.value} differs from the saved model's period ({saved_period}); drop --period")
+            raise InputError(f"{option('period', model.period.value)} differs from the saved model's period ({saved_period}); "
+                             f"drop {option('period')}")
         data = summarize(source, period, listener)
     else:
         period = model.unit
@@ -478,7 +497,7 @@ def validate(
 
     With a product column and ``cross_sell``, also backtest the cross-sell ranking.
     """
-    listener = listener or Silent()
+    listener = _Recording(listener or Silent())
     tx = load(source, listener)
     _check_calibration_end(calibration_end, tx)
     with listener.step("Fitting on the calibration period and scoring the holdout"):
@@ -490,17 +509,17 @@ def validate(
             # Same calibration summary as the forecast backtest: reuse its fitted models.
             cross = crosssell_backtest(tx, calibration_end, exclude_products=exclude_products, seed=seed,
                                        period=model.unit, models=(result.bgnbd, result.gamma_gamma))
-    return ValidateResult(result, cross, tx, ())
+    return ValidateResult(result, cross, tx, listener.tuple())
 
 
 def _check_calibration_end(calibration_end: dt.date, tx: Transactions) -> None:
     """The calibration period must hold purchases and leave a holdout: checked before any fit."""
     first = tx.quality.first_date.date() if tx.quality.first_date else None
     if first is not None and calibration_end < first:
-        raise InputError(f"--calibration-end {calibration_end} is before the first transaction ({first}); "
+        raise InputError(f"{option('calibration_end', calibration_end)} is before the first transaction ({first}); "
                          "choose a date inside the log")
     if calibration_end >= tx.as_of:
-        raise InputError(f"--calibration-end {calibration_end} leaves no holdout: the log ends {tx.as_of}; "
+        raise InputError(f"{option('calibration_end', calibration_end)} leaves no holdout: the log ends {tx.as_of}; "
                          "choose an earlier date")
 
 
@@ -513,8 +532,8 @@ def segment(
     listener: Listener | None = None,
 ) -> SegmentResult:
     """Customer segments a marketer can name, profiled by size, revenue, CLV and churn risk."""
-    listener = listener or Silent()
-    notices = _Notices(listener)
+    listener = _Recording(listener or Silent())
+    notices = listener
     tx = load(source, listener)
     run = run_segmentation(
         tx, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
@@ -535,8 +554,8 @@ def cross_sell(
     listener: Listener | None = None,
 ) -> CrossSellResult:
     """Who should be offered which product: a ranking per segment, offers per customer, rules."""
-    listener = listener or Silent()
-    notices = _Notices(listener)
+    listener = _Recording(listener or Silent())
+    notices = listener
     tx = load(source, listener, need=("product",))
     run = run_crosssell(
         tx, exclude_products=offers.exclude_products, offer_horizon=offers.offer_horizon, top=offers.top, period=model.unit,
@@ -567,8 +586,8 @@ def report(
     listener: Listener | None = None,
 ) -> ReportResult:
     """Everything a report shows: segments, CLV, cross-sell when products are known, backtests on request."""
-    listener = listener or Silent()
-    notices = _Notices(listener)
+    listener = _Recording(listener or Silent())
+    notices = listener
     tx = load(source, listener)
     if calibration_end is not None:
         _check_calibration_end(calibration_end, tx)

@@ -247,7 +247,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
         staged = _stage(Path(path), write)
     except OutputError as exc:
         if _active:  # nothing of this run has been put in place yet
-            raise OutputError(f"{exc}; no file was changed") from exc
+            raise OutputError(f"{exc.marked}; no file was changed") from exc
         raise
     if _active:
         _active[-1].staged.append(staged)
@@ -288,7 +288,7 @@ def transaction() -> Iterator[None]:
             for rest in tx.staged[i + 1:]:
                 rest.tmp.unlink(missing_ok=True)
             if isinstance(exc, ClvxError) and done:
-                raise type(exc)(f"{exc}; already written: {', '.join(map(str, done))}") from exc
+                raise type(exc)(f"{exc.marked}; already written: {', '.join(map(str, done))}") from exc
             raise
         done.append(item.target)
     for callback in tx.written:

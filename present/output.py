@@ -31,7 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from clv.errors import InputError
+from clv.errors import InputError, render_options
 from present.files import OutputError, atomic_write, atomic_write_bytes, is_stdout  # noqa: F401 - re-exported
 from present.formats import Format  # defined light for the command line's choices
 
@@ -343,6 +343,22 @@ def _prepare_fit(table: FittedTable, df: pl.DataFrame, priority: Sequence[str]) 
 _TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
+def as_flag(name: str, value: object) -> str:
+    """An option as the command line spells it: ``--date-format '%d/%m/%Y'``, ``--no-decimal-comma``."""
+    flag = "--" + name.replace("_", "-")
+    if value is None or value is True:
+        return flag
+    if value is False:
+        return "--no-" + name.replace("_", "-")
+    text = str(value)
+    return f"{flag} {text}" if re.fullmatch(r"[A-Za-z0-9._:+-]+", text) else f"{flag} '{text}'"
+
+
+def command_line_text(text: str) -> str:
+    """A message or note from the core with its options named as flags."""
+    return render_options(text, as_flag)
+
+
 def terminal_text(text: str) -> str:
     """``text`` with control characters shown as escapes (ESC as ``\\x1b``), so data cannot drive the terminal."""
     return _TERMINAL_UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
@@ -589,7 +605,7 @@ class Reporter:
                 self.console.file.write("\n")
                 self._open_line = False
             # Messages quote data (values, column and file names): control bytes are shown, never sent.
-            self.console.print(terminal_text(message), markup=False, **kwargs)
+            self.console.print(terminal_text(command_line_text(message)), markup=False, **kwargs)
 
     def info(self, message: str) -> None:
         if not self.quiet:

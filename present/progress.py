@@ -64,8 +64,7 @@ class ReporterListener:
         return self.reporter.step(description, total)
 
     def loaded(self, transactions: Transactions) -> None:
-        for note in transactions.notes:
-            self.reporter.warn(note)
+        # The log's notes arrived just before, as notices.
         for line in quality_lines(transactions):
             self.reporter.info(line)
 
@@ -74,7 +73,8 @@ class ReporterListener:
                            f"(recency and T in {period.value}s).")
 
     def notice(self, notice: Notice) -> None:
+        # The reporter spells the options the notice names as flags.
         if notice.level == "warning":
-            self.reporter.warn(notice.text)
+            self.reporter.warn(notice.marked)
         else:
-            self.reporter.info(notice.text)
+            self.reporter.info(notice.marked)

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-from clv.errors import InputError
+from clv.errors import InputError, option
 from clv.rfm import collect
 from clv.scalars import to_float, to_int
 
@@ -92,10 +92,10 @@ def non_product_ids(lines: pl.DataFrame | pl.LazyFrame, exclude: str | None = No
     excluded = per.select("product_id", reason.alias("reason")).filter(pl.col("reason").is_not_null()).sort("product_id")
     n_products = per["product_id"].drop_nulls().len()
     if n_products and excluded["product_id"].drop_nulls().len() == n_products:
-        how = f"--exclude-products '{exclude}' and the built-in rules" if exclude else "the built-in rules (services, fees, tiny prices)"
+        how = f"{option('exclude_products', exclude)} and the built-in rules" if exclude else "the built-in rules (services, fees, tiny prices)"
         raise InputError(
             f"{how} leave out all {n_products:,} products, so there is nothing to cross-sell; "
-            "narrow --exclude-products, e.g. '^POST$', or check the product and amount columns"
+            f"narrow {option('exclude_products')}, e.g. '^POST$', or check the product and amount columns"
         )
     return excluded
 
@@ -123,7 +123,7 @@ def validate_pattern(pattern: str | None) -> None:
         return
     shown = pattern if len(pattern) <= 60 else pattern[:60] + "..."
     if len(pattern) > MAX_PATTERN_LENGTH:
-        raise InputError(f"--exclude-products '{shown}' is {len(pattern):,} characters long; keep it under {MAX_PATTERN_LENGTH:,}")
+        raise InputError(f"{option('exclude_products', shown)} is {len(pattern):,} characters long; keep it under {MAX_PATTERN_LENGTH:,}")
     try:
         matches_empty = pl.select(pl.lit("").str.contains(pattern)).item()
     except pl.exceptions.PolarsError as exc:
@@ -135,10 +135,10 @@ def validate_pattern(pattern: str | None) -> None:
             hint = "spell the repeated text out, e.g. 'AA|BB' instead of '(A|B)\\1'"
         else:
             hint = "fix the pattern; a plain word such as 'POSTAGE' or an anchored '^POST$' works"
-        raise InputError(f"--exclude-products '{shown}' is not a valid regular expression here ({problem}); {hint}") from None
+        raise InputError(f"{option('exclude_products', shown)} is not a valid regular expression here ({problem}); {hint}") from None
     if matches_empty:
         raise InputError(
-            f"--exclude-products '{shown}' matches every product (it matches even empty text), which would leave nothing "
+            f"{option('exclude_products', shown)} matches every product (it matches even empty text), which would leave nothing "
             "to cross-sell; name what to leave out, e.g. '^POST$' or 'POSTAGE|CARRIAGE'"
         )
 
@@ -156,7 +156,7 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     if first.height == 0:
         raise InputError(
             "no purchase line has a product id, so there is nothing to cross-sell; "
-            "check that the product column is filled in, or name another with --product-col"
+            f"check that the product column is filled in, or name another with {option('product_col')}"
         )
     if customers is None:
         customers = first["customer_id"].unique().sort()

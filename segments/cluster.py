@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from clv.errors import InputError, ModelError
+from clv.errors import InputError, ModelError, option
 from clv.rfm import N_SCORES, SEGMENT_GRID
 
 FEATURES = ("days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive", "clv")
@@ -328,14 +328,14 @@ def segment_customers(
         chosen_k = labelled["segment"].n_unique()
     else:
         if n < MIN_CUSTOMERS:
-            raise ModelError(f"clustering needs at least {MIN_CUSTOMERS} customers; got {n} (try --method rfm)")
+            raise ModelError(f"clustering needs at least {MIN_CUSTOMERS} customers; got {n} (try {option('method', 'rfm')})")
         X = feature_matrix(features)
         centres = None
         if k is None:
             chosen_k, candidates, centres = select_k(X, seed, advance=advance)
         else:
             if not 2 <= k <= n // 10:
-                raise InputError(f"--k {k} is out of range for {n:,} customers (2 to {n // 10:,})")
+                raise InputError(f"{option('k', k)} is out of range for {n:,} customers (2 to {n // 10:,})")
             chosen_k = k
         labels, n_fit = fit_kmeans(X, chosen_k, seed, centres)
         labelled = features.with_columns(pl.Series("_cluster", labels))

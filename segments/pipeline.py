@@ -163,9 +163,9 @@ def run_crosssell(
 ) -> CrossSellRun:
     """Segments, then the cross-sell scorer on their non-excluded purchases, then the segment x product ranking."""
     if not tx.has("product_id"):
-        from clv.errors import InputError
+        from clv.errors import InputError, option
 
-        raise InputError("cross-sell needs a product column; name it with --product-col")
+        raise InputError(f"cross-sell needs a product column; name it with {option('product_col')}")
     validate_pattern(exclude_products)
     seg = run_segmentation(tx, step=step, **segment_options)
     with step("Counting products bought together"):

@@ -54,3 +54,24 @@ def test_readme_python_examples_run_as_written():
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     runner.run(test)
     assert runner.failures == 0 and runner.tries >= 5
+
+
+def test_errors_name_options_as_flags_on_the_command_line_and_as_settings_in_python(runner, tmp_path):
+    from cli import app
+
+    log = tmp_path / "who.csv"
+    log.write_text("who,date,amount\na,2024-01-01,1\n")
+    with pytest.raises(clvx.InputError) as err:
+        clvx.rfm(clvx.Source(input=log))
+    assert str(err.value).endswith("no customer column found; name it with columns.customer. Columns: who, date, amount")
+    res = runner.invoke(app, ["rfm", str(log)])
+    assert res.exit_code == 2
+    assert res.stderr.endswith("no customer column found; name it with --customer-col. Columns: who, date, amount\n")
+
+
+def test_notes_about_the_log_are_notices_readable_from_python(tmp_path):
+    log = tmp_path / "ambiguous.csv"
+    log.write_text("customer_id,date,amount\n" + "".join(f"{c},0{m}/01/2024,5\n" for c in "AB" for m in range(1, 10)))
+    result = clvx.rfm(clvx.Source(input=log))
+    (note,) = [n for n in result.notices if "day/month" in n.text]
+    assert note.level == "warning" and "(pass columns.date_format to choose)" in note.text and "\x1f" not in note.text

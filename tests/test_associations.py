@@ -16,7 +16,7 @@ def test_look_around_is_refused_with_a_form_that_works():
     with pytest.raises(InputError) as err:
         validate_pattern("^(?!85)")
     assert str(err.value) == (
-        "--exclude-products '^(?!85)' is not a valid regular expression here (look-around, including look-ahead and "
+        "exclude_products='^(?!85)' is not a valid regular expression here (look-around, including look-ahead and "
         "look-behind, is not supported); list what to leave out instead of what to keep, e.g. '^(POST|DOT|M)$' or "
         "'GIFT|VOUCHER'; the built-in rules already drop postage, fees and codes without digits"
     )
@@ -48,7 +48,7 @@ def lines(products: list[str | None]) -> pl.DataFrame:
 
 
 def test_excluding_every_product_is_one_clear_error():
-    with pytest.raises(InputError, match="^" + re.escape("--exclude-products '\\d' and the built-in rules leave out all 3 products, so there is nothing to cross-sell")):
+    with pytest.raises(InputError, match="^" + re.escape("exclude_products='\\\\d' and the built-in rules leave out all 3 products, so there is nothing to cross-sell")):
         non_product_ids(lines(["A1", "B2", "C3", None]), exclude=r"\d")
 
 

@@ -106,8 +106,8 @@ def test_day_month_order_is_settled_by_the_whole_column(tmp_path):
          "log.csv: column 'amount' has 2 non-numeric values (first at row 2: 'n/a')"),
         ("customer_id,date,amount\na,2024-01-01,1\nb,,2\n", "log.csv: column 'date' has 1 empty values (first at row 2)"),
         ("customer_id,date,amount\na,2024-01-01,\n", "log.csv: column 'amount' has 1 empty values (first at row 1)"),
-        ("customer_id,date,amount\na,soon,1\n", "log.csv: column 'date' has values that are not dates in any known format (e.g. 'soon'); pass --date-format, e.g. --date-format '%d/%m/%Y'"),
-        ("who,date,amount\na,2024-01-01,1\n", "log.csv: no customer column found; name it with --customer-col. Columns: who, date, amount"),
+        ("customer_id,date,amount\na,soon,1\n", "log.csv: column 'date' has values that are not dates in any known format (e.g. 'soon'); pass columns.date_format, e.g. columns.date_format='%d/%m/%Y'"),
+        ("who,date,amount\na,2024-01-01,1\n", "log.csv: no customer column found; name it with columns.customer. Columns: who, date, amount"),
         ("customer_id,date,price\na,2024-01-01,1\n", "no amount column found"),
         ("customer_id,date,amount\n,2024-01-01,1\n", "log.csv: column 'customer_id' is empty in every row"),
     ],
@@ -121,7 +121,7 @@ def test_malformed_csv_gives_one_clear_error(tmp_path, text, message):
 
 
 def test_misspelt_column_flag_suggests_the_nearest(tiny_csv):
-    with pytest.raises(InputError, match=r"no column 'custmer' \(given by --customer-col\); did you mean 'customer'\?"):
+    with pytest.raises(InputError, match=r"no column 'custmer' \(given by columns.customer\); did you mean 'customer'\?"):
         load_transactions(tiny_csv, ColumnMapping(customer="custmer", date="when"))
 
 

@@ -46,7 +46,7 @@ def test_latin1_file_is_refused_with_the_line_of_the_first_bad_byte(tmp_path):
     path.write_bytes((HEADER + "a,2024-01-01,1\nJosé,2024-01-02,2\nJosè,2024-01-03,3\n").encode("latin-1"))
     message = error(path)
     assert message == (f"{path}: is not UTF-8 text (byte 0xE9 on line 3); if it was saved as Latin-1 or "
-                       "Windows-1252, pass --encoding latin-1 or --encoding cp1252")
+                       "Windows-1252, pass read.encoding='latin-1' or read.encoding='cp1252'")
 
 
 def test_named_encoding_keeps_distinct_ids_distinct(tmp_path):
@@ -63,7 +63,7 @@ def test_utf8_with_bom_and_utf16_files(tmp_path):
     assert load(bom).frame.collect()["customer_id"].to_list() == ["Zoë"]
     utf16 = tmp_path / "u16.csv"
     utf16.write_bytes((HEADER + "Zoë,2024-01-02,2\n").encode("utf-16"))
-    assert "is UTF-16 text; pass --encoding utf-16" in error(utf16)
+    assert "is UTF-16 text; pass read.encoding='utf-16'" in error(utf16)
     assert load(utf16, encoding="utf-16").frame.collect()["customer_id"].to_list() == ["Zoë"]
 
 
@@ -149,9 +149,9 @@ def test_far_past_rule_keeps_a_long_thin_history_and_catches_frequent_placeholde
 
 def test_as_of_in_the_future_is_one_clear_error(tmp_path):
     path = write(tmp_path, HEADER + "a,2024-01-01,1\n")
-    with pytest.raises(InputError, match=r"^--as-of 9999-12-31 is not a usable end date; give a date up to today \(2025-06-30\)$"):
+    with pytest.raises(InputError, match=r"^as_of='9999-12-31' is not a usable end date; give a date up to today \(2025-06-30\)$"):
         load_transactions(path, as_of=dt.date(9999, 12, 31), options=FIXED)
-    with pytest.raises(InputError, match=r"^--as-of 2026-01-01 is after today \(2025-06-30\); the observation cannot end in the future$"):
+    with pytest.raises(InputError, match=r"^as_of='2026-01-01' is after today \(2025-06-30\); the observation cannot end in the future$"):
         load_transactions(path, as_of=dt.date(2026, 1, 1), options=FIXED)
 
 
@@ -164,7 +164,7 @@ def test_month_first_dates_with_dashes(tmp_path):
 
 def test_two_digit_years_are_refused_or_read_with_percent_y(tmp_path):
     path = write(tmp_path, HEADER + "a,01/15/24,1\nb,02/20/24,2\n")
-    assert error(path) == f"{path}: column 'date' has two-digit years (e.g. '01/15/24'); pass --date-format '%m/%d/%y'"
+    assert error(path) == f"{path}: column 'date' has two-digit years (e.g. '01/15/24'); pass columns.date_format='%m/%d/%y'"
     tx = load(path, ColumnMapping(date_format="%m/%d/%y"))
     assert tx.frame.collect()["date"].min() == dt.datetime(2024, 1, 15)
 
@@ -236,7 +236,7 @@ def test_thousands_separators_and_decimal_commas(tmp_path):
 
 def test_dots_as_thousands_separators_get_a_hint(tmp_path):
     path = write(tmp_path, "customer_id;date;amount\na;2024-01-01;1.234.567\n")
-    assert error(path).endswith("(first at row 1: '1.234.567'); if '.' separates thousands here, pass --decimal-comma")
+    assert error(path).endswith("(first at row 1: '1.234.567'); if '.' separates thousands here, pass read.decimal_comma=True")
     assert load(path, decimal_comma=True).frame.collect()["amount"].to_list() == [1234567.0]
 
 

@@ -243,7 +243,7 @@ def test_failed_fit_retries_from_the_next_start_then_explains(sample_summary, mo
     assert bg.n_starts == 2 and bg.converged
 
     monkeypatch.setattr(likelihood, "fit_bgnbd", lambda *a, **k: Optimum((1.0,) * 4, (1.0,) * 4, False, "precision loss"))
-    with pytest.raises(ModelError, match="did not converge from 5 starting points.*--penalizer"):
+    with pytest.raises(ModelError, match="did not converge from 5 starting points.*try a small penalizer such as 0.001"):
         BGNBD(engine="numpy").fit(sample_summary)
 
 
