@@ -131,7 +131,7 @@ class SourceArgs:
     timezone: str
     keep_placeholder_ids: bool
     keep_outlying_dates: bool
-    paths: tuple[str, ...] | None = None  # INPUT's glob matched once, less the run's own outputs
+    exclude: tuple[Path, ...] = ()  # the run's own outputs, which a glob INPUT never reads
 
     PARAMS = (
         _opt("input", Annotated[Optional[str], typer.Argument(
@@ -186,7 +186,7 @@ class SourceArgs:
         )
         read = ReadOptions(encoding=self.encoding, decimal_comma=self.decimal_comma, timezone=self.timezone,
                            keep_placeholder_ids=self.keep_placeholder_ids, keep_outlying_dates=self.keep_outlying_dates)
-        return Source(input=self.paths or self.input, columns=mapping, as_of=self.as_of, read=read)
+        return Source(input=self.input, columns=mapping, as_of=self.as_of, read=read, exclude=self.exclude)
 
 
 @dataclass(frozen=True)
@@ -419,9 +419,8 @@ def _guard_outputs(built: dict[str, Any], kwargs: dict[str, Any], run: RunArgs) 
 
     A glob INPUT never reads the run's own outputs: they are left out of its match.
     """
-    from clv.errors import InputError
     from clv.load import resolve_paths
-    from present.files import check_outputs, same_file
+    from present.files import check_outputs, is_stdout
 
     outputs = _outputs(kwargs, built)
     inputs: list[tuple[str, Path]] = []
@@ -437,15 +436,14 @@ def _guard_outputs(built: dict[str, Any], kwargs: dict[str, Any], run: RunArgs) 
 
             inputs.append(("bundled sample", bundled_sample_path()))
         elif any(ch in source.input for ch in "*?[") and not Path(source.input).exists():
-            matched = resolve_paths(source.input)
-            kept = [p for p in matched if not any(same_file(p, o.path) for o in outputs)]
-            if not kept:
-                raise InputError(f"'{source.input}' matches only this run's own output files; nothing to read")
-            if len(kept) < len(matched):
-                built[name] = replace(source, paths=tuple(map(str, kept)))
-                left_out = ", ".join(str(p) for p in matched if p not in kept)
-                run.reporter().warn(f"'{source.input}' also matches {left_out}, this run's own output; it is not read, "
-                                    "and it will be replaced")
+            # The loader leaves the outputs out of the glob's match; say which, before any work.
+            files = tuple(o.path for o in outputs if not is_stdout(o.path))
+            kept = resolve_paths(source.input, exclude=files)
+            built[name] = replace(source, exclude=files)
+            left_out = [p for p in resolve_paths(source.input) if p not in kept]
+            if left_out:
+                run.reporter().warn(f"'{source.input}' also matches {', '.join(map(str, left_out))}, this run's own output; "
+                                    "it is not read, and it will be replaced")
             inputs += [("INPUT", p) for p in kept]
         else:
             inputs.append(("INPUT", Path(source.input)))

@@ -1178,23 +1178,25 @@ SUMMARY_COLUMNS = ("frequency", "recency", "T")
 SUMMARY_ID_ALIASES = (*ALIASES["customer"], "id")
 
 
-def is_summary(source: str | Path, options: ReadOptions = ReadOptions()) -> bool:
+def is_summary(source: str | Path, options: ReadOptions = ReadOptions(), *, exclude: Sequence[str | Path] = ()) -> bool:
     """True when the file looks like an RFM summary (has frequency, recency and T columns)."""
-    paths = resolve_paths(source)
+    paths = resolve_paths(source, exclude=exclude)
     names = set(scan_file(paths[0], options).collect_schema().names())
     return set(SUMMARY_COLUMNS) <= names
 
 
 def load_summary(
     source: str | Path, customer_col: str | None = None, *, need_spend: bool = True, options: ReadOptions = ReadOptions(),
+    exclude: Sequence[str | Path] = (),
 ) -> pl.DataFrame:
     """Read and check an RFM summary: ``customer_id, frequency, recency, T[, monetary_value]``.
 
     For summaries computed elsewhere (a warehouse, Spark). frequency must be a whole
     number >= 0, 0 <= recency <= T, and frequency 0 must have recency 0.
-    Without ``need_spend``, a missing ``monetary_value`` is filled with 0.
+    Without ``need_spend``, a missing ``monetary_value`` is filled with 0. A glob never
+    matches the files in ``exclude`` (the run's own outputs).
     """
-    paths = resolve_paths(source)
+    paths = resolve_paths(source, exclude=exclude)
     inputs = [open_input(p, options) for p in paths]
     lf = pl.concat([scan_input(i) for i in inputs], how="vertical_relaxed")
     names = lf.collect_schema().names()

@@ -356,12 +356,10 @@ def summarize(source: Source, period: Period, listener: Listener | None = None) 
     """RFM per customer: computed from a transaction log, or read from an RFM summary file."""
     listener = listener or Silent()
     location = source.location()
-    first = location if isinstance(location, (str, Path)) else location[0]
-    if source.input is not None and is_summary(first, source.read):
+    if isinstance(location, (str, Path)) and source.input is not None and is_summary(location, source.read, exclude=source.exclude):
         with listener.step("Reading the RFM summary"):
-            summary = load_summary(location if isinstance(location, (str, Path)) else first, source.columns.customer,
-                                   options=source.read)
-        listener.summary_read(str(first), summary.height, period)
+            summary = load_summary(location, source.columns.customer, options=source.read, exclude=source.exclude)
+        listener.summary_read(str(location), summary.height, period)
         return Summarized(summary, period, None)
     tx = load(source, listener)
     with listener.step("Computing RFM"):
