@@ -469,8 +469,12 @@ def _exit_code(exc: BaseException) -> int:
     return EXIT_INPUT if isinstance(exc, InputError) else EXIT_RUNTIME
 
 
+def _debug_from_environment() -> bool:
+    return os.environ.get("CLVX_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def _debug(run: RunArgs) -> bool:
-    return run.debug or os.environ.get("CLVX_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+    return run.debug or _debug_from_environment()
 
 
 def _fail(exc: BaseException, run: RunArgs) -> None:
@@ -805,7 +809,7 @@ def main() -> None:
         _help_without_placeholder(command)
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so pending output files are removed.
     signal.signal(signal.SIGTERM, _terminated)
-    if "--debug" not in sys.argv and not _debug(RunArgs(quiet=False, debug=False, config=None)):
+    if "--debug" not in sys.argv and not _debug_from_environment():
         # A library's object that fails again while being cleaned up after an error that was
         # already reported ("Exception ignored in ... ZipFile.__del__") is noise, not news.
         sys.unraisablehook = lambda _: None

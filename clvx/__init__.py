@@ -399,16 +399,17 @@ def data_notices(customers: pl.DataFrame, *, history_days: float) -> list[Notice
     return [Notice("warning", w.message) for w in data_warnings(customers, history_days)]
 
 
-def _history_days(data: Summarized) -> float:
-    """Days from the first purchase to the end of observation: from the log, else the oldest customer's T."""
-    if data.transactions is not None and data.transactions.quality.first_date is not None:
-        return float((data.transactions.as_of - data.transactions.quality.first_date.date()).days + 1)
-    return to_float(data.summary["T"].max(), null=0.0) * data.period.days
-
-
 def _log_days(tx: Transactions) -> float:
+    """Days from the log's first purchase to the end of observation."""
     first = tx.quality.first_date
     return float((tx.as_of - first.date()).days + 1) if first is not None else 0.0
+
+
+def _history_days(data: Summarized) -> float:
+    """The history behind a summary: the log's span, else (a summary file) the oldest customer's T in days."""
+    if data.transactions is not None and data.transactions.quality.first_date is not None:
+        return _log_days(data.transactions)
+    return to_float(data.summary["T"].max(), null=0.0) * data.period.days
 
 
 def _fit_models(summary: pl.DataFrame, model: ModelOptions, listener: Listener) -> tuple[BGNBDParams, GammaGammaParams]:
@@ -439,12 +440,11 @@ def rfm(source: Source, *, period: Period = Period.day, scores: bool = True, lis
 def fit(source: Source, *, model: ModelOptions = ModelOptions(), listener: Listener | None = None) -> FitResult:
     """Fit BG/NBD and Gamma-Gamma on a transaction log or an RFM summary."""
     listener = _Recording(listener or Silent())
-    notices = listener
     data = summarize(source, model.unit, listener)
-    notices.extend(data_notices(data.summary, history_days=_history_days(data)))
+    listener.extend(data_notices(data.summary, history_days=_history_days(data)))
     bg, gg = _fit_models(data.summary, model, listener)
-    notices.extend(fit_notices(bg, gg))
-    return FitResult(bg, gg, model.unit, data, notices.tuple())
+    listener.extend(fit_notices(bg, gg))
+    return FitResult(bg, gg, model.unit, data, listener.tuple())
 
 
 def predict(
@@ -461,7 +461,6 @@ def predict(
     score the input instead of a new fit; its period is used.
     """
     listener = _Recording(listener or Silent())
-    notices = listener
     if saved_model is not None:
         saved_period, bg, gg = models_from_document(read_json(saved_model), str(saved_model))
         period = Period(saved_period)
@@ -472,13 +471,13 @@ def predict(
     else:
         period = model.unit
         data = summarize(source, period, listener)
-        notices.extend(data_notices(data.summary, history_days=_history_days(data)))
+        listener.extend(data_notices(data.summary, history_days=_history_days(data)))
         bg, gg = _fit_models(data.summary, model, listener)
-        notices.extend(fit_notices(bg, gg))
+        listener.extend(fit_notices(bg, gg))
     with listener.step("Scoring customers"):
         scores = score_customers(data.summary, bg, gg, period_days=period.days, horizon=clv.horizon,
                                  annual_discount_rate=clv.discount_rate)
-    return PredictResult(scores, bg, gg, period, clv, data, notices.tuple())
+    return PredictResult(scores, bg, gg, period, clv, data, listener.tuple())
 
 
 def validate(
@@ -531,15 +530,14 @@ def segment(
 ) -> SegmentResult:
     """Customer segments a marketer can name, profiled by size, revenue, CLV and churn risk."""
     listener = _Recording(listener or Silent())
-    notices = listener
     tx = load(source, listener)
     run = run_segmentation(
         tx, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
         engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step,
     )
-    notices.extend(data_notices(run.segmentation.assignments, history_days=_log_days(tx)))
-    notices.extend(fit_notices(run.bgnbd, run.gamma_gamma))
-    return SegmentResult(run, tx, notices.tuple())
+    listener.extend(data_notices(run.segmentation.assignments, history_days=_log_days(tx)))
+    listener.extend(fit_notices(run.bgnbd, run.gamma_gamma))
+    return SegmentResult(run, tx, listener.tuple())
 
 
 def cross_sell(
@@ -553,15 +551,14 @@ def cross_sell(
 ) -> CrossSellResult:
     """Who should be offered which product: a ranking per segment, offers per customer, rules."""
     listener = _Recording(listener or Silent())
-    notices = listener
     tx = load(source, listener, need=("product",))
     run = run_crosssell(
         tx, exclude_products=offers.exclude_products, offer_horizon=offers.offer_horizon, top=offers.top, period=model.unit,
         method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer, engine=model.engine,
         discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step,
     )
-    notices.extend(data_notices(run.segments.segmentation.assignments, history_days=_log_days(tx)))
-    notices.extend(fit_notices(run.segments.bgnbd, run.segments.gamma_gamma))
+    listener.extend(data_notices(run.segments.segmentation.assignments, history_days=_log_days(tx)))
+    listener.extend(fit_notices(run.segments.bgnbd, run.segments.gamma_gamma))
     targets = rules = None
     if offers.targets:
         with listener.step("Scoring offers per customer"):
@@ -569,7 +566,7 @@ def cross_sell(
                                         allow_substitutes=offers.allow_substitutes)
     if offers.rules:
         rules = crosssell_rules(run)
-    return CrossSellResult(run, targets, rules, tx, notices.tuple())
+    return CrossSellResult(run, targets, rules, tx, listener.tuple())
 
 
 def report(
@@ -585,7 +582,6 @@ def report(
 ) -> ReportResult:
     """Everything a report shows: segments, CLV, cross-sell when products are known, backtests on request."""
     listener = _Recording(listener or Silent())
-    notices = listener
     tx = load(source, listener)
     if calibration_end is not None:
         _check_calibration_end(calibration_end, tx)
@@ -594,9 +590,9 @@ def report(
         step=listener.step, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed,
         penalizer=model.penalizer, engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon,
     )
-    notices.extend(data_notices(data.customers, history_days=_log_days(tx)))
-    notices.extend(fit_notices(data.segments.bgnbd, data.segments.gamma_gamma))
-    return ReportResult(data, tx, notices.tuple())
+    listener.extend(data_notices(data.customers, history_days=_log_days(tx)))
+    listener.extend(fit_notices(data.segments.bgnbd, data.segments.gamma_gamma))
+    return ReportResult(data, tx, listener.tuple())
 
 
 def sample(*, customers: int = 5_000, seed: int = 42, listener: Listener | None = None) -> Sample:
