@@ -303,8 +303,7 @@ class CLVArgs:
         return CLVOptions(horizon=_horizon(self.horizon), discount_rate=self.discount_rate)
 
 
-GROUPS: dict[type, Any] = {SourceArgs: SourceArgs, OutputArgs: OutputArgs, RunArgs: RunArgs, ModelArgs: ModelArgs,
-                           CLVArgs: CLVArgs}
+GROUPS: tuple[type, ...] = (SourceArgs, OutputArgs, RunArgs, ModelArgs, CLVArgs)
 
 
 def command(*, summary: str, help_example: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
