@@ -220,10 +220,11 @@ class ReadOptions:
 class DataQuality:
     """What was read and what was left out of customer analytics, and why.
 
-    Each row read is counted once: with no customer (placeholder ids included), else
-    dated in the future or far in the past, else dated after the as-of date, else
-    used. ``n_returns`` and ``n_zero_amount`` count rows used; ``first_date`` and
-    ``last_date`` are the range of the rows used.
+    Each row read is counted once: dated in the future or far in the past, else dated
+    after the as-of date, else with no customer (placeholder ids included), else used.
+    So every count describes the observation window: ``n_no_customer`` counts only
+    rows inside it. ``n_returns`` and ``n_zero_amount`` count rows used;
+    ``first_date`` and ``last_date`` are the range of the rows used.
     """
 
     n_files: int
@@ -1076,10 +1077,9 @@ def load_transactions(
              pl.col("first_date").min(), pl.col("last_date").max())
         .sort("day")
         )
-    n_no_customer = int(days["n_no_customer"].sum())
-    n_placeholder = int(days["n_placeholder"].sum())
-    if n_no_customer == n_rows:
-        blank = " (or holds only placeholders such as NULL)" if n_placeholder else ""
+    any_placeholder = bool(days["n_placeholder"].sum())
+    if int(days["n_no_customer"].sum()) == n_rows:
+        blank = " (or holds only placeholders such as NULL)" if any_placeholder else ""
         raise InputError(f"{paths[0]}: column '{cols.customer}' is empty in every row{blank}")
     customers = days.filter(pl.col("n_customer") > 0)
     lower = upper = None
@@ -1092,20 +1092,31 @@ def load_transactions(
         inside = inside.filter(pl.col("day") <= upper)
     if lower is not None:
         inside = inside.filter(pl.col("day") >= lower)
-    n_future = int(customers.filter(pl.col("day") > upper)["n_customer"].sum()) if upper else 0
-    n_far_past = int(customers.filter(pl.col("day") < lower)["n_customer"].sum()) if lower else 0
+    # Rows with no customer are counted by date like the others, so that every count
+    # describes the observation window.
+    n_future = int(days.filter(pl.col("day") > upper)["n_rows"].sum()) if upper else 0
+    n_far_past = int(days.filter(pl.col("day") < lower)["n_rows"].sum()) if lower else 0
     if inside.height == 0:
         raise InputError(f"{label}: every row with a customer is dated after today ({today}); check the date column and {option('date_format')}")
     first_date = to_datetime(inside["first_date"].min())
+    # A given as-of date cuts every row after it; the default one, the last purchase,
+    # only those with a customer (rows with none after it are simply rows with none).
+    cut_all = per_day and as_of is not None
     if as_of is None:
         as_of = to_date(inside["day"].max())
     elif as_of < first_date.date():
         raise InputError(f"{option('as_of', as_of)} is before the first transaction ({first_date.date()})")
     used = inside.filter(pl.col("day") <= as_of)
+    # The one-pass count is one 'day' that lies wholly inside the window.
+    window = days if not per_day else days.filter(pl.lit(True) if upper is None else pl.col("day") <= upper,
+                                                  pl.lit(True) if lower is None else pl.col("day") >= lower)
+    in_window = window.filter(pl.col("day") <= as_of) if cut_all else window
+    n_no_customer = int(in_window["n_no_customer"].sum())
+    n_placeholder = int(in_window["n_placeholder"].sum())
 
     keep = ["customer_id", "date", "amount", *(CANONICAL[r] for r in OPTIONAL_ROLES if getattr(cols, r))]
     frames = [
-        _typed(scans[i], cols, formats[i], options, decimal_comma=decimal[i], placeholders=n_placeholder > 0)[0].select(keep)
+        _typed(scans[i], cols, formats[i], options, decimal_comma=decimal[i], placeholders=any_placeholder)[0].select(keep)
         for i in range(len(inputs))
     ]
     frame = pl.concat(frames, how="vertical_relaxed").filter(pl.col("customer_id").is_not_null())
@@ -1123,7 +1134,7 @@ def load_transactions(
         n_files=len(paths),
         n_rows=n_rows,
         n_no_customer=n_no_customer,
-        n_after_as_of=int(inside.filter(pl.col("day") > as_of)["n_customer"].sum()),
+        n_after_as_of=int(window.filter(pl.col("day") > as_of)["n_rows" if cut_all else "n_customer"].sum()) if per_day else 0,
         n_returns=n_returns,
         n_returns_unmatched=n_unmatched,
         n_zero_amount=int(used["n_zero_amount"].sum()),

@@ -14,9 +14,42 @@ from typing import TYPE_CHECKING
 from present.output import Reporter
 
 if TYPE_CHECKING:
-    from clv.load import Transactions
+    from clv.load import DataQuality, Transactions
     from clv.rfm import Period
     from clvx import Notice
+
+
+def excluded(q: DataQuality) -> list[str]:
+    """What was left out, in the order rows are counted: by date first, then the rest."""
+    phrases = []
+    outlying = []
+    if q.n_future_date:
+        outlying.append(f"{q.n_future_date:,} dated after today ({q.today})")
+    if q.n_far_past_date:
+        outlying.append(f"{q.n_far_past_date:,} dated before {q.far_past_cutoff}, far before the rest of the log")
+    if outlying:
+        phrases.append(", ".join(outlying) + ", which --keep-outlying-dates keeps")
+    if q.n_after_as_of:
+        phrases.append(f"{q.n_after_as_of:,} dated after {q.as_of}")
+    if q.n_no_customer:
+        in_window = q.n_rows - q.n_future_date - q.n_far_past_date - q.n_after_as_of
+        placeholders = (f"; {q.n_placeholder_customer:,} with an id such as NULL or N/A, which --keep-placeholder-ids "
+                        "keeps" if q.n_placeholder_customer else "")
+        rest = "of the rest, " if phrases else ""
+        phrases.append(f"{rest}{q.n_no_customer:,} with no customer ({q.n_no_customer / in_window:.1%}{placeholders})")
+    if q.n_returns_unmatched:
+        phrases.append(f"{q.n_returns_unmatched:,} returns with no earlier purchase in the log")
+    return phrases
+
+
+def kept(q: DataQuality) -> list[str]:
+    """What was kept that a reader might expect to be left out."""
+    phrases = []
+    if q.n_returns - q.n_returns_unmatched:
+        phrases.append(f"{q.n_returns - q.n_returns_unmatched:,} returns netted against the purchase before them")
+    if q.n_zero_amount:
+        phrases.append(f"{q.n_zero_amount:,} zero-amount lines kept as purchases")
+    return phrases
 
 
 def quality_lines(tx: Transactions) -> list[str]:
@@ -24,31 +57,10 @@ def quality_lines(tx: Transactions) -> list[str]:
     q = tx.quality
     files = f"{q.n_files} files" if q.n_files > 1 else Path(tx.sources[0]).name
     lines = [f"Read {q.n_rows:,} rows from {files}; columns: {tx.columns.describe()}."]
-    excluded = []
-    if q.n_no_customer:
-        placeholders = (f"; {q.n_placeholder_customer:,} with an id such as NULL or N/A, which --keep-placeholder-ids "
-                        "keeps" if q.n_placeholder_customer else "")
-        excluded.append(f"{q.n_no_customer:,} with no customer ({q.n_no_customer / q.n_rows:.1%}{placeholders})")
-    outlying = []
-    if q.n_future_date:
-        outlying.append(f"{q.n_future_date:,} dated after today ({q.today})")
-    if q.n_far_past_date:
-        outlying.append(f"{q.n_far_past_date:,} dated before {q.far_past_cutoff}, far before the rest of the log")
-    if outlying:
-        excluded.append(", ".join(outlying) + ", which --keep-outlying-dates keeps")
-    if q.n_after_as_of:
-        excluded.append(f"{q.n_after_as_of:,} dated after {q.as_of}")
-    if q.n_returns_unmatched:
-        excluded.append(f"{q.n_returns_unmatched:,} returns with no earlier purchase in the log")
-    if excluded:
-        lines.append("Excluded: " + "; ".join(excluded) + ".")
-    kept = []
-    if q.n_returns - q.n_returns_unmatched:
-        kept.append(f"{q.n_returns - q.n_returns_unmatched:,} returns netted against the purchase before them")
-    if q.n_zero_amount:
-        kept.append(f"{q.n_zero_amount:,} zero-amount lines kept as purchases")
-    if kept:
-        lines.append("Kept: " + "; ".join(kept) + ".")
+    if left_out := excluded(q):
+        lines.append("Excluded: " + "; ".join(left_out) + ".")
+    if kept_in := kept(q):
+        lines.append("Kept: " + "; ".join(kept_in) + ".")
     first = q.first_date.date() if q.first_date else None
     lines.append(f"Observation: {first} to {q.as_of}.")
     return lines

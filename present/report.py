@@ -27,6 +27,7 @@ import polars as pl
 from clv.errors import InputError
 from clv.models import LOW_DROPOUT
 from present.output import atomic_write, atomic_write_bytes, column_kind, format_cell, terminal_text
+from present.progress import excluded, kept
 from segments.pipeline import ReportData
 
 REPORT_SUFFIXES = (".html", ".htm", ".xlsx", ".md")
@@ -76,11 +77,10 @@ def headline(data: ReportData) -> list[tuple[str, str, str]]:
 def methodology(data: ReportData) -> list[tuple[str, str]]:
     bg, gg, q = data.segments.bgnbd, data.segments.gamma_gamma, data.quality
     seg = data.segments.segmentation
-    excluded = [f"{q.n_no_customer:,} rows with no customer", f"{q.n_after_as_of:,} rows after the as-of date",
-                f"{q.n_returns_unmatched:,} returns with no earlier purchase"]
     rows = [
         ("Data", f"{data.source}: {q.n_rows:,} rows, {q.first_date.date() if q.first_date else '?'} to {data.as_of}; columns {data.columns}"),
-        ("Excluded", "; ".join(excluded) + f"; {q.n_returns - q.n_returns_unmatched:,} returns netted against the purchase before them"),
+        ("Excluded", "; ".join(excluded(q)) or "nothing"),
+        ("Kept", "; ".join(kept(q)) or "every row read"),
         ("Purchases", f"BG/NBD (Fader, Hardie & Lee 2005) per {data.period}: r = {bg.r:.4f}, alpha = {bg.alpha:.4f}, a = {bg.a:.4f}, "
                       f"b = {bg.b:.4f}; log-likelihood {bg.log_likelihood:,.2f}; {bg.n_customers:,} customers; engine {bg.engine}"),
         ("Spend", f"Gamma-Gamma: p = {gg.p:.4f}, q = {gg.q:.4f}, v = {gg.v:.4f}; population mean spend {gg.population_mean:,.2f}; "

@@ -282,7 +282,8 @@ def test_counts_describe_the_rows_used(tmp_path):
     path = write(tmp_path, HEADER + "a,2024-01-01,10\na,2024-01-02,-3\nb,2024-01-03,0\n"
                  "a,2024-02-01,10\na,2024-02-02,-4\nb,2024-02-03,0\nc,2024-02-04,0\n,2024-02-05,1\n")
     q = load_transactions(path, as_of=dt.date(2024, 1, 31), options=FIXED).quality
-    assert (q.n_rows, q.n_no_customer, q.n_after_as_of, q.n_returns, q.n_zero_amount, q.n_used) == (8, 1, 4, 1, 1, 3)
+    # The row with no customer is dated after the as-of date: it is counted there.
+    assert (q.n_rows, q.n_no_customer, q.n_after_as_of, q.n_returns, q.n_zero_amount, q.n_used) == (8, 0, 5, 1, 1, 3)
     assert (q.first_date, q.last_date) == (dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 3))
 
 
@@ -343,3 +344,12 @@ def test_nan_and_infinite_amounts_are_named_with_their_row(tmp_path, value):
     path.write_text(f"customer_id,date,amount\nA,2024-01-01,3\nA,2024-01-05,{value}\n")
     with pytest.raises(InputError, match=r"column 'amount' has 1 infinite or NaN values \(first at row 2\)"):
         load_transactions(path)
+
+
+def test_rows_with_no_customer_are_counted_inside_the_as_of_window_only(tmp_path):
+    path = write(tmp_path, HEADER + "a,2024-01-01,10\n,2024-01-02,1\nNULL,2024-01-03,1\n"
+                 "a,2024-02-01,10\n,2024-02-02,1\nNULL,2024-02-03,1\n")
+    q = load_transactions(path, as_of=dt.date(2024, 1, 31), options=FIXED).quality
+    assert (q.n_no_customer, q.n_placeholder_customer, q.n_after_as_of, q.n_used) == (2, 1, 3, 1)
+    whole = load_transactions(path, options=FIXED).quality
+    assert (whole.n_no_customer, whole.n_placeholder_customer, whole.n_after_as_of, whole.n_used) == (4, 2, 0, 2)
