@@ -80,7 +80,7 @@ def methodology(data: ReportData) -> list[tuple[str, str]]:
     rows = [
         ("Data", f"{data.source}: {q.n_rows:,} rows, {q.first_date.date() if q.first_date else '?'} to {data.as_of}; columns {data.columns}"),
         ("Excluded", "; ".join(excluded(q)) or "nothing"),
-        ("Kept", "; ".join(kept(q)) or "every row read"),
+        *([("Kept", "; ".join(kept(q)))] if kept(q) else []),
         ("Purchases", f"BG/NBD (Fader, Hardie & Lee 2005) per {data.period}: r = {bg.r:.4f}, alpha = {bg.alpha:.4f}, a = {bg.a:.4f}, "
                       f"b = {bg.b:.4f}; log-likelihood {bg.log_likelihood:,.2f}; {bg.n_customers:,} customers; engine {bg.engine}"),
         ("Spend", f"Gamma-Gamma: p = {gg.p:.4f}, q = {gg.q:.4f}, v = {gg.v:.4f}; population mean spend {gg.population_mean:,.2f}; "
