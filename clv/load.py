@@ -1141,7 +1141,8 @@ def load_transactions(
         first_date=first_date,
         last_date=to_datetime(used["last_date"].max()),
         as_of=as_of,
-        n_placeholder_customer=n_placeholder,
+        # Kept placeholders are customers; blank ids left out then are simply no customer.
+        n_placeholder_customer=0 if options.keep_placeholder_ids else n_placeholder,
         n_future_date=n_future,
         n_far_past_date=n_far_past,
         far_past_cutoff=lower,

@@ -217,6 +217,8 @@ def test_placeholder_ids_count_as_no_customer(tmp_path):
     assert (tx.quality.n_no_customer, tx.quality.n_placeholder_customer) == (8, 8)
     kept = load(path, keep_placeholder_ids=True)
     assert kept.frame.collect().height == 7  # a blank id is no id either way
+    # The blank ids are no customer; none is reported as a placeholder that the option would keep.
+    assert (kept.quality.n_no_customer, kept.quality.n_placeholder_customer) == (2, 0)
 
 
 def test_thousands_separators_and_decimal_commas(tmp_path):
