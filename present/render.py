@@ -420,3 +420,38 @@ def export_format(path: Path) -> Format:
 def write_frame(frame: pl.DataFrame, path: Path, *, raw: bool = False) -> None:
     """A frame to a file in the format of its extension; ``raw`` CSV skips the spreadsheet-formula guard."""
     atomic_write_bytes(path, frame_bytes(frame, export_format(path), raw=raw))
+
+
+# --------------------------------------------------------------------------- campaign
+
+MEASURE_HEADERS = {
+    "n_treatment": "treated", "n_control": "control", "conversion_treatment": "conversion\ntreated",
+    "conversion_control": "conversion\ncontrol", "revenue_per_customer_treatment": "revenue /\ncustomer\ntreated",
+    "revenue_per_customer_control": "revenue /\ncustomer\ncontrol", "incremental_revenue": "incremental\nrevenue",
+    "incremental_revenue_lower_95": "95% low", "incremental_revenue_upper_95": "95% high", "roi": "ROI",
+    "roi_lower_95": "ROI\n95% low", "roi_upper_95": "ROI\n95% high",
+}
+
+
+def campaign_dict(result) -> dict:
+    m = result.measurement
+    return {"start": result.start, "end": result.end, "n_treatment": m.n_treatment, "n_control": m.n_control,
+            "n_bootstrap": m.n_bootstrap, "cost_per_contact": m.cost_per_contact, "margin": m.margin, "rows": m.table.to_dicts()}
+
+
+def campaign_measurement(result, emitter: Emitter) -> None:
+    """Treatment against control: a table (overall first), or one row per level in files."""
+    m = result.measurement
+    table = m.table
+    if emitter.format.value == "json":
+        emitter.obj(campaign_dict(result), [], {"measurement": table})
+        return
+    caption = (
+        f"{m.n_treatment:,} treated and {m.n_control:,} control customers, purchases {result.start} to {result.end}. Conversion = "
+        "share who bought a product offered to them (per product: that product); revenue per customer counts every purchase "
+        "(per product: that product's); incremental revenue = (treated - control revenue per customer) x treated, with a 95% "
+        f"bootstrap interval over customers ({m.n_bootstrap:,} resamples); ROI = (incremental revenue x margin {m.margin:.0%} - cost) / cost "
+        f"at {m.cost_per_contact:,.2f} per contact. Not significant: the interval spans zero."
+    )
+    emitter.rows(table, title="Campaign: treatment against control", caption=caption, headers=MEASURE_HEADERS,
+                 decimals={"roi": 2, "roi_lower_95": 2, "roi_upper_95": 2, "conversion_treatment": 3, "conversion_control": 3}, noun="rows")

@@ -448,13 +448,16 @@ XLSX_HEADERS = {
     "population_penetration": "% of all customers own it", "index": "Index", "white_space": "Non-owners in segment",
     "expected_buyers": "Expected buyers", "expected_revenue": "Expected revenue", "antecedent": "If bought",
     "consequent": "Then buys", "antecedent_owners": "Owners of first", "consequent_owners": "Owners of second",
-    "co_owners": "Owners of both", "orders_together": "Orders with both", "support": "Support", "confidence": "Confidence",
+    "co_owners": "Owners of both", "same_order_owners": "Owners of both who bought them in one order",
+    "bought_after": "Owners of both who bought the second later", "support": "Support", "confidence": "Confidence",
     "lift": "Lift", "leverage": "Leverage", "conviction": "Conviction", "timing": "Timing",
-    "mean_days_between": "Mean days between",
+    "median_days_after": "Median days after the first", "antecedent_description": "If bought (name)",
+    "consequent_description": "Then buys (name)", "because_of": "Because they bought", "because_of_description": "Because they bought (name)",
+    "companion": "Most often owned with", "companion_description": "Most often owned with (name)",
 }
 # Per sheet, where one column name means something narrower there.
 SHEET_HEADERS = {"segments": {"expected_purchases_90d": "Expected purchases, next 90 days (segment total)"}}
-WHOLE_DAYS = ("days_since_last_purchase", "median_days_since_last_purchase", "mean_days_between", "median_frequency")
+WHOLE_DAYS = ("days_since_last_purchase", "median_days_since_last_purchase", "median_days_after", "median_frequency")
 
 
 def xlsx_header(name: str, sheet: str = "") -> str:
