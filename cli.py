@@ -806,10 +806,26 @@ def report(
         source.options(), title=title, calibration_end=_parse_date(calibration_end, "--calibration-end"),
         exclude_products=exclude_products, model=fitting.options(), clv=clv.options(), segments=segments, listener=listener,
     )
+    # Each format stands on its own: one that fails (a disk, a library's limit) costs only itself.
+    failed = []
     for path in output:
-        with listener.step(f"Writing {path}"):
-            write_report(result.data, path)
+        try:
+            with listener.step(f"Writing {path}"):
+                write_report(result.data, path)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as exc:
+            reason = exc.marked if isinstance(exc, clvx.ClvxError) else f"{type(exc).__name__}: {exc}"
+            failed.append(f"{path} ({reason})")
+            continue
         when_written(functools.partial(listener.reporter.info, f"Wrote {path}."))
+    if failed:
+        from present.files import OutputError, fail_after_commit
+
+        error = OutputError(f"could not write the report {'; '.join(failed)}")
+        if len(failed) == len(output):
+            raise error
+        fail_after_commit(error)
 
 
 @command(

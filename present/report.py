@@ -34,6 +34,14 @@ PALETTE = ("#1b4965", "#5fa8d3", "#62b6cb", "#bee9e8", "#cae9ff", "#ef8354", "#f
 FREQUENCY_BINS = (0, 1, 2, 3, 5, 10)  # lower edges: 0, 1, 2, 3-4, 5-9, 10+
 RECENCY_BINS_DAYS = (0, 30, 90, 180, 365, 730)
 MAX_HEATMAP_PRODUCTS = 12
+# A sheet holds at most this many rows of a table (Excel's own limit is 1,048,576), with a
+# note under the table saying how many there were and how to export them all.
+MAX_SHEET_ROWS = 100_000
+FULL_EXPORTS = {
+    "customer scores": "clvx predict INPUT -o scores.csv (or clvx segment INPUT --assignments a.csv)",
+    "rules": "clvx cross-sell INPUT --rules rules.csv",
+    "bundles": "clvx cross-sell INPUT --bundles bundles.csv",
+}
 
 
 def write_report(data: ReportData, path: Path) -> None:
@@ -98,9 +106,23 @@ def methodology(data: ReportData) -> list[tuple[str, str]]:
 def top_targets(data: ReportData) -> pl.DataFrame | None:
     if data.cross_sell is None:
         return None
-    keep = [c for c in ("segment", "rank", "product_id", "description", "category", "penetration", "index", "expected_buyers", "expected_revenue")
-            if c in data.cross_sell.ranking.columns]
+    keep = [c for c in ("segment", "rank", "product_id", "description", "category", "penetration", "index", "expected_buyers", "expected_revenue",
+                        "timing") if c in data.cross_sell.ranking.columns]
     return data.cross_sell.ranking.select(keep)
+
+
+REPORT_BUNDLES = 10  # bundles shown in the page and the Markdown; the workbook has them all
+
+
+def top_bundles(data: ReportData) -> pl.DataFrame | None:
+    if data.bundles is None or data.bundles.height == 0:
+        return None
+    names = [c for c in ("description_1", "description_2", "description_3") if c in data.bundles.columns]
+    ids = ["product_1", "product_2", "product_3"]
+    label = [pl.concat_str(pl.col(i), *([pl.lit(" "), pl.col(n)] if n in names else []), ignore_nulls=False) for i, n in
+             zip(ids, ("description_1", "description_2", "description_3"), strict=True)]
+    return data.bundles.head(REPORT_BUNDLES).select(
+        "rank", pl.concat_list(label).list.drop_nulls().list.join(" + ").alias("products"), "orders", "support", "lift", "attach_rate", "revenue")
 
 
 def customer_scores(data: ReportData) -> pl.DataFrame:
@@ -356,6 +378,15 @@ def html_report(data: ReportData) -> str:
             _figure_html(chart_cross_sell(data.cross_sell), "Segment x product index for the products with most expected revenue "
                                                              "(orange: over-indexed, purple: under-indexed)."),
         ]
+    bundles = top_bundles(data)
+    if bundles is not None:
+        parts += [
+            "<h2>Bundles: bought together in one order</h2>",
+            '<p class="note">Sets of 2-3 products found together in one order, by attach rate: of the orders with the set\'s most '
+            "ordered product, the share that held the whole set. Support = share of all orders; lift = how many times likelier than "
+            "by chance; revenue = what the set earned in those orders.</p>",
+            _html_table(bundles, {"attach_rate": "attach rate"}),
+        ]
     if data.cross_sell_backtest is not None:
         cb = data.cross_sell_backtest
         rows = pl.DataFrame({
@@ -428,6 +459,9 @@ def markdown_report(data: ReportData) -> str:
         parts += ["", "## Holdout backtest", "", markdown_table(data.backtest.by_frequency, {c: 3 for c in data.backtest.by_frequency.columns})]
     if data.cross_sell is not None:
         parts += ["", "## Cross-sell targets per segment", "", markdown_table(top_targets(data), {"expected_buyers": 1})]
+    bundles = top_bundles(data)
+    if bundles is not None:
+        parts += ["", "## Bundles bought together in one order", "", markdown_table(bundles)]
     parts += ["", "## Methodology", ""] + [f"- **{k}**: {md(v)}" for k, v in methodology(data)]
     return "\n".join(parts) + "\n"
 
@@ -492,6 +526,8 @@ def _xlsx_table(wb, name: str, frame: pl.DataFrame, header_format: dict, headers
     headers = headers or {}
     ws = wb.add_worksheet(name)
     head = wb.add_format(header_format)
+    n_rows = frame.height
+    frame = frame.head(MAX_SHEET_ROWS)
     columns = []
     for col, (column, dtype) in enumerate(frame.schema.items()):
         number_format = xlsx_number_format(column, dtype)
@@ -512,6 +548,10 @@ def _xlsx_table(wb, name: str, frame: pl.DataFrame, header_format: dict, headers
                     ws.write_string(row, col, format_cell(column, v))
     ws.add_table(0, 0, max(frame.height, 1), max(frame.width - 1, 0),
                  {"columns": columns, "style": "Table Style Light 9", "autofilter": True})
+    if n_rows > frame.height:
+        how = FULL_EXPORTS.get(name, "the command's --output")
+        ws.write_string(frame.height + 2, 0, f"Showing the first {frame.height:,} of {n_rows:,} rows (a sheet holds at most "
+                                              f"{MAX_SHEET_ROWS:,} here); for all of them: {how}")
     ws.freeze_panes(1, 0)
     ws.autofit()
 
@@ -555,6 +595,8 @@ def xlsx_report(data: ReportData, path: Path) -> None:
         sheets.append(("cross-sell ranking", data.cross_sell.ranking))
     if data.rules is not None:
         sheets.append(("rules", data.rules))
+    if data.bundles is not None:
+        sheets.append(("bundles", data.bundles))
     created = dt.datetime.combine(data.as_of, dt.time())
     with xlsxwriter.Workbook(str(path), XLSX_OPTIONS) as wb:
         wb.set_properties({"title": data.title, "created": created, "author": "clvx"})

@@ -341,6 +341,7 @@ class ReportData:
     cross_sell_backtest: CrossSellBacktest | None
     discount_rate: float
     clvx_version: str
+    bundles: pl.DataFrame | None = None  # sets bought in one order, when orders are known
 
 
 def build_report(
@@ -384,6 +385,7 @@ def build_report(
         customers=seg.segmentation.assignments,
         cross_sell=cross,
         rules=crosssell_rules(cross).rules if cross is not None else None,
+        bundles=crosssell_bundles(cross, tx).bundles if cross is not None and tx.has("order_id") else None,
         backtest=backtest,
         cross_sell_backtest=cross_backtest,
         discount_rate=seg.discount_rate,
