@@ -432,6 +432,8 @@ def _guard_outputs(built: dict[str, Any], kwargs: dict[str, Any], run: RunArgs) 
         inputs.append(("--exclude-customers", kwargs["exclude_customers"]))
     if kwargs.get("offers") is not None:
         inputs.append(("TARGETS", kwargs["offers"]))
+    if kwargs.get("campaign") is not None:
+        inputs.append(("--campaign", kwargs["campaign"]))
     for name, source in list(built.items()):
         if not isinstance(source, SourceArgs):
             continue
@@ -781,6 +783,11 @@ def report(
     output: Annotated[Optional[list[Path]], typer.Option("--output", "-o", help="Report file(s): .html (self-contained page), .xlsx (workbook) or .md; repeat for several (required)", dir_okay=False, show_default=False)] = None,
     calibration_end: Annotated[Optional[str], typer.Option("--calibration-end", help="Also backtest the forecast (and cross-sell) with a holdout from the day after this date", show_default=False)] = None,
     title: Annotated[str, typer.Option("--title", help="Report title")] = "Customer value report",
+    campaign: Annotated[Optional[Path], typer.Option("--campaign", help="Also measure a campaign: the targets file cross-sell --targets --control wrote (needs --campaign-start)", exists=True, dir_okay=False, show_default=False)] = None,
+    campaign_start: Annotated[Optional[str], typer.Option("--campaign-start", help="First day of the campaign, YYYY-MM-DD", show_default=False)] = None,
+    campaign_end: Annotated[Optional[str], typer.Option("--campaign-end", help="Last day of the campaign window \\[default: the log's last day]", show_default=False)] = None,
+    cost_per_contact: Annotated[float, typer.Option("--cost-per-contact", min=0.0, help="Campaign: cost of contacting one customer (for ROI)")] = 0.0,
+    margin: Annotated[float, typer.Option("--margin", min=0.0, max=1.0, help="Campaign: share of revenue that is margin (for ROI)")] = 1.0,
     exclude_products: ExcludeProductsOpt = None,
     method: MethodOpt = SegmentMethod.kmeans,
     k: KOpt = "auto",
@@ -802,9 +809,17 @@ def report(
             raise clvx.InputError(f"cannot tell the report format of '{path}'; use .html, .xlsx or .md")
     listener = run.listener()
     segments = clvx.SegmentOptions(method=method.value, k=_parse_k(k), seed=seed)
+    measured = None
+    if campaign is not None:
+        start = _parse_date(campaign_start, "--campaign-start")
+        if start is None:
+            raise clvx.InputError("--campaign needs --campaign-start YYYY-MM-DD, the first day of the campaign")
+        measured = clvx.CampaignOptions(targets=campaign, start=start, end=_parse_date(campaign_end, "--campaign-end"),
+                                        cost_per_contact=cost_per_contact, margin=margin, seed=seed)
     result = clvx.report(
         source.options(), title=title, calibration_end=_parse_date(calibration_end, "--calibration-end"),
-        exclude_products=exclude_products, model=fitting.options(), clv=clv.options(), segments=segments, listener=listener,
+        exclude_products=exclude_products, model=fitting.options(), clv=clv.options(), segments=segments, campaign=measured,
+        listener=listener,
     )
     # Each format stands on its own: one that fails (a disk, a library's limit) costs only itself.
     failed = []

@@ -66,6 +66,7 @@ from segments.pipeline import (
 
 __all__ = [
     "CLVOptions",
+    "CampaignOptions",
     "ClvxError",
     "ColumnMapping",
     "CrossSellOptions",
@@ -697,6 +698,46 @@ def read_targets(path: str | Path) -> pl.DataFrame:
     return frame.select(pl.col(c).cast(pl.String).str.strip_chars().str.replace(r"^'([=+\-@])", "$1") for c in cols)
 
 
+@dataclass(frozen=True)
+class CampaignReport:
+    """A measured campaign for the report: the comparison and its window."""
+
+    measurement: CampaignMeasurement
+    start: dt.date
+    end: dt.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignOptions:
+    """A campaign to measure: the targets file written with a control group, the window, the economics."""
+
+    targets: str | Path
+    start: dt.date
+    end: dt.date | None = None
+    cost_per_contact: float = 0.0
+    margin: float = 1.0
+    seed: int = 42
+
+
+def _measure_on(tx: Transactions, offers: pl.DataFrame, campaign: CampaignOptions, listener: Listener) -> tuple[CampaignMeasurement, dt.date]:
+    start = campaign.start
+    end = campaign.end or tx.as_of
+    if end < start:
+        raise InputError(f"{option('end', end)} is before {option('start', start)}; the campaign window must run forward")
+    first = tx.quality.first_date.date() if tx.quality.first_date else None
+    if start > tx.as_of or (first is not None and end < first):
+        raise InputError(f"the window {start} to {end} holds no purchase of the log ({first} to {tx.as_of}); check {option('start')}")
+    lo = dt.datetime.combine(start, dt.time())
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time())
+    window = collect(tx.frame.filter((pl.col("date") >= lo) & (pl.col("date") < hi) & pl.col("product_id").is_not_null())
+                     .select("customer_id", "product_id", "amount"))
+    with listener.step("Comparing treatment and control"):
+        result = measure_campaign(offers, window, cost_per_contact=campaign.cost_per_contact, margin=campaign.margin, seed=campaign.seed)
+    if campaign.cost_per_contact == 0:
+        listener.notice(Notice("info", f"No contact cost given, so ROI is not computed; give {option('cost_per_contact')}"))
+    return result, end
+
+
 def measure(
     targets: str | Path,
     source: Source,
@@ -713,20 +754,8 @@ def measure(
     listener = _Recording(listener or Silent())
     offers = read_targets(targets)
     tx = load(source, listener, need=("product",))
-    end = end or tx.as_of
-    if end < start:
-        raise InputError(f"{option('end', end)} is before {option('start', start)}; the campaign window must run forward")
-    first = tx.quality.first_date.date() if tx.quality.first_date else None
-    if start > tx.as_of or (first is not None and end < first):
-        raise InputError(f"the window {start} to {end} holds no purchase of the log ({first} to {tx.as_of}); check {option('start')}")
-    lo = dt.datetime.combine(start, dt.time())
-    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time())
-    window = collect(tx.frame.filter((pl.col("date") >= lo) & (pl.col("date") < hi) & pl.col("product_id").is_not_null())
-                     .select("customer_id", "product_id", "amount"))
-    with listener.step("Comparing treatment and control"):
-        result = measure_campaign(offers, window, cost_per_contact=cost_per_contact, margin=margin, n_bootstrap=n_bootstrap, seed=seed)
-    if cost_per_contact == 0:
-        listener.notice(Notice("info", f"No contact cost given, so ROI is not computed; give {option('cost_per_contact')}"))
+    campaign = CampaignOptions(targets=targets, start=start, end=end, cost_per_contact=cost_per_contact, margin=margin, seed=seed)
+    result, end = _measure_on(tx, offers, campaign, listener)
     return MeasureResult(result, start, end, tx, listener.tuple())
 
 
@@ -739,11 +768,16 @@ def report(
     model: ModelOptions = ModelOptions(),
     clv: CLVOptions = CLVOptions(),
     segments: SegmentOptions = SegmentOptions(),
+    campaign: CampaignOptions | None = None,
     listener: Listener | None = None,
 ) -> ReportResult:
-    """Everything a report shows: segments, CLV, cross-sell when products are known, backtests on request."""
+    """Everything a report shows: segments, CLV, cross-sell when products are known, backtests on request.
+
+    With ``campaign``, also a section comparing its treatment and control groups.
+    """
     listener = _Recording(listener or Silent())
-    tx = load(source, listener)
+    offers = read_targets(campaign.targets) if campaign is not None else None
+    tx = load(source, listener, need=("product",) if campaign is not None else ())
     if calibration_end is not None:
         _check_calibration_end(calibration_end, tx)
     data = build_report(
@@ -753,6 +787,9 @@ def report(
     )
     listener.extend(data_notices(data.customers, history_days=_log_days(tx)))
     listener.extend(fit_notices(data.segments.bgnbd, data.segments.gamma_gamma))
+    if campaign is not None and offers is not None:
+        measured, end = _measure_on(tx, offers, campaign, listener)
+        data = replace(data, campaign=CampaignReport(measured, campaign.start, end))
     return ReportResult(data, tx, listener.tuple())
 
 

@@ -374,6 +374,8 @@ RANKING_HEADERS = {
 def crosssell_ranking(run, emitter: Emitter) -> None:
     s = horizon_suffix(run.offer_horizon)
     ranking = with_horizon(run.ranking, run.offer_horizon, OFFER_COLUMNS)
+    if emitter.format.value == "table":  # the timing names the companion; files keep it in a column of its own
+        ranking = ranking.drop("companion", "companion_description", strict=False)
     emitter.rows(
         ranking,
         title="Cross-sell: products to push per segment",
@@ -381,7 +383,9 @@ def crosssell_ranking(run, emitter: Emitter) -> None:
             f"Top {ranking['rank'].max() or 0} products per segment by expected revenue over {run.offer_horizon.label} from the segment's "
             "non-owners: expected buyers = the sum of their offer scores (P(they buy in the horizon) x how strongly "
             "what they own and their segment point to the product); revenue = buyers x the product's median line value. "
-            "index = segment penetration / overall penetration, shrunk toward 1 for products with few owners."
+            "index = segment penetration / overall penetration, shrunk toward 1 for products with few owners. timing: at checkout "
+            "when most co-owners of the product and its most frequent companion bought both in one order, else a follow-up the "
+            "median days after buying the companion."
         ),
         headers={(f"{k}_{s}" if k in OFFER_COLUMNS else k): v for k, v in RANKING_HEADERS.items()},
         decimals={"index": 2, f"expected_buyers_{s}": 1},
@@ -454,4 +458,6 @@ def campaign_measurement(result, emitter: Emitter) -> None:
         f"at {m.cost_per_contact:,.2f} per contact. Not significant: the interval spans zero."
     )
     emitter.rows(table, title="Campaign: treatment against control", caption=caption, headers=MEASURE_HEADERS,
-                 decimals={"roi": 2, "roi_lower_95": 2, "roi_upper_95": 2, "conversion_treatment": 3, "conversion_control": 3}, noun="rows")
+                 decimals={"roi": 2, "roi_lower_95": 2, "roi_upper_95": 2, "conversion_treatment": 3, "conversion_control": 3}, noun="rows",
+                 priority=("key", "verdict", "incremental_revenue", "incremental_revenue_lower_95", "incremental_revenue_upper_95", "roi",
+                           "conversion_treatment", "conversion_control"))

@@ -181,6 +181,6 @@ def measure_campaign(
     for (product,), part in sorted(offered.group_by("product_id"), key=lambda kv: str(kv[0][0])):
         share = part.filter(pl.col("group") == TREATMENT)["_n_offers"]
         add("product", str(product), part, "_revenue", "_bought", cost_per_contact * float((1.0 / share).sum()) if share.len() else 0.0)
-    table = pl.DataFrame(rows, infer_schema_length=None)
+    table = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.col(pl.Float64).fill_nan(None))  # not measurable: null
     n_t = customers.filter(pl.col("group") == TREATMENT).height
     return CampaignMeasurement(table, n_t, customers.height - n_t, n_bootstrap, cost_per_contact, margin)

@@ -342,6 +342,7 @@ class ReportData:
     discount_rate: float
     clvx_version: str
     bundles: pl.DataFrame | None = None  # sets bought in one order, when orders are known
+    campaign: Any = None  # a CampaignMeasurement with its window (start, end), when a campaign is measured
 
 
 def build_report(
