@@ -258,6 +258,11 @@ MIN_RULE_SUPPORT = 0.005  # share of customers who own both
 MIN_RULE_LIFT = 1.5
 RULES_PER_PRODUCT = 10  # strongest consequents kept per antecedent
 TIMING_ROWS_PER_BLOCK = 5_000_000  # co-owner rows joined at once when timing pairs
+# Timing needs every co-owner's dates, so its cost grows with the log: above this many
+# customers it is estimated on an evenly spaced sample of them (every k-th by id), and its
+# counts are scaled up to the pair's co-owners. Shares and medians move little; the cost
+# stays that of a log this size.
+TIMING_SAMPLE_CUSTOMERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -293,7 +298,7 @@ def _timing_blocks(ij: pl.DataFrame, rows_per_i: np.ndarray) -> list[pl.DataFram
     return [part.drop("_block") for part in tagged.partition_by("_block", maintain_order=False)] if tagged.height else [ij]
 
 
-def pair_timing(own: Ownership, ij: pl.DataFrame) -> pl.DataFrame:
+def pair_timing(own: Ownership, ij: pl.DataFrame, *, max_customers: int = TIMING_SAMPLE_CUSTOMERS) -> pl.DataFrame:
     """When the co-owners of each pair ``(i, j)`` bought ``j``, relative to ``i``.
 
     Columns ``i, j, same_order_owners`` (co-owners who bought both in one order; null
@@ -301,16 +306,25 @@ def pair_timing(own: Ownership, ij: pl.DataFrame) -> pl.DataFrame:
     first purchase of ``j`` came strictly after, resp. before, their first of ``i``) and
     ``median_days_after`` (the median of those later gaps, in days). Counted per
     co-owner, never per order, so ``same_order_owners <= co_owners`` always holds.
+
+    With more than ``max_customers`` customers, every k-th customer is timed (k =
+    ``ceil(customers / max_customers)``) and ``timed_owners`` says how many co-owners
+    were; :func:`scaled_timing` scales the counts up to all co-owners.
     """
     ij = ij.select(pl.col("i").cast(pl.Int64), pl.col("j").cast(pl.Int64)).unique()
+    stride = max(1, -(-own.X.shape[0] // max_customers))
     T = own.first_day.tocoo()
     first = pl.DataFrame({"_u": T.row.astype(np.int64), "i": T.col.astype(np.int64), "_day_i": T.data})
+    if stride > 1:
+        first = first.filter(pl.col("_u") % stride == 0)
     first_j = first.rename({"i": "j", "_day_i": "_day_j"})
     has_baskets = own.baskets is not None and own.basket_customer is not None
     if has_baskets:
         B = own.baskets.tocoo()  # type: ignore[union-attr]
         lines = pl.DataFrame({"_o": B.row.astype(np.int64), "i": B.col.astype(np.int64),
                               "_u": own.basket_customer[B.row]})  # type: ignore[index]
+        if stride > 1:
+            lines = lines.filter(pl.col("_u") % stride == 0)
         lines_j = lines.select("_o", pl.col("i").alias("j"))
         basket_lines = np.bincount(B.col, minlength=own.X.shape[1])
     else:
@@ -323,6 +337,7 @@ def pair_timing(own: Ownership, ij: pl.DataFrame) -> pl.DataFrame:
             .with_columns((pl.col("_day_j") - pl.col("_day_i")).alias("_gap"))
             .group_by("i", "j")
             .agg(
+                pl.len().cast(pl.Int64).alias("timed_owners"),
                 (pl.col("_gap") > 0).sum().cast(pl.Int64).alias("bought_after"),
                 (pl.col("_gap") < 0).sum().cast(pl.Int64).alias("bought_before"),
                 pl.col("_gap").filter(pl.col("_gap") > 0).median().alias("median_days_after"),
@@ -338,7 +353,16 @@ def pair_timing(own: Ownership, ij: pl.DataFrame) -> pl.DataFrame:
             gaps = gaps.with_columns(pl.lit(None, dtype=pl.Int64).alias("same_order_owners"))
         frames.append(gaps)
     out = pl.concat(frames) if frames else pl.DataFrame(schema={"i": pl.Int64, "j": pl.Int64})
-    return out.select("i", "j", "same_order_owners", "bought_after", "bought_before", "median_days_after")
+    return out.select("i", "j", "timed_owners", "same_order_owners", "bought_after", "bought_before", "median_days_after")
+
+
+def scaled_timing(frame: pl.DataFrame) -> pl.DataFrame:
+    """:func:`pair_timing` counts scaled from the timed co-owners to all ``co_owners`` (unchanged when all were timed)."""
+    scale = pl.col("co_owners") / pl.col("timed_owners")
+    return frame.with_columns(
+        pl.when(pl.col("timed_owners") < pl.col("co_owners")).then((pl.col(c) * scale).round(0)).otherwise(pl.col(c))
+        .cast(pl.Int64).alias(c) for c in ("same_order_owners", "bought_after", "bought_before")
+    ).drop("timed_owners")
 
 
 CHECKOUT = "at checkout"
@@ -394,7 +418,7 @@ def association_rules(own: Ownership, pairs: pl.DataFrame, products: pl.DataFram
     owners = own.owners
     prod = own.products
     timing = pair_timing(own, pairs.select("i", "j"))
-    rules = pairs.select("i", "j", "co_owners").join(timing, on=["i", "j"], how="left").with_columns(
+    rules = scaled_timing(pairs.select("i", "j", "co_owners").join(timing, on=["i", "j"], how="left")).with_columns(
         pl.Series("antecedent_owners", owners[pairs["i"].to_numpy()]),
         pl.Series("consequent_owners", owners[pairs["j"].to_numpy()]),
     )

@@ -35,6 +35,7 @@ from segments.associations import (
     find_bundles,
     non_product_ids,
     pair_timing,
+    scaled_timing,
     strong_pairs,
     timing_label,
     validate_pattern,
@@ -221,8 +222,8 @@ def offer_timing(run: CrossSellRun, offers: pl.DataFrame, *, cited: str, offered
     frame = _product_index(own, cited, offers.select(cited, offered), "i")
     frame = _product_index(own, offered, frame, "j")
     pairs = frame.select("i", "j").drop_nulls().unique()
-    timed = pairs.join(pair_timing(own, pairs), on=["i", "j"], how="left").join(
-        run.model.pairs.select("i", "j", "co_owners"), on=["i", "j"], how="left")
+    timed = scaled_timing(pairs.join(pair_timing(own, pairs), on=["i", "j"], how="left").join(
+        run.model.pairs.select("i", "j", "co_owners"), on=["i", "j"], how="left"))
     timed = timed.with_columns(own.products.gather(timed["i"]).alias("_ante")).with_columns(timing_label(pl.col("_ante")).alias("timing"))
     out = frame.join(timed.select("i", "j", "timing"), on=["i", "j"], how="left", maintain_order="left")
     return out["timing"].fill_null(NO_PRODUCT_LINK)

@@ -289,3 +289,17 @@ def test_retail_rules_are_bounded_and_the_report_writes_all_three_files(runner, 
     result = runner.invoke(app, ["report", str(ONLINE_RETAIL), *RETAIL_FLAGS, "--method", "rfm", *[a for p in outputs for a in ("-o", str(p))]])
     assert result.exit_code == 0, result.output
     assert all(p.is_file() and p.stat().st_size > 10_000 for p in outputs)
+
+
+def test_timing_on_a_sample_of_customers_is_close_to_timing_on_all(sample_run):
+    from segments.associations import pair_timing, scaled_timing
+
+    own = sample_run.model.own
+    pairs = sample_run.model.pairs.filter(pl.col("co_owners") >= 200).select("i", "j", "co_owners")
+    full = scaled_timing(pairs.join(pair_timing(own, pairs), on=["i", "j"]))
+    sampled = scaled_timing(pairs.join(pair_timing(own, pairs, max_customers=1_000), on=["i", "j"]))  # every 5th customer
+    both = full.join(sampled, on=["i", "j", "co_owners"], suffix="_s")
+    assert both.height == pairs.height > 50
+    assert (both["bought_after"] - both["bought_after_s"]).abs().max() <= 0.2 * both["co_owners"].max()
+    after = both.filter(pl.col("bought_after") >= 100)
+    assert ((after["median_days_after_s"] / after["median_days_after"] - 1).abs() < 0.25).mean() > 0.9
