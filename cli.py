@@ -788,6 +788,7 @@ def report(
     campaign_end: Annotated[Optional[str], typer.Option("--campaign-end", help="Last day of the campaign window \\[default: the log's last day]", show_default=False)] = None,
     cost_per_contact: Annotated[float, typer.Option("--cost-per-contact", min=0.0, help="Campaign: cost of contacting one customer (for ROI)")] = 0.0,
     margin: Annotated[float, typer.Option("--margin", min=0.0, max=1.0, help="Campaign: share of revenue that is margin (for ROI)")] = 1.0,
+    exclude_customers: ExcludeCustomersOpt = None,
     exclude_products: ExcludeProductsOpt = None,
     method: MethodOpt = SegmentMethod.kmeans,
     k: KOpt = "auto",
@@ -819,7 +820,7 @@ def report(
     result = clvx.report(
         source.options(), title=title, calibration_end=_parse_date(calibration_end, "--calibration-end"),
         exclude_products=exclude_products, model=fitting.options(), clv=clv.options(), segments=segments, campaign=measured,
-        listener=listener,
+        exclude_customers=exclude_customers, listener=listener,
     )
     # Each format stands on its own: one that fails (a disk, a library's limit) costs only itself.
     failed = []

@@ -769,11 +769,14 @@ def report(
     clv: CLVOptions = CLVOptions(),
     segments: SegmentOptions = SegmentOptions(),
     campaign: CampaignOptions | None = None,
+    exclude_customers: str | Path | None = None,
     listener: Listener | None = None,
 ) -> ReportResult:
     """Everything a report shows: segments, CLV, cross-sell when products are known, backtests on request.
 
-    With ``campaign``, also a section comparing its treatment and control groups.
+    With ``campaign``, also a section comparing its treatment and control groups. With
+    ``exclude_customers`` (opt-outs), the customer list leaves those customers out; they
+    still count in the totals and the segments.
     """
     listener = _Recording(listener or Silent())
     offers = read_targets(campaign.targets) if campaign is not None else None
@@ -790,6 +793,13 @@ def report(
     if campaign is not None and offers is not None:
         measured, end = _measure_on(tx, offers, campaign, listener)
         data = replace(data, campaign=CampaignReport(measured, campaign.start, end))
+    if exclude_customers is not None:
+        opted_out = read_customer_ids(exclude_customers, tx)
+        n = _opted_out_count(data.customers, opted_out)
+        listener.notice(Notice("info", (
+            f"Opt-outs: {n:,} customers of {option('exclude_customers')} ({opted_out.len():,} ids) left out of the report's "
+            "customer list (they still count in the totals and segments).")))
+        data = replace(data, opted_out=opted_out)
     return ReportResult(data, tx, listener.tuple())
 
 

@@ -155,7 +155,10 @@ def campaign_note(data: ReportData) -> str:
 def customer_scores(data: ReportData) -> pl.DataFrame:
     cols = ["customer_id", "segment", "rfm_segment", "frequency", "days_since_last_purchase", "total_spend", "p_alive", "expected_purchases",
             "expected_avg_value", "clv"]
-    return data.customers.select([c for c in cols if c in data.customers.columns]).sort("clv", "customer_id", descending=[True, False])
+    customers = data.customers
+    if data.opted_out is not None:
+        customers = customers.filter(~pl.col("customer_id").is_in(data.opted_out.implode()))
+    return customers.select([c for c in cols if c in customers.columns]).sort("clv", "customer_id", descending=[True, False])
 
 
 # --------------------------------------------------------------------------- charts

@@ -344,6 +344,7 @@ class ReportData:
     clvx_version: str
     bundles: pl.DataFrame | None = None  # sets bought in one order, when orders are known
     campaign: Any = None  # a CampaignMeasurement with its window (start, end), when a campaign is measured
+    opted_out: pl.Series | None = None  # customer ids never listed one by one (they still count in totals)
 
 
 def build_report(

@@ -304,3 +304,22 @@ def test_timing_on_a_sample_of_customers_is_close_to_timing_on_all(sample_run):
         assert ((both[count] - both[f"{count}_s"]).abs() / both["co_owners"]).max() < 0.15
     after = both.filter(pl.col("bought_after") >= 200)  # about 100 timed co-owners each
     assert ((after["median_days_after_s"] / after["median_days_after"] - 1).abs() < 0.25).mean() > 0.9
+
+
+def test_report_measures_a_campaign_and_lists_no_opted_out_customer(tmp_path):
+    import clvx
+    from present.report import campaign_rows, customer_scores, markdown_report
+
+    targets = tmp_path / "t.csv"
+    offers = pl.DataFrame({"customer_id": [f"{k:06d}" for k in range(1, 401)], "product_id": "KT-01"})
+    hold_out_control(offers, 0.25, seed=1).write_csv(targets)
+    opt_outs = tmp_path / "optout.csv"
+    opt_outs.write_text("customer_id\n000001\n000003\n")
+    campaign = clvx.CampaignOptions(targets=targets, start=dt.date(2024, 7, 1), cost_per_contact=1.0, margin=0.4)
+    result = clvx.report(clvx.Source(), segments=clvx.SegmentOptions(method="rfm"), campaign=campaign, exclude_customers=opt_outs)
+    listed = customer_scores(result.data)["customer_id"]
+    assert listed.len() == result.data.customers.height - 2 and not listed.is_in(["000001", "000003"]).any()
+    rows = campaign_rows(result.data)
+    assert rows["level"].to_list()[:1] == ["overall"] and rows.row(0, named=True)["n_control"] == 100
+    assert "## Campaign: did the offers work?" in markdown_report(result.data)
+    assert any("Opt-outs: 2 customers" in n.text for n in result.notices)
