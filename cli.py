@@ -71,6 +71,7 @@ def _flag(*names: str, help: str, panel: str | None = None) -> Any:
 MethodOpt = Annotated[SegmentMethod, typer.Option("--method", help="How customers are segmented: kmeans (cluster value and behaviour) or rfm (the 11 named RFM segments)")]
 KOpt = Annotated[str, typer.Option("--k", help="Number of segments, or auto (3 to 8, chosen by silhouette among stable solutions)")]
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed; the same input and seed give the same output")]
+ExcludeCustomersOpt = Annotated[Optional[Path], typer.Option("--exclude-customers", help="File of customer ids to leave out of every export (opt-outs, no consent): a customer_id column or a single column; .csv, .parquet or .json", exists=True, dir_okay=False, show_default=False)]
 ExcludeProductsOpt = Annotated[Optional[str], typer.Option("--exclude-products", help="Regular expression of product ids or descriptions that are not products (added to the built-in rules)", show_default=False)]
 
 
@@ -387,7 +388,7 @@ def _base_type(annotation: Any) -> Any:
 
 # Options that name files a command writes, with the flag users type.
 OUTPUT_FLAGS = {"output": "--output", "assignments": "--assignments", "targets": "--targets",
-                "rules": "--rules", "save": "--save"}
+                "rules": "--rules", "bundles": "--bundles", "save": "--save"}
 
 
 def _outputs(kwargs: dict[str, Any], built: dict[str, Any]) -> list[Any]:
@@ -427,6 +428,12 @@ def _guard_outputs(built: dict[str, Any], kwargs: dict[str, Any], run: RunArgs) 
         inputs.append(("--config", run.config))
     if kwargs.get("model") is not None and isinstance(kwargs["model"], Path):
         inputs.append(("--model", kwargs["model"]))
+    if kwargs.get("exclude_customers") is not None:
+        inputs.append(("--exclude-customers", kwargs["exclude_customers"]))
+    if kwargs.get("offers") is not None:
+        inputs.append(("TARGETS", kwargs["offers"]))
+    if kwargs.get("campaign") is not None:
+        inputs.append(("--campaign", kwargs["campaign"]))
     for name, source in list(built.items()):
         if not isinstance(source, SourceArgs):
             continue
@@ -457,7 +464,7 @@ def _check_formats(built: dict[str, Any], kwargs: dict[str, Any]) -> None:
     for value in built.values():
         if isinstance(value, OutputArgs):
             value.emitter().format  # noqa: B018 - raises for a name it cannot tell
-    for name in ("assignments", "targets", "rules"):
+    for name in ("assignments", "targets", "rules", "bundles"):
         if kwargs.get(name) is not None:
             render.export_format(Path(kwargs[name]))
 
@@ -641,6 +648,7 @@ def segment(
     seed: SeedOpt = 42,
     explain: Annotated[bool, _flag("--explain", help="Show the candidate k with their scores")] = False,
     assignments: Annotated[Optional[Path], typer.Option("--assignments", help="Write one row per customer (segment, features, CLV) for CRM import; .csv, .parquet or .json", dir_okay=False, show_default=False)] = None,
+    exclude_customers: ExcludeCustomersOpt = None,
 ) -> None:
     """Customer segments a marketer can name and act on, profiled by size, revenue, CLV and churn risk.
 
@@ -653,7 +661,8 @@ def segment(
 
     listener = run.listener()
     segments = clvx.SegmentOptions(method=method.value, k=_parse_k(k), seed=seed)
-    result = clvx.segment(source.options(), model=fitting.options(), clv=clv.options(), segments=segments, listener=listener)
+    result = clvx.segment(source.options(), model=fitting.options(), clv=clv.options(), segments=segments,
+                          exclude_customers=exclude_customers, listener=listener)
     render.segmentation_notes(result.run, listener.reporter)
     if assignments is not None:
         render.write_assignments(result.run, assignments, raw=out.raw_csv)
@@ -677,7 +686,15 @@ def cross_sell(
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="Offers per customer in --targets")] = 5,
     max_offers: Annotated[Optional[int], typer.Option("--max-offers", min=1, max=100, help="Cap on offers per customer (contact fatigue); at most --top-k", show_default=False)] = None,
     allow_substitutes: Annotated[bool, _flag("--allow-substitutes", help="Also offer substitutes of what a customer owns (same category, rarely owned together)")] = False,
-    rules: Annotated[Optional[Path], typer.Option("--rules", help="Write association rules (support, confidence, lift, leverage, conviction, timing)", dir_okay=False, show_default=False)] = None,
+    rules: Annotated[Optional[Path], typer.Option("--rules", help="Write association rules (support, confidence, lift, leverage, conviction, timing), bounded by --min-support, --min-lift and --rules-per-product", dir_okay=False, show_default=False)] = None,
+    min_support: Annotated[float, typer.Option("--min-support", min=0.0, max=1.0, help="Rules: least share of customers owning both products")] = 0.005,
+    min_lift: Annotated[float, typer.Option("--min-lift", min=0.0, help="Rules: least lift (how many times likelier than by chance)")] = 1.5,
+    rules_per_product: Annotated[int, typer.Option("--rules-per-product", min=1, max=1000, help="Rules: the most confident rules kept per product bought first")] = 10,
+    bundles: Annotated[Optional[Path], typer.Option("--bundles", help="Write sets of 2-3 products bought together in one order (support, lift, attach rate, revenue); needs an order column", dir_okay=False, show_default=False)] = None,
+    bundle_min_support: Annotated[float, typer.Option("--bundle-min-support", min=0.0001, max=0.5, help="Bundles: least share of orders holding the whole set")] = 0.005,
+    top_bundles: Annotated[int, typer.Option("--top-bundles", min=1, max=10_000, help="Bundles: how many to keep, best attach rate first")] = 50,
+    control: Annotated[float, typer.Option("--control", min=0.0, max=0.9, help="Hold out this share of targeted customers per segment as a control group (group = control in --targets; do not contact them), e.g. 0.1")] = 0.0,
+    exclude_customers: ExcludeCustomersOpt = None,
     exclude_products: ExcludeProductsOpt = None,
     offer_horizon: Annotated[str, typer.Option("--offer-horizon", help="Horizon of expected buyers and revenue of offers: 90d, 12w, 6m")] = "90d",
     method: MethodOpt = SegmentMethod.kmeans,
@@ -697,7 +714,12 @@ def cross_sell(
     offers = clvx.CrossSellOptions(
         top=top, top_k=top_k, max_offers=max_offers, allow_substitutes=allow_substitutes, exclude_products=exclude_products,
         offer_horizon=_horizon(offer_horizon), targets=targets is not None, rules=rules is not None,
+        min_support=min_support, min_lift=min_lift, rules_per_product=rules_per_product, bundles=bundles is not None,
+        bundle_min_support=bundle_min_support, top_bundles=top_bundles, control=control, seed=seed,
+        exclude_customers=exclude_customers,
     )
+    if control > 0 and targets is None:
+        raise clvx.InputError("--control holds customers out of the --targets file: give --targets FILE too")
     segments = clvx.SegmentOptions(method=method.value, k=_parse_k(k), seed=seed)
     result = clvx.cross_sell(source.options(), model=fitting.options(), clv=clv.options(), segments=segments,
                              offers=offers, listener=listener)
@@ -710,7 +732,43 @@ def cross_sell(
         render.write_frame(result.rules, rules, raw=out.raw_csv)
         n_rules = result.rules.height
         when_written(lambda: listener.reporter.info(f"Wrote {n_rules:,} association rules to {rules}."))
+    if bundles is not None and result.bundles is not None:
+        render.write_frame(result.bundles, bundles, raw=out.raw_csv)
+        n_bundles = result.bundles.height
+        when_written(lambda: listener.reporter.info(f"Wrote {n_bundles:,} bundles to {bundles}."))
     render.crosssell_ranking(result.run, out.emitter())
+
+
+@command(
+    summary="Measure a campaign: treatment vs control uplift and ROI",
+    help_example="clvx measure offers.csv sales.parquet --start 2024-07-01 --cost-per-contact 0.5 --margin 0.3",
+)
+def measure(
+    offers: Annotated[Path, typer.Argument(metavar="TARGETS", help="The targets file cross-sell --targets --control wrote (with its group column)", exists=True, dir_okay=False)],
+    source: SourceArgs,
+    out: OutputArgs,
+    run: RunArgs,
+    start: Annotated[Optional[str], typer.Option("--start", help="First day of the campaign, YYYY-MM-DD (required)", show_default=False)] = None,
+    end: Annotated[Optional[str], typer.Option("--end", help="Last day of the campaign window, YYYY-MM-DD \\[default: the log's last day]", show_default=False)] = None,
+    cost_per_contact: Annotated[float, typer.Option("--cost-per-contact", min=0.0, help="Cost of contacting one treatment customer (for ROI)")] = 0.0,
+    margin: Annotated[float, typer.Option("--margin", min=0.0, max=1.0, help="Share of revenue that is margin, e.g. 0.3 (for ROI)")] = 1.0,
+    seed: SeedOpt = 42,
+) -> None:
+    """Did the campaign work? Treatment against control over the campaign window, overall, per segment and per offered product.
+
+    Conversion to the offered products, revenue per customer, incremental revenue with a 95% bootstrap interval
+    over customers, and ROI = (incremental revenue x margin - cost) / cost. "not significant" when the interval spans zero.
+    """
+    import clvx
+    from present import render
+
+    if start is None:
+        raise clvx.InputError("measure needs --start YYYY-MM-DD (or start in the --config file)")
+    first = _parse_date(start, "--start")
+    assert first is not None
+    result = clvx.measure(offers, source.options(), start=first, end=_parse_date(end, "--end"), cost_per_contact=cost_per_contact,
+                          margin=margin, seed=seed, listener=run.listener())
+    render.campaign_measurement(result, out.emitter())
 
 
 @command(
@@ -725,6 +783,12 @@ def report(
     output: Annotated[Optional[list[Path]], typer.Option("--output", "-o", help="Report file(s): .html (self-contained page), .xlsx (workbook) or .md; repeat for several (required)", dir_okay=False, show_default=False)] = None,
     calibration_end: Annotated[Optional[str], typer.Option("--calibration-end", help="Also backtest the forecast (and cross-sell) with a holdout from the day after this date", show_default=False)] = None,
     title: Annotated[str, typer.Option("--title", help="Report title")] = "Customer value report",
+    campaign: Annotated[Optional[Path], typer.Option("--campaign", help="Also measure a campaign: the targets file cross-sell --targets --control wrote (needs --campaign-start)", exists=True, dir_okay=False, show_default=False)] = None,
+    campaign_start: Annotated[Optional[str], typer.Option("--campaign-start", help="First day of the campaign, YYYY-MM-DD", show_default=False)] = None,
+    campaign_end: Annotated[Optional[str], typer.Option("--campaign-end", help="Last day of the campaign window \\[default: the log's last day]", show_default=False)] = None,
+    cost_per_contact: Annotated[float, typer.Option("--cost-per-contact", min=0.0, help="Campaign: cost of contacting one customer (for ROI)")] = 0.0,
+    margin: Annotated[float, typer.Option("--margin", min=0.0, max=1.0, help="Campaign: share of revenue that is margin (for ROI)")] = 1.0,
+    exclude_customers: ExcludeCustomersOpt = None,
     exclude_products: ExcludeProductsOpt = None,
     method: MethodOpt = SegmentMethod.kmeans,
     k: KOpt = "auto",
@@ -746,14 +810,38 @@ def report(
             raise clvx.InputError(f"cannot tell the report format of '{path}'; use .html, .xlsx or .md")
     listener = run.listener()
     segments = clvx.SegmentOptions(method=method.value, k=_parse_k(k), seed=seed)
+    measured = None
+    if campaign is not None:
+        start = _parse_date(campaign_start, "--campaign-start")
+        if start is None:
+            raise clvx.InputError("--campaign needs --campaign-start YYYY-MM-DD, the first day of the campaign")
+        measured = clvx.CampaignOptions(targets=campaign, start=start, end=_parse_date(campaign_end, "--campaign-end"),
+                                        cost_per_contact=cost_per_contact, margin=margin, seed=seed)
     result = clvx.report(
         source.options(), title=title, calibration_end=_parse_date(calibration_end, "--calibration-end"),
-        exclude_products=exclude_products, model=fitting.options(), clv=clv.options(), segments=segments, listener=listener,
+        exclude_products=exclude_products, model=fitting.options(), clv=clv.options(), segments=segments, campaign=measured,
+        exclude_customers=exclude_customers, listener=listener,
     )
+    # Each format stands on its own: one that fails (a disk, a library's limit) costs only itself.
+    failed = []
     for path in output:
-        with listener.step(f"Writing {path}"):
-            write_report(result.data, path)
+        try:
+            with listener.step(f"Writing {path}"):
+                write_report(result.data, path)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as exc:
+            reason = exc.marked if isinstance(exc, clvx.ClvxError) else f"{type(exc).__name__}: {exc}"
+            failed.append(f"{path} ({reason})")
+            continue
         when_written(functools.partial(listener.reporter.info, f"Wrote {path}."))
+    if failed:
+        from present.files import OutputError, fail_after_commit
+
+        error = OutputError(f"could not write the report {'; '.join(failed)}")
+        if len(failed) == len(output):
+            raise error
+        fail_after_commit(error)
 
 
 @command(

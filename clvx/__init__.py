@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -47,6 +47,8 @@ from clv.models import (
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from clv.sample import Sample, SampleSpec, bundled_sample_path, generate
 from clv.scalars import to_float
+from segments.associations import MIN_BUNDLE_SUPPORT, MIN_RULE_LIFT, MIN_RULE_SUPPORT, RULES_PER_PRODUCT, TOP_BUNDLES, RuleBounds
+from segments.campaign import CONTROL, CampaignMeasurement, hold_out_control, measure_campaign
 from segments.crosssell import CrossSellBacktest
 from segments.pipeline import (
     CROSS_SELL_HORIZON,
@@ -55,6 +57,7 @@ from segments.pipeline import (
     SegmentRun,
     build_report,
     crosssell_backtest,
+    crosssell_bundles,
     crosssell_rules,
     crosssell_targets,
     run_crosssell,
@@ -63,6 +66,7 @@ from segments.pipeline import (
 
 __all__ = [
     "CLVOptions",
+    "CampaignOptions",
     "ClvxError",
     "ColumnMapping",
     "CrossSellOptions",
@@ -71,6 +75,7 @@ __all__ = [
     "Horizon",
     "InputError",
     "Listener",
+    "MeasureResult",
     "ModelError",
     "ModelOptions",
     "Notice",
@@ -87,7 +92,9 @@ __all__ = [
     "cross_sell",
     "fit",
     "load",
+    "measure",
     "predict",
+    "read_customer_ids",
     "report",
     "rfm",
     "sample",
@@ -177,6 +184,15 @@ class CrossSellOptions:
     offer_horizon: Horizon = CROSS_SELL_HORIZON
     targets: bool = False
     rules: bool = False
+    min_support: float = MIN_RULE_SUPPORT  # rules: share of customers owning both
+    min_lift: float = MIN_RULE_LIFT
+    rules_per_product: int = RULES_PER_PRODUCT
+    bundles: bool = False
+    bundle_min_support: float = MIN_BUNDLE_SUPPORT  # bundles: share of orders holding the set
+    top_bundles: int = TOP_BUNDLES
+    control: float = 0.0  # share of targeted customers held out as a control group
+    seed: int = 42  # of the control group draw
+    exclude_customers: str | Path | None = None  # opt-outs: never in any export
 
 
 # --------------------------------------------------------------------------- progress
@@ -323,6 +339,8 @@ class CrossSellResult:
     rules: pl.DataFrame | None
     transactions: Transactions
     notices: tuple[Notice, ...]
+    bundles: pl.DataFrame | None = None
+    opted_out: int = 0  # customers of the log left out of every export by exclude_customers
 
 
 @dataclass(frozen=True)
@@ -526,15 +544,24 @@ def segment(
     model: ModelOptions = ModelOptions(),
     clv: CLVOptions = CLVOptions(),
     segments: SegmentOptions = SegmentOptions(),
+    exclude_customers: str | Path | None = None,
     listener: Listener | None = None,
 ) -> SegmentResult:
-    """Customer segments a marketer can name, profiled by size, revenue, CLV and churn risk."""
+    """Customer segments a marketer can name, profiled by size, revenue, CLV and churn risk.
+
+    With ``exclude_customers`` (a file of opted-out ids) the assignments leave those
+    customers out; the segments and their profile are still fitted on everyone.
+    """
     listener = _Recording(listener or Silent())
     tx = load(source, listener)
     run = run_segmentation(
         tx, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
         engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step,
     )
+    if exclude_customers is not None:
+        opted_out = read_customer_ids(exclude_customers, tx)
+        kept = _without_opt_outs(run.segmentation.assignments, opted_out, "assignments", listener)
+        run = replace(run, segmentation=replace(run.segmentation, assignments=kept))
     listener.extend(data_notices(run.segmentation.assignments, history_days=_log_days(tx)))
     listener.extend(fit_notices(run.bgnbd, run.gamma_gamma))
     return SegmentResult(run, tx, listener.tuple())
@@ -559,14 +586,177 @@ def cross_sell(
     )
     listener.extend(data_notices(run.segments.segmentation.assignments, history_days=_log_days(tx)))
     listener.extend(fit_notices(run.segments.bgnbd, run.segments.gamma_gamma))
-    targets = rules = None
+    targets = rules = bundles = None
+    opted_out = read_customer_ids(offers.exclude_customers, tx) if offers.exclude_customers is not None else None
     if offers.targets:
         with listener.step("Scoring offers per customer"):
             targets = crosssell_targets(run, top_k=offers.top_k, max_offers=offers.max_offers,
                                         allow_substitutes=offers.allow_substitutes)
+        if opted_out is not None:
+            targets = _without_opt_outs(targets, opted_out, "offers", listener)
+        if offers.control > 0:
+            targets = hold_out_control(targets, offers.control, seed=offers.seed)
+            n_control = targets.filter(pl.col("group") == CONTROL)["customer_id"].n_unique()
+            listener.notice(Notice("info", (
+                f"Control group: {n_control:,} of {targets['customer_id'].n_unique():,} targeted customers "
+                f"({offers.control:.0%} of each segment, seed {offers.seed}) are marked group = control: do not contact them; "
+                "measure the campaign with clvx measure")))
     if offers.rules:
-        rules = crosssell_rules(run)
-    return CrossSellResult(run, targets, rules, tx, listener.tuple())
+        bounds = RuleBounds(min_support=offers.min_support, min_lift=offers.min_lift, per_product=offers.rules_per_product)
+        with listener.step("Writing association rules"):
+            kept = crosssell_rules(run, bounds)
+        rules = kept.rules
+        if kept.n_dropped:
+            listener.notice(Notice("info", (
+                f"Kept {rules.height:,} of {kept.n_candidates:,} association rules (support >= {bounds.min_support:.2%}, "
+                f"lift >= {bounds.min_lift:g}, the {bounds.per_product} most confident per product); {kept.n_dropped:,} dropped: "
+                f"change {option('min_support')}, {option('min_lift')} or {option('rules_per_product')} to keep more")))
+    if offers.bundles:
+        with listener.step("Finding bundles bought in one order"):
+            found = crosssell_bundles(run, tx, min_support=offers.bundle_min_support, top=offers.top_bundles)
+        bundles = found.bundles
+        if found.n_candidates > bundles.height:
+            listener.notice(Notice("info", (
+                f"Kept the top {bundles.height:,} of {found.n_candidates:,} bundles bought in at least "
+                f"{offers.bundle_min_support:.2%} of orders; change {option('bundle_min_support')} or {option('top_bundles')} to see more")))
+    assignments = run.segments.segmentation.assignments
+    return CrossSellResult(run, targets, rules, tx, listener.tuple(), bundles=bundles,
+                           opted_out=_opted_out_count(assignments, opted_out))
+
+
+def read_customer_ids(path: str | Path, tx: Transactions | None = None) -> pl.Series:
+    """Customer ids from a file (CSV, Parquet or JSON): its ``customer_id`` column, the log's customer column, or its only column.
+
+    Ids are read as text, exactly as written (``00042`` stays ``00042``), as the log's are.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{option('exclude_customers', str(path))}: file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pl.read_parquet(path)
+        elif suffix == ".json":
+            frame = pl.read_json(path)
+        else:
+            frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise InputError(f"{option('exclude_customers', str(path))} cannot be read as a table of customer ids ({str(exc).splitlines()[0]})") from None
+    original = tx.columns.customer if tx is not None else None
+    names = [c for c in ("customer_id", original) if c and c in frame.columns]
+    if not names and frame.width == 1:
+        names = frame.columns
+    if not names:
+        raise InputError(f"{option('exclude_customers', str(path))} has no customer_id column (columns: {', '.join(frame.columns[:8])}); "
+                         "name the column customer_id, or give a file with one column")
+    return frame[names[0]].cast(pl.String).str.strip_chars().drop_nulls().unique()
+
+
+def _without_opt_outs(frame: pl.DataFrame, opted_out: pl.Series, what: str, listener: Listener) -> pl.DataFrame:
+    kept = frame.filter(~pl.col("customer_id").is_in(opted_out.implode()))
+    n_customers = frame.filter(pl.col("customer_id").is_in(opted_out.implode()))["customer_id"].n_unique()
+    listener.notice(Notice("info", (
+        f"Opt-outs: {n_customers:,} customers of {option('exclude_customers')} ({opted_out.len():,} ids) left out of the {what} "
+        f"({frame.height - kept.height:,} rows).")))
+    return kept
+
+
+def _opted_out_count(assignments: pl.DataFrame, opted_out: pl.Series | None) -> int:
+    if opted_out is None:
+        return 0
+    return assignments.filter(pl.col("customer_id").is_in(opted_out.implode())).height
+
+
+@dataclass(frozen=True)
+class MeasureResult:
+    measurement: CampaignMeasurement
+    start: dt.date
+    end: dt.date
+    transactions: Transactions
+    notices: tuple[Notice, ...]
+
+
+def read_targets(path: str | Path) -> pl.DataFrame:
+    """A targets file written by ``cross-sell --targets`` (CSV, Parquet or JSON), ids as text."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pl.read_parquet(path)
+        elif suffix == ".json":
+            frame = pl.read_json(path)
+        else:
+            frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise InputError(f"TARGETS {path} cannot be read ({str(exc).splitlines()[0]}); give the file cross-sell --targets wrote") from None
+    missing = [c for c in ("customer_id", "product_id", "group") if c not in frame.columns]
+    if missing:
+        hint = f"write it with {option('control', 0.1)}" if missing == ["group"] else "give the file cross-sell --targets wrote"
+        raise InputError(f"TARGETS {path} has no {', '.join(missing)} column; {hint}")
+    cols = [c for c in ("customer_id", "product_id", "group", "segment") if c in frame.columns]
+    # A CSV written for spreadsheets starts text cells such as '=1 with a quote: read them back as written.
+    return frame.select(pl.col(c).cast(pl.String).str.strip_chars().str.replace(r"^'([=+\-@])", "$1") for c in cols)
+
+
+@dataclass(frozen=True)
+class CampaignReport:
+    """A measured campaign for the report: the comparison and its window."""
+
+    measurement: CampaignMeasurement
+    start: dt.date
+    end: dt.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignOptions:
+    """A campaign to measure: the targets file written with a control group, the window, the economics."""
+
+    targets: str | Path
+    start: dt.date
+    end: dt.date | None = None
+    cost_per_contact: float = 0.0
+    margin: float = 1.0
+    seed: int = 42
+
+
+def _measure_on(tx: Transactions, offers: pl.DataFrame, campaign: CampaignOptions, listener: Listener) -> tuple[CampaignMeasurement, dt.date]:
+    start = campaign.start
+    end = campaign.end or tx.as_of
+    if end < start:
+        raise InputError(f"{option('end', end)} is before {option('start', start)}; the campaign window must run forward")
+    first = tx.quality.first_date.date() if tx.quality.first_date else None
+    if start > tx.as_of or (first is not None and end < first):
+        raise InputError(f"the window {start} to {end} holds no purchase of the log ({first} to {tx.as_of}); check {option('start')}")
+    lo = dt.datetime.combine(start, dt.time())
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time())
+    window = collect(tx.frame.filter((pl.col("date") >= lo) & (pl.col("date") < hi) & pl.col("product_id").is_not_null())
+                     .select("customer_id", "product_id", "amount"))
+    with listener.step("Comparing treatment and control"):
+        result = measure_campaign(offers, window, cost_per_contact=campaign.cost_per_contact, margin=campaign.margin, seed=campaign.seed)
+    if campaign.cost_per_contact == 0:
+        listener.notice(Notice("info", f"No contact cost given, so ROI is not computed; give {option('cost_per_contact')}"))
+    return result, end
+
+
+def measure(
+    targets: str | Path,
+    source: Source,
+    *,
+    start: dt.date,
+    end: dt.date | None = None,
+    cost_per_contact: float = 0.0,
+    margin: float = 1.0,
+    seed: int = 42,
+    n_bootstrap: int = 2_000,
+    listener: Listener | None = None,
+) -> MeasureResult:
+    """Treatment against control after a campaign: conversion, revenue per customer, incremental revenue (95% interval), ROI."""
+    listener = _Recording(listener or Silent())
+    offers = read_targets(targets)
+    tx = load(source, listener, need=("product",))
+    campaign = CampaignOptions(targets=targets, start=start, end=end, cost_per_contact=cost_per_contact, margin=margin, seed=seed)
+    result, end = _measure_on(tx, offers, campaign, listener)
+    return MeasureResult(result, start, end, tx, listener.tuple())
 
 
 def report(
@@ -578,11 +768,19 @@ def report(
     model: ModelOptions = ModelOptions(),
     clv: CLVOptions = CLVOptions(),
     segments: SegmentOptions = SegmentOptions(),
+    campaign: CampaignOptions | None = None,
+    exclude_customers: str | Path | None = None,
     listener: Listener | None = None,
 ) -> ReportResult:
-    """Everything a report shows: segments, CLV, cross-sell when products are known, backtests on request."""
+    """Everything a report shows: segments, CLV, cross-sell when products are known, backtests on request.
+
+    With ``campaign``, also a section comparing its treatment and control groups. With
+    ``exclude_customers`` (opt-outs), the customer list leaves those customers out; they
+    still count in the totals and the segments.
+    """
     listener = _Recording(listener or Silent())
-    tx = load(source, listener)
+    offers = read_targets(campaign.targets) if campaign is not None else None
+    tx = load(source, listener, need=("product",) if campaign is not None else ())
     if calibration_end is not None:
         _check_calibration_end(calibration_end, tx)
     data = build_report(
@@ -592,6 +790,16 @@ def report(
     )
     listener.extend(data_notices(data.customers, history_days=_log_days(tx)))
     listener.extend(fit_notices(data.segments.bgnbd, data.segments.gamma_gamma))
+    if campaign is not None and offers is not None:
+        measured, end = _measure_on(tx, offers, campaign, listener)
+        data = replace(data, campaign=CampaignReport(measured, campaign.start, end))
+    if exclude_customers is not None:
+        opted_out = read_customer_ids(exclude_customers, tx)
+        n = _opted_out_count(data.customers, opted_out)
+        listener.notice(Notice("info", (
+            f"Opt-outs: {n:,} customers of {option('exclude_customers')} ({opted_out.len():,} ids) left out of the report's "
+            "customer list (they still count in the totals and segments).")))
+        data = replace(data, opted_out=opted_out)
     return ReportResult(data, tx, listener.tuple())
 
 

@@ -9,7 +9,9 @@ Three rules, applied to every file clvx writes:
 * **All or nothing.** Inside :func:`transaction`, each write goes to a temporary file beside
   its target; only when the whole command has succeeded are the temporary files renamed
   over their targets. A failed or interrupted run changes no file and leaves no temporary
-  file behind.
+  file behind. Outputs that stand on their own (the formats of one report) can opt out
+  with :func:`fail_after_commit`: the others are written, then the command fails naming
+  the one that could not be.
 * **Atomic where a file can be replaced, written through where it cannot.** A regular
   file is replaced by rename (a reader, or a concurrent run, sees one complete output). A
   symlink keeps pointing where it did and its target is replaced. A character device, FIFO
@@ -148,6 +150,7 @@ class _Staged:
 class _Transaction:
     staged: list[_Staged] = field(default_factory=list)
     written: list[Callable[[], None]] = field(default_factory=list)  # run once every file is in place
+    failures: list[ClvxError] = field(default_factory=list)  # raised once the other files are in place
 
 
 _active: list[_Transaction] = []
@@ -263,6 +266,13 @@ def when_written(callback: Callable[[], None]) -> None:
         callback()
 
 
+def fail_after_commit(error: ClvxError) -> None:
+    """Let the other outputs of this run be written, then fail with ``error`` (at once outside a transaction)."""
+    if not _active:
+        raise error
+    _active[-1].failures.append(error)
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
@@ -293,3 +303,7 @@ def transaction() -> Iterator[None]:
         done.append(item.target)
     for callback in tx.written:
         callback()
+    if tx.failures:
+        first = tx.failures[0]
+        text = "; ".join(f.marked for f in tx.failures)
+        raise type(first)(f"{text}; written: {', '.join(map(str, done))}" if done else text)

@@ -36,7 +36,7 @@ from present.files import OutputError, atomic_write, atomic_write_bytes, is_stdo
 from present.formats import Format  # defined light for the command line's choices
 
 TABLE_MAX_ROWS = 25
-SHARE_SUFFIXES = ("_share", "penetration", "churn_risk", "hit_rate", "precision", "recall", "coverage", "bias")
+SHARE_SUFFIXES = ("_share", "penetration", "churn_risk", "hit_rate", "precision", "recall", "coverage", "bias", "attach_rate")
 PROBABILITY_COLUMNS = ("p_alive", "mean_p_alive", "score", "confidence")
 
 
@@ -123,7 +123,7 @@ SIGNIFICANT_DIGITS = 6
 MONEY_NAMES = ("monetary_value", "total_spend", "spend_per_purchase", "expected_avg_value", "avg_order_value",
                "expected_spend", "revenue", "expected_revenue", "actual_total_revenue")
 MONEY_PARTS = ("revenue", "spend", "clv")
-COUNT_NAMES = ("rank", "owners", "white_space", "orders_together", "days_since_last_purchase")
+COUNT_NAMES = ("rank", "owners", "white_space", "bought_after", "days_since_last_purchase")
 COUNT_PARTS = ("_owners",)
 
 
@@ -193,7 +193,7 @@ def frame_bytes(df: pl.DataFrame, fmt: Format, *, raw: bool = False) -> bytes:
 
 
 def _is_share(name: str) -> bool:
-    return name.endswith(SHARE_SUFFIXES) or name.startswith(("hit_rate", "precision", "recall", "revenue_captured", "coverage"))
+    return name.endswith(SHARE_SUFFIXES) or name.startswith(("hit_rate", "precision", "recall", "revenue_captured", "coverage", "conversion_"))
 
 
 def format_cell(name: str, value: Any, decimals: int = 2) -> str:

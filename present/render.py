@@ -374,6 +374,8 @@ RANKING_HEADERS = {
 def crosssell_ranking(run, emitter: Emitter) -> None:
     s = horizon_suffix(run.offer_horizon)
     ranking = with_horizon(run.ranking, run.offer_horizon, OFFER_COLUMNS)
+    if emitter.format.value == "table":  # the timing names the companion; files keep it in a column of its own
+        ranking = ranking.drop("companion", "companion_description", strict=False)
     emitter.rows(
         ranking,
         title="Cross-sell: products to push per segment",
@@ -381,7 +383,9 @@ def crosssell_ranking(run, emitter: Emitter) -> None:
             f"Top {ranking['rank'].max() or 0} products per segment by expected revenue over {run.offer_horizon.label} from the segment's "
             "non-owners: expected buyers = the sum of their offer scores (P(they buy in the horizon) x how strongly "
             "what they own and their segment point to the product); revenue = buyers x the product's median line value. "
-            "index = segment penetration / overall penetration, shrunk toward 1 for products with few owners."
+            "index = segment penetration / overall penetration, shrunk toward 1 for products with few owners. timing: at checkout "
+            "when most co-owners of the product and its most frequent companion bought both in one order, else a follow-up the "
+            "median days after buying the companion."
         ),
         headers={(f"{k}_{s}" if k in OFFER_COLUMNS else k): v for k, v in RANKING_HEADERS.items()},
         decimals={"index": 2, f"expected_buyers_{s}": 1},
@@ -420,3 +424,40 @@ def export_format(path: Path) -> Format:
 def write_frame(frame: pl.DataFrame, path: Path, *, raw: bool = False) -> None:
     """A frame to a file in the format of its extension; ``raw`` CSV skips the spreadsheet-formula guard."""
     atomic_write_bytes(path, frame_bytes(frame, export_format(path), raw=raw))
+
+
+# --------------------------------------------------------------------------- campaign
+
+MEASURE_HEADERS = {
+    "n_treatment": "treated", "n_control": "control", "conversion_treatment": "conversion\ntreated",
+    "conversion_control": "conversion\ncontrol", "revenue_per_customer_treatment": "revenue /\ncustomer\ntreated",
+    "revenue_per_customer_control": "revenue /\ncustomer\ncontrol", "incremental_revenue": "incremental\nrevenue",
+    "incremental_revenue_lower_95": "95% low", "incremental_revenue_upper_95": "95% high", "roi": "ROI",
+    "roi_lower_95": "ROI\n95% low", "roi_upper_95": "ROI\n95% high",
+}
+
+
+def campaign_dict(result) -> dict:
+    m = result.measurement
+    return {"start": result.start, "end": result.end, "n_treatment": m.n_treatment, "n_control": m.n_control,
+            "n_bootstrap": m.n_bootstrap, "cost_per_contact": m.cost_per_contact, "margin": m.margin, "rows": m.table.to_dicts()}
+
+
+def campaign_measurement(result, emitter: Emitter) -> None:
+    """Treatment against control: a table (overall first), or one row per level in files."""
+    m = result.measurement
+    table = m.table
+    if emitter.format.value == "json":
+        emitter.obj(campaign_dict(result), [], {"measurement": table})
+        return
+    caption = (
+        f"{m.n_treatment:,} treated and {m.n_control:,} control customers, purchases {result.start} to {result.end}. Conversion = "
+        "share who bought a product offered to them (per product: that product); revenue per customer counts every purchase "
+        "(per product: that product's); incremental revenue = (treated - control revenue per customer) x treated, with a 95% "
+        f"bootstrap interval over customers ({m.n_bootstrap:,} resamples); ROI = (incremental revenue x margin {m.margin:.0%} - cost) / cost "
+        f"at {m.cost_per_contact:,.2f} per contact. Not significant: the interval spans zero."
+    )
+    emitter.rows(table, title="Campaign: treatment against control", caption=caption, headers=MEASURE_HEADERS,
+                 decimals={"roi": 2, "roi_lower_95": 2, "roi_upper_95": 2, "conversion_treatment": 3, "conversion_control": 3}, noun="rows",
+                 priority=("key", "verdict", "incremental_revenue", "incremental_revenue_lower_95", "incremental_revenue_upper_95", "roi",
+                           "conversion_treatment", "conversion_control"))

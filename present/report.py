@@ -35,6 +35,14 @@ PALETTE = ("#1b4965", "#5fa8d3", "#62b6cb", "#bee9e8", "#cae9ff", "#ef8354", "#f
 FREQUENCY_BINS = (0, 1, 2, 3, 5, 10)  # lower edges: 0, 1, 2, 3-4, 5-9, 10+
 RECENCY_BINS_DAYS = (0, 30, 90, 180, 365, 730)
 MAX_HEATMAP_PRODUCTS = 12
+# A sheet holds at most this many rows of a table (Excel's own limit is 1,048,576), with a
+# note under the table saying how many there were and how to export them all.
+MAX_SHEET_ROWS = 100_000
+FULL_EXPORTS = {
+    "customer scores": "clvx predict INPUT -o scores.csv (or clvx segment INPUT --assignments a.csv)",
+    "rules": "clvx cross-sell INPUT --rules rules.csv",
+    "bundles": "clvx cross-sell INPUT --bundles bundles.csv",
+}
 
 
 def write_report(data: ReportData, path: Path) -> None:
@@ -98,15 +106,59 @@ def methodology(data: ReportData) -> list[tuple[str, str]]:
 def top_targets(data: ReportData) -> pl.DataFrame | None:
     if data.cross_sell is None:
         return None
-    keep = [c for c in ("segment", "rank", "product_id", "description", "category", "penetration", "index", "expected_buyers", "expected_revenue")
-            if c in data.cross_sell.ranking.columns]
+    keep = [c for c in ("segment", "rank", "product_id", "description", "category", "penetration", "index", "expected_buyers", "expected_revenue",
+                        "timing") if c in data.cross_sell.ranking.columns]
     return data.cross_sell.ranking.select(keep)
+
+
+REPORT_BUNDLES = 10  # bundles shown in the page and the Markdown; the workbook has them all
+
+
+def top_bundles(data: ReportData) -> pl.DataFrame | None:
+    if data.bundles is None or data.bundles.height == 0:
+        return None
+    names = [c for c in ("description_1", "description_2", "description_3") if c in data.bundles.columns]
+    ids = ["product_1", "product_2", "product_3"]
+    label = [pl.concat_str(pl.col(i), *([pl.lit(" "), pl.col(n)] if n in names else []), ignore_nulls=False) for i, n in
+             zip(ids, ("description_1", "description_2", "description_3"), strict=True)]
+    return data.bundles.head(REPORT_BUNDLES).select(
+        "rank", pl.concat_list(label).list.drop_nulls().list.join(" + ").alias("products"), "orders", "support", "lift", "attach_rate", "revenue")
+
+
+CAMPAIGN_COLUMNS = ["level", "key", "n_treatment", "n_control", "conversion_treatment", "conversion_control", "incremental_revenue",
+                    "incremental_revenue_lower_95", "incremental_revenue_upper_95", "roi", "verdict"]
+CAMPAIGN_HEADERS = {"n_treatment": "treated", "n_control": "control", "conversion_treatment": "conversion treated",
+                    "conversion_control": "conversion control", "incremental_revenue": "incremental revenue",
+                    "incremental_revenue_lower_95": "95% low", "incremental_revenue_upper_95": "95% high", "roi": "ROI"}
+REPORT_CAMPAIGN_PRODUCTS = 10  # products shown in the page and the Markdown (largest incremental revenue); the workbook has all
+
+
+def campaign_rows(data: ReportData) -> pl.DataFrame | None:
+    """Overall and per-segment rows, then the products with most incremental revenue either way."""
+    if data.campaign is None:
+        return None
+    table = data.campaign.measurement.table
+    products = table.filter(pl.col("level") == "product").sort(pl.col("incremental_revenue").abs(), nulls_last=True, descending=True)
+    return pl.concat([table.filter(pl.col("level") != "product"), products.head(REPORT_CAMPAIGN_PRODUCTS)]).select(CAMPAIGN_COLUMNS)
+
+
+def campaign_note(data: ReportData) -> str:
+    c = data.campaign
+    m = c.measurement
+    return (f"{m.n_treatment:,} contacted customers against {m.n_control:,} held out, purchases {c.start} to {c.end}. Incremental "
+            "revenue = (contacted - held-out revenue per customer) x contacted customers, with a 95% bootstrap interval over "
+            f"customers; ROI = (incremental revenue x margin {m.margin:.0%} - cost) / cost at {m.cost_per_contact:,.2f} per contact. "
+            "Not significant: the interval spans zero. Products: the 10 with most incremental revenue either way; about 1 in 20 "
+            "product rows shows an effect by chance.")
 
 
 def customer_scores(data: ReportData) -> pl.DataFrame:
     cols = ["customer_id", "segment", "rfm_segment", "frequency", "days_since_last_purchase", "total_spend", "p_alive", "expected_purchases",
             "expected_avg_value", "clv"]
-    return data.customers.select([c for c in cols if c in data.customers.columns]).sort("clv", "customer_id", descending=[True, False])
+    customers = data.customers
+    if data.opted_out is not None:
+        customers = customers.filter(~pl.col("customer_id").is_in(data.opted_out.implode()))
+    return customers.select([c for c in cols if c in customers.columns]).sort("clv", "customer_id", descending=[True, False])
 
 
 # --------------------------------------------------------------------------- charts
@@ -356,6 +408,22 @@ def html_report(data: ReportData) -> str:
             _figure_html(chart_cross_sell(data.cross_sell), "Segment x product index for the products with most expected revenue "
                                                              "(orange: over-indexed, purple: under-indexed)."),
         ]
+    campaign = campaign_rows(data)
+    if campaign is not None:
+        parts += [
+            "<h2>Campaign: did the offers work?</h2>",
+            f'<p class="note">{html.escape(campaign_note(data))}</p>',
+            _html_table(campaign, CAMPAIGN_HEADERS, {"roi": 2}),
+        ]
+    bundles = top_bundles(data)
+    if bundles is not None:
+        parts += [
+            "<h2>Bundles: bought together in one order</h2>",
+            '<p class="note">Sets of 2-3 products found together in one order, by attach rate: of the orders with the set\'s most '
+            "ordered product, the share that held the whole set. Support = share of all orders; lift = how many times likelier than "
+            "by chance; revenue = what the set earned in those orders.</p>",
+            _html_table(bundles, {"attach_rate": "attach rate"}),
+        ]
     if data.cross_sell_backtest is not None:
         cb = data.cross_sell_backtest
         rows = pl.DataFrame({
@@ -428,6 +496,12 @@ def markdown_report(data: ReportData) -> str:
         parts += ["", "## Holdout backtest", "", markdown_table(data.backtest.by_frequency, {c: 3 for c in data.backtest.by_frequency.columns})]
     if data.cross_sell is not None:
         parts += ["", "## Cross-sell targets per segment", "", markdown_table(top_targets(data), {"expected_buyers": 1})]
+    bundles = top_bundles(data)
+    if bundles is not None:
+        parts += ["", "## Bundles bought together in one order", "", markdown_table(bundles)]
+    campaign = campaign_rows(data)
+    if campaign is not None:
+        parts += ["", "## Campaign: did the offers work?", "", md(campaign_note(data)), "", markdown_table(campaign, {"roi": 2})]
     parts += ["", "## Methodology", ""] + [f"- **{k}**: {md(v)}" for k, v in methodology(data)]
     return "\n".join(parts) + "\n"
 
@@ -448,13 +522,16 @@ XLSX_HEADERS = {
     "population_penetration": "% of all customers own it", "index": "Index", "white_space": "Non-owners in segment",
     "expected_buyers": "Expected buyers", "expected_revenue": "Expected revenue", "antecedent": "If bought",
     "consequent": "Then buys", "antecedent_owners": "Owners of first", "consequent_owners": "Owners of second",
-    "co_owners": "Owners of both", "orders_together": "Orders with both", "support": "Support", "confidence": "Confidence",
+    "co_owners": "Owners of both", "same_order_owners": "Owners of both who bought them in one order",
+    "bought_after": "Owners of both who bought the second later", "support": "Support", "confidence": "Confidence",
     "lift": "Lift", "leverage": "Leverage", "conviction": "Conviction", "timing": "Timing",
-    "mean_days_between": "Mean days between",
+    "median_days_after": "Median days after the first", "antecedent_description": "If bought (name)",
+    "consequent_description": "Then buys (name)", "because_of": "Because they bought", "because_of_description": "Because they bought (name)",
+    "companion": "Most often owned with", "companion_description": "Most often owned with (name)",
 }
 # Per sheet, where one column name means something narrower there.
 SHEET_HEADERS = {"segments": {"expected_purchases_90d": "Expected purchases, next 90 days (segment total)"}}
-WHOLE_DAYS = ("days_since_last_purchase", "median_days_since_last_purchase", "mean_days_between", "median_frequency")
+WHOLE_DAYS = ("days_since_last_purchase", "median_days_since_last_purchase", "median_days_after", "median_frequency")
 
 
 def xlsx_header(name: str, sheet: str = "") -> str:
@@ -489,6 +566,8 @@ def _xlsx_table(wb, name: str, frame: pl.DataFrame, header_format: dict, headers
     headers = headers or {}
     ws = wb.add_worksheet(name)
     head = wb.add_format(header_format)
+    n_rows = frame.height
+    frame = frame.head(MAX_SHEET_ROWS)
     columns = []
     for col, (column, dtype) in enumerate(frame.schema.items()):
         number_format = xlsx_number_format(column, dtype)
@@ -509,6 +588,10 @@ def _xlsx_table(wb, name: str, frame: pl.DataFrame, header_format: dict, headers
                     ws.write_string(row, col, format_cell(column, v))
     ws.add_table(0, 0, max(frame.height, 1), max(frame.width - 1, 0),
                  {"columns": columns, "style": "Table Style Light 9", "autofilter": True})
+    if n_rows > frame.height:
+        how = FULL_EXPORTS.get(name, "the command's --output")
+        ws.write_string(frame.height + 2, 0, f"Showing the first {frame.height:,} of {n_rows:,} rows (a sheet holds at most "
+                                              f"{MAX_SHEET_ROWS:,} here); for all of them: {how}")
     ws.freeze_panes(1, 0)
     ws.autofit()
 
@@ -552,6 +635,10 @@ def xlsx_report(data: ReportData, path: Path) -> None:
         sheets.append(("cross-sell ranking", data.cross_sell.ranking))
     if data.rules is not None:
         sheets.append(("rules", data.rules))
+    if data.bundles is not None:
+        sheets.append(("bundles", data.bundles))
+    if data.campaign is not None:
+        sheets.append(("campaign", data.campaign.measurement.table))
     created = dt.datetime.combine(data.as_of, dt.time())
     with xlsxwriter.Workbook(str(path), XLSX_OPTIONS) as wb:
         wb.set_properties({"title": data.title, "created": created, "author": "clvx"})

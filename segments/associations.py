@@ -51,6 +51,7 @@ class Ownership:
     customers: pl.Series
     products: pl.Series
     baskets: sparse.csr_matrix | None  # order x product, when orders are known
+    basket_customer: np.ndarray | None = None  # customer row (in X) of each basket row
 
     @property
     def owners(self) -> np.ndarray:
@@ -171,19 +172,26 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     X = sparse.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=shape)
     T = sparse.csr_matrix((days, (rows, cols)), shape=shape)
     del first
-    baskets = None
+    baskets = basket_customer = None
     if "order_id" in lines.collect_schema().names():
         orders = collect(
-            lines.select("order_id", "product_id").drop_nulls("order_id").unique()
+            lines.select("order_id", "product_id", "customer_id").drop_nulls("order_id")
+            .group_by("order_id", "product_id").agg(pl.col("customer_id").min())
             .join(prod_idx.lazy(), on="product_id")
-            .select(pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1, "_j")
+            .join(cust_idx.lazy(), on="customer_id", how="left")
+            .select(pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1, "_j", pl.col("_u").fill_null(-1))
         )
         if orders.height:
+            n_orders = to_int(orders["_o"].max()) + 1
             baskets = sparse.csr_matrix(
                 (np.ones(orders.height), (orders["_o"].to_numpy(), orders["_j"].to_numpy())),
-                shape=(to_int(orders["_o"].max()) + 1, len(products)),
+                shape=(n_orders, len(products)),
             )
-    return Ownership(X, T, customers, products, baskets)
+            # An order id shared by two customers (bad data) belongs to the first of them.
+            per_order = orders.group_by("_o").agg(pl.col("_u").min())
+            basket_customer = np.full(n_orders, -1, dtype=np.int64)
+            basket_customer[per_order["_o"].to_numpy()] = per_order["_u"].to_numpy()
+    return Ownership(X, T, customers, products, baskets, basket_customer)
 
 
 def _blocks(n_cols: int, nnz_per_col: float) -> list[tuple[int, int]]:
@@ -244,41 +252,197 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame
     return pairs.sort("i", "j")
 
 
-def association_rules(own: Ownership, pairs: pl.DataFrame) -> pl.DataFrame:
-    """Rules ``antecedent -> consequent`` with counts, support, confidence, lift, leverage, conviction and timing."""
+# Rules worth reading: the defaults keep a file a person (or a CRM) can use. On the UCI
+# retail log every pair with two co-owners is 5.9 million rules; these keep thousands.
+MIN_RULE_SUPPORT = 0.005  # share of customers who own both
+MIN_RULE_LIFT = 1.5
+RULES_PER_PRODUCT = 10  # strongest consequents kept per antecedent
+TIMING_ROWS_PER_BLOCK = 5_000_000  # co-owner rows joined at once when timing pairs
+# Timing needs every co-owner's dates, so its cost grows with the log: above this many
+# customers it is estimated on an evenly spaced sample of them (every k-th by id), and its
+# counts are scaled up to the pair's co-owners. Shares and medians move little; the cost
+# stays that of a log this size.
+TIMING_SAMPLE_CUSTOMERS = 100_000
+
+
+@dataclass(frozen=True)
+class RuleBounds:
+    """Which rules are kept: ``support >= min_support``, ``lift >= min_lift``, the ``per_product`` most confident per antecedent."""
+
+    min_support: float = MIN_RULE_SUPPORT
+    min_lift: float = MIN_RULE_LIFT
+    per_product: int = RULES_PER_PRODUCT
+
+
+def strong_pairs(own: Ownership, pairs: pl.DataFrame, bounds: RuleBounds = RuleBounds()) -> pl.DataFrame:
+    """The pairs whose rule passes ``bounds``: per antecedent, most confident first (ties: higher lift, then product order)."""
+    n = float(own.X.shape[0])
+    owners = own.owners
+    ante = pl.Series(owners[pairs["i"].to_numpy()])
+    cons = pl.Series(owners[pairs["j"].to_numpy()])
+    kept = (
+        pairs.with_columns((pl.col("co_owners") / ante).alias("_conf"), (pl.col("co_owners") * n / (ante * cons)).alias("_lift"))
+        .filter((pl.col("co_owners") >= bounds.min_support * n) & (pl.col("_lift") >= bounds.min_lift))
+        .sort(["i", "_conf", "_lift", "j"], descending=[False, True, True, False])
+        .filter(pl.int_range(pl.len()).over("i") < bounds.per_product)
+    )
+    return kept.drop("_conf", "_lift").sort("i", "j")
+
+
+def _timing_blocks(ij: pl.DataFrame, rows_per_i: np.ndarray) -> list[pl.DataFrame]:
+    """``ij`` split by antecedent so that each block joins at most about ``TIMING_ROWS_PER_BLOCK`` rows."""
+    per_i = ij.group_by("i").len().sort("i")
+    cost = per_i["len"].to_numpy() * rows_per_i[per_i["i"].to_numpy()]
+    block = np.floor(np.cumsum(cost) / TIMING_ROWS_PER_BLOCK).astype(np.int64)
+    tagged = ij.join(per_i.select("i", pl.Series("_block", block)), on="i")
+    return [part.drop("_block") for part in tagged.partition_by("_block", maintain_order=False)] if tagged.height else [ij]
+
+
+def pair_timing(own: Ownership, ij: pl.DataFrame, *, max_customers: int = TIMING_SAMPLE_CUSTOMERS) -> pl.DataFrame:
+    """When the co-owners of each pair ``(i, j)`` bought ``j``, relative to ``i``.
+
+    Columns ``i, j, same_order_owners`` (co-owners who bought both in one order; null
+    when orders are unknown), ``bought_after`` and ``bought_before`` (co-owners whose
+    first purchase of ``j`` came strictly after, resp. before, their first of ``i``) and
+    ``median_days_after`` (the median of those later gaps, in days). Counted per
+    co-owner, never per order, so ``same_order_owners <= co_owners`` always holds.
+
+    With more than ``max_customers`` customers, every k-th customer is timed (k =
+    ``ceil(customers / max_customers)``) and ``timed_owners`` says how many co-owners
+    were; :func:`scaled_timing` scales the counts up to all co-owners.
+    """
+    ij = ij.select(pl.col("i").cast(pl.Int64), pl.col("j").cast(pl.Int64)).unique()
+    stride = max(1, -(-own.X.shape[0] // max_customers))
+    T = own.first_day.tocoo()
+    first = pl.DataFrame({"_u": T.row.astype(np.int64), "i": T.col.astype(np.int64), "_day_i": T.data})
+    if stride > 1:
+        first = first.filter(pl.col("_u") % stride == 0)
+    first_j = first.rename({"i": "j", "_day_i": "_day_j"})
+    has_baskets = own.baskets is not None and own.basket_customer is not None
+    if has_baskets:
+        B = own.baskets.tocoo()  # type: ignore[union-attr]
+        lines = pl.DataFrame({"_o": B.row.astype(np.int64), "i": B.col.astype(np.int64),
+                              "_u": own.basket_customer[B.row]})  # type: ignore[index]
+        if stride > 1:
+            lines = lines.filter(pl.col("_u") % stride == 0)
+        lines_j = lines.select("_o", pl.col("i").alias("j"))
+        basket_lines = np.bincount(B.col, minlength=own.X.shape[1])
+    else:
+        basket_lines = np.zeros(own.X.shape[1], dtype=np.int64)
+    rows_per_i = np.maximum(own.owners, basket_lines).astype(np.int64) + 1
+    frames = []
+    for part in _timing_blocks(ij, rows_per_i):
+        gaps = (
+            first.join(part, on="i").join(first_j, on=["_u", "j"])
+            .with_columns((pl.col("_day_j") - pl.col("_day_i")).alias("_gap"))
+            .group_by("i", "j")
+            .agg(
+                pl.len().cast(pl.Int64).alias("timed_owners"),
+                (pl.col("_gap") > 0).sum().cast(pl.Int64).alias("bought_after"),
+                (pl.col("_gap") < 0).sum().cast(pl.Int64).alias("bought_before"),
+                pl.col("_gap").filter(pl.col("_gap") > 0).median().alias("median_days_after"),
+            )
+        )
+        if has_baskets:
+            same = (
+                lines.join(part, on="i").join(lines_j, on=["_o", "j"])
+                .select("_u", "i", "j").unique().group_by("i", "j").agg(pl.len().cast(pl.Int64).alias("same_order_owners"))
+            )
+            gaps = gaps.join(same, on=["i", "j"], how="left").with_columns(pl.col("same_order_owners").fill_null(0))
+        else:
+            gaps = gaps.with_columns(pl.lit(None, dtype=pl.Int64).alias("same_order_owners"))
+        frames.append(gaps)
+    out = pl.concat(frames) if frames else pl.DataFrame(schema={"i": pl.Int64, "j": pl.Int64})
+    return out.select("i", "j", "timed_owners", "same_order_owners", "bought_after", "bought_before", "median_days_after")
+
+
+def scaled_timing(frame: pl.DataFrame) -> pl.DataFrame:
+    """:func:`pair_timing` counts scaled from the timed co-owners to all ``co_owners`` (unchanged when all were timed)."""
+    scale = pl.col("co_owners") / pl.col("timed_owners")
+    return frame.with_columns(
+        pl.when(pl.col("timed_owners") < pl.col("co_owners")).then((pl.col(c) * scale).round(0)).otherwise(pl.col(c))
+        .cast(pl.Int64).alias(c) for c in ("same_order_owners", "bought_after", "bought_before")
+    ).drop("timed_owners")
+
+
+CHECKOUT = "at checkout"
+
+
+def timing_label(antecedent: pl.Expr) -> pl.Expr:
+    """When to make an offer of ``j`` to an owner of ``antecedent``: at checkout, or a follow-up N days later.
+
+    At checkout when at least ``SAME_ORDER_BUNDLE`` of the co-owners bought both in one
+    order; else a follow-up the median number of days after the antecedent, when more
+    co-owners bought it after the antecedent than before; else it is usually bought
+    first, and the label says so. Reads ``co_owners, same_order_owners, bought_after,
+    bought_before, median_days_after``.
+    """
+    days = pl.col("median_days_after").round(0).cast(pl.Int64)
+    return (
+        pl.when(pl.col("same_order_owners").is_not_null() & (pl.col("same_order_owners") >= SAME_ORDER_BUNDLE * pl.col("co_owners")))
+        .then(pl.lit(CHECKOUT))
+        .when((pl.col("bought_after") > 0) & (pl.col("bought_after") >= pl.col("bought_before")))
+        .then(pl.when(days < 1).then(pl.format("follow-up, the same day as buying {}", antecedent))
+              .when(days == 1).then(pl.format("follow-up, 1 day after buying {}", antecedent))
+              .otherwise(pl.format("follow-up, {} days after buying {}", days, antecedent)))
+        .when(pl.col("co_owners") > 0)
+        .then(pl.format("usually bought before {}, not after", antecedent))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+
+
+def with_names(frame: pl.DataFrame, products: pl.DataFrame | None, columns: dict[str, str]) -> pl.DataFrame:
+    """Put each product's description beside its id: ``columns`` maps an id column to the name column to add after it."""
+    if products is None or "description" not in products.columns:
+        return frame
+    names = products.select("product_id", "description")
+    order = []
+    for col in frame.columns:
+        order.append(col)
+        if col in columns:
+            order.append(columns[col])
+    for id_col, name_col in columns.items():
+        if id_col in frame.columns:
+            frame = frame.join(names.rename({"product_id": id_col, "description": name_col}), on=id_col, how="left", maintain_order="left")
+    return frame.select([c for c in order if c in frame.columns])
+
+
+def association_rules(own: Ownership, pairs: pl.DataFrame, products: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Rules ``antecedent -> consequent`` with counts, support, confidence, lift, leverage, conviction and timing.
+
+    ``pairs`` are the pairs to turn into rules (all of :func:`pair_counts`, or the
+    :func:`strong_pairs`); with ``products`` (``product_id, description``) each id has
+    its name beside it.
+    """
     n = float(own.X.shape[0])
     owners = own.owners
     prod = own.products
-    rules = pairs.with_columns(
+    timing = pair_timing(own, pairs.select("i", "j"))
+    rules = scaled_timing(pairs.select("i", "j", "co_owners").join(timing, on=["i", "j"], how="left")).with_columns(
         pl.Series("antecedent_owners", owners[pairs["i"].to_numpy()]),
         pl.Series("consequent_owners", owners[pairs["j"].to_numpy()]),
-    ).with_columns(
+    )
+    rules = rules.with_columns(prod.gather(rules["i"]).alias("antecedent"), prod.gather(rules["j"]).alias("consequent")).with_columns(
         (pl.col("co_owners") / n).alias("support"),
         (pl.col("co_owners") / pl.col("antecedent_owners")).alias("confidence"),
         (pl.col("co_owners") * n / (pl.col("antecedent_owners") * pl.col("consequent_owners"))).alias("lift"),
         (pl.col("co_owners") / n - pl.col("antecedent_owners") * pl.col("consequent_owners") / n**2).alias("leverage"),
-        ((pl.col("days_sum_j") - pl.col("days_sum_i")) / pl.col("co_owners")).alias("mean_days_between"),
     ).with_columns(
         pl.when(pl.col("confidence") < 1)
         .then((1 - pl.col("consequent_owners") / n) / (1 - pl.col("confidence")))
         .otherwise(float("inf"))
         .alias("conviction"),
-        pl.when(pl.col("same_order").is_null())
-        .then(pl.lit("unknown (no order column)"))
-        .when(pl.col("same_order") >= SAME_ORDER_BUNDLE * pl.col("co_owners"))
-        .then(pl.lit("same order"))
-        .otherwise(pl.lit("later order"))
-        .alias("timing"),
+        timing_label(pl.col("antecedent")).alias("timing"),
     )
-    return rules.select(
-        prod.gather(rules["i"]).alias("antecedent"),
-        prod.gather(rules["j"]).alias("consequent"),
+    rules = rules.select(
+        "antecedent", "consequent",
         pl.col("antecedent_owners").cast(pl.Int64),
         pl.col("consequent_owners").cast(pl.Int64),
         pl.col("co_owners").cast(pl.Int64),
-        pl.col("same_order").cast(pl.Int64).alias("orders_together"),
-        "support", "confidence", "lift", "leverage", "conviction", "timing", "mean_days_between",
+        "same_order_owners", "bought_after",
+        "support", "confidence", "lift", "leverage", "conviction", "timing", "median_days_after",
     ).sort(["lift", "co_owners", "antecedent", "consequent"], descending=[True, True, False, False])
+    return with_names(rules, products, {"antecedent": "antecedent_description", "consequent": "consequent_description"})
 
 
 def substitute_pairs(own: Ownership, pairs: pl.DataFrame, category: pl.DataFrame) -> sparse.csr_matrix:
@@ -302,3 +466,82 @@ def substitute_pairs(own: Ownership, pairs: pl.DataFrame, category: pl.DataFrame
     j = subs["j_b"].to_numpy()
     data = np.ones(2 * len(i), dtype=bool)
     return sparse.csr_matrix((data, (np.r_[i, j], np.r_[j, i])), shape=(n_p, n_p))
+
+
+# --------------------------------------------------------------------------- bundles
+
+MIN_BUNDLE_SUPPORT = 0.005  # share of orders holding the whole set
+MIN_BUNDLE_ORDERS = 2
+TOP_BUNDLES = 50
+MAX_BUNDLE_SIZE = 3
+
+
+@dataclass(frozen=True)
+class Bundles:
+    """Sets of 2-3 products bought together in one order, best first, and how many sets passed the support bound."""
+
+    bundles: pl.DataFrame
+    n_candidates: int
+    n_orders: int
+
+
+def find_bundles(revenue: sparse.csr_matrix, products: pl.Series, *, min_support: float = MIN_BUNDLE_SUPPORT,
+                 top: int = TOP_BUNDLES) -> Bundles:
+    """Frequent sets of 2 and 3 products in one order (Agrawal & Srikant 1994, Apriori: a set is only as frequent as its parts).
+
+    ``revenue`` is orders x products, each order's revenue per product (positive lines).
+    For a set S held by ``orders`` of the N orders: ``support = orders / N``; ``lift =
+    support / prod(support of each product)`` (how much more often than by chance the
+    products meet in one order); ``attach_rate = orders / orders with the anchor``, the
+    anchor being the set's most ordered product (of the orders with the anchor, the
+    share that hold the whole set); ``revenue`` is what the set's products earned in
+    the orders holding all of them. Sets with lift at most 1 are not bundles. Best
+    first by attach rate (comparable across set sizes, unlike lift), then orders; the
+    ``top`` best are kept.
+    """
+    if not 0 < min_support < 1:
+        raise InputError(f"{option('bundle_min_support', min_support)} must be a share of orders above 0 and below 1 (0.005 = 0.5%)")
+    B = (revenue > 0).astype(np.float64).tocsc()
+    R = revenue.tocsc()
+    n_orders = B.shape[0]
+    counts = np.asarray(B.sum(axis=0)).ravel()
+    need = max(MIN_BUNDLE_ORDERS, int(np.ceil(min_support * n_orders - 1e-9)))
+    frequent = np.flatnonzero(counts >= need)
+    empty = pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "c": pl.Int64, "orders": pl.Int64, "revenue": pl.Float64})
+    sets = [empty]
+    if len(frequent) >= 2:
+        Bf, Rf = B[:, frequent], R[:, frequent]
+        C = sparse.triu(Bf.T @ Bf, k=1).tocoo()
+        keep = C.data >= need
+        a, b, n_ab = C.row[keep], C.col[keep], C.data[keep]
+        if len(a):
+            # Z: orders x frequent pairs, 1 where the order holds both.
+            Z = Bf[:, a].multiply(Bf[:, b]).tocsc()
+            rev_ab = np.asarray(Z.multiply(Rf[:, a] + Rf[:, b]).sum(axis=0)).ravel()
+            sets.append(pl.DataFrame({"a": frequent[a], "b": frequent[b], "c": None, "orders": n_ab, "revenue": rev_ab},
+                                     schema=empty.schema, strict=False))
+            ZR = Z.multiply(Rf[:, a] + Rf[:, b]).tocsc()
+            T3 = (Z.T @ Bf).tocoo()  # pair x product: orders holding the pair and the product
+            ok = (T3.data >= need) & (T3.col > b[T3.row])
+            rows, cols = T3.row[ok], T3.col[ok]
+            if len(rows):
+                rev = np.asarray((ZR.T @ Bf)[rows, cols]).ravel() + np.asarray((Z.T @ Rf)[rows, cols]).ravel()
+                sets.append(pl.DataFrame({"a": frequent[a[rows]], "b": frequent[b[rows]], "c": frequent[cols], "orders": T3.data[ok],
+                                          "revenue": rev}, schema=empty.schema, strict=False))
+    found = pl.concat(sets)
+    count = pl.DataFrame({"_j": np.arange(len(counts), dtype=np.int64), "_n": counts, "_id": products})
+    for col in ("a", "b", "c"):
+        found = found.join(count.rename({"_j": col, "_n": f"_n{col}", "_id": f"_id{col}"}), on=col, how="left", maintain_order="left")
+    found = found.with_columns((pl.col("orders") / n_orders).alias("support")).with_columns(
+        (pl.col("support") / (pl.col("_na") / n_orders * pl.col("_nb") / n_orders * (pl.col("_nc").fill_null(n_orders) / n_orders))).alias("lift"),
+        (pl.col("orders") / pl.max_horizontal("_na", "_nb", pl.col("_nc").fill_null(0))).alias("attach_rate"),
+    ).filter(pl.col("lift") > 1)
+    n_candidates = found.height
+    found = found.sort(["attach_rate", "orders", "a", "b", "c"], descending=[True, True, False, False, False], nulls_last=True).head(top)
+    out = found.select(
+        pl.int_range(1, pl.len() + 1).cast(pl.Int64).alias("rank"),
+        pl.when(pl.col("c").is_null()).then(2).otherwise(3).cast(pl.Int64).alias("size"),
+        pl.col("_ida").alias("product_1"), pl.col("_idb").alias("product_2"), pl.col("_idc").alias("product_3"),
+        pl.col("orders").cast(pl.Int64), "support", "lift", "attach_rate", "revenue",
+    )
+    return Bundles(out, n_candidates, n_orders)

@@ -195,12 +195,14 @@ def explain_targets(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFram
     seg_share = pl.Series(model.segment_penetration[model.segment_of[targets["_u"].to_numpy()], targets["_j"].to_numpy()])
     out = targets.join(best.select("_u", "_j", "_ante", "_share"), on=["_u", "_j"], how="left", maintain_order="left")
     out = out.with_columns(seg_share.alias("_seg_share"), pl.Series([model.segments[s] for s in model.segment_of[out["_u"].to_numpy()]]).alias("_segment"))
+    cites_product = pl.col("_ante").is_not_null() & (pl.col("_share") * ITEM_WEIGHT >= pl.col("_seg_share") * (1 - ITEM_WEIGHT))
     reason = (
-        pl.when(pl.col("_ante").is_not_null() & (pl.col("_share") * ITEM_WEIGHT >= pl.col("_seg_share") * (1 - ITEM_WEIGHT)))
+        pl.when(cites_product)
         .then(pl.format("bought {}; {}% of its buyers also buy {}", pl.col("_ante"), (pl.col("_share") * 100).round(0).cast(pl.Int64), pl.col("product_id")))
         .otherwise(pl.format("popular in segment {}: {}% own it", pl.col("_segment"), (pl.col("_seg_share") * 100).round(0).cast(pl.Int64)))
     )
-    return out.with_columns(reason.alias("reason")).select("customer_id", "product_id", "rank", "score", "expected_revenue", "reason")
+    out = out.with_columns(reason.alias("reason"), pl.when(cites_product).then(pl.col("_ante")).alias("because_of"))
+    return out.select("customer_id", "product_id", "rank", "score", "expected_revenue", "reason", "because_of")
 
 
 def expected_buyers_by_segment(model: CrossSellModel, *, allow_substitutes: bool = False) -> np.ndarray:

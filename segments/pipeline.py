@@ -24,7 +24,23 @@ from clv.models import (
     score_customers,
 )
 from clv.rfm import Period, ScoreBins, collect, exact_sum, rfm_summary, score_rfm
-from segments.associations import association_rules, build_ownership, non_product_ids, validate_pattern
+from clv.scalars import to_int
+from segments.associations import (
+    MIN_BUNDLE_SUPPORT,
+    TOP_BUNDLES,
+    Bundles,
+    RuleBounds,
+    association_rules,
+    build_ownership,
+    find_bundles,
+    non_product_ids,
+    pair_timing,
+    scaled_timing,
+    strong_pairs,
+    timing_label,
+    validate_pattern,
+    with_names,
+)
 from segments.cluster import K_RANGE, Segmentation, customer_features, segment_customers
 from segments.crosssell import (
     CrossSellBacktest,
@@ -188,18 +204,83 @@ def run_crosssell(
     ranking = segment_ranking(model, top=top, products=products if products.width > 1 else None)
     order = {name: i for i, name in enumerate(seg.segmentation.profile["segment"].to_list())}
     ranking = ranking.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "rank")
-    return CrossSellRun(seg, model, ranking, excluded, products, offer_horizon)
+    run = CrossSellRun(seg, model, ranking, excluded, products, offer_horizon)
+    return replace(run, ranking=ranking_timing(run, ranking))
+
+
+NO_PRODUCT_LINK = "any time (popular in the segment; no product it follows)"
+
+
+def _product_index(own, column: str, frame: pl.DataFrame, alias: str) -> pl.DataFrame:
+    index = pl.DataFrame({column: own.products, alias: np.arange(len(own.products), dtype=np.int64)})
+    return frame.join(index, on=column, how="left", maintain_order="left")
+
+
+def offer_timing(run: CrossSellRun, offers: pl.DataFrame, *, cited: str, offered: str = "product_id") -> pl.Series:
+    """Per offer, when to make it: at checkout, a follow-up N days after buying the ``cited`` product, or any time."""
+    own = run.model.own
+    frame = _product_index(own, cited, offers.select(cited, offered), "i")
+    frame = _product_index(own, offered, frame, "j")
+    pairs = frame.select("i", "j").drop_nulls().unique()
+    timed = scaled_timing(pairs.join(pair_timing(own, pairs), on=["i", "j"], how="left").join(
+        run.model.pairs.select("i", "j", "co_owners"), on=["i", "j"], how="left"))
+    timed = timed.with_columns(own.products.gather(timed["i"]).alias("_ante")).with_columns(timing_label(pl.col("_ante")).alias("timing"))
+    out = frame.join(timed.select("i", "j", "timing"), on=["i", "j"], how="left", maintain_order="left")
+    return out["timing"].fill_null(NO_PRODUCT_LINK)
 
 
 def crosssell_targets(run: CrossSellRun, *, top_k: int = 5, max_offers: int | None = None, allow_substitutes: bool = False) -> pl.DataFrame:
-    """Offers per customer with reasons, at most ``min(top_k, max_offers)`` each."""
+    """Offers per customer with reasons, names and timing, at most ``min(top_k, max_offers)`` each.
+
+    ``timing`` says when to make the offer: at checkout (most co-owners of the cited
+    product and the offer bought both in one order) or a follow-up the median number of
+    days after buying the cited product.
+    """
     k = top_k if max_offers is None else min(top_k, max_offers)
     targets = customer_targets(run.model, top_k=k, allow_substitutes=allow_substitutes)
-    return explain_targets(run.model, targets).sort("customer_id", "rank")
+    offers = explain_targets(run.model, targets).sort("customer_id", "rank")
+    segments = run.segments.segmentation.assignments.select("customer_id", "segment")
+    offers = offers.join(segments, on="customer_id", how="left", maintain_order="left").with_columns(
+        offer_timing(run, offers, cited="because_of").alias("timing"))
+    offers = with_names(offers, run.products, {"product_id": "description", "because_of": "because_of_description"})
+    first = ["customer_id", "segment"]
+    return offers.select(*first, *(c for c in offers.columns if c not in first))
 
 
-def crosssell_rules(run: CrossSellRun) -> pl.DataFrame:
-    return association_rules(run.model.own, run.model.pairs)
+def ranking_timing(run: CrossSellRun, ranking: pl.DataFrame) -> pl.DataFrame:
+    """Add ``companion`` (the product its owners most often own too) and the ``timing`` of offering it after that one."""
+    own = run.model.own
+    pairs = run.model.pairs
+    wanted = _product_index(own, "product_id", ranking.select("product_id").unique(), "j")
+    best = (
+        pairs.join(wanted, on="j").sort(["j", "co_owners", "i"], descending=[False, True, False])
+        .group_by("j", maintain_order=True).first().select("product_id", pl.col("i"))
+    )
+    best = best.with_columns(own.products.gather(best["i"]).alias("companion"))
+    ranking = ranking.join(best.select("product_id", "companion"), on="product_id", how="left", maintain_order="left")
+    timing = offer_timing(run, ranking, cited="companion")
+    ranking = ranking.with_columns(pl.when(pl.col("companion").is_not_null()).then(timing).alias("timing"))
+    return with_names(ranking, run.products, {"companion": "companion_description"})
+
+
+@dataclass(frozen=True)
+class BoundedRules:
+    """The association rules kept by ``bounds``, and how many candidate rules there were."""
+
+    rules: pl.DataFrame
+    n_candidates: int  # ordered pairs with at least two co-owners
+    bounds: RuleBounds
+
+    @property
+    def n_dropped(self) -> int:
+        return self.n_candidates - self.rules.height
+
+
+def crosssell_rules(run: CrossSellRun, bounds: RuleBounds = RuleBounds()) -> BoundedRules:
+    """Association rules passing ``bounds`` (minimum support and lift, the strongest per antecedent), with names."""
+    pairs = run.model.pairs
+    kept = strong_pairs(run.model.own, pairs, bounds)
+    return BoundedRules(association_rules(run.model.own, kept, run.products), pairs.height, bounds)
 
 
 def holdout_spend(lines: pl.LazyFrame, customers: pl.Series, products: pl.Series) -> pl.DataFrame:
@@ -261,6 +342,9 @@ class ReportData:
     cross_sell_backtest: CrossSellBacktest | None
     discount_rate: float
     clvx_version: str
+    bundles: pl.DataFrame | None = None  # sets bought in one order, when orders are known
+    campaign: Any = None  # a CampaignMeasurement with its window (start, end), when a campaign is measured
+    opted_out: pl.Series | None = None  # customer ids never listed one by one (they still count in totals)
 
 
 def build_report(
@@ -303,9 +387,28 @@ def build_report(
         segments=seg,
         customers=seg.segmentation.assignments,
         cross_sell=cross,
-        rules=crosssell_rules(cross) if cross is not None else None,
+        rules=crosssell_rules(cross).rules if cross is not None else None,
+        bundles=crosssell_bundles(cross, tx).bundles if cross is not None and tx.has("order_id") else None,
         backtest=backtest,
         cross_sell_backtest=cross_backtest,
         discount_rate=seg.discount_rate,
         clvx_version=clvx_version,
     )
+
+
+def crosssell_bundles(run: CrossSellRun, tx: Transactions, *, min_support: float = MIN_BUNDLE_SUPPORT, top: int = TOP_BUNDLES) -> Bundles:
+    """Sets of 2-3 products bought together in one order (the cross-sell's products), with names."""
+    if not tx.has("order_id"):
+        from clv.errors import InputError, option
+
+        raise InputError(f"bundles are products bought in one order, so they need an order column; name it with {option('order_col')}")
+    products = run.model.own.products
+    lines = _purchase_lines(tx).filter(pl.col("order_id").is_not_null()).join(
+        pl.LazyFrame({"product_id": products, "_j": np.arange(len(products), dtype=np.int64)}), on="product_id")
+    per = collect(lines.group_by("order_id", "_j").agg(exact_sum(pl.col("amount")).alias("amount"))
+                  .with_columns(pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1))
+    n_orders = to_int(per["_o"].max(), null=-1) + 1
+    revenue = sparse.csr_matrix((per["amount"].to_numpy(), (per["_o"].to_numpy(), per["_j"].to_numpy())), shape=(n_orders, len(products)))
+    found = find_bundles(revenue, products, min_support=min_support, top=top)
+    named = with_names(found.bundles, run.products, {"product_1": "description_1", "product_2": "description_2", "product_3": "description_3"})
+    return replace(found, bundles=named)

@@ -244,7 +244,8 @@ def test_segment_on_the_real_retail_log(runner):
 
 # --------------------------------------------------------------------------- cross-sell
 
-RANKING_KEYS = {"segment", "rank", "product_id", "category", "owners", "penetration", "population_penetration", "index", "white_space", "expected_buyers_90d", "expected_revenue_90d"}
+RANKING_KEYS = {"segment", "rank", "product_id", "category", "owners", "penetration", "population_penetration", "index", "white_space", "expected_buyers_90d", "expected_revenue_90d",
+                "companion", "timing"}
 
 
 def test_cross_sell_ranking_targets_and_rules(runner, tmp_path):
@@ -255,7 +256,7 @@ def test_cross_sell_ranking_targets_and_rules(runner, tmp_path):
     assert set(rows[0]) == RANKING_KEYS
     assert max(r["rank"] for r in rows) == 3
     table = pl.read_csv(offers, schema_overrides={"customer_id": pl.String})
-    assert table.columns == ["customer_id", "product_id", "rank", "score", "expected_revenue", "reason"]
+    assert table.columns == ["customer_id", "segment", "product_id", "rank", "score", "expected_revenue", "reason", "because_of", "timing"]
     assert table.group_by("customer_id").len()["len"].max() == 4
     assert {"support", "confidence", "lift", "leverage", "conviction", "timing"} <= set(pl.read_parquet(rules).columns)
 

@@ -73,7 +73,7 @@ def test_planted_substitutes_are_detected_and_every_detected_pair_is_rarely_co_o
 
 def test_targets_have_reasons_ranks_and_respect_max_offers(sample_run):
     offers = crosssell_targets(sample_run, top_k=5, max_offers=3)
-    assert offers.columns == ["customer_id", "product_id", "rank", "score", "expected_revenue", "reason"]
+    assert offers.columns == ["customer_id", "segment", "product_id", "rank", "score", "expected_revenue", "reason", "because_of", "timing"]
     assert offers.group_by("customer_id").len()["len"].max() == 3
     assert offers["reason"].str.contains(r"^(bought .+; \d+% of its buyers also buy .+|popular in segment .+: \d+% own it)$").all()
     by_customer = offers.group_by("customer_id").agg(pl.col("score").sort_by("rank"))
@@ -93,14 +93,14 @@ def test_rule_metrics_match_their_definitions_on_a_hand_checked_basket():
     rules = association_rules(own, pair_counts(own, min_count=1))
     xy = rules.filter((pl.col("antecedent") == "x") & (pl.col("consequent") == "y")).row(0, named=True)
     # 4 customers; x owned by a, b, c; y by a, b, d; both by a, b.
-    assert (xy["antecedent_owners"], xy["consequent_owners"], xy["co_owners"], xy["orders_together"]) == (3, 3, 2, 1)
+    assert (xy["antecedent_owners"], xy["consequent_owners"], xy["co_owners"], xy["same_order_owners"]) == (3, 3, 2, 1)
     assert xy["support"] == pytest.approx(2 / 4)
     assert xy["confidence"] == pytest.approx(2 / 3)
     assert xy["lift"] == pytest.approx((2 / 3) / (3 / 4))
     assert xy["leverage"] == pytest.approx(2 / 4 - (3 / 4) * (3 / 4))
     assert xy["conviction"] == pytest.approx((1 - 3 / 4) / (1 - 2 / 3))
-    assert xy["timing"] == "same order"  # 1 of 2 co-owners bought both in one order
-    assert xy["mean_days_between"] == pytest.approx(8 / 2)  # b bought y 8 days after x
+    assert xy["timing"] == "at checkout"  # 1 of 2 co-owners bought both in one order
+    assert xy["bought_after"] == 1 and xy["median_days_after"] == pytest.approx(8)  # b bought y 8 days after x
     yz = rules.filter((pl.col("antecedent") == "z") & (pl.col("consequent") == "y")).row(0, named=True)
     assert yz["confidence"] == 1.0 and yz["conviction"] == float("inf")
 
@@ -168,11 +168,11 @@ def test_pair_counting_stays_sparse_on_a_large_basket_set():
     assert peak < 1.5e9
 
 
-def test_rules_from_the_sample_mark_complements_as_later_orders(sample_run):
-    rules = crosssell_rules(sample_run)
+def test_rules_from_the_sample_mark_complements_as_follow_ups(sample_run):
+    rules = crosssell_rules(sample_run).rules
     planted = rules.join(pl.DataFrame([{"antecedent": c["base"], "consequent": c["complement"]} for c in TRUTH["complements"]]), on=["antecedent", "consequent"], how="semi")
     assert planted.height == len(TRUTH["complements"])
-    assert (planted["timing"] == "later order").all() and (planted["mean_days_between"] > 0).all()
+    assert planted["timing"].str.contains(r"^follow-up, \d+ days after buying ").all() and (planted["median_days_after"] > 0).all()
     assert (planted["lift"] > 5).all()
 
 

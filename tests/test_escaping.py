@@ -84,11 +84,11 @@ def test_column_classes_of_every_exported_column():
     money = ["monetary_value", "clv", "expected_avg_value", "spend_per_purchase", "total_spend", "revenue", "avg_order_value",
              "expected_revenue"]
     counts = ["days_since_last_purchase", "n_customers", "n_orders", "rank", "owners", "white_space", "antecedent_owners",
-              "consequent_owners", "co_owners", "orders_together"]
+              "consequent_owners", "co_owners", "same_order_owners", "bought_after"]
     shares = ["p_alive", "mean_p_alive", "score", "confidence", "customer_share", "revenue_share", "clv_share", "churn_risk",
               "penetration", "population_penetration"]
     measures = ["expected_purchases", "expected_purchases_90d", "median_days_since_last_purchase", "median_frequency", "index",
-                "expected_buyers", "support", "lift", "leverage", "conviction", "mean_days_between", "estimate"]
+                "expected_buyers", "support", "lift", "leverage", "conviction", "median_days_after", "estimate"]
     assert {c: column_kind(c) for c in money + counts + shares + measures} == (
         dict.fromkeys(money, "money") | dict.fromkeys(counts, "count") | dict.fromkeys(shares, "share")
         | dict.fromkeys(measures, "measure")

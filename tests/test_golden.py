@@ -25,6 +25,10 @@ RUNS: list[tuple[str, list[str]]] = [
     ("predict-saved", ["predict", "-q", "--model", "model.json", "-o", "predict-saved.csv"]),
     ("segment", ["segment", "-q", "-o", "segment.json", "--assignments", "assignments.csv"]),
     ("cross-sell", ["cross-sell", "-q", "-o", "cross-sell.json", "--targets", "targets.csv", "--rules", "rules.csv"]),
+    ("campaign", ["cross-sell", "-q", "--as-of", "2024-06-30", "-o", "campaign-ranking.json", "--targets", "campaign-targets.csv",
+                  "--control", "0.1", "--bundles", "bundles.csv"]),
+    ("measure", ["measure", "-q", "campaign-targets.csv", "--start", "2024-07-01", "--cost-per-contact", "0.5", "--margin", "0.3",
+                 "-o", "measure.csv"]),
     ("validate", ["validate", "-q", "--calibration-end", "2024-06-30", "-o", "validate.json"]),
     ("report", ["report", "-q", "-o", "report.html", "-o", "report.md"]),
 ]

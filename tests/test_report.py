@@ -82,7 +82,7 @@ def _sheets(workbook: dict[str, str]) -> list[str]:
 
 
 def test_workbook_has_the_tables_as_sheets(workbook):
-    assert _sheets(workbook) == ["summary", "segments", "customer scores", "cross-sell ranking", "rules"]
+    assert _sheets(workbook) == ["summary", "segments", "customer scores", "cross-sell ranking", "rules", "bundles"]
     assert "numFmt" in workbook["xl/styles.xml"]
 
 
@@ -134,7 +134,7 @@ def test_workbook_numbers_are_numbers_with_formats_under_human_headers(workbook)
 
 def test_every_table_sheet_has_an_autofilter_and_a_frozen_header(workbook):
     tables = [x for n, x in workbook.items() if n.startswith("xl/tables/")]
-    assert len(tables) == 4 and all("<autoFilter" in t for t in tables)
+    assert len(tables) == 5 and all("<autoFilter" in t for t in tables)
     for i in range(1, len(_sheets(workbook)) + 1):
         assert 'ySplit="1"' in workbook[f"xl/worksheets/sheet{i}.xml"] and 'state="frozen"' in workbook[f"xl/worksheets/sheet{i}.xml"]
 
