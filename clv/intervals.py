@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import norm
 
 from clv import expectations, likelihood
 from clv.errors import InputError, option
@@ -55,6 +56,7 @@ HESSIAN_LOG_STEP = 1e-4
 TAIL = 1e-6  # tables run until P(X >= k) is below this for every draw (the mass they leave out)
 QUADRATURE_NODES = 48
 MAX_COUNT = 1_000_000  # a safety cap on the table length per customer
+LOG_UNDERFLOW = -700.0  # exp() of less is below the smallest normal double
 
 
 # --------------------------------------------------------------------------- survival given alive
@@ -65,20 +67,27 @@ def _table(shape: np.ndarray, q: np.ndarray, b_post: np.ndarray | None, a: float
 
     The negative binomial pmf f(k) = f(k-1) (shape + k - 1) / k q, its survival 1 - cumsum, and
     the Beta factor B(a, b' + k - 1) / B(a, b') = prod_{j<k} (b' + j - 1) / (a + b' + j - 1),
-    all accumulated in logs along k (no special function per cell).
+    as running products along k (no special function per cell). Rows whose f(0) = (1 - q)^shape
+    would underflow run in logs instead.
     """
-    k = np.arange(1, k_max + 1, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_q = np.log(q)[:, None]
+    k = np.arange(1, k_max, dtype=float)[None, :]
+    shape = np.asarray(shape, float)
+    q = np.asarray(q, float)
+    with np.errstate(all="ignore"):
         log_f0 = shape * np.log1p(-q)
-        steps = np.log((shape[:, None] + k[None, :-1] - 1.0) / k[None, :-1]) + log_q
-        log_f = np.concatenate([log_f0[:, None], log_f0[:, None] + np.cumsum(steps, axis=1)], axis=1)  # f(0..k_max-1)
-        cdf = np.cumsum(np.exp(log_f), axis=1)
-        surv = np.clip(1.0 - cdf, 0.0, 1.0)  # P(N >= k) for k = 1..k_max
+        ratios = (shape[:, None] + k - 1.0) / k * q[:, None]
+        f = np.empty((len(shape), k_max))
+        f[:, 0] = np.exp(log_f0)
+        f[:, 1:] = f[:, :1] * np.cumprod(ratios, axis=1)
+        deep = log_f0 < LOG_UNDERFLOW
+        if np.any(deep):  # the mode is far from 0: the same recursion in logs
+            log_f = log_f0[deep, None] + np.cumsum(np.log(ratios[deep]), axis=1)
+            f[deep, 0] = 0.0
+            f[deep, 1:] = np.exp(log_f)
+        surv = np.clip(1.0 - np.cumsum(f, axis=1), 0.0, 1.0)  # P(N >= k) for k = 1..k_max
         if b_post is not None and a is not None:
-            beta_steps = np.log((b_post[:, None] + k[None, :-1] - 1.0) / (a + b_post[:, None] + k[None, :-1] - 1.0))
-            log_beta = np.concatenate([np.zeros((len(shape), 1)), np.cumsum(beta_steps, axis=1)], axis=1)
-            surv = surv * np.exp(log_beta)
+            b_post = np.asarray(b_post, float)
+            surv[:, 1:] *= np.cumprod((b_post[:, None] + k - 1.0) / (a + b_post[:, None] + k - 1.0), axis=1)
     return surv
 
 
@@ -132,7 +141,8 @@ class PredictiveModel:
     total on the original scale; ``fit(x, t_x, T, weights, initial_log_params)`` refits for
     the bootstrap (an :class:`clv.likelihood.Optimum`; None: no bootstrap);
     ``expected_new(params, t)`` is E[X(t)] for a customer who just made a first purchase
-    (the tracking plot's model line).
+    (the tracking plot's model line); ``information``, when given, is the observed information
+    in log-parameters from analytic gradients (else the log-likelihood is differenced twice).
     """
 
     name: str
@@ -141,10 +151,19 @@ class PredictiveModel:
     log_likelihood: Callable[..., float]
     fit: Callable[..., likelihood.Optimum] | None
     expected_new: Callable[[Sequence[float], np.ndarray], np.ndarray]
+    information: Callable[..., np.ndarray] | None = None  # (params, x, t_x, T, weights): minus the log-scale Hessian
 
 
 def _bgnbd_refit(x, tx, T, w, initial_log_params):
     return likelihood.fit_bgnbd(x, tx, T, w, initial_log_params=initial_log_params, standard_errors=False)
+
+
+def _bgnbd_information(params, x, tx, T, w) -> np.ndarray:
+    """Minus the Hessian of the total BG/NBD log-likelihood in log-parameters, from the fit's analytic gradient."""
+    data = likelihood.BGNBDData.build(x, tx, T, w)
+    r, alpha, a, b = params
+    theta = np.log([r, alpha * data.scale, a, b])  # log alpha on rescaled time differs by a constant: same curvature
+    return likelihood._hessian(lambda v: likelihood.bgnbd_objective(v, data), theta) * float(np.sum(w))
 
 
 def _bgnbd_new(params: Sequence[float], t: np.ndarray) -> np.ndarray:
@@ -158,7 +177,7 @@ def _bgnbd_new(params: Sequence[float], t: np.ndarray) -> np.ndarray:
 # The models intervals know, by name; each other model plugs in with one line.
 MODELS: dict[str, PredictiveModel] = {
     "bgnbd": PredictiveModel("bgnbd", bgnbd_alive_survival, expectations.bgnbd_p_alive, likelihood.bgnbd_log_likelihood,
-                             _bgnbd_refit, _bgnbd_new),
+                             _bgnbd_refit, _bgnbd_new, _bgnbd_information),
 }
 
 
@@ -202,6 +221,11 @@ def log_covariance(model: PredictiveModel, params: Sequence[float], x: np.ndarra
 
     None when the Hessian is not finite and negative definite (the optimum is not a proper maximum).
     """
+    if model.information is not None:
+        with np.errstate(all="ignore"):
+            info = model.information(tuple(params), x, tx, T, weights)
+        info = (info + info.T) / 2
+        return np.linalg.inv(info) if likelihood.positive_definite(info) else None
     theta = np.log(np.asarray(params, float))
     k = len(theta)
     h = HESSIAN_LOG_STEP
@@ -276,7 +300,7 @@ def parameter_draws(
 # --------------------------------------------------------------------------- the predictive distribution
 
 
-def _distinct(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+def distinct(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """Distinct rows of equal-length columns, and each input row's index into them."""
     codes = []
     values = []
@@ -331,19 +355,33 @@ class Predictive:
 
     def quantile(self, q: float) -> np.ndarray:
         """The q-quantile per customer: the smallest k with P(X <= k) >= q."""
-        rows = np.arange(self.p_alive.shape[1])
-        lo = np.zeros(len(rows), np.int64)
-        hi = self.lengths[self.row_pair].astype(np.int64)  # P(X >= k_max + 1) < TAIL: always far enough
-        while np.any(lo < hi):
-            mid = (lo + hi) // 2
-            done = self._row_survival(rows, mid + 1) <= 1.0 - q + 1e-12
-            hi = np.where(done, mid, hi)
-            lo = np.where(done, lo, mid + 1)
-        return lo[self.customer_row]
+        return self._row_quantile(q)[self.customer_row]
+
+    def _row_quantile(self, q: float) -> np.ndarray:
+        """Bisection on k per distinct row, on the rows not yet settled only (most tables are short)."""
+        lo = np.zeros(self.p_alive.shape[1], np.int64)
+        hi = self.lengths[self.row_pair].astype(np.int64)  # P(X >= k_max + 1) < tail: always far enough
+        active = np.flatnonzero(lo < hi)
+        while len(active):
+            mid = (lo[active] + hi[active]) // 2
+            done = self._row_survival(active, mid + 1) <= 1.0 - q + 1e-12
+            hi[active] = np.where(done, mid, hi[active])
+            lo[active] = np.where(done, lo[active], mid + 1)
+            active = active[lo[active] < hi[active]]
+        return lo
 
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
         """The equal-tailed ``level`` interval per customer: the (1 - level)/2 and (1 + level)/2 quantiles."""
         return self.quantile((1.0 - level) / 2.0), self.quantile((1.0 + level) / 2.0)
+
+    def interval_with_mass(self, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`interval` and :meth:`mass` together, computed once per distinct row."""
+        low = self._row_quantile((1.0 - level) / 2.0)
+        high = self._row_quantile((1.0 + level) / 2.0)
+        rows = np.arange(len(low))
+        mass = self._row_survival(rows, low) - self._row_survival(rows, high + 1)
+        c = self.customer_row
+        return low[c], high[c], mass[c]
 
     def mass(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         """P(low <= X <= high) per customer: an interval's own coverage (whole counts hold more than the level)."""
@@ -351,7 +389,8 @@ class Predictive:
 
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Per draw, per customer E[X] and E[X^2] (from the tables: sum of P(X >= k) and of (2k - 1) P(X >= k))."""
-        pair_k = np.repeat(np.arange(len(self.lengths)), self.lengths)
+        layout = np.argsort(self.offsets, kind="stable")  # the pairs in the order their blocks sit in the table
+        pair_k = np.repeat(layout, self.lengths[layout])
         k = np.arange(len(pair_k)) - self.offsets[pair_k] + 1
         n_pairs = len(self.lengths)
         m1 = np.stack([np.bincount(pair_k, weights=self.table[:, d], minlength=n_pairs) for d in range(self.table.shape[1])])
@@ -362,14 +401,19 @@ class Predictive:
         return pa * m1[:, pairs], pa * m2[:, pairs]
 
 
-def _table_lengths(params: np.ndarray, x: np.ndarray, T: np.ndarray, t: float) -> np.ndarray:
-    """A first table length per (x, T) pair: the negative binomial upper bound (X <= N(t)) at 10 sd, over the draws."""
+def _table_lengths(params: np.ndarray, x: np.ndarray, T: np.ndarray, t: float, tail: float) -> np.ndarray:
+    """A first table length per (x, T) pair from the negative binomial that bounds X (X <= N(t)), over the draws.
+
+    Its mean plus a normal quantile for ``tail`` widened for the skew, in standard deviations; a
+    table found too short is lengthened by :func:`predictive`.
+    """
     r, alpha = params[:, 0][:, None], params[:, 1][:, None]
     shape = r + x[None, :]
     odds = t / (alpha + T[None, :])
     mean = shape * odds
     sd = np.sqrt(mean * (1.0 + odds))
-    return np.minimum(np.ceil(np.max(mean + 10.0 * sd + 5.0, axis=0)).astype(np.int64), MAX_COUNT)
+    z = 1.5 * float(norm.isf(tail))
+    return np.minimum(np.ceil(np.max(mean + z * sd + 3.0, axis=0)).astype(np.int64), MAX_COUNT)
 
 
 def predictive(
@@ -379,40 +423,54 @@ def predictive(
     recency: np.ndarray,
     T: np.ndarray,
     t: float,
+    *,
+    tail: float = TAIL,
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Predictive:
     """The mixture predictive distribution of X(t) over ``draws`` for each customer (x, t_x, T).
 
     Survival tables are built once per distinct (x, T) pair and draw, in blocks of pairs of
     similar length; P(alive) once per distinct (x, t_x, T) row and draw. A pair's table is
-    lengthened until P(X >= k | alive) < ``TAIL`` under every draw.
+    lengthened until P(X >= k | alive) < ``tail`` under every draw: quantiles below 1 - ``tail``
+    are exact, and the moments leave out at most about that mass. ``rows``, the distinct rows and
+    each customer's index into them (:func:`distinct`), saves computing them again.
     """
-    x = np.asarray(frequency, float)
-    (row_x, row_tx, row_T), customer_row = _distinct(x, np.asarray(recency, float), np.asarray(T, float))
-    (pair_x, pair_T), row_pair = _distinct(row_x, row_T)
+    if rows is None:
+        (row_x, row_tx, row_T), customer_row = distinct(frequency, recency, T)
+    else:
+        row_x, row_tx, row_T, customer_row = rows
+    (pair_x, pair_T), row_pair = distinct(row_x, row_T)
     values = draws.values
     p_alive = np.stack([model.p_alive(tuple(v), row_x, row_tx, row_T) for v in values])
-    lengths = _table_lengths(values, pair_x, pair_T, t)
-    blocks: dict[int, np.ndarray] = {}
+    lengths = _table_lengths(values, pair_x, pair_T, t, tail)
+    parts: list[np.ndarray] = []
+    order: list[np.ndarray] = []
     todo = np.arange(len(pair_x))
     while len(todo):
-        # Blocks of pairs whose lengths round up to the same power of two: little padding.
-        size = 2 ** np.ceil(np.log2(np.maximum(lengths[todo], 1))).astype(np.int64)
+        # Blocks of pairs whose lengths round up to the same quarter power of two: under 19% padding.
+        size = np.ceil(2 ** (np.ceil(4 * np.log2(np.maximum(lengths[todo], 2))) / 4)).astype(np.int64)
         again = []
         for s in np.unique(size):
             members = todo[size == s]
             k_max = int(s)
-            tab = np.stack([model.alive_survival(tuple(v), pair_x[members], pair_T[members], t, k_max) for v in values], axis=2)
-            short = tab[:, -1, :].max(axis=1) >= TAIL
-            if np.any(short) and k_max < MAX_COUNT:
+            tab = np.empty((len(members), k_max, len(values)))
+            for d, v in enumerate(values):
+                tab[:, :, d] = model.alive_survival(tuple(v), pair_x[members], pair_T[members], t, k_max)
+            short = (tab[:, -1, :].max(axis=1) >= tail) & (k_max < MAX_COUNT)
+            if np.any(short):
                 lengths[members[short]] = min(2 * k_max, MAX_COUNT)
                 again.append(members[short])
-            for i, p in enumerate(members):
-                if not (short[i] and k_max < MAX_COUNT):
-                    blocks[int(p)] = tab[i, : max(int(lengths[p]), 1), :]
+            ok = ~short
+            lengths[members[ok]] = np.minimum(lengths[members[ok]], k_max)
+            keep = np.arange(k_max)[None, :] < lengths[members[ok]][:, None]
+            parts.append(tab[ok][keep])  # pair-major, k ascending
+            order.append(members[ok])
         todo = np.concatenate(again) if again else np.array([], dtype=np.int64)
-    lengths = np.array([blocks[p].shape[0] for p in range(len(pair_x))], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    table = np.concatenate([blocks[p] for p in range(len(pair_x))], axis=0)
+    pair_order = np.concatenate(order)
+    block_start = np.concatenate([[0], np.cumsum(lengths[pair_order])[:-1]]).astype(np.int64)
+    offsets = np.empty(len(pair_x), np.int64)
+    offsets[pair_order] = block_start
+    table = np.concatenate(parts, axis=0)
     return Predictive(t, p_alive, row_pair, customer_row, table, offsets, lengths, draws)
 
 
@@ -442,10 +500,39 @@ class CustomerIntervals:
 def customer_intervals(predictive_dist: Predictive, level: float, expected_purchases: np.ndarray, clv: np.ndarray) -> CustomerIntervals:
     """The ``level`` interval per customer from a predictive distribution, with CLV scaled from it."""
     level = check_level(level)
-    low, high = predictive_dist.interval(level)
+    low, high, mass = predictive_dist.interval_with_mass(level)
     expected = np.asarray(expected_purchases, float)
     with np.errstate(divide="ignore", invalid="ignore"):
         per_purchase = np.where(expected > 0, np.asarray(clv, float) / expected, 0.0)
     return CustomerIntervals(
-        level, low, high, low * per_purchase, high * per_purchase, predictive_dist.mass(low, high), predictive_dist.draws,
+        level, low, high, low * per_purchase, high * per_purchase, mass, predictive_dist.draws,
     )
+
+
+def prediction_intervals(
+    model: str,
+    params: Sequence[float],
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    *,
+    t: float,
+    level: float,
+    expected_purchases: np.ndarray,
+    clv: np.ndarray,
+    seed: int = 0,
+    n_draws: int = DEFAULT_DRAWS,
+) -> CustomerIntervals:
+    """``level`` intervals of purchases in ``t`` periods and of CLV per customer, for the model named ``model``.
+
+    The parameter uncertainty is estimated on the same customers (:func:`parameter_draws`); the
+    tables stop at a tail well below the interval's upper tail, so the quantiles are exact.
+    """
+    level = check_level(level)
+    spec = predictive_model(model)
+    x, tx, T_ = (np.asarray(c, float) for c in (frequency, recency, T))
+    (rx, rtx, rT), inverse = distinct(x, tx, T_)
+    weights = np.bincount(inverse, minlength=len(rx)).astype(float)
+    draws = parameter_draws(spec, params, rx, rtx, rT, weights, n_draws=n_draws, seed=seed)
+    dist = predictive(spec, draws, x, tx, T_, t, tail=(1.0 - level) / 20.0, rows=(rx, rtx, rT, inverse))
+    return customer_intervals(dist, level, expected_purchases, clv)
