@@ -55,6 +55,7 @@ MAX_LOG_SD = 1.0  # a log-parameter standard error above this: poorly identified
 HESSIAN_LOG_STEP = 1e-4
 TAIL = 1e-6  # tables run until P(X >= k) is below this for every draw (the mass they leave out)
 QUADRATURE_NODES = 48
+INTERVAL_COLUMNS = ("purchases_low", "purchases_high", "clv_low", "clv_high")  # what an interval adds to the scores
 MAX_COUNT = 1_000_000  # a safety cap on the table length per customer
 LOG_UNDERFLOW = -700.0  # exp() of less is below the smallest normal double
 
