@@ -155,44 +155,56 @@ def tracking_table(
     """Repeat purchases per period of the calibration cohort, actual and expected, and their running totals.
 
     Periods are counted from the first period of the log; a customer's first purchase period is
-    not a repeat. The model's line for a cohort of n_c customers whose first purchase is in
+    not a repeat. A period that straddles the calibration end has a row on each side, so the
+    holdout rows add up to the backtest's holdout purchases. The model's line for a cohort of n_c customers whose first purchase is in
     period c is n_c E[X(t - c)] cumulated (FHL 2005 eq. 9 for BG/NBD): an unconditional
     forecast, the same over calibration and holdout.
     """
     cal_cut = dt.datetime.combine(calibration_end + dt.timedelta(days=1), dt.time())
     start = collect(transactions.select(period_start(pl.col("date").min(), period).alias("s"))).item()
-    end = period_start_of(as_of, period)
+
+    def index_of(day: dt.date) -> int:
+        frame = pl.LazyFrame({"a": [start], "b": [period_start_of(day, period)]})
+        return int(collect(frame.select(periods_between(pl.col("a"), pl.col("b"), period).cast(pl.Int64))).item())
+
+    # One row per customer, period and side of the calibration end, as the backtest's split counts them: a
+    # period that straddles the end counts on both sides.
     per = (
         transactions.filter(pl.col("date") <= dt.datetime.combine(as_of, dt.time.max))
-        .select("customer_id", period_start(pl.col("date"), period).alias("period"))
+        .select("customer_id", period_start(pl.col("date"), period).alias("period"), (pl.col("date") >= cal_cut).alias("holdout"))
         .unique()
-        .with_columns(pl.col("period").min().over("customer_id").alias("first"))
-        .filter(pl.col("first") < pl.lit(cal_cut).cast(pl.Date))
+        .with_columns(pl.col("period").filter(~pl.col("holdout")).min().over("customer_id").alias("first"))
+        .filter(pl.col("first").is_not_null())
         .with_columns(periods_between(pl.lit(start), pl.col("period"), period).cast(pl.Int64).alias("index"),
                       periods_between(pl.lit(start), pl.col("first"), period).cast(pl.Int64).alias("cohort"))
     )
-    frame = collect(per.select("index", "cohort", (pl.col("period") > pl.col("first")).alias("repeat")))
-    n_periods = int(collect(pl.LazyFrame({"a": [start], "b": [end]}).select(
-        periods_between(pl.col("a"), pl.col("b"), period).cast(pl.Int64))).item()) + 1
-    actual = np.bincount(frame.filter(pl.col("repeat"))["index"].to_numpy(), minlength=n_periods)[:n_periods].astype(float)
-    cohorts = frame.filter(~pl.col("repeat"))["cohort"].to_numpy()
-    sizes = np.bincount(cohorts, minlength=n_periods)[:n_periods].astype(float)
-    cumulative_new = model.expected_new(params, np.arange(n_periods, dtype=float))  # E[X(j)] for j = 0..n-1
-    expected_cum = np.convolve(sizes, cumulative_new)[:n_periods]
-    cal_index = int(collect(pl.LazyFrame({"a": [start], "b": [period_start_of(calibration_end, period)]}).select(
-        periods_between(pl.col("a"), pl.col("b"), period).cast(pl.Int64))).item())
-    idx = np.arange(n_periods)
+    frame = collect(per.select("index", "cohort", "holdout", (pl.col("holdout") | (pl.col("period") > pl.col("first"))).alias("repeat")))
+    n_periods = index_of(as_of) + 1
+    cal_index = index_of(calibration_end)
+    sizes = np.bincount(frame.filter(~pl.col("repeat"))["cohort"].to_numpy(), minlength=n_periods)[:n_periods].astype(float)
+    expected_cum = np.convolve(sizes, model.expected_new(params, np.arange(n_periods, dtype=float)))[:n_periods]
+    # Rows: every period on the calibration side up to the end, then every period on the holdout side
+    # (from the end's own period when it straddles the end).
+    first_holdout = cal_index if period_start_of(calibration_end + dt.timedelta(days=1), period) == period_start_of(
+        calibration_end, period) else cal_index + 1
+    idx = np.concatenate([np.arange(cal_index + 1), np.arange(first_holdout, n_periods)])
+    holdout = np.concatenate([np.zeros(cal_index + 1, bool), np.ones(n_periods - first_holdout, bool)])
+    repeats = frame.filter(pl.col("repeat"))
+    counts = {side: np.bincount(repeats.filter(pl.col("holdout") == side)["index"].to_numpy(), minlength=n_periods)[:n_periods]
+              for side in (False, True)}
+    actual = np.where(holdout, counts[True][idx], counts[False][idx]).astype(float)
+    unit = {"day": "d", "week": "w", "month": "mo"}[period.value]
     starts = collect(pl.LazyFrame({"i": idx}).select(
-        pl.lit(start).dt.offset_by(pl.format("{}" + {"day": "d", "week": "w", "month": "mo"}[period.value], pl.col("i")))
-        .alias("period_start")))["period_start"]
+        pl.lit(start).dt.offset_by(pl.format("{}" + unit, pl.col("i"))).alias("period_start")))["period_start"]
+    cumulative = expected_cum[idx]
     return pl.DataFrame({
         "period": idx,
         "period_start": starts,
-        "phase": np.where(idx <= cal_index, "calibration", "holdout"),
+        "phase": np.where(holdout, "holdout", "calibration"),
         "actual": actual,
-        "expected": np.diff(expected_cum, prepend=0.0),
+        "expected": np.diff(cumulative, prepend=0.0),
         "actual_cumulative": np.cumsum(actual),
-        "expected_cumulative": expected_cum,
+        "expected_cumulative": cumulative,
     })
 
 
