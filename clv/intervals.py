@@ -49,6 +49,7 @@ from scipy.stats import norm
 from clv import expectations, likelihood
 from clv.errors import InputError, option
 
+COUNT_MODEL = "bgnbd"  # the purchase model the analyses fit today; intervals and diagnostics dispatch on its name
 DEFAULT_DRAWS = 32  # parameter draws in the mixture (covariance draws are cheap; each costs one table)
 BOOTSTRAP_REFITS = 24  # refits on resampled customers when the optimum is on a boundary
 MAX_LOG_SD = 1.0  # a log-parameter standard error above this: poorly identified, no normal approximation

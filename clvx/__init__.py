@@ -31,7 +31,7 @@ from clv import __version__
 from clv.backtest import HoldoutBacktest, holdout_backtest
 from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
 from clv.errors import ClvxError, InputError, ModelError, option, readable
-from clv.intervals import INTERVAL_COLUMNS, CustomerIntervals, check_level, prediction_intervals
+from clv.intervals import COUNT_MODEL, INTERVAL_COLUMNS, CustomerIntervals, check_level, prediction_intervals
 from clv.load import ColumnMapping, ReadOptions, Transactions, is_summary, load_summary, load_transactions, read_json
 from clv.models import (
     BGNBD,
@@ -99,7 +99,6 @@ __all__ = [
 
 DEFAULT_CLV_HORIZON = "12m"
 DEFAULT_DISCOUNT_RATE = 0.10
-COUNT_MODEL = "bgnbd"  # the purchase model every analysis fits; intervals and diagnostics dispatch on its name
 INTERVAL_SEED = 42  # the parameter draws behind prediction intervals: the same input gives the same intervals
 
 

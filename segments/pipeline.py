@@ -12,6 +12,8 @@ import polars as pl
 from scipy import sparse
 
 from clv.backtest import HoldoutBacktest
+from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
+from clv.intervals import COUNT_MODEL
 from clv.load import DataQuality, Transactions
 from clv.models import (
     BGNBD,
@@ -261,6 +263,7 @@ class ReportData:
     cross_sell_backtest: CrossSellBacktest | None
     discount_rate: float
     clvx_version: str
+    diagnostics: HoldoutDiagnostics | None = None  # interval coverage, PIT, tracking, deciles on the holdout
 
 
 def build_report(
@@ -283,11 +286,14 @@ def build_report(
         seg = cross.segments
     else:
         seg = run_segmentation(tx, step=step, **options)
-    backtest = cross_backtest = None
+    backtest = cross_backtest = diagnostics = None
     if calibration_end is not None:
         with step("Backtesting the forecast"):
             backtest = holdout_backtest(tx.frame, calibration_end, tx.as_of, period,
                                         penalizer=options.get("penalizer", 0.0), engine=options.get("engine", "auto"))
+        with step("Checking the prediction intervals and tracking on the holdout"):
+            diagnostics = holdout_diagnostics(tx.frame, calibration_end, tx.as_of, period, model=COUNT_MODEL,
+                                              params=backtest.bgnbd.params, seed=options.get("seed", 42))
         if cross is not None:
             with step("Backtesting cross-sell"):
                 cross_backtest = crosssell_backtest(tx, calibration_end, exclude_products=exclude_products,
@@ -308,4 +314,5 @@ def build_report(
         cross_sell_backtest=cross_backtest,
         discount_rate=seg.discount_rate,
         clvx_version=clvx_version,
+        diagnostics=diagnostics,
     )
