@@ -210,3 +210,16 @@ def test_interval_from_a_settings_file(runner, tmp_path):
     config.write_text("[predict]\ninterval = 2\n")
     res = runner.invoke(app, ["predict", "--config", str(config), "-q"])
     assert res.exit_code == 2 and "--interval 2" in res.stderr
+
+
+def test_a_fit_without_a_proper_maximum_gets_bootstrap_refits(cdnow_summary_frame):
+    from dataclasses import replace
+
+    bg = BGNBD(engine="numpy").fit(cdnow_summary_frame).params_
+    rows = cdnow_summary_frame.group_by("frequency", "recency", "T").len()
+    x, tx, T_, w = (rows[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T", "len"))
+    flat = replace(iv.MODELS["bgnbd"], information=lambda *a: -np.eye(4))  # as if the Hessian were not negative definite
+    draws = iv.parameter_draws(flat, bg.params, x, tx, T_, w, seed=5)
+    assert draws.method == "bootstrap" and draws.n_draws >= iv.BOOTSTRAP_REFITS // 2
+    spread = draws.values.std(axis=0) / np.asarray(bg.standard_errors)
+    assert np.all((spread > 0.4) & (spread < 2.5)), spread  # the refits scatter as the standard errors say
