@@ -528,7 +528,9 @@ def prediction_intervals(
     """``level`` intervals of purchases in ``t`` periods and of CLV per customer, for the model named ``model``.
 
     The parameter uncertainty is estimated on the same customers (:func:`parameter_draws`); the
-    tables stop at a tail well below the interval's upper tail, so the quantiles are exact.
+    tables stop at a tail well below the interval's upper tail, so the quantiles are exact. The CLV
+    interval is the purchase interval times the Gamma-Gamma expected spend with the CLV's own
+    discounting (``clv`` x bound / ``expected_purchases``); spend is not simulated.
     """
     level = check_level(level)
     spec = predictive_model(model)
