@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -52,9 +53,11 @@ def main() -> None:
     )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     load = os.getloadavg()[0]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"Intervals ({args.level:.0%}, 12 months) for {summary.height:,} customers, {bg.n_distinct:,} distinct rows, "
           f"parameter uncertainty: {ci.draws.method} ({ci.draws.n_draws} draws); {machine()}; load average {load:.1f}")
-    print(f"| stage | wall s | CPU s |\n|---|---:|---:|\n| prediction intervals beyond the fit | {wall:.2f} | {cpu:.2f} |")
+    print(f"| stage | wall s | CPU s | peak memory of the process (MB) |\n|---|---:|---:|---:|\n"
+          f"| prediction intervals beyond the fit | {wall:.2f} | {cpu:.2f} | {peak_mb:,.0f} |")
 
 
 if __name__ == "__main__":
