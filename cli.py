@@ -586,18 +586,21 @@ def predict(
     out: OutputArgs,
     run: RunArgs,
     model: Annotated[Optional[Path], typer.Option("--model", help="Score with models saved by clvx fit --save instead of fitting", dir_okay=False, show_default=False)] = None,
+    interval: Annotated[Optional[float], typer.Option("--interval", help="Add prediction intervals at this level, e.g. 0.9: purchases_low/high and clv_low/high over the horizon", rich_help_panel=CLV_PANEL, show_default=False)] = None,
 ) -> None:
     """P(alive), expected purchases, expected spend and discounted CLV per customer.
 
-    CLV sums expected spend x expected purchases per month over the horizon, discounted monthly.
+    CLV sums expected spend x expected purchases per month over the horizon, discounted monthly. With
+    --interval, each customer also gets the equal-tailed interval of purchases over the horizon from the
+    model's predictive distribution (parameter uncertainty included) and the CLV interval it implies.
     """
     import clvx
     from present import render
 
-    options = clv.options()
+    options = replace(clv.options(), interval=interval)
     result = clvx.predict(source.options(), model=fitting.options(default_period=model is None), clv=options,
                           saved_model=model, listener=run.listener())
-    render.predictions(result.scores, result.period, options.horizon, options.discount_rate, out.emitter())
+    render.predictions(result.scores, result.period, options.horizon, options.discount_rate, out.emitter(), level=interval)
 
 
 @command(
@@ -613,13 +616,16 @@ def validate(
     cross_sell: Annotated[bool, typer.Option("--cross-sell/--no-cross-sell", help="With a product column, also backtest the cross-sell ranking", metavar="")] = True,
     exclude_products: ExcludeProductsOpt = None,
     seed: SeedOpt = 42,
+    intervals: Annotated[bool, typer.Option("--intervals/--no-intervals", help="Also check the prediction intervals (coverage at 50/80/90%, PIT, the total) and show tracking and decile tables", metavar="")] = True,
 ) -> None:
     """Holdout backtest: fit on the calibration period, forecast the holdout, compare with baselines.
 
     Reports totals, bias, MAE, RMSE, MSLE and Pearson r for the model and for two naive
     forecasts (zero for everyone; each customer's calibration rate x holdout length). With a
     product column, also the cross-sell targets against first-time purchases in the holdout,
-    beside random, popularity and segment-popularity rankings.
+    beside random, popularity and segment-popularity rankings. Then the diagnostics: each level's
+    interval coverage beside the coverage the model implies, a PIT table, whether the total's interval
+    holds the actual total, cumulative tracking and calibration by decile.
     """
     import clvx
     from present import render
@@ -629,8 +635,8 @@ def validate(
     cal_end = _parse_date(calibration_end, "--calibration-end")
     assert cal_end is not None
     result = clvx.validate(source.options(), calibration_end=cal_end, model=fitting.options(), cross_sell=cross_sell,
-                           exclude_products=exclude_products, seed=seed, listener=run.listener())
-    render.backtest(result.backtest, out.emitter(), cross_sell=result.cross_sell)
+                           exclude_products=exclude_products, seed=seed, intervals=intervals, listener=run.listener())
+    render.backtest(result.backtest, out.emitter(), cross_sell=result.cross_sell, diagnostics=result.diagnostics)
 
 
 @command(

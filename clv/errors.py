@@ -26,6 +26,7 @@ SETTING_PATHS = {
     "date_format": "columns.date_format",
     "as_of": "as_of",
     **{name: f"read.{name}" for name in ("encoding", "decimal_comma", "timezone", "keep_placeholder_ids", "keep_outlying_dates")},
+    "interval": "clv.interval",
 }
 
 

@@ -29,7 +29,9 @@ import polars as pl
 
 from clv import __version__
 from clv.backtest import HoldoutBacktest, holdout_backtest
+from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
 from clv.errors import ClvxError, InputError, ModelError, option, readable
+from clv.intervals import COUNT_MODEL, INTERVAL_COLUMNS, CustomerIntervals, check_level, prediction_intervals
 from clv.load import ColumnMapping, ReadOptions, Transactions, is_summary, load_summary, load_transactions, read_json
 from clv.models import (
     BGNBD,
@@ -104,6 +106,7 @@ __all__ = [
 
 DEFAULT_CLV_HORIZON = "12m"
 DEFAULT_DISCOUNT_RATE = 0.10
+INTERVAL_SEED = 42  # the parameter draws behind prediction intervals: the same input gives the same intervals
 
 
 # --------------------------------------------------------------------------- options
@@ -153,10 +156,15 @@ class ModelOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class CLVOptions:
-    """The CLV horizon and the annual discount rate, the same for every command that computes CLV."""
+    """The CLV horizon and the annual discount rate, the same for every command that computes CLV.
+
+    ``interval`` (a level in (0, 1), e.g. 0.9; None: none) adds per-customer prediction
+    intervals of purchases and CLV over the horizon to :func:`predict`.
+    """
 
     horizon: Horizon = field(default_factory=lambda: Horizon.parse(DEFAULT_CLV_HORIZON))
     discount_rate: float = DEFAULT_DISCOUNT_RATE
+    interval: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,13 +316,14 @@ class FitResult:
 
 @dataclass(frozen=True)
 class PredictResult:
-    scores: pl.DataFrame  # the RFM summary plus p_alive, expected purchases and spend, clv
+    scores: pl.DataFrame  # the RFM summary plus p_alive, expected purchases and spend, clv[, the interval columns]
     bgnbd: BGNBDParams
     gamma_gamma: GammaGammaParams
     period: Period
     clv: CLVOptions
     data: Summarized
     notices: tuple[Notice, ...]
+    intervals: CustomerIntervals | None = None  # with clv.interval: the levels' bounds and their own coverage
 
 
 @dataclass(frozen=True)
@@ -323,6 +332,7 @@ class ValidateResult:
     cross_sell: CrossSellBacktest | None
     transactions: Transactions
     notices: tuple[Notice, ...]
+    diagnostics: HoldoutDiagnostics | None = None  # interval coverage, PIT, tracking, deciles
 
 
 @dataclass(frozen=True)
@@ -476,9 +486,13 @@ def predict(
     """P(alive), expected purchases and spend, and discounted CLV per customer.
 
     With ``saved_model`` (a file written by ``clvx fit --save``), the saved parameters
-    score the input instead of a new fit; its period is used.
+    score the input instead of a new fit; its period is used. With ``clv.interval``, the
+    scores also get ``purchases_low, purchases_high, clv_low, clv_high`` (see
+    :func:`clv.intervals.prediction_intervals`).
     """
     listener = _Recording(listener or Silent())
+    if clv.interval is not None:
+        check_level(clv.interval)
     if saved_model is not None:
         saved_period, bg, gg = models_from_document(read_json(saved_model), str(saved_model))
         period = Period(saved_period)
@@ -495,7 +509,37 @@ def predict(
     with listener.step("Scoring customers"):
         scores = score_customers(data.summary, bg, gg, period_days=period.days, horizon=clv.horizon,
                                  annual_discount_rate=clv.discount_rate)
-    return PredictResult(scores, bg, gg, period, clv, data, listener.tuple())
+    intervals = None
+    if clv.interval is not None:
+        with listener.step("Computing prediction intervals"):
+            scores, intervals = _with_intervals(scores, bg, period, clv)
+        listener.notice(Notice("info", _interval_note(intervals, clv, saved=saved_model is not None)))
+    return PredictResult(scores, bg, gg, period, clv, data, listener.tuple(), intervals)
+
+
+def _with_intervals(scores: pl.DataFrame, bg: BGNBDParams, period: Period, clv: CLVOptions) -> tuple[pl.DataFrame, CustomerIntervals]:
+    assert clv.interval is not None
+    x, tx, T = (scores[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
+    ci = prediction_intervals(
+        COUNT_MODEL, bg.params, x, tx, T, t=clv.horizon.periods(period.days), level=clv.interval,
+        expected_purchases=scores["expected_purchases"].to_numpy(), clv=scores["clv"].to_numpy(), seed=INTERVAL_SEED,
+    )
+    values = (ci.purchases_low, ci.purchases_high, ci.clv_low, ci.clv_high)
+    return scores.with_columns(pl.Series(n, v) for n, v in zip(INTERVAL_COLUMNS, values, strict=True)), ci
+
+
+def _interval_note(ci: CustomerIntervals, clv: CLVOptions, *, saved: bool) -> str:
+    how = {
+        "covariance": "parameter uncertainty from the fit's covariance (log scale)",
+        "bootstrap": "parameter uncertainty from refits on resampled customers (the optimum is on a boundary)",
+        "none": "no parameter uncertainty (it could not be estimated)",
+    }[ci.draws.method]
+    where = " on the scored customers" if saved and ci.draws.method != "none" else ""
+    return (
+        f"Prediction intervals ({ci.level:.0%}): purchases over {clv.horizon.label} from the model's predictive "
+        f"distribution per customer, with {how}{where}; as whole counts they hold {float(ci.implied.mean()):.1%} "
+        "on average. CLV interval = purchase interval x expected spend, discounted as the CLV."
+    )
 
 
 def validate(
@@ -506,11 +550,15 @@ def validate(
     cross_sell: bool = True,
     exclude_products: str | None = None,
     seed: int = 42,
+    intervals: bool = True,
     listener: Listener | None = None,
 ) -> ValidateResult:
     """Fit on the log up to ``calibration_end``, forecast the rest, compare with naive baselines.
 
-    With a product column and ``cross_sell``, also backtest the cross-sell ranking.
+    With a product column and ``cross_sell``, also backtest the cross-sell ranking. With
+    ``intervals``, also the diagnostics of :mod:`clv.diagnostics`: interval coverage at 50/80/90%
+    beside the coverage the model implies, a PIT table, the total's interval, the tracking data
+    and a calibration-by-decile table; their misses become warnings.
     """
     listener = _Recording(listener or Silent())
     tx = load(source, listener)
@@ -518,13 +566,19 @@ def validate(
     with listener.step("Fitting on the calibration period and scoring the holdout"):
         result = holdout_backtest(tx.frame, calibration_end, tx.as_of, model.unit, penalizer=model.penalizer,
                                   engine=model.engine)
+    diagnostics = None
+    if intervals:
+        with listener.step("Checking the prediction intervals and tracking on the holdout"):
+            diagnostics = holdout_diagnostics(tx.frame, calibration_end, tx.as_of, model.unit, model=COUNT_MODEL,
+                                              params=result.bgnbd.params, seed=seed)
+        listener.extend([Notice("warning", w) for w in diagnostics.warnings])
     cross = None
     if cross_sell and tx.has("product_id"):
         with listener.step("Backtesting cross-sell targets"):
             # Same calibration summary as the forecast backtest: reuse its fitted models.
             cross = crosssell_backtest(tx, calibration_end, exclude_products=exclude_products, seed=seed,
                                        period=model.unit, models=(result.bgnbd, result.gamma_gamma))
-    return ValidateResult(result, cross, tx, listener.tuple())
+    return ValidateResult(result, cross, tx, listener.tuple(), diagnostics)
 
 
 def _check_calibration_end(calibration_end: dt.date, tx: Transactions) -> None:

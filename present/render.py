@@ -16,7 +16,9 @@ from rich import box
 from rich.table import Table
 
 from clv.backtest import HoldoutBacktest
+from clv.diagnostics import COVERAGE_TOLERANCE, HoldoutDiagnostics
 from clv.errors import InputError
+from clv.intervals import INTERVAL_COLUMNS
 from clv.models import BGNBDParams, GammaGammaParams, Horizon
 from clv.rfm import Period, ScoreBins
 from clv.sample import CUSTOMERS_FILE, TRUTH_FILE, Sample
@@ -147,11 +149,12 @@ def with_horizon(frame: pl.DataFrame, horizon: Horizon, names: tuple[str, ...]) 
     return frame.rename({n: f"{n}_{suffix}" for n in names if n in frame.columns})
 
 
-CLV_COLUMNS = ("clv", "expected_purchases")  # depend on the CLV horizon
+CLV_COLUMNS = ("clv", "expected_purchases", *INTERVAL_COLUMNS)  # depend on the CLV horizon
 OFFER_COLUMNS = ("expected_buyers", "expected_revenue")  # depend on the offers' horizon
 
 
-def predictions(scored: pl.DataFrame, period: Period, horizon: Horizon, discount_rate: float, emitter: Emitter) -> None:
+def predictions(scored: pl.DataFrame, period: Period, horizon: Horizon, discount_rate: float, emitter: Emitter, *,
+                level: float | None = None) -> None:
     s = horizon_suffix(horizon)
     headers = period_headers(period) | {
         "p_alive": "P(alive)",
@@ -159,13 +162,24 @@ def predictions(scored: pl.DataFrame, period: Period, horizon: Horizon, discount
         "expected_avg_value": "exp. spend / purchase",
         f"clv_{s}": f"CLV ({horizon.label})",
     }
+    columns = list(PREDICTION_COLUMNS)
+    interval_caption = ""
+    if level is not None and all(c in scored.columns for c in INTERVAL_COLUMNS):
+        columns += INTERVAL_COLUMNS
+        pct = f"{level:.0%}"
+        headers |= {
+            f"purchases_low_{s}": f"purchases {pct} low", f"purchases_high_{s}": f"purchases {pct} high",
+            f"clv_low_{s}": f"CLV {pct} low", f"clv_high_{s}": f"CLV {pct} high",
+        }
+        interval_caption = (f" {pct} prediction intervals: purchases over {horizon.label} from the model's predictive "
+                            "distribution; CLV = that interval x expected spend, discounted.")
     total = scored["clv"].sum()
     emitter.rows(
-        with_horizon(scored.select(PREDICTION_COLUMNS), horizon, CLV_COLUMNS),
+        with_horizon(scored.select(columns), horizon, CLV_COLUMNS),
         title="Customer value",
         caption=(
             f"Most valuable first. Total predicted CLV over {horizon.label}: {total:,.2f} "
-            f"(annual discount rate {discount_rate:.0%}); mean P(alive) {scored['p_alive'].mean():.3f}."
+            f"(annual discount rate {discount_rate:.0%}); mean P(alive) {scored['p_alive'].mean():.3f}." + interval_caption
         ),
         headers=headers,
         noun="customers",
@@ -195,7 +209,102 @@ def backtest_dict(result: HoldoutBacktest) -> dict:
     }
 
 
-def backtest(result: HoldoutBacktest, emitter: Emitter, *, cross_sell=None) -> None:
+COVERAGE_POINTS = COVERAGE_TOLERANCE * 100
+TRACKING_ROWS = 14  # the terminal's tracking table: about this many periods, evenly spaced
+
+
+def draws_text(d: HoldoutDiagnostics) -> str:
+    """How parameter uncertainty entered the intervals, in words."""
+    return {
+        "covariance": f"parameter uncertainty from the fit's covariance ({d.n_draws} draws)",
+        "bootstrap": f"parameter uncertainty from {d.n_draws} refits on resampled customers (the optimum is on a boundary)",
+        "none": "no parameter uncertainty (it could not be estimated)",
+    }[d.draws_method]
+
+
+def coverage_frame(d: HoldoutDiagnostics) -> pl.DataFrame:
+    return d.coverage.select(
+        pl.format("{}%", (pl.col("level") * 100).round(0).cast(pl.Int64)).alias("interval"),
+        pl.col("empirical").alias("empirical_share"), pl.col("implied").alias("implied_share"),
+        (pl.col("gap") * 100).alias("gap_points"),
+    )
+
+
+def tracking_rows(tracking: pl.DataFrame, n_rows: int = TRACKING_ROWS) -> pl.DataFrame:
+    """About ``n_rows`` evenly spaced periods of the tracking data, always with the last calibration period and the last."""
+    n = tracking.height
+    step = max(1, -(-n // n_rows))
+    cal_end = tracking.filter(pl.col("phase") == "calibration")["period"].max()
+    keep = pl.col("period").is_in([*range(step - 1, n, step), n - 1, cal_end])
+    return tracking.filter(keep).select(
+        "period_start", "phase", "actual_cumulative", "expected_cumulative",
+        (pl.col("expected_cumulative") / pl.col("actual_cumulative") - 1).alias("model_vs_actual_share"),
+    )
+
+
+def diagnostics_dict(d: HoldoutDiagnostics) -> dict:
+    return {
+        "model": d.model,
+        "parameter_uncertainty": d.draws_method,
+        "n_draws": d.n_draws,
+        "coverage": d.coverage.to_dicts(),
+        "pit": d.pit.to_dicts(),
+        "pit_max_gap": d.pit_max_gap,
+        "total": {**asdict(d.total), "contains": d.total.contains},
+        "deciles": d.deciles.to_dicts(),
+        "tracking": d.tracking.to_dicts(),
+        "warnings": list(d.warnings),
+    }
+
+
+def diagnostics_tables(d: HoldoutDiagnostics, unit: str) -> list:
+    """The terminal tables of the holdout diagnostics: intervals, PIT, total, tracking, deciles."""
+    t = d.total
+    coverage = frame_table(
+        coverage_frame(d),
+        title=f"Prediction intervals on the holdout ({d.label}, {draws_text(d)})",
+        caption="empirical = share of customers whose holdout purchases fell inside their equal-tailed interval; implied = "
+        "the probability the model gives those intervals (whole counts hold more than the level); gap = empirical - "
+        f"implied, in points (over {COVERAGE_POINTS:g} is flagged).",
+        headers={"empirical_share": "empirical", "implied_share": "implied", "gap_points": "gap (points)"},
+        decimals={"gap_points": 1}, max_rows=None,
+    )
+    pit = frame_table(
+        pl.DataFrame({"": ["share"], **{row["bin"]: [row["share"]] for row in d.pit.iter_rows(named=True)}}).rename(
+            {b: f"{b} " for b in d.pit["bin"]}),
+        title="Randomised PIT: where each customer's holdout count fell in its predictive distribution",
+        caption=f"Each tenth holds 10% under a calibrated model; largest gap here {d.pit_max_gap * 100:.1f} points.",
+        decimals={f"{b} ": 3 for b in d.pit["bin"]}, max_rows=None,
+    )
+    total = key_value_table(
+        "Holdout total: repeat purchases",
+        [
+            ("actual", f"{t.actual:,.0f}"),
+            ("expected", f"{t.expected:,.0f} ({t.expected / t.actual - 1:+.1%})" if t.actual else f"{t.expected:,.0f}"),
+            (f"{t.level:.0%} interval", f"{t.low:,.0f} – {t.high:,.0f}"),
+            ("contains the actual", "yes" if t.contains else "no"),
+        ],
+    )
+    tracking = frame_table(
+        tracking_rows(d.tracking),
+        title=f"Tracking: cumulative repeat purchases of the calibration cohort ({d.label})",
+        caption=f"Actual against the model's expectation, per {unit[:-1]} from the start of the log; the model line is "
+        "the same forecast over calibration and holdout (Fader, Hardie & Lee 2005, fig. 3).",
+        headers={"period_start": f"{unit[:-1]} starting", "actual_cumulative": "actual", "expected_cumulative": d.label,
+                 "model_vs_actual_share": "model vs actual"},
+        decimals={"actual_cumulative": 0, "expected_cumulative": 0}, max_rows=None,
+    )
+    deciles = frame_table(
+        d.deciles,
+        title="Calibration by decile of predicted holdout purchases",
+        caption="Customers in ten equal groups by the forecast (1 = lowest); mean forecast beside mean actual.",
+        headers={"predicted_mean": d.label, "actual_mean": "actual"},
+        decimals={"predicted_mean": 3, "actual_mean": 3}, max_rows=None,
+    )
+    return [coverage, pit, total, tracking, deciles]
+
+
+def backtest(result: HoldoutBacktest, emitter: Emitter, *, cross_sell=None, diagnostics: HoldoutDiagnostics | None = None) -> None:
     unit = f"{result.period.value}s"
     metrics = _metrics_frame(result)
     t1 = frame_table(
@@ -226,6 +335,9 @@ def backtest(result: HoldoutBacktest, emitter: Emitter, *, cross_sell=None) -> N
     data = {"clv": backtest_dict(result)}
     renderables = [t1, t2, t3]
     frames = {"metrics": metrics}
+    if diagnostics is not None:
+        data["diagnostics"] = diagnostics_dict(diagnostics)
+        renderables += diagnostics_tables(diagnostics, unit)
     if cross_sell is not None:
         data["cross_sell"] = crosssell_backtest_dict(cross_sell)
         cs_frame = crosssell_metrics_frame(cross_sell)

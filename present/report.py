@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from clv.diagnostics import HoldoutDiagnostics
 from clv.errors import InputError
 from clv.models import LOW_DROPOUT
+from present import render
 from present.output import atomic_write, atomic_write_bytes, column_kind, format_cell, terminal_text
 from present.progress import excluded, kept
 from segments.pipeline import ReportData
@@ -271,6 +273,66 @@ def chart_backtest(by_frequency: pl.DataFrame) -> str:
     return _svg(fig)
 
 
+def chart_tracking(diagnostics: HoldoutDiagnostics) -> str:
+    """Cumulative repeat purchases of the calibration cohort, actual and model, with the calibration end marked."""
+    tracking = diagnostics.tracking
+    fig, ax = _figure()
+    x = np.arange(tracking.height)
+    ax.plot(x, tracking["actual_cumulative"], color=PALETTE[0], label="actual")
+    ax.plot(x, tracking["expected_cumulative"], color=PALETTE[5], linestyle="--", label=plain_labels([diagnostics.label])[0])
+    end = int(np.flatnonzero(tracking["phase"].to_numpy() == "calibration").max())
+    ax.axvline(end, color=PALETTE[7], linewidth=1)
+    ax.text(end, float(tracking["actual_cumulative"].max()), " holdout", color=PALETTE[7], va="top")
+    ticks = np.linspace(0, tracking.height - 1, num=min(6, tracking.height)).astype(int)
+    ax.set_xticks(ticks, [str(tracking["period_start"][int(i)]) for i in ticks])
+    ax.set_ylabel("cumulative repeat purchases")
+    ax.legend(frameon=False, loc="upper left")
+    return _svg(fig)
+
+
+def diagnostics_frames(d: HoldoutDiagnostics) -> dict[str, pl.DataFrame]:
+    """The diagnostics as tables: interval coverage, PIT, the total, tracking (about 14 periods) and deciles."""
+    t = d.total
+    return {
+        "coverage": render.coverage_frame(d),
+        "pit": d.pit,
+        "total": pl.DataFrame({"level": [t.level], "actual": [t.actual], "expected": [t.expected], "low": [t.low], "high": [t.high],
+                               "contains_actual": ["yes" if t.contains else "no"]}),
+        "tracking": render.tracking_rows(d.tracking),
+        "deciles": d.deciles,
+    }
+
+
+DIAGNOSTIC_HEADERS = {"empirical_share": "empirical", "implied_share": "implied", "gap_points": "gap (points)",
+                      "actual_cumulative": "actual", "expected_cumulative": "model", "model_vs_actual_share": "model vs actual",
+                      "predicted_mean": "forecast", "actual_mean": "actual", "share": "share of customers"}
+DIAGNOSTIC_DECIMALS = {"gap_points": 1, "actual_cumulative": 0, "expected_cumulative": 0, "predicted_mean": 3, "actual_mean": 3,
+                       "actual": 0, "expected": 0, "low": 0, "high": 0, "share": 3}
+
+
+def diagnostics_html(d: HoldoutDiagnostics) -> list[str]:
+    frames = diagnostics_frames(d)
+    t = d.total
+    table = lambda name: _html_table(frames[name], DIAGNOSTIC_HEADERS, DIAGNOSTIC_DECIMALS)  # noqa: E731
+    return [
+        "<h2>How sure is the forecast? Intervals and tracking on the holdout</h2>",
+        *(f'<p class="warning">{html.escape(w)}</p>' for w in d.warnings),
+        _figure_html(chart_tracking(d), "Cumulative repeat purchases of the customers seen in the calibration period: actual "
+                                        "against the model's forecast, the same line over calibration and holdout."),
+        f'<p class="note">Per customer, the model gives an interval of holdout purchases ({render.draws_text(d)}). '
+        "Empirical: the share of customers whose purchases fell inside; implied: the probability the model gives those "
+        "whole-count intervals, which is more than the level.</p>",
+        table("coverage"),
+        f'<p class="note">The {t.level:.0%} interval of the total, {t.low:,.0f} to {t.high:,.0f} repeat purchases, '
+        f"{'contains' if t.contains else 'does not contain'} the actual {t.actual:,.0f} (expected {t.expected:,.0f}).</p>",
+        '<p class="note">Randomised PIT: where each customer\'s count fell in its predictive distribution; each tenth holds '
+        "10% when the model is calibrated.</p>",
+        table("pit"),
+        '<p class="note">Calibration by decile: customers in ten equal groups by their forecast, mean forecast beside mean actual.</p>',
+        table("deciles"),
+    ]
+
+
 def chart_cross_sell(cross_sell: Any) -> str:
     ranking = cross_sell.ranking
     products = ranking.group_by("product_id").agg(pl.col("expected_revenue").sum()).sort("expected_revenue", "product_id", descending=[True, False])
@@ -398,6 +460,8 @@ def html_report(data: ReportData) -> str:
             f"{bt.baselines['calibration_rate'].predicted_total:,.0f} ({bt.baselines['calibration_rate'].bias:+.1%}).</p>",
             _figure_html(chart_backtest(bt.by_frequency), "Mean holdout purchases by calibration-period repeat purchases."),
         ]
+    if data.diagnostics is not None:
+        parts += diagnostics_html(data.diagnostics)
     if data.cross_sell is not None:
         parts += [
             "<h2>Cross-sell: what to offer each segment</h2>",
@@ -494,6 +558,15 @@ def markdown_report(data: ReportData) -> str:
     parts += ["", "## Customer segments", "", markdown_table(data.segments.segmentation.profile, SEGMENT_DECIMALS)]
     if data.backtest is not None:
         parts += ["", "## Holdout backtest", "", markdown_table(data.backtest.by_frequency, {c: 3 for c in data.backtest.by_frequency.columns})]
+    if data.diagnostics is not None:
+        d = data.diagnostics
+        frames = diagnostics_frames(d)
+        parts += ["", "## Intervals and tracking on the holdout", ""]
+        parts += [f"> {md(w)}\n" for w in d.warnings]
+        titles = {"coverage": f"Interval coverage ({render.draws_text(d)})", "pit": "Randomised PIT", "total": "Holdout total",
+                  "tracking": "Tracking: cumulative repeat purchases", "deciles": "Calibration by decile"}
+        for name, frame in frames.items():
+            parts += [f"### {md(titles[name])}", "", markdown_table(frame, DIAGNOSTIC_DECIMALS), ""]
     if data.cross_sell is not None:
         parts += ["", "## Cross-sell targets per segment", "", markdown_table(top_targets(data), {"expected_buyers": 1})]
     bundles = top_bundles(data)
@@ -639,6 +712,9 @@ def xlsx_report(data: ReportData, path: Path) -> None:
         sheets.append(("bundles", data.bundles))
     if data.campaign is not None:
         sheets.append(("campaign", data.campaign.measurement.table))
+    if data.diagnostics is not None:
+        sheets += [("interval coverage", render.coverage_frame(data.diagnostics)), ("tracking", data.diagnostics.tracking),
+                   ("calibration deciles", data.diagnostics.deciles)]
     created = dt.datetime.combine(data.as_of, dt.time())
     with xlsxwriter.Workbook(str(path), XLSX_OPTIONS) as wb:
         wb.set_properties({"title": data.title, "created": created, "author": "clvx"})

@@ -12,6 +12,8 @@ import polars as pl
 from scipy import sparse
 
 from clv.backtest import HoldoutBacktest
+from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
+from clv.intervals import COUNT_MODEL
 from clv.load import DataQuality, Transactions
 from clv.models import (
     BGNBD,
@@ -345,6 +347,7 @@ class ReportData:
     bundles: pl.DataFrame | None = None  # sets bought in one order, when orders are known
     campaign: Any = None  # a CampaignMeasurement with its window (start, end), when a campaign is measured
     opted_out: pl.Series | None = None  # customer ids never listed one by one (they still count in totals)
+    diagnostics: HoldoutDiagnostics | None = None  # interval coverage, PIT, tracking, deciles on the holdout
 
 
 def build_report(
@@ -367,11 +370,14 @@ def build_report(
         seg = cross.segments
     else:
         seg = run_segmentation(tx, step=step, **options)
-    backtest = cross_backtest = None
+    backtest = cross_backtest = diagnostics = None
     if calibration_end is not None:
         with step("Backtesting the forecast"):
             backtest = holdout_backtest(tx.frame, calibration_end, tx.as_of, period,
                                         penalizer=options.get("penalizer", 0.0), engine=options.get("engine", "auto"))
+        with step("Checking the prediction intervals and tracking on the holdout"):
+            diagnostics = holdout_diagnostics(tx.frame, calibration_end, tx.as_of, period, model=COUNT_MODEL,
+                                              params=backtest.bgnbd.params, seed=options.get("seed", 42))
         if cross is not None:
             with step("Backtesting cross-sell"):
                 cross_backtest = crosssell_backtest(tx, calibration_end, exclude_products=exclude_products,
@@ -393,6 +399,7 @@ def build_report(
         cross_sell_backtest=cross_backtest,
         discount_rate=seg.discount_rate,
         clvx_version=clvx_version,
+        diagnostics=diagnostics,
     )
 
 

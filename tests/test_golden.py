@@ -23,6 +23,7 @@ RUNS: list[tuple[str, list[str]]] = [
     ("fit", ["fit", "-q", "-f", "json", "-o", "fit.json", "--save", "model.json"]),
     ("predict", ["predict", "-q", "-o", "predict.csv"]),
     ("predict-saved", ["predict", "-q", "--model", "model.json", "-o", "predict-saved.csv"]),
+    ("predict-interval", ["predict", "-q", "--interval", "0.9", "-o", "predict-interval.csv"]),
     ("segment", ["segment", "-q", "-o", "segment.json", "--assignments", "assignments.csv"]),
     ("cross-sell", ["cross-sell", "-q", "-o", "cross-sell.json", "--targets", "targets.csv", "--rules", "rules.csv"]),
     ("campaign", ["cross-sell", "-q", "--as-of", "2024-06-30", "-o", "campaign-ranking.json", "--targets", "campaign-targets.csv",

@@ -55,9 +55,11 @@ def html_file(report_data, tmp_path_factory):
 
 def test_html_is_self_contained_with_every_section(html_file):
     text = html_file.read_text()
-    for heading in ("Customer segments", "Customer value", "Holdout backtest", "Cross-sell", "Methodology"):
+    for heading in ("Customer segments", "Customer value", "Holdout backtest", "Intervals and tracking on the holdout",
+                    "Cross-sell", "Methodology"):
         assert heading in text
-    assert text.count("<svg") == 5  # segments, CLV distribution, P(alive) heat map, backtest, cross-sell heat map
+    # segments, CLV distribution, P(alive) heat map, backtest, tracking, cross-sell heat map
+    assert text.count("<svg") == 6
     assert not re.search(r"""(src|href)=["']https?://""", text)  # nothing fetched from the network
     assert "<script" not in text and "@media print" in text
 
@@ -82,7 +84,8 @@ def _sheets(workbook: dict[str, str]) -> list[str]:
 
 
 def test_workbook_has_the_tables_as_sheets(workbook):
-    assert _sheets(workbook) == ["summary", "segments", "customer scores", "cross-sell ranking", "rules", "bundles"]
+    assert _sheets(workbook) == ["summary", "segments", "customer scores", "cross-sell ranking", "rules", "bundles",
+                                 "interval coverage", "tracking", "calibration deciles"]
     assert "numFmt" in workbook["xl/styles.xml"]
 
 
@@ -134,7 +137,7 @@ def test_workbook_numbers_are_numbers_with_formats_under_human_headers(workbook)
 
 def test_every_table_sheet_has_an_autofilter_and_a_frozen_header(workbook):
     tables = [x for n, x in workbook.items() if n.startswith("xl/tables/")]
-    assert len(tables) == 5 and all("<autoFilter" in t for t in tables)
+    assert len(tables) == 8 and all("<autoFilter" in t for t in tables)
     for i in range(1, len(_sheets(workbook)) + 1):
         assert 'ySplit="1"' in workbook[f"xl/worksheets/sheet{i}.xml"] and 'state="frozen"' in workbook[f"xl/worksheets/sheet{i}.xml"]
 
@@ -180,3 +183,14 @@ def test_html_renders_in_a_real_browser(html_file, tmp_path):
                           html_file.as_uri()], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert shot.stat().st_size > 50_000  # a rendered page with charts, not a blank one
+
+
+def test_markdown_and_html_carry_the_holdout_diagnostics(report_data, html_file, tmp_path):
+    from present.report import markdown_report
+
+    d = report_data.diagnostics
+    assert d is not None and d.n_customers == report_data.backtest.n_customers
+    text = markdown_report(report_data)
+    for title in ("### Interval coverage", "### Randomised PIT", "### Holdout total", "### Tracking", "### Calibration by decile"):
+        assert title in text
+    assert f"{d.total.actual:,.0f}" in html_file.read_text()
