@@ -29,6 +29,7 @@ import polars as pl
 
 from clv import __version__
 from clv.backtest import HoldoutBacktest, holdout_backtest
+from clv.database import Database, categories_from_database, is_database, mask, rfm_from_database
 from clv.errors import ClvxError, InputError, ModelError, option, readable
 from clv.load import ColumnMapping, ReadOptions, Transactions, is_summary, load_summary, load_transactions, read_json
 from clv.models import (
@@ -47,6 +48,7 @@ from clv.models import (
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from clv.sample import Sample, SampleSpec, bundled_sample_path, generate
 from clv.scalars import to_float
+from clv.sql import Aggregate, Dialect, aggregate_sql
 from segments.crosssell import CrossSellBacktest
 from segments.pipeline import (
     CROSS_SELL_HORIZON,
@@ -62,11 +64,13 @@ from segments.pipeline import (
 )
 
 __all__ = [
+    "Aggregate",
     "CLVOptions",
     "ClvxError",
     "ColumnMapping",
     "CrossSellOptions",
     "CrossSellResult",
+    "Dialect",
     "FitResult",
     "Horizon",
     "InputError",
@@ -92,6 +96,7 @@ __all__ = [
     "rfm",
     "sample",
     "segment",
+    "sql",
     "validate",
 ]
 
@@ -107,7 +112,9 @@ class Source:
     """Where the transaction log (or an RFM summary) is and how to read it.
 
     ``input`` is a CSV or Parquet file, a glob of them, or a list of paths; ``None``
-    reads the bundled sample. ``as_of`` ends the observation (later rows are excluded).
+    reads the bundled sample. It may also be a database URI (``postgresql://user@host/db``,
+    ``duckdb:///path/to.db``) with the log's ``table`` or a SELECT in ``query``: the
+    aggregates are then computed inside the database (:mod:`clv.database`). ``as_of`` ends the observation (later rows are excluded).
     ``read`` says how to decode odd files (encoding, decimal comma, time zone) and which
     odd rows to keep; ``exclude`` lists files a glob must not match.
     """
@@ -117,11 +124,27 @@ class Source:
     as_of: dt.date | None = None
     read: ReadOptions = field(default_factory=ReadOptions)
     exclude: tuple[str | Path, ...] = ()  # files a glob INPUT must not read (the run's own outputs)
+    table: str | None = None  # with a database INPUT: the table of order lines (schema.table)
+    query: str | None = None  # with a database INPUT: a SELECT that returns the order lines
+
+    @property
+    def database(self) -> Database | None:
+        """The database INPUT (URI with its table or query), or None for files and the sample."""
+        if is_database(self.input):
+            assert isinstance(self.input, str)
+            return Database(self.input, self.table, self.query)
+        if self.table is not None or self.query is not None:
+            raise InputError(f"{option('table')} and {option('query')} go with a database INPUT such as postgresql://user@host/db "
+                             "or duckdb:///path/to.db")
+        return None
 
     @property
     def label(self) -> str:
         if self.input is None:
             return str(bundled_sample_path())
+        if is_database(self.input):
+            assert isinstance(self.input, str)
+            return mask(self.input)
         if isinstance(self.input, (str, Path)):
             return str(self.input)
         return ", ".join(map(str, self.input))
@@ -264,7 +287,7 @@ class RFMResult:
     summary: pl.DataFrame  # one row per customer: frequency, recency, T, monetary_value[, scores]
     period: Period
     bins: ScoreBins | None
-    transactions: Transactions
+    transactions: Transactions | None  # None when a database computed the summary
     notices: tuple[Notice, ...]
 
 
@@ -312,7 +335,7 @@ class ValidateResult:
 @dataclass(frozen=True)
 class SegmentResult:
     run: SegmentRun
-    transactions: Transactions
+    transactions: Transactions | None  # None when the input was an RFM summary or a database
     notices: tuple[Notice, ...]
 
 
@@ -338,6 +361,9 @@ class ReportResult:
 def load(source: Source, listener: Listener | None = None, *, need: Sequence[str] = ()) -> Transactions:
     """Read and validate the transaction log; ``need`` names roles the analysis requires (e.g. ``product``)."""
     listener = listener or Silent()
+    if source.database is not None:
+        raise InputError(f"{source.label}: this command needs the order lines, which clvx does not pull out of a database; "
+                         "rfm, fit, predict and segment run on a database INPUT, or export the log to Parquet")
     if source.input is None:
         listener.notice(Notice("info", f"No INPUT given: using the bundled sample ({source.label})."))
     with listener.step("Reading and checking the transaction log"):
@@ -355,6 +381,13 @@ def load(source: Source, listener: Listener | None = None, *, need: Sequence[str
 def summarize(source: Source, period: Period, listener: Listener | None = None) -> Summarized:
     """RFM per customer: computed from a transaction log, or read from an RFM summary file."""
     listener = listener or Silent()
+    db = source.database
+    if db is not None:
+        with listener.step("Computing the RFM summary in the database"):
+            summary = rfm_from_database(db, source.columns, as_of=source.as_of, period=period,
+                                        keep_placeholder_ids=source.read.keep_placeholder_ids)
+        listener.summary_read(db.label, summary.height, period)
+        return Summarized(summary, period, None)
     location = source.location()
     if isinstance(location, (str, Path)) and source.input is not None and is_summary(location, source.read, exclude=source.exclude):
         with listener.step("Reading the RFM summary"):
@@ -365,6 +398,11 @@ def summarize(source: Source, period: Period, listener: Listener | None = None) 
     with listener.step("Computing RFM"):
         summary = collect(rfm_summary(tx.frame, tx.as_of, period))
     return Summarized(summary, period, tx)
+
+
+def _is_summary_file(source: Source) -> bool:
+    location = source.location()
+    return isinstance(location, (str, Path)) and source.input is not None and is_summary(location, source.read, exclude=source.exclude)
 
 
 def fit_notices(bgnbd: BGNBDParams, gamma_gamma: GammaGammaParams) -> list[Notice]:
@@ -426,9 +464,13 @@ def _fit_models(summary: pl.DataFrame, model: ModelOptions, listener: Listener) 
 def rfm(source: Source, *, period: Period = Period.day, scores: bool = True, listener: Listener | None = None) -> RFMResult:
     """Frequency, recency, T and monetary value per customer (lifetimes' conventions), with RFM scores."""
     listener = _Recording(listener or Silent())
-    tx = load(source, listener)
-    with listener.step("Computing RFM"):
-        summary = collect(rfm_summary(tx.frame, tx.as_of, period))
+    tx: Transactions | None = None
+    if source.database is not None:
+        summary = summarize(source, period, listener).summary
+    else:
+        tx = load(source, listener)
+        with listener.step("Computing RFM"):
+            summary = collect(rfm_summary(tx.frame, tx.as_of, period))
     columns = ["customer_id", "frequency", "recency", "T", "monetary_value"]
     bins = None
     if scores:
@@ -530,12 +572,27 @@ def segment(
 ) -> SegmentResult:
     """Customer segments a marketer can name, profiled by size, revenue, CLV and churn risk."""
     listener = _Recording(listener or Silent())
-    tx = load(source, listener)
-    run = run_segmentation(
-        tx, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
-        engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step,
-    )
-    listener.extend(data_notices(run.segmentation.assignments, history_days=_log_days(tx)))
+    options = dict(period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
+                   engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step)
+    tx: Transactions | None = None
+    db = source.database
+    if db is not None or _is_summary_file(source):
+        data = summarize(source, model.unit, listener)
+        if "total_spend" not in data.summary.columns:
+            raise InputError(f"{source.label}: segments need each customer's total_spend; compute the summary with clvx sql rfm "
+                             "or clvx rfm, or pass the transaction log")
+        categories = None
+        if db is not None:
+            with listener.step("Counting customers' categories in the database"):
+                categories = categories_from_database(db, source.columns, as_of=source.as_of,
+                                                      keep_placeholder_ids=source.read.keep_placeholder_ids)
+        run = run_segmentation(None, summary=data.summary, categories=categories, **options)  # type: ignore[arg-type]
+        history_days = _history_days(data)
+    else:
+        tx = load(source, listener)
+        run = run_segmentation(tx, **options)  # type: ignore[arg-type]
+        history_days = _log_days(tx)
+    listener.extend(data_notices(run.segmentation.assignments, history_days=history_days))
     listener.extend(fit_notices(run.bgnbd, run.gamma_gamma))
     return SegmentResult(run, tx, listener.tuple())
 
@@ -593,6 +650,26 @@ def report(
     listener.extend(data_notices(data.customers, history_days=_log_days(tx)))
     listener.extend(fit_notices(data.segments.bgnbd, data.segments.gamma_gamma))
     return ReportResult(data, tx, listener.tuple())
+
+
+def sql(
+    aggregate: Aggregate | str,
+    *,
+    dialect: Dialect | str = Dialect.duckdb,
+    columns: ColumnMapping = ColumnMapping(),
+    table: str | None = None,
+    query: str | None = None,
+    as_of: dt.date | None = None,
+    period: Period = Period.day,
+    keep_placeholder_ids: bool = False,
+) -> str:
+    """The SQL that computes one of clvx's aggregates (``rfm``, ``histories``, ``products``) in ``dialect``.
+
+    One definition (clv/sql.py) translated by sqlglot; on the bundled sample it gives
+    exactly ``clvx.rfm``'s summary on DuckDB, PostgreSQL and Spark.
+    """
+    return aggregate_sql(Aggregate(aggregate), Dialect(dialect), columns=columns, table=table, query=query, as_of=as_of,
+                         period=period, keep_placeholder_ids=keep_placeholder_ids, pretty=True)
 
 
 def sample(*, customers: int = 5_000, seed: int = 42, listener: Listener | None = None) -> Sample:

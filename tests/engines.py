@@ -21,6 +21,7 @@ import pytest
 PG_USER = "clvx"
 PG_PASSWORD = "s3cret-pw"
 PG_DATABASE = "clvx"
+RETURNS_CSV = Path(__file__).parent / "fixtures" / "tiny.csv"
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,33 @@ def postgres_cluster() -> Iterator[Postgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def spark_session():
-    """A local SparkSession on one core, quiet, for the whole test session."""
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server for the session, with the bundled sample as table ``sales`` and the tiny log with
+    returns as ``returns_log``."""
+    import polars as pl
+
+    from clv.sample import bundled_sample_path
+
+    for server in postgres_cluster():
+        uri = server.uri()
+        pl.read_parquet(bundled_sample_path()).write_database("sales", uri, engine="adbc", if_table_exists="replace")
+        returns_lines().write_database("returns_log", uri, engine="adbc", if_table_exists="replace")
+        yield server
+
+
+def returns_lines():
+    """The tiny log with a return and a blank customer (tests/fixtures/tiny.csv), dates parsed, ids as text."""
+    import polars as pl
+
+    return pl.read_csv(RETURNS_CSV, infer_schema=False).with_columns(
+        pl.col("when").str.to_datetime("%Y-%m-%d"), pl.col("amount").cast(pl.Float64)
+    )
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local SparkSession on one core, quiet, for the whole test session (one per session: it takes seconds to start)."""
     pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'clvx[spark]')")
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("Spark needs Java (Debian: apt-get install default-jre-headless)")

@@ -20,12 +20,11 @@ from clv.load import ColumnMapping, load_transactions
 from clv.rfm import Period, collect, rfm_summary
 from clv.sample import bundled_sample_path
 from clv.sql import Aggregate, Dialect, aggregate_sql
-from tests.engines import postgres_cluster, spark_session
+from tests.engines import RETURNS_CSV, returns_lines
 
 duckdb = pytest.importorskip("duckdb")
 
 SAMPLE_COLUMNS = ColumnMapping(price="price", quantity="quantity", order="order_id", product="product_id", category="category")
-RETURNS_CSV = Path(__file__).parent / "fixtures" / "tiny.csv"
 RETURNS_COLUMNS = ColumnMapping(customer="customer", date="when", amount="amount", order="order")
 SUMMARY_COLUMNS = ["customer_id", "frequency", "recency", "T", "monetary_value", "total_spend", "first_purchase", "last_purchase"]
 
@@ -33,14 +32,6 @@ SUMMARY_COLUMNS = ["customer_id", "frequency", "recency", "T", "monetary_value",
 @pytest.fixture(scope="session")
 def sample_lines() -> pl.DataFrame:
     return pl.read_parquet(bundled_sample_path())
-
-
-@pytest.fixture(scope="session")
-def returns_lines() -> pl.DataFrame:
-    """The tiny log with a return, a blank customer, as text as in the file (dates parsed)."""
-    return pl.read_csv(RETURNS_CSV, infer_schema=False).with_columns(
-        pl.col("when").str.to_datetime("%Y-%m-%d"), pl.col("amount").cast(pl.Float64)
-    )
 
 
 @pytest.fixture(scope="session")
@@ -130,9 +121,9 @@ def test_duckdb_rfm_equals_clvx_rfm_on_the_sample(sample_lines, sample_tx, perio
     same_rows(duck(sample_lines).sql(sql).pl(), ours(sample_tx, period).select(*SUMMARY_COLUMNS, "n_orders"))
 
 
-def test_duckdb_rfm_nets_returns_and_drops_blank_customers_like_clvx(returns_lines, returns_tx):
+def test_duckdb_rfm_nets_returns_and_drops_blank_customers_like_clvx(returns_tx):
     sql = aggregate_sql(Aggregate.rfm, Dialect.duckdb, columns=RETURNS_COLUMNS, table="sales")
-    same_rows(duck(returns_lines).sql(sql).pl(), ours(returns_tx, Period.day).select(*SUMMARY_COLUMNS, "n_orders"))
+    same_rows(duck(returns_lines()).sql(sql).pl(), ours(returns_tx, Period.day).select(*SUMMARY_COLUMNS, "n_orders"))
 
 
 def test_duckdb_rfm_with_an_as_of_equals_clvx_rfm_as_of(sample_lines):
@@ -168,15 +159,6 @@ def test_docs_rfm_summary_sql_is_the_generated_query():
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-@pytest.fixture(scope="session")
-def postgres(sample_lines, returns_lines):
-    for server in postgres_cluster():
-        uri = server.uri()
-        sample_lines.write_database("sales", uri, engine="adbc", if_table_exists="replace")
-        returns_lines.write_database("returns_log", uri, engine="adbc", if_table_exists="replace")
-        yield server
-
-
 def read_pg(postgres, sql: str) -> pl.DataFrame:
     return pl.read_database_uri(sql, postgres.uri(), engine="adbc")
 
@@ -202,11 +184,6 @@ def test_postgres_histories_and_products_equal_clvx(postgres, sample_tx):
 
 
 # --------------------------------------------------------------------------- Spark
-
-
-@pytest.fixture(scope="session")
-def spark():
-    yield from spark_session()
 
 
 @pytest.fixture(scope="session")
