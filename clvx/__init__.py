@@ -31,6 +31,7 @@ from clv import __version__
 from clv.backtest import HoldoutBacktest, holdout_backtest
 from clv.database import Database, categories_from_database, is_database, mask, rfm_from_database
 from clv.errors import ClvxError, InputError, ModelError, option, readable
+from clv.histories import is_histories, load_histories
 from clv.load import ColumnMapping, ReadOptions, Transactions, is_summary, load_summary, load_transactions, read_json
 from clv.models import (
     BGNBD,
@@ -298,6 +299,7 @@ class Summarized:
     summary: pl.DataFrame
     period: Period
     transactions: Transactions | None
+    from_histories: bool = False  # rebuilt from a histories file: right for a fit, no real customer ids
 
 
 @dataclass(frozen=True)
@@ -389,6 +391,11 @@ def summarize(source: Source, period: Period, listener: Listener | None = None) 
         listener.summary_read(db.label, summary.height, period)
         return Summarized(summary, period, None)
     location = source.location()
+    if isinstance(location, (str, Path)) and source.input is not None and is_histories(location, source.read, exclude=source.exclude):
+        with listener.step("Reading the histories"):
+            summary = load_histories(location, source.read, exclude=source.exclude)
+        listener.summary_read(str(location), summary.height, period)
+        return Summarized(summary, period, None, from_histories=True)
     if isinstance(location, (str, Path)) and source.input is not None and is_summary(location, source.read, exclude=source.exclude):
         with listener.step("Reading the RFM summary"):
             summary = load_summary(location, source.columns.customer, options=source.read, exclude=source.exclude)
@@ -516,6 +523,9 @@ def predict(
         listener.extend(data_notices(data.summary, history_days=_history_days(data)))
         bg, gg = _fit_models(data.summary, model, listener)
         listener.extend(fit_notices(bg, gg))
+    if data.from_histories:
+        raise InputError(f"{source.label} holds histories (counts of customers), which fit the models but name no customer; "
+                         "score an RFM summary or the log, e.g. with the models saved by clvx fit --save")
     with listener.step("Scoring customers"):
         scores = score_customers(data.summary, bg, gg, period_days=period.days, horizon=clv.horizon,
                                  annual_discount_rate=clv.discount_rate)
