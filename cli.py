@@ -654,6 +654,7 @@ def segment(
     seed: SeedOpt = 42,
     explain: Annotated[bool, _flag("--explain", help="Show the candidate k with their scores")] = False,
     assignments: Annotated[Optional[Path], typer.Option("--assignments", help="Write one row per customer (segment, features, CLV) for CRM import; .csv, .parquet or .json", dir_okay=False, show_default=False)] = None,
+    save: Annotated[Optional[Path], typer.Option("--save", help="Write the fitted models and the segments' centres and scaling to this JSON file (for clvx predict --model, and for scoring in Spark)", dir_okay=False, show_default=False)] = None,
 ) -> None:
     """Customer segments a marketer can name and act on, profiled by size, revenue, CLV and churn risk.
 
@@ -668,6 +669,12 @@ def segment(
     segments = clvx.SegmentOptions(method=method.value, k=_parse_k(k), seed=seed)
     result = clvx.segment(source.options(), model=fitting.options(), clv=clv.options(), segments=segments, listener=listener)
     render.segmentation_notes(result.run, listener.reporter)
+    if save is not None:
+        from present.files import atomic_write_bytes
+        from present.output import to_json
+
+        atomic_write_bytes(save, to_json(result.document()).encode())
+        when_written(lambda: listener.reporter.info(f"Saved the fitted models and segments to {save}."))
     if assignments is not None:
         render.write_assignments(result.run, assignments, raw=out.raw_csv)
         n = result.run.segmentation.assignments.height

@@ -42,7 +42,7 @@ print(con.sql(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0])
 SPARK = """
 import sys
 from pyspark.sql import SparkSession
-from clv import spark as clv_spark
+from clvx import spark as clv_spark
 from clv.load import ColumnMapping
 log, out, threads = sys.argv[1:4]
 spark = (SparkSession.builder.master(f"local[{threads}]").config("spark.ui.enabled", "false")
@@ -92,7 +92,7 @@ def main() -> None:
         "clvx (polars streaming)": run(PY, "-c", "import cli; cli.main()", "rfm", str(log), "--price-col", "price", "--quantity-col",
                                        "quantity", "--no-scores", "-q", "-o", str(outs["clvx"])),
         "DuckDB (clvx sql rfm)": run(PY, "-c", DUCKDB, str(log), str(outs["duckdb"]), str(args.threads)),
-        "Spark local mode (clv.spark)": run(PY, "-c", SPARK, str(log), str(outs["spark"]), str(args.threads)),
+        "Spark local mode (clvx.spark)": run(PY, "-c", SPARK, str(log), str(outs["spark"]), str(args.threads)),
     }
     identical = same([outs["clvx"], outs["duckdb"], outs["spark"] / "*.parquet"])
     load = os.getloadavg()

@@ -340,6 +340,19 @@ class SegmentResult:
     transactions: Transactions | None  # None when the input was an RFM summary or a database
     notices: tuple[Notice, ...]
 
+    def document(self) -> dict:
+        """The fitted models and, for k-means, the segments' scaling and centres (``clvx segment --save``).
+
+        A model.json as ``clvx fit --save`` writes it with a ``segments`` section added, so
+        ``clvx predict --model`` reads it and clvx/spark.py segments customers with it.
+        """
+        run = self.run
+        doc = model_document(run.bgnbd, run.gamma_gamma, period=run.period.value, clvx_version=__version__)
+        centres = run.segmentation.centres
+        if centres is not None:
+            doc["segments"] = {"method": "kmeans", "horizon": run.horizon.label, "discount_rate": run.discount_rate, **centres.to_dict()}
+        return doc
+
 
 @dataclass(frozen=True)
 class CrossSellResult:

@@ -149,3 +149,15 @@ def test_postgres_missing_column_names_the_columns_it_has(runner, postgres):
     assert res.exit_code == 2
     assert "no column 'client'" in res.stderr and "customer_id" in res.stderr
     assert PG_PASSWORD not in res.output
+
+
+def test_segment_save_adds_the_centres_to_a_model_file_predict_reads(runner, tmp_path):
+    import json
+
+    path = tmp_path / "model.json"
+    res = runner.invoke(app, ["segment", "--k", "4", "-q", "--save", str(path)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(path.read_text())
+    assert len(doc["segments"]["centres"]) == 4 and len(doc["segments"]["names"]) == 4
+    res = runner.invoke(app, ["predict", "--model", str(path), "-q", "-f", "csv"])
+    assert res.exit_code == 0, res.output
