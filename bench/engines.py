@@ -1,7 +1,7 @@
 """The RFM summary of one log by three engines: clvx's streaming polars, DuckDB and Spark local mode.
 
     pip install '.[bench,spark]'
-    python bench/engines.py                      # 10M lines (the log of bench/run.py)
+    python bench/engines.py                      # 10M lines
     python bench/engines.py --lines 100000000    # 100M lines: about 3 GB of Parquet and much longer
 
 Each engine reads the same Parquet log and writes the summary to Parquet, in a process of
@@ -64,12 +64,24 @@ def run(*cmd: str) -> dict:
 
 
 def log_file(lines: int) -> Path:
+    """A log of about ``lines`` order lines: the bundled sample repeated with new customer ids.
+
+    Copies keep the sample's dates, amounts and returns; each copy's customers are new
+    (``<id>-<copy>``), so customers grow with lines as in a real log (10.9 lines each).
+    Built with polars in seconds, where simulating a log this size takes many minutes.
+    """
+    import polars as pl
+
+    from clv.sample import bundled_sample_path
+
     WORK.mkdir(parents=True, exist_ok=True)
-    path = WORK / f"lines_{lines}.parquet"
+    path = WORK / f"copies_{lines}.parquet"
     if not path.exists():
-        customers = round(lines / 10.9)
-        subprocess.run([PY, "-c", "import cli; cli.main()", "sample", "--customers", str(customers), "--seed", "1", "--output",
-                        str(path), "-q"], check=True, cwd=ROOT)
+        sample = pl.read_parquet(bundled_sample_path())
+        copies = -(-lines // sample.height)
+        (pl.LazyFrame({"copy": list(range(copies))}).join(sample.lazy(), how="cross")
+         .with_columns(pl.format("{}-{}", "customer_id", "copy").alias("customer_id"))
+         .drop("copy").head(lines).sink_parquet(path))
     return path
 
 
