@@ -161,3 +161,14 @@ def test_segment_save_adds_the_centres_to_a_model_file_predict_reads(runner, tmp
     assert len(doc["segments"]["centres"]) == 4 and len(doc["segments"]["names"]) == 4
     res = runner.invoke(app, ["predict", "--model", str(path), "-q", "-f", "csv"])
     assert res.exit_code == 0, res.output
+
+
+def test_database_input_and_table_from_a_settings_file(runner, duck_file, from_file, tmp_path):
+    config = tmp_path / "clvx.toml"
+    config.write_text(f'input = "duckdb:///{duck_file}"\ntable = "sales"\n\n[sql]\ndialect = "postgres"\n')
+    res = runner.invoke(app, ["rfm", "--config", str(config), "--no-scores", "-q", "-f", "csv"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == from_file["rfm"]
+    res = runner.invoke(app, ["sql", "rfm", "--config", str(config)])
+    assert res.exit_code == 0, res.output
+    assert 'CAST("customer_id" AS TEXT)' in res.stdout  # PostgreSQL's spelling, from the [sql] table
