@@ -36,7 +36,7 @@ con.execute(f"SET threads = {threads}")
 con.execute(f"CREATE VIEW sales AS SELECT * FROM read_parquet('{log}')")
 sql = aggregate_sql(Aggregate.rfm, Dialect.duckdb, columns=ColumnMapping(**__COLUMNS__), table="sales")
 con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
-print(con.sql(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0])
+print(con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0])
 """.replace("__COLUMNS__", repr(COLUMNS))
 
 SPARK = """
