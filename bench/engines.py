@@ -6,9 +6,10 @@
 
 Each engine reads the same Parquet log and writes the summary to Parquet, in a process of
 its own (bench/measure.py: wall time and peak RSS). DuckDB and Spark run the SQL of
-`clvx sql rfm`; all three summaries are checked to be identical. Spark's peak is that of
-its JVM when the JVM is reaped as a child (pyspark's launcher waits for it); the driver
-is given 4 GB. Appends a Markdown table to bench/results_engines.md.
+`clvx sql rfm`; all three summaries are checked to be identical. Spark's peak is the
+Python driver's plus its JVM's own (VmHWM); the driver is given 4 GB. Do not run it under
+`nice` on a shared machine: a niced process gets almost no CPU there, and the times mean
+nothing. Appends a Markdown table to bench/results_engines.md.
 """
 
 from __future__ import annotations
@@ -50,7 +51,11 @@ spark = (SparkSession.builder.master(f"local[{threads}]").config("spark.ui.enabl
 spark.sparkContext.setLogLevel("ERROR")
 summary = clv_spark.aggregate(spark.read.parquet(log), "rfm", columns=ColumnMapping(**__COLUMNS__))
 summary.write.mode("overwrite").parquet(out)
-print(spark.read.parquet(out).count())
+count = spark.read.parquet(out).count()
+# The JVM is not reaped as this process's child, so read its own peak (VmHWM) before stopping it.
+jvm = spark.sparkContext._gateway.proc.pid
+peak_kb = next(int(line.split()[1]) for line in open(f"/proc/{jvm}/status") if line.startswith("VmHWM"))
+print(count, peak_kb / 1024)
 spark.stop()
 """.replace("__COLUMNS__", repr(COLUMNS))
 
@@ -106,6 +111,8 @@ def main() -> None:
         "DuckDB (clvx sql rfm)": run(PY, "-c", DUCKDB, str(log), str(outs["duckdb"]), str(args.threads)),
         "Spark local mode (clvx.spark)": run(PY, "-c", SPARK, str(log), str(outs["spark"]), str(args.threads)),
     }
+    jvm_mb = float(results["Spark local mode (clvx.spark)"]["last_line"].split()[1])
+    results["Spark local mode (clvx.spark)"]["peak_mb"] += jvm_mb  # driver process + JVM
     identical = same([outs["clvx"], outs["duckdb"], outs["spark"] / "*.parquet"])
     load = os.getloadavg()
     lines = [
