@@ -16,6 +16,7 @@ import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -132,11 +133,14 @@ class SourceArgs:
     timezone: str
     keep_placeholder_ids: bool
     keep_outlying_dates: bool
+    table: str | None = None
+    query: str | None = None
     exclude: tuple[Path, ...] = ()  # the run's own outputs, which a glob INPUT never reads
 
     PARAMS = (
         _opt("input", Annotated[Optional[str], typer.Argument(
-            help="Transaction log or RFM summary: a CSV or Parquet file, or a quoted glob of them. Default: the bundled sample.",
+            help="Transaction log or RFM summary: a CSV or Parquet file, or a quoted glob of them; or a database: "
+            "postgresql://user@host/db or duckdb:///path.db with --table or --query. Default: the bundled sample.",
             show_default=False)], None),
         _opt("customer_col", _col("--customer-col", "Customer id column \\[default: auto-detect, e.g. customer_id, CustomerID]"), None),
         _opt("date_col", _col("--date-col", "Date or datetime column \\[default: auto-detect, e.g. date, order_date, InvoiceDate]"), None),
@@ -167,6 +171,12 @@ class SourceArgs:
         _opt("keep_outlying_dates", Annotated[bool, _flag(
             "--keep-outlying-dates", help="Keep rows dated after today or far before the rest of the log \\[default: "
             "excluded and counted]", panel=READING_PANEL)], False),
+        _opt("table", Annotated[Optional[str], typer.Option(
+            "--table", help="With a database INPUT: the table of order lines, e.g. sales or public.sales (the group-bys run "
+            "in the database)", rich_help_panel=READING_PANEL, show_default=False)], None),
+        _opt("query", Annotated[Optional[str], typer.Option(
+            "--query", help="With a database INPUT: a SELECT that returns the order lines, instead of --table",
+            rich_help_panel=READING_PANEL, show_default=False)], None),
     )
 
     @classmethod
@@ -187,7 +197,8 @@ class SourceArgs:
         )
         read = ReadOptions(encoding=self.encoding, decimal_comma=self.decimal_comma, timezone=self.timezone,
                            keep_placeholder_ids=self.keep_placeholder_ids, keep_outlying_dates=self.keep_outlying_dates)
-        return Source(input=self.input, columns=mapping, as_of=self.as_of, read=read, exclude=self.exclude)
+        return Source(input=self.input, columns=mapping, as_of=self.as_of, read=read, exclude=self.exclude, table=self.table,
+                      query=self.query)
 
 
 @dataclass(frozen=True)
@@ -441,6 +452,8 @@ def _guard_outputs(built: dict[str, Any], kwargs: dict[str, Any], run: RunArgs) 
             from clv.sample import bundled_sample_path
 
             inputs.append(("bundled sample", bundled_sample_path()))
+        elif "://" in source.input:
+            continue  # a database: no file to protect
         elif any(ch in source.input for ch in "*?[") and not Path(source.input).exists():
             # The loader leaves the outputs out of the glob's match; say which, before any work.
             files = tuple(o.path for o in outputs if not is_stdout(o.path))
@@ -655,6 +668,7 @@ def segment(
     explain: Annotated[bool, _flag("--explain", help="Show the candidate k with their scores")] = False,
     assignments: Annotated[Optional[Path], typer.Option("--assignments", help="Write one row per customer (segment, features, CLV) for CRM import; .csv, .parquet or .json", dir_okay=False, show_default=False)] = None,
     exclude_customers: ExcludeCustomersOpt = None,
+    save: Annotated[Optional[Path], typer.Option("--save", help="Write the fitted models and the segments' centres and scaling to this JSON file (for clvx predict --model, and for scoring in Spark)", dir_okay=False, show_default=False)] = None,
 ) -> None:
     """Customer segments a marketer can name and act on, profiled by size, revenue, CLV and churn risk.
 
@@ -670,6 +684,12 @@ def segment(
     result = clvx.segment(source.options(), model=fitting.options(), clv=clv.options(), segments=segments,
                           exclude_customers=exclude_customers, listener=listener)
     render.segmentation_notes(result.run, listener.reporter)
+    if save is not None:
+        from present.files import atomic_write_bytes
+        from present.output import to_json
+
+        atomic_write_bytes(save, to_json(result.document()).encode())
+        when_written(lambda: listener.reporter.info(f"Saved the fitted models and segments to {save}."))
     if assignments is not None:
         render.write_assignments(result.run, assignments, raw=out.raw_csv)
         n = result.run.segmentation.assignments.height
@@ -848,6 +868,60 @@ def report(
         if len(failed) == len(output):
             raise error
         fail_after_commit(error)
+
+
+class SqlAggregate(str, Enum):
+    rfm = "rfm"
+    histories = "histories"
+    products = "products"
+
+
+class SqlDialect(str, Enum):
+    duckdb = "duckdb"
+    postgres = "postgres"
+    spark = "spark"
+    bigquery = "bigquery"
+    snowflake = "snowflake"
+    redshift = "redshift"
+    trino = "trino"
+
+
+@command(
+    summary="SQL for the aggregates, to run in a warehouse or on Spark",
+    help_example="clvx sql rfm --dialect snowflake --table shop.sales --customer-col CustomerID --amount-col revenue > rfm.sql",
+)
+def sql(
+    run: RunArgs,
+    aggregate: Annotated[SqlAggregate, typer.Argument(help="rfm (the summary of clvx rfm), histories (what a fit needs: distinct (frequency, recency, T) and (frequency, monetary_value) rows with counts) or products (customer x product: first and last purchase, orders, revenue)")],
+    dialect: Annotated[SqlDialect, typer.Option("--dialect", help="The engine that will run the query")] = SqlDialect.duckdb,
+    table: Annotated[str, typer.Option("--table", help="The table of order lines, e.g. sales, schema.sales or project.dataset.sales")] = "transactions",
+    query: Annotated[Optional[str], typer.Option("--query", help="A SELECT that returns the order lines, instead of --table", show_default=False)] = None,
+    customer_col: _col("--customer-col", "Customer id column") = None,  # type: ignore[valid-type]
+    date_col: _col("--date-col", "Date or timestamp column") = None,  # type: ignore[valid-type]
+    amount_col: _col("--amount-col", "Line revenue column") = None,  # type: ignore[valid-type]
+    price_col: _col("--price-col", "Unit price column; revenue = price x quantity") = None,  # type: ignore[valid-type]
+    quantity_col: _col("--quantity-col", "Quantity column, with --price-col") = None,  # type: ignore[valid-type]
+    order_col: _col("--order-col", "Order / invoice id column (adds n_orders to rfm)") = None,  # type: ignore[valid-type]
+    product_col: _col("--product-col", "Product id column (needed by products)") = None,  # type: ignore[valid-type]
+    category_col: _col("--category-col", "Product category column (a key of products)") = None,  # type: ignore[valid-type]
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="End of observation, YYYY-MM-DD \\[default: the last day with a customer row, not after today]", show_default=False)] = None,
+    period: Annotated[Period, typer.Option("--period", help="Time unit of frequency, recency and T (weeks start on Monday)")] = Period.day,
+    keep_placeholder_ids: Annotated[bool, _flag("--keep-placeholder-ids", help="Count ids such as NULL, N/A and - as real customers")] = False,
+) -> None:
+    """Print the SQL that computes clvx's aggregates where the log lives, for any of seven engines.
+
+    One definition, translated by sqlglot: on the same rows it gives exactly clvx rfm's summary (purchases in one
+    period are one purchase, returns netted against the latest purchase at or before them, rows without a customer,
+    after today or after --as-of left out). Unnamed columns default to customer_id, date and amount. Every model
+    command and segment take the rfm result as INPUT.
+    """
+    import clvx
+
+    columns = clvx.ColumnMapping(customer=customer_col, date=date_col, amount=amount_col, price=price_col, quantity=quantity_col,
+                                 order=order_col, product=product_col, category=category_col)
+    text = clvx.sql(aggregate.value, dialect=dialect.value, columns=columns, table=None if query else table, query=query,
+                    as_of=_parse_date(as_of, "--as-of"), period=period, keep_placeholder_ids=keep_placeholder_ids)
+    typer.echo(text + ";")
 
 
 @command(

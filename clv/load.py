@@ -1187,6 +1187,8 @@ def _net_returns(frame: pl.LazyFrame, path: Path) -> tuple[pl.LazyFrame, int]:
 # --------------------------------------------------------------------------- summaries
 
 SUMMARY_COLUMNS = ("frequency", "recency", "T")
+# Kept when a summary has them (clvx sql rfm writes them): segments need total_spend.
+SUMMARY_EXTRAS = ("total_spend", "n_orders")
 SUMMARY_ID_ALIASES = (*ALIASES["customer"], "id")
 
 
@@ -1223,7 +1225,7 @@ def load_summary(
     if need_spend and "monetary_value" not in names:
         raise InputError(f"{label} has no monetary_value column; spend models and CLV need it (add it, or pass the transaction log)")
     schema = lf.collect_schema()
-    numeric = [c for c in (*SUMMARY_COLUMNS, "monetary_value") if c in names]
+    numeric = [c for c in (*SUMMARY_COLUMNS, "monetary_value", *SUMMARY_EXTRAS) if c in names]
     typed = lf.with_row_index(ROW, offset=1).select(
         pl.col(ROW),
         _as_text(pl.col(customer_col), schema[customer_col]).alias("customer_id"),
@@ -1258,6 +1260,7 @@ def load_summary(
         pl.col("recency"),
         pl.col("T"),
         (pl.col("monetary_value") if "monetary_value" in numeric else pl.lit(0.0)).alias("monetary_value"),
+        *(pl.col(c).cast(pl.Int64 if c == "n_orders" else pl.Float64) for c in SUMMARY_EXTRAS if c in numeric),
     )
     return out.sort("customer_id")
 

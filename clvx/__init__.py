@@ -29,8 +29,10 @@ import polars as pl
 
 from clv import __version__
 from clv.backtest import HoldoutBacktest, holdout_backtest
+from clv.database import Database, categories_from_database, is_database, mask, rfm_from_database
 from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
 from clv.errors import ClvxError, InputError, ModelError, option, readable
+from clv.histories import is_histories, load_histories
 from clv.intervals import COUNT_MODEL, INTERVAL_COLUMNS, CustomerIntervals, check_level, prediction_intervals
 from clv.load import ColumnMapping, ReadOptions, Transactions, is_summary, load_summary, load_transactions, read_json
 from clv.models import (
@@ -49,6 +51,7 @@ from clv.models import (
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from clv.sample import Sample, SampleSpec, bundled_sample_path, generate
 from clv.scalars import to_float
+from clv.sql import Aggregate, Dialect, aggregate_sql
 from segments.associations import MIN_BUNDLE_SUPPORT, MIN_RULE_LIFT, MIN_RULE_SUPPORT, RULES_PER_PRODUCT, TOP_BUNDLES, RuleBounds
 from segments.campaign import CONTROL, CampaignMeasurement, hold_out_control, measure_campaign
 from segments.crosssell import CrossSellBacktest
@@ -67,12 +70,14 @@ from segments.pipeline import (
 )
 
 __all__ = [
+    "Aggregate",
     "CLVOptions",
     "CampaignOptions",
     "ClvxError",
     "ColumnMapping",
     "CrossSellOptions",
     "CrossSellResult",
+    "Dialect",
     "FitResult",
     "Horizon",
     "InputError",
@@ -101,6 +106,7 @@ __all__ = [
     "rfm",
     "sample",
     "segment",
+    "sql",
     "validate",
 ]
 
@@ -117,7 +123,9 @@ class Source:
     """Where the transaction log (or an RFM summary) is and how to read it.
 
     ``input`` is a CSV or Parquet file, a glob of them, or a list of paths; ``None``
-    reads the bundled sample. ``as_of`` ends the observation (later rows are excluded).
+    reads the bundled sample. It may also be a database URI (``postgresql://user@host/db``,
+    ``duckdb:///path/to.db``) with the log's ``table`` or a SELECT in ``query``: the
+    aggregates are then computed inside the database (:mod:`clv.database`). ``as_of`` ends the observation (later rows are excluded).
     ``read`` says how to decode odd files (encoding, decimal comma, time zone) and which
     odd rows to keep; ``exclude`` lists files a glob must not match.
     """
@@ -127,11 +135,27 @@ class Source:
     as_of: dt.date | None = None
     read: ReadOptions = field(default_factory=ReadOptions)
     exclude: tuple[str | Path, ...] = ()  # files a glob INPUT must not read (the run's own outputs)
+    table: str | None = None  # with a database INPUT: the table of order lines (schema.table)
+    query: str | None = None  # with a database INPUT: a SELECT that returns the order lines
+
+    @property
+    def database(self) -> Database | None:
+        """The database INPUT (URI with its table or query), or None for files and the sample."""
+        if is_database(self.input):
+            assert isinstance(self.input, str)
+            return Database(self.input, self.table, self.query)
+        if self.table is not None or self.query is not None:
+            raise InputError(f"{option('table')} and {option('query')} go with a database INPUT such as postgresql://user@host/db "
+                             "or duckdb:///path/to.db")
+        return None
 
     @property
     def label(self) -> str:
         if self.input is None:
             return str(bundled_sample_path())
+        if is_database(self.input):
+            assert isinstance(self.input, str)
+            return mask(self.input)
         if isinstance(self.input, (str, Path)):
             return str(self.input)
         return ", ".join(map(str, self.input))
@@ -288,7 +312,7 @@ class RFMResult:
     summary: pl.DataFrame  # one row per customer: frequency, recency, T, monetary_value[, scores]
     period: Period
     bins: ScoreBins | None
-    transactions: Transactions
+    transactions: Transactions | None  # None when a database computed the summary
     notices: tuple[Notice, ...]
 
 
@@ -299,6 +323,7 @@ class Summarized:
     summary: pl.DataFrame
     period: Period
     transactions: Transactions | None
+    from_histories: bool = False  # rebuilt from a histories file: right for a fit, no real customer ids
 
 
 @dataclass(frozen=True)
@@ -338,8 +363,21 @@ class ValidateResult:
 @dataclass(frozen=True)
 class SegmentResult:
     run: SegmentRun
-    transactions: Transactions
+    transactions: Transactions | None  # None when the input was an RFM summary or a database
     notices: tuple[Notice, ...]
+
+    def document(self) -> dict:
+        """The fitted models and, for k-means, the segments' scaling and centres (``clvx segment --save``).
+
+        A model.json as ``clvx fit --save`` writes it with a ``segments`` section added, so
+        ``clvx predict --model`` reads it and clvx/spark.py segments customers with it.
+        """
+        run = self.run
+        doc = model_document(run.bgnbd, run.gamma_gamma, period=run.period.value, clvx_version=__version__)
+        centres = run.segmentation.centres
+        if centres is not None:
+            doc["segments"] = {"method": "kmeans", "horizon": run.horizon.label, "discount_rate": run.discount_rate, **centres.to_dict()}
+        return doc
 
 
 @dataclass(frozen=True)
@@ -366,6 +404,9 @@ class ReportResult:
 def load(source: Source, listener: Listener | None = None, *, need: Sequence[str] = ()) -> Transactions:
     """Read and validate the transaction log; ``need`` names roles the analysis requires (e.g. ``product``)."""
     listener = listener or Silent()
+    if source.database is not None:
+        raise InputError(f"{source.label}: this command needs the order lines, which clvx does not pull out of a database; "
+                         "rfm, fit, predict and segment run on a database INPUT, or export the log to Parquet")
     if source.input is None:
         listener.notice(Notice("info", f"No INPUT given: using the bundled sample ({source.label})."))
     with listener.step("Reading and checking the transaction log"):
@@ -383,7 +424,19 @@ def load(source: Source, listener: Listener | None = None, *, need: Sequence[str
 def summarize(source: Source, period: Period, listener: Listener | None = None) -> Summarized:
     """RFM per customer: computed from a transaction log, or read from an RFM summary file."""
     listener = listener or Silent()
+    db = source.database
+    if db is not None:
+        with listener.step("Computing the RFM summary in the database"):
+            summary = rfm_from_database(db, source.columns, as_of=source.as_of, period=period,
+                                        keep_placeholder_ids=source.read.keep_placeholder_ids)
+        listener.summary_read(db.label, summary.height, period)
+        return Summarized(summary, period, None)
     location = source.location()
+    if isinstance(location, (str, Path)) and source.input is not None and is_histories(location, source.read, exclude=source.exclude):
+        with listener.step("Reading the histories"):
+            summary = load_histories(location, source.read, exclude=source.exclude)
+        listener.summary_read(str(location), summary.height, period)
+        return Summarized(summary, period, None, from_histories=True)
     if isinstance(location, (str, Path)) and source.input is not None and is_summary(location, source.read, exclude=source.exclude):
         with listener.step("Reading the RFM summary"):
             summary = load_summary(location, source.columns.customer, options=source.read, exclude=source.exclude)
@@ -393,6 +446,11 @@ def summarize(source: Source, period: Period, listener: Listener | None = None) 
     with listener.step("Computing RFM"):
         summary = collect(rfm_summary(tx.frame, tx.as_of, period))
     return Summarized(summary, period, tx)
+
+
+def _is_summary_file(source: Source) -> bool:
+    location = source.location()
+    return isinstance(location, (str, Path)) and source.input is not None and is_summary(location, source.read, exclude=source.exclude)
 
 
 def fit_notices(bgnbd: BGNBDParams, gamma_gamma: GammaGammaParams) -> list[Notice]:
@@ -454,9 +512,13 @@ def _fit_models(summary: pl.DataFrame, model: ModelOptions, listener: Listener) 
 def rfm(source: Source, *, period: Period = Period.day, scores: bool = True, listener: Listener | None = None) -> RFMResult:
     """Frequency, recency, T and monetary value per customer (lifetimes' conventions), with RFM scores."""
     listener = _Recording(listener or Silent())
-    tx = load(source, listener)
-    with listener.step("Computing RFM"):
-        summary = collect(rfm_summary(tx.frame, tx.as_of, period))
+    tx: Transactions | None = None
+    if source.database is not None:
+        summary = summarize(source, period, listener).summary
+    else:
+        tx = load(source, listener)
+        with listener.step("Computing RFM"):
+            summary = collect(rfm_summary(tx.frame, tx.as_of, period))
     columns = ["customer_id", "frequency", "recency", "T", "monetary_value"]
     bins = None
     if scores:
@@ -506,6 +568,9 @@ def predict(
         listener.extend(data_notices(data.summary, history_days=_history_days(data)))
         bg, gg = _fit_models(data.summary, model, listener)
         listener.extend(fit_notices(bg, gg))
+    if data.from_histories:
+        raise InputError(f"{source.label} holds histories (counts of customers), which fit the models but name no customer; "
+                         "score an RFM summary or the log, e.g. with the models saved by clvx fit --save")
     with listener.step("Scoring customers"):
         scores = score_customers(data.summary, bg, gg, period_days=period.days, horizon=clv.horizon,
                                  annual_discount_rate=clv.discount_rate)
@@ -607,16 +672,31 @@ def segment(
     customers out; the segments and their profile are still fitted on everyone.
     """
     listener = _Recording(listener or Silent())
-    tx = load(source, listener)
-    run = run_segmentation(
-        tx, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
-        engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step,
-    )
+    options = dict(period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
+                   engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step)
+    tx: Transactions | None = None
+    db = source.database
+    if db is not None or _is_summary_file(source):
+        data = summarize(source, model.unit, listener)
+        if "total_spend" not in data.summary.columns:
+            raise InputError(f"{source.label}: segments need each customer's total_spend; compute the summary with clvx sql rfm "
+                             "or clvx rfm, or pass the transaction log")
+        categories = None
+        if db is not None:
+            with listener.step("Counting customers' categories in the database"):
+                categories = categories_from_database(db, source.columns, as_of=source.as_of,
+                                                      keep_placeholder_ids=source.read.keep_placeholder_ids)
+        run = run_segmentation(None, summary=data.summary, categories=categories, **options)  # type: ignore[arg-type]
+        history_days = _history_days(data)
+    else:
+        tx = load(source, listener)
+        run = run_segmentation(tx, **options)  # type: ignore[arg-type]
+        history_days = _log_days(tx)
     if exclude_customers is not None:
         opted_out = read_customer_ids(exclude_customers, tx)
         kept = _without_opt_outs(run.segmentation.assignments, opted_out, "assignments", listener)
         run = replace(run, segmentation=replace(run.segmentation, assignments=kept))
-    listener.extend(data_notices(run.segmentation.assignments, history_days=_log_days(tx)))
+    listener.extend(data_notices(run.segmentation.assignments, history_days=history_days))
     listener.extend(fit_notices(run.bgnbd, run.gamma_gamma))
     return SegmentResult(run, tx, listener.tuple())
 
@@ -855,6 +935,26 @@ def report(
             "customer list (they still count in the totals and segments).")))
         data = replace(data, opted_out=opted_out)
     return ReportResult(data, tx, listener.tuple())
+
+
+def sql(
+    aggregate: Aggregate | str,
+    *,
+    dialect: Dialect | str = Dialect.duckdb,
+    columns: ColumnMapping = ColumnMapping(),
+    table: str | None = None,
+    query: str | None = None,
+    as_of: dt.date | None = None,
+    period: Period = Period.day,
+    keep_placeholder_ids: bool = False,
+) -> str:
+    """The SQL that computes one of clvx's aggregates (``rfm``, ``histories``, ``products``) in ``dialect``.
+
+    One definition (clv/sql.py) translated by sqlglot; on the bundled sample it gives
+    exactly ``clvx.rfm``'s summary on DuckDB, PostgreSQL and Spark.
+    """
+    return aggregate_sql(Aggregate(aggregate), Dialect(dialect), columns=columns, table=table, query=query, as_of=as_of,
+                         period=period, keep_placeholder_ids=keep_placeholder_ids, pretty=True)
 
 
 def sample(*, customers: int = 5_000, seed: int = 42, listener: Listener | None = None) -> Sample:

@@ -76,6 +76,45 @@ class KCandidate:
 
 
 @dataclass(frozen=True)
+class SegmentCentres:
+    """What assigns any customer to a k-means segment: the features' scaling, the centres and their names.
+
+    Saved with the models (``clvx segment --save``) so that a customer table can be
+    segmented where it lives (clvx/spark.py) exactly as ``clvx segment`` did.
+    """
+
+    lower: tuple[float, ...]  # winsorising bounds per feature, before standardising
+    upper: tuple[float, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    centres: tuple[tuple[float, ...], ...]
+    names: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"features": list(FEATURES), "log_features": list(LOG_FEATURES), "lower": list(self.lower), "upper": list(self.upper),
+                "mean": list(self.mean), "scale": list(self.scale), "centres": [list(c) for c in self.centres], "names": list(self.names)}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> SegmentCentres:
+        if tuple(doc.get("features", ())) != FEATURES or tuple(doc.get("log_features", ())) != LOG_FEATURES:
+            raise InputError(f"the saved segments use features {doc.get('features')}, not clvx's {list(FEATURES)}; save them again with clvx segment --save")
+        vectors = [tuple(float(v) for v in doc[key]) for key in ("lower", "upper", "mean", "scale")]
+        centres = tuple(tuple(float(v) for v in c) for c in doc["centres"])
+        names = tuple(str(n) for n in doc["names"])
+        if any(len(v) != len(FEATURES) for v in (*vectors, *centres)) or len(names) != len(centres) or not centres:
+            raise InputError("the saved segments are incomplete (a vector of the wrong length); save them again with clvx segment --save")
+        lower, upper, mean, scale = vectors
+        return cls(lower=lower, upper=upper, mean=mean, scale=scale, centres=centres, names=names)
+
+    def assign(self, features: pl.DataFrame) -> pl.Series:
+        """The segment name of each row of :func:`customer_features` output: the nearest centre."""
+        X = _scaled(features, np.array(self.lower), np.array(self.upper), np.array(self.mean), np.array(self.scale))
+        C = np.array(self.centres)
+        distances = (X**2).sum(axis=1)[:, None] - 2 * X @ C.T + (C**2).sum(axis=1)[None, :]
+        return pl.Series("segment", np.array(self.names, dtype=object)[np.argmin(distances, axis=1)], dtype=pl.String)
+
+
+@dataclass(frozen=True)
 class Segmentation:
     """Segments for every customer, a profile per segment, and how k was chosen."""
 
@@ -86,6 +125,7 @@ class Segmentation:
     candidates: tuple[KCandidate, ...]
     n_fit: int
     seed: int
+    centres: SegmentCentres | None = None  # k-means only: what assigns a new customer
 
 
 def customer_features(scored: pl.DataFrame, period_days: float) -> pl.DataFrame:
@@ -102,15 +142,28 @@ def feature_matrix(features: pl.DataFrame) -> np.ndarray:
     Winsorising keeps a few extreme customers (say, net spend below zero after
     returns) from pulling a centre to themselves.
     """
+    return _scaled(features, *feature_scaling(features))
+
+
+def _raw_features(features: pl.DataFrame) -> np.ndarray:
     cols = []
     for name in FEATURES:
         v = features[name].cast(pl.Float64).to_numpy()
-        v = np.log1p(np.maximum(v, 0.0)) if name in LOG_FEATURES else v
-        lo, hi = np.quantile(v, WINSOR_QUANTILES)
-        cols.append(np.clip(v, lo, hi))
-    X = np.column_stack(cols)
+        cols.append(np.log1p(np.maximum(v, 0.0)) if name in LOG_FEATURES else v)
+    return np.column_stack(cols)
+
+
+def feature_scaling(features: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The winsorising bounds, means and scales :func:`feature_matrix` applies (saved with the segments)."""
+    raw = _raw_features(features)
+    lower, upper = np.quantile(raw, WINSOR_QUANTILES, axis=0)
+    X = np.clip(raw, lower, upper)
     std = X.std(axis=0)
-    return (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    return lower, upper, X.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
+def _scaled(features: pl.DataFrame, lower: np.ndarray, upper: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return (np.clip(_raw_features(features), lower, upper) - mean) / scale
 
 
 def _sample(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -175,7 +228,13 @@ def select_k(
 
 
 def fit_kmeans(X: np.ndarray, k: int, seed: int, centres: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Labels for every customer and the fit size (see module docstring).
+    """Labels for every customer and the fit size (see module docstring)."""
+    labels, n_fit, _ = fit_kmeans_centres(X, k, seed, centres)
+    return labels, n_fit
+
+
+def fit_kmeans_centres(X: np.ndarray, k: int, seed: int, centres: np.ndarray | None = None) -> tuple[np.ndarray, int, np.ndarray]:
+    """:func:`fit_kmeans`, also returning the final centres: each label is the nearest of them.
 
     ``centres`` are the chosen solution on the selection sample (from :func:`select_k`);
     without them (a k given by the user) the restarts run on that same sample here.
@@ -185,7 +244,7 @@ def fit_kmeans(X: np.ndarray, k: int, seed: int, centres: np.ndarray | None = No
     fit_idx = _sample(len(X), MAX_FIT_CUSTOMERS, np.random.default_rng(seed + 2))
     km = _kmeans(k, seed, init=centres).fit(X[fit_idx])
     labels = km.labels_ if len(fit_idx) == len(X) else km.predict(X)
-    return labels, len(fit_idx)
+    return labels, len(fit_idx), km.cluster_centers_
 
 
 # --------------------------------------------------------------------------- names
@@ -323,13 +382,15 @@ def segment_customers(
         raise InputError(f"method '{method}' is not kmeans or rfm")
     candidates: tuple[KCandidate, ...] = ()
     n_fit = n
+    saved: SegmentCentres | None = None
     if method == "rfm":
         labelled = features.with_columns(pl.col("rfm_segment").alias("segment"))
         chosen_k = labelled["segment"].n_unique()
     else:
         if n < MIN_CUSTOMERS:
             raise ModelError(f"clustering needs at least {MIN_CUSTOMERS} customers; got {n} (try {option('method', 'rfm')})")
-        X = feature_matrix(features)
+        scaling = feature_scaling(features)
+        X = _scaled(features, *scaling)
         centres = None
         if k is None:
             chosen_k, candidates, centres = select_k(X, seed, advance=advance)
@@ -337,7 +398,7 @@ def segment_customers(
             if not 2 <= k <= n // 10:
                 raise InputError(f"{option('k', k)} is out of range for {n:,} customers (2 to {n // 10:,})")
             chosen_k = k
-        labels, n_fit = fit_kmeans(X, chosen_k, seed, centres)
+        labels, n_fit, final_centres = fit_kmeans_centres(X, chosen_k, seed, centres)
         labelled = features.with_columns(pl.Series("_cluster", labels))
         centre_profile = (
             labelled.group_by("_cluster")
@@ -352,9 +413,14 @@ def segment_customers(
         )
         names = name_segments(centre_profile)
         mapping = pl.DataFrame({"_cluster": centre_profile["_cluster"], "segment": names})
+        by_cluster = dict(zip(centre_profile["_cluster"].to_list(), names, strict=True))
+        lower, upper, mean, scale = (tuple(float(v) for v in a) for a in scaling)
+        saved = SegmentCentres(lower=lower, upper=upper, mean=mean, scale=scale,
+                               centres=tuple(tuple(float(v) for v in c) for c in final_centres),
+                               names=tuple(by_cluster.get(i, f"unused {i}") for i in range(len(final_centres))))
         labelled = labelled.join(mapping, on="_cluster", how="left", maintain_order="left").drop("_cluster")
     profile = profile_segments(labelled, categories=categories)
     order = {name: i for i, name in enumerate(profile["segment"].to_list())}
     # Stable: customers keep their order (the summary's, by customer_id) within a segment.
     assignments = labelled.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), maintain_order=True)
-    return Segmentation(assignments, profile, method, chosen_k, candidates, n_fit, seed)
+    return Segmentation(assignments, profile, method, chosen_k, candidates, n_fit, seed, saved)

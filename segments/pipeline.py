@@ -96,7 +96,7 @@ def customer_categories(tx: Transactions) -> pl.DataFrame | None:
 
 
 def run_segmentation(
-    tx: Transactions,
+    tx: Transactions | None,
     *,
     period: Period = Period.day,
     method: str = "kmeans",
@@ -108,14 +108,21 @@ def run_segmentation(
     horizon: Horizon = CLV_HORIZON,
     models: tuple[BGNBDParams, GammaGammaParams] | None = None,
     step: Step = no_step,
+    summary: pl.DataFrame | None = None,
+    categories: pl.DataFrame | None = None,
 ) -> SegmentRun:
     """RFM -> BG/NBD + Gamma-Gamma -> CLV over ``horizon`` and 90-day purchases -> segments and profile.
 
     ``models`` are already fitted on this same RFM summary (e.g. by the forecast
     backtest on the calibration period); without them the models are fitted here.
+    Without a log (``tx`` None), ``summary`` is the RFM summary computed elsewhere (a
+    database, a warehouse, Spark: it needs ``total_spend``) and ``categories`` the
+    (customer_id, category) pairs bought, when known.
     """
-    with step("Computing RFM"):
-        summary = collect(rfm_summary(tx.frame, tx.as_of, period, count_orders=tx.has("order_id")))
+    if summary is None:
+        assert tx is not None
+        with step("Computing RFM"):
+            summary = collect(rfm_summary(tx.frame, tx.as_of, period, count_orders=tx.has("order_id")))
     if models is None:
         with step("Fitting BG/NBD and Gamma-Gamma"):
             # Segments and offers use the point estimates only: no Hessian for standard errors.
@@ -134,7 +141,8 @@ def run_segmentation(
     choosing_k = method == "kmeans" and k is None
     with step("Clustering customers" if method == "kmeans" else "Grouping customers by RFM segment",
               total=K_RANGE[1] - K_RANGE[0] + 1 if choosing_k else None) as progress:
-        categories = customer_categories(tx)
+        if tx is not None:
+            categories = customer_categories(tx)
         seg = segment_customers(features, method=method, k=k, seed=seed, categories=categories,
                                 advance=getattr(progress, "advance", None))
     return SegmentRun(seg, bg, gg, bins, period, discount_rate, horizon)

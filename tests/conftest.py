@@ -9,6 +9,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from tests.engines import postgres, spark  # noqa: F401 - session fixtures: a PostgreSQL server, a SparkSession
+
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ONLINE_RETAIL = SHARED_DATA / "online_retail.parquet"

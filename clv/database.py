@@ -1,0 +1,162 @@
+"""A database as INPUT: clvx's aggregates run inside it and only their rows come out.
+
+``postgresql://user@host:port/db`` is read through ADBC's PostgreSQL driver (libpq, so the
+password may come from the URI, ``PGPASSWORD`` or ``~/.pgpass``), ``duckdb:///path/to.db``
+through DuckDB itself. The log is a table (``table``) or a SELECT (``query``); the user's
+columns are found in its schema as in a file (:func:`clv.load.resolve_columns`), and the
+group-bys of :mod:`clv.sql` are pushed down, so a billion order lines leave the database
+as one row per customer (or per customer and product).
+
+A password never appears in a message: every error names the URI with its password
+masked, and says in one line whether the server is unreachable, refused the credentials,
+or has no such database, table or column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import polars as pl
+from sqlglot import exp
+
+from clv.errors import InputError, option
+from clv.load import ColumnMapping, resolve_columns
+from clv.sql import Aggregate, Dialect, aggregate_sql
+from clv.terms import Period
+
+SCHEMES = {"postgresql": Dialect.postgres, "postgres": Dialect.postgres, "duckdb": Dialect.duckdb}
+
+
+def is_database(source: object) -> bool:
+    """True when ``source`` is a database URI (``scheme://...``) rather than a path."""
+    return isinstance(source, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", source) is not None
+
+
+def mask(uri: str) -> str:
+    """The URI with its password (if any) replaced by ``***``: what every message shows."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _scrub(text: str, uri: str) -> str:
+    """A driver's message with the URI's password (raw or percent-decoded) masked, on one line."""
+    password = urlsplit(uri).password
+    line = " ".join(text.split())
+    for secret in (password, unquote(password or "")):
+        if secret:
+            line = line.replace(secret, "***")
+    return line
+
+
+@dataclass(frozen=True)
+class Database:
+    """A transaction log in a database: the URI and the table or SELECT that holds the order lines."""
+
+    uri: str
+    table: str | None = None
+    query: str | None = None
+
+    def __post_init__(self) -> None:
+        scheme = self.uri.split("://", 1)[0].lower()
+        if scheme not in SCHEMES:
+            raise InputError(f"{mask(self.uri)}: clvx reads postgresql:// and duckdb:/// databases, not {scheme}://; "
+                             "export the log to Parquet, or compute the aggregates there with clvx sql")
+        if (self.table is None) == (self.query is None):
+            raise InputError(f"{mask(self.uri)}: name the log's table with {option('table')}, or give a SELECT with {option('query')}"
+                             + (" (not both)" if self.table is not None else ""))
+
+    @property
+    def dialect(self) -> Dialect:
+        return SCHEMES[self.uri.split("://", 1)[0].lower()]
+
+    @property
+    def label(self) -> str:
+        """The masked URI and what is read from it, for messages."""
+        return f"{mask(self.uri)} ({'table ' + self.table if self.table else 'query'})"
+
+    def _relation(self) -> str:
+        if self.query is not None:
+            return f"({self.query}) AS custom"
+        assert self.table is not None
+        return exp.to_table(self.table, dialect=self.dialect.value).sql(self.dialect.value)
+
+    def read(self, sql: str) -> pl.DataFrame:
+        """Run ``sql`` in the database; any failure becomes one :class:`InputError` line without the password."""
+        try:
+            if self.dialect is Dialect.duckdb:
+                import duckdb
+
+                path = self.uri.split("://", 1)[1]
+                with duckdb.connect(path, read_only=True) as con:
+                    return con.sql(sql).pl()
+            return pl.read_database_uri(sql, self.uri, engine="adbc")
+        except ImportError as exc:
+            raise InputError(f"{self.label}: reading a database needs {exc.name or 'its driver'}; "
+                             "install it with: pip install 'clvx[warehouse]'") from None
+        except Exception as exc:  # drivers raise their own classes; each becomes one line
+            raise InputError(self._explain(exc)) from None
+
+    def _explain(self, exc: Exception) -> str:
+        text = _scrub(str(exc), self.uri)
+        low = text.lower()
+        where = mask(self.uri)
+        if "password authentication failed" in low or "no password supplied" in low or "authentication failed" in low:
+            return f"{where}: the server refused the user name or password; check the URI's user, PGPASSWORD or ~/.pgpass"
+        if any(s in low for s in ("connection refused", "could not translate host", "timeout expired", "could not connect",
+                                  "no route to host", "name or service not known")):
+            return f"{where}: cannot reach the database server; check the host and port, and that the server is running"
+        if self.dialect is Dialect.duckdb and any(s in low for s in ("cannot open", "no such file", "io error", "does not exist")) \
+                and "table with name" not in low:
+            return f"{where}: cannot open the DuckDB file; check the path after duckdb:// (three slashes for an absolute path)"
+        if "database" in low and "does not exist" in low:
+            return f"{where}: no such database on the server; check the database name at the end of the URI"
+        if self.table is not None and (("relation" in low and "does not exist" in low) or "table with name" in low):
+            return f"{where}: no table {self.table} ({option('table', self.table)}); check its name and schema, e.g. public.sales"
+        if self.query is not None and ("syntax error" in low or "parser error" in low):
+            return f"{where}: {option('query')} is not valid SQL for this database: {text[:300]}"
+        return f"{where}: the database refused the query: {text[:300]}"
+
+    def columns(self, mapping: ColumnMapping, *, need_amount: bool = True) -> ColumnMapping:
+        """The user's columns, found in the table's (or query's) schema as in a file's header."""
+        probe = self.read(f"SELECT * FROM {self._relation()} LIMIT 0")
+        return resolve_columns(mapping, probe.columns, self.label, need_amount=need_amount)
+
+    def aggregate(self, aggregate: Aggregate, columns: ColumnMapping, *, as_of: dt.date | None = None, period: Period = Period.day,
+                  keep_placeholder_ids: bool = False) -> pl.DataFrame:
+        """One of clvx's aggregates (:mod:`clv.sql`), computed in the database."""
+        sql = aggregate_sql(aggregate, self.dialect, columns=columns, table=self.table, query=self.query, as_of=as_of,
+                            period=period, keep_placeholder_ids=keep_placeholder_ids)
+        return self.read(sql)
+
+
+def rfm_from_database(db: Database, mapping: ColumnMapping, *, as_of: dt.date | None, period: Period,
+                      keep_placeholder_ids: bool = False) -> pl.DataFrame:
+    """The RFM summary computed in the database, typed and sorted as :func:`clv.rfm.rfm_summary` returns it."""
+    columns = db.columns(mapping)
+    frame = db.aggregate(Aggregate.rfm, columns, as_of=as_of, period=period, keep_placeholder_ids=keep_placeholder_ids)
+    if frame.height == 0:
+        raise InputError(f"{db.label}: no rows with a customer up to the end of observation; check the table and {option('as_of')}")
+    ints = [c for c in ("frequency", "recency", "T", "n_orders") if c in frame.columns]
+    return frame.with_columns(
+        pl.col("customer_id").cast(pl.String), pl.col(ints).cast(pl.Int64),
+        pl.col("monetary_value", "total_spend").cast(pl.Float64), pl.col("first_purchase", "last_purchase").cast(pl.Date),
+    ).sort("customer_id")
+
+
+def categories_from_database(db: Database, mapping: ColumnMapping, *, as_of: dt.date | None,
+                             keep_placeholder_ids: bool = False) -> pl.DataFrame | None:
+    """(customer_id, category) pairs bought, from the products aggregate: the category column, else product ids."""
+    columns = db.columns(mapping)
+    if columns.product is None:
+        return None
+    frame = db.aggregate(Aggregate.products, columns, as_of=as_of, keep_placeholder_ids=keep_placeholder_ids)
+    key = "category" if "category" in frame.columns else "product_id"
+    return (frame.select("customer_id", pl.col(key).cast(pl.String).str.strip_chars().alias("category"))
+            .drop_nulls().unique().with_columns(pl.col("category").cast(pl.Categorical)))
+
