@@ -677,6 +677,7 @@ def cross_sell(
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="Offers per customer in --targets")] = 5,
     max_offers: Annotated[Optional[int], typer.Option("--max-offers", min=1, max=100, help="Cap on offers per customer (contact fatigue); at most --top-k", show_default=False)] = None,
     allow_substitutes: Annotated[bool, _flag("--allow-substitutes", help="Also offer substitutes of what a customer owns (same category, rarely owned together)")] = False,
+    allow_variants: Annotated[bool, _flag("--allow-variants", help="Also offer variants of what a customer owns (the same product in another colour, size or pattern)")] = False,
     rules: Annotated[Optional[Path], typer.Option("--rules", help="Write association rules (support, confidence, lift, leverage, conviction, timing)", dir_okay=False, show_default=False)] = None,
     exclude_products: ExcludeProductsOpt = None,
     offer_horizon: Annotated[str, typer.Option("--offer-horizon", help="Horizon of expected buyers and revenue of offers: 90d, 12w, 6m")] = "90d",
@@ -686,7 +687,8 @@ def cross_sell(
 ) -> None:
     """Rank who should be offered what: products per segment by expected revenue, and offers per customer.
 
-    Never offers what a customer already bought, nor (with a category column) a substitute of it.
+    Never offers what a customer already bought, nor a variant of it (another colour, size or pattern,
+    from the descriptions), nor (with a category column) a substitute of it.
     Non-product lines (postage, fees, discounts, manual adjustments) are detected and left out.
     """
     import clvx
@@ -695,7 +697,8 @@ def cross_sell(
 
     listener = run.listener()
     offers = clvx.CrossSellOptions(
-        top=top, top_k=top_k, max_offers=max_offers, allow_substitutes=allow_substitutes, exclude_products=exclude_products,
+        top=top, top_k=top_k, max_offers=max_offers, allow_substitutes=allow_substitutes, allow_variants=allow_variants,
+        exclude_products=exclude_products,
         offer_horizon=_horizon(offer_horizon), targets=targets is not None, rules=rules is not None,
     )
     segments = clvx.SegmentOptions(method=method.value, k=_parse_k(k), seed=seed)

@@ -27,13 +27,19 @@ from clv.rfm import Period, ScoreBins, collect, exact_sum, rfm_summary, score_rf
 from segments.associations import association_rules, build_ownership, non_product_ids, validate_pattern
 from segments.cluster import K_RANGE, Segmentation, customer_features, segment_customers
 from segments.crosssell import (
+    Calibration,
     CrossSellBacktest,
     CrossSellModel,
     backtest_rankings,
     build_model,
     customer_targets,
     explain_targets,
+    fit_calibration,
+    offer_calibration,
+    offer_relations,
     segment_ranking,
+    segment_ranking_calibration,
+    uncalibrated,
 )
 
 CLV_HORIZON = Horizon.parse("12m")
@@ -184,18 +190,58 @@ def run_crosssell(
         customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", -np.expm1(-purchases)))
         own = build_ownership(lines, customers["customer_id"])
         categories = products.select("product_id", "category") if "category" in products.columns else None
-        model = build_model(own, customers, typical, categories=categories)
+        model = build_model(own, customers, typical, categories=categories, products=products)
+    with step("Calibrating offer probabilities on the last days of the log"):
+        model = replace(model, calibration=inner_calibration(tx, lines, customers, offer_horizon))
     ranking = segment_ranking(model, top=top, products=products if products.width > 1 else None)
     order = {name: i for i, name in enumerate(seg.segmentation.profile["segment"].to_list())}
     ranking = ranking.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "rank")
     return CrossSellRun(seg, model, ranking, excluded, products, offer_horizon)
 
 
-def crosssell_targets(run: CrossSellRun, *, top_k: int = 5, max_offers: int | None = None, allow_substitutes: bool = False) -> pl.DataFrame:
-    """Offers per customer with reasons, at most ``min(top_k, max_offers)`` each."""
+def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataFrame, horizon: Horizon) -> Calibration:
+    """Fit offer probabilities on an inner split: the log without its last ``horizon`` days, scored on those days.
+
+    The inner model is built exactly as the real one (same products left out, same
+    segments); its customers who bought anything in the held-out days show how often a
+    score turns into a first purchase of that product within the horizon.
+    """
+    horizon_days = max(1, round(horizon.days))
+    end = dt.datetime.combine(tx.as_of + dt.timedelta(days=1), dt.time())
+    cut = end - dt.timedelta(days=horizon_days)
+    inner_lines = lines.filter(pl.col("date") < cut)
+    later = lines.filter((pl.col("date") >= cut) & (pl.col("date") < end))
+    inner_ids = collect(inner_lines.select("customer_id").unique())
+    if inner_ids.height == 0:
+        return uncalibrated(horizon_days)
+    inner_customers = customers.join(inner_ids, on="customer_id", how="semi").sort("customer_id").with_columns(pl.lit(1.0).alias("p_active"))
+    own = build_ownership(inner_lines, inner_customers["customer_id"])
+    typical = collect(inner_lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
+    model = build_model(own, inner_customers, typical)
+    spend = holdout_spend(later, own.customers, own.products)
+    bought = sparse.csr_matrix((spend["amount"].to_numpy(), (spend["_u"].to_numpy(), spend["_j"].to_numpy())), shape=own.X.shape)
+    new = bought - bought.multiply(own.X > 0)
+    new.data = np.maximum(new.data, 0.0)
+    new.eliminate_zeros()
+    buyers = collect(later.select("customer_id").unique())
+    active = np.flatnonzero(own.customers.is_in(buyers["customer_id"]).to_numpy())
+    return fit_calibration(model, (new > 0).astype(np.float64).tocsr(), new.tocsr(), active, horizon_days)
+
+
+TARGET_COLUMNS = ("customer_id", "product_id", "rank", "score", "purchase_probability", "expected_revenue", "relation", "reason")
+
+
+def crosssell_targets(run: CrossSellRun, *, top_k: int = 5, max_offers: int | None = None, allow_substitutes: bool = False,
+                      allow_variants: bool = False) -> pl.DataFrame:
+    """Offers per customer with reasons and their relation to what is owned, at most ``min(top_k, max_offers)`` each.
+
+    ``score`` only ranks; ``purchase_probability`` (of a first purchase of the product within
+    the offer horizon) and ``expected_revenue`` are calibrated on the log's last days.
+    """
     k = top_k if max_offers is None else min(top_k, max_offers)
-    targets = customer_targets(run.model, top_k=k, allow_substitutes=allow_substitutes)
-    return explain_targets(run.model, targets).sort("customer_id", "rank")
+    targets = customer_targets(run.model, top_k=k, allow_substitutes=allow_substitutes, allow_variants=allow_variants)
+    labelled = offer_relations(run.model, explain_targets(run.model, targets))
+    return labelled.select(*TARGET_COLUMNS).sort("customer_id", "rank")
 
 
 def crosssell_rules(run: CrossSellRun) -> pl.DataFrame:
@@ -218,26 +264,38 @@ def crosssell_backtest(
     *,
     exclude_products: str | None = None,
     seed: int = 42,
+    top_k: int = 5,
     **options,
 ) -> CrossSellBacktest:
     """Build targets from the log up to ``calibration_end``; score them on first-time purchases after it.
 
     New purchases are products a calibration customer bought in the holdout and had
     not bought before; products first sold in the holdout cannot be recommended and
-    are left out of the truth.
+    are left out of the truth. The offers' expectations are computed for the holdout's
+    length and set beside what happened: per score decile for the ``top_k`` offers per
+    customer, and per row of the segment ranking.
     """
     cut = dt.datetime.combine(calibration_end + dt.timedelta(days=1), dt.time())
     calibration = replace(tx, frame=tx.frame.filter(pl.col("date") < cut), quality=replace(tx.quality, as_of=calibration_end))
+    holdout_days = max(1, (tx.as_of - calibration_end).days)
+    options.setdefault("offer_horizon", Horizon.parse(f"{holdout_days}d"))
     run = run_crosssell(calibration, exclude_products=exclude_products, seed=seed, **options)
     own = run.model.own
     holdout = holdout_spend(_purchase_lines(tx).filter(pl.col("date") >= cut), own.customers, own.products)
     shape = own.X.shape
     bought = sparse.csr_matrix((holdout["amount"].to_numpy(), (holdout["_u"].to_numpy(), holdout["_j"].to_numpy())), shape=shape)
     new_revenue = bought - bought.multiply(own.X > 0)
+    new_revenue.data = np.maximum(new_revenue.data, 0.0)
     new_revenue.eliminate_zeros()
     truth = (new_revenue > 0).astype(np.float64)
     model_metrics, baselines, n = backtest_rankings(run.model, truth, new_revenue, seed)
-    return CrossSellBacktest(calibration_end, tx.as_of, n, shape[1], model_metrics, baselines)
+    offers = customer_targets(run.model, top_k=top_k)
+    return CrossSellBacktest(
+        calibration_end, tx.as_of, n, shape[1], model_metrics, baselines,
+        calibration=offer_calibration(offers, truth.tocsr(), new_revenue.tocsr()),
+        segment_calibration=segment_ranking_calibration(run.model, run.ranking, truth.tocsr(), new_revenue.tocsr()),
+        horizon_days=holdout_days,
+    )
 
 
 # --------------------------------------------------------------------------- report
