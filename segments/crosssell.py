@@ -1,54 +1,64 @@
-"""Cross-sell: which products to offer whom, and proof that the ranking beats simple baselines.
+"""Cross-sell: which products to offer whom, how likely each offer is to be taken, and proof against baselines.
 
-Score of product j for customer u (never a product u owns; never a substitute of
+Score of product j for customer u (never a product u owns, nor a variant or substitute of
 one unless allowed):
 
-    item(u, j)    = (sum over owned i of conf(i -> j)^ITEM_POWER)^(1 / ITEM_POWER),  conf = co_owners / (owners_i + SHRINK)
+    item(u, j)    = sum over owned i of W[i, j]      (W: a sparse EASE, see ``item_weights``)
     segment(u, j) = share of u's segment that owns j
-    score(u, j)   = P(u buys in the horizon) * (ITEM_WEIGHT * item + (1 - ITEM_WEIGHT) * segment)
+    trend(j)      = share of all customers who first bought j in the log's last TREND_DAYS days
+    score(u, j)   = item + SEGMENT_WEIGHT * segment + TREND_WEIGHT * trend
 
-``item`` is a soft maximum of the confidences from the products the customer owns
-(a power mean: close to the strongest association, a little higher when several
-agree, and, unlike a noisy-or, not saturated by many weak links to bestsellers),
-with confidences shrunk toward 0 when the antecedent has few owners; ``segment`` carries
-the customer's group when their own history says little. P(buys in the horizon) is
-``1 - exp(-E[X(horizon)])`` from BG/NBD. Expected revenue of an offer is its score
-times the product's median line value.
+W regresses each product's ownership on its ``NEIGHBOURS`` nearest products (Steck 2019's
+EASE restricted to neighbours): it ranks as well as EASE on the retail log and needs no
+dense products x products inverse; the segment and the trend add what EASE lacks (the
+customer's group, what is selling now), and each weight was tuned on a split inside the
+training period only. ``score`` only ranks.
+
+Probabilities: ``P(u buys j for the first time within the offer horizon) = P(u buys at
+all) x g(score)``, with P(buys at all) = ``1 - exp(-E[X(horizon)])`` from BG/NBD and g an
+isotonic curve fitted on an inner split (the log without its last horizon of days, see
+:class:`Calibration`). Expected revenue of an offer = its probability x what a new buyer
+spends on the product (median line value x the calibrated ratio).
 
 The segment x product table ranks, per segment, the products with the most expected
-revenue from the segment's non-owners: ``expected_buyers`` is the sum of their offer
-scores, times the median line value; its ``index`` (segment penetration /
-population penetration) is shrunk toward 1 with ``INDEX_PSEUDO_COUNT`` pseudo-owners so
-that a product bought by two people does not top the list.
+revenue from the segment's non-owners: ``expected_buyers`` is the sum of their
+probabilities; its ``index`` (segment penetration / population penetration) is shrunk
+toward 1 with ``INDEX_PSEUDO_COUNT`` pseudo-owners so that a product bought by two people
+does not top the list.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
 from scipy import sparse
+from threadpoolctl import threadpool_limits
 
 from clv.errors import InputError
 from segments.associations import SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
 from segments.variants import variant_pairs
 
-SEGMENT_WEIGHT = 0.0  # weight of the segment's penetration beside the item score
+SEGMENT_WEIGHT = 0.1  # weight of the segment's penetration beside the item score
+TREND_WEIGHT = 1.0  # weight of the share of customers who first bought the product lately
+TREND_DAYS = 30  # "lately"
 INDEX_PSEUDO_COUNT = 10.0
 CHUNK_CELLS = 4_000_000  # customers x products scored at once
 NEIGHBOURS = 100  # inputs per product in its regression (tuned on an inner split of the retail log)
-RIDGE = 400.0  # EASE's lambda, in co-owners (tuned on the same inner split)
+RIDGE = 400.0  # EASE's lambda, in co-owners, until one of RIDGES is chosen on the log's inner split
+RIDGES = (25.0, 100.0, 400.0)  # the lambdas tried there: small logs with small baskets need less
 NEIGHBOUR_BLOCK_CELLS = 8_000_000  # products x columns of X'X held at once when finding neighbours
-UNION_MAX = 3_000  # products in one Gram block when solving a batch of regressions
+UNION_MAX = 4_000  # products in one Gram block when solving a batch of regressions (128 MB)
 SOLVE_BATCH = 256  # regressions solved at once
 EVAL_KS = (1, 3, 5, 10)
 MIN_CONFIDENCE = 0.005
 ACCESSORY_SHARE = 0.8  # of an offer's buyers who also own its base: "bought almost only with or after it"
 CALIBRATION_BINS = 200  # score bins of the calibration curve
 CALIBRATION_CUSTOMERS = 20_000  # inner customers sampled to fit it
-MIN_CALIBRATION_PURCHASES = 20  # first-time purchases below which scores stay uncalibrated
+MIN_CALIBRATION_PURCHASES = 20
+RIDGE_TOP = 5  # offers per customer the ridge is chosen on (hit rate at 5)  # first-time purchases below which scores stay uncalibrated
 MAX_OFFERS = 100  # offers per customer, and products per segment in the ranking
 
 
@@ -65,6 +75,7 @@ class CrossSellModel:
     segment_of: np.ndarray  # segment code per customer
     segments: list[str]
     segment_penetration: np.ndarray  # segments x products
+    trend: np.ndarray  # per product: share of customers who bought it for the first time in the log's last TREND_DAYS
     population_penetration: np.ndarray
     p_active: np.ndarray  # per customer
     typical_value: np.ndarray  # per product: median line value
@@ -92,9 +103,12 @@ class Calibration:
     horizon_days: int
     n_customers: int  # inner customers who bought something in the held-out days
     n_purchases: int  # their first-time purchases
+    ridge: float = RIDGE  # the item model's lambda that ranked those purchases best
+    applied_edges: np.ndarray | None = None  # the same quantiles of the model it is applied to
 
     def __call__(self, score: np.ndarray) -> np.ndarray:
-        return self.probability[np.clip(np.searchsorted(self.edges, score, side="right") - 1, 0, len(self.probability) - 1)]
+        edges = self.edges if self.applied_edges is None else self.applied_edges
+        return self.probability[np.clip(np.searchsorted(edges, score, side="right") - 1, 0, len(self.probability) - 1)]
 
 
 def uncalibrated(horizon_days: int) -> Calibration:
@@ -103,12 +117,41 @@ def uncalibrated(horizon_days: int) -> Calibration:
     return Calibration(edges, np.clip(edges[:-1], 0.0, 1.0), 1.0, horizon_days, 0, 0)
 
 
-def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: sparse.csr_matrix, active: np.ndarray, horizon_days: int) -> Calibration:
+def choose_ridge(model: CrossSellModel, truth: sparse.csr_matrix, ridges: tuple[float, ...] = RIDGES) -> tuple[float, CrossSellModel]:
+    """The lambda among ``ridges`` whose item model puts most first-time purchases (``truth``) in customers' top 5, and that model."""
+    rows = np.flatnonzero(np.asarray(truth.sum(axis=1)).ravel() > 0)
+    if len(rows) > CALIBRATION_CUSTOMERS:
+        rows = np.sort(np.random.default_rng(0).choice(rows, CALIBRATION_CUSTOMERS, replace=False))
+    best: tuple[float, float, CrossSellModel] | None = None
+    for ridge, W in zip(ridges, item_weights_for(model.own.X, ridges), strict=True):
+        candidate = replace(model, weights=W)
+        lists = evaluation_lists(candidate, rows, RIDGE_TOP)
+        hit = float((np.asarray(truth[np.repeat(rows, lists.shape[1]), lists.ravel()]).reshape(lists.shape) > 0).any(axis=1).mean()) if len(rows) else 0.0
+        if best is None or hit > best[0]:
+            best = (hit, ridge, candidate)
+    assert best is not None
+    return best[1], best[2]
+
+
+def score_quantiles(model: CrossSellModel) -> np.ndarray:
+    """``CALIBRATION_BINS + 1`` quantiles of the allowed scores of a sample of all customers (the first block)."""
+    n, p = model.own.X.shape
+    _, score = model_scores(model, _chunks(n, p)[0])
+    finite = score[np.isfinite(score)]
+    edges = np.quantile(finite, np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)) if finite.size else np.zeros(CALIBRATION_BINS + 1)
+    edges[0], edges[-1] = -np.inf, np.inf
+    return edges
+
+
+def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: sparse.csr_matrix, active: np.ndarray, horizon_days: int,
+                    ridge: float = RIDGE) -> Calibration:
     """Fit :class:`Calibration` on an inner model, the first-time purchases after its end and who bought anything.
 
     ``truth`` and ``spend`` are customers x products of ``model``; ``active`` the indices of
-    customers who bought anything in the held-out days. Bins are quantiles of the first
-    block's scores; counts are accumulated block by block (bounded memory).
+    customers who bought anything in the held-out days. Bins are quantiles of the scores
+    of all customers (:func:`score_quantiles`), so that the curve applies to the full
+    model by quantile: its scores run higher (everyone owns more), their order does not
+    change. Counts are accumulated block by block (bounded memory).
     """
     from sklearn.isotonic import IsotonicRegression
 
@@ -118,8 +161,8 @@ def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: spar
         return uncalibrated(horizon_days)
     if len(active) > CALIBRATION_CUSTOMERS:
         active = np.sort(np.random.default_rng(0).choice(active, CALIBRATION_CUSTOMERS, replace=False))
-    edges = None
-    hits = totals = None
+    edges = score_quantiles(model)
+    hits, totals = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
     for rows in _chunks(n, p):
         sel = active[(active >= rows.start) & (active < rows.stop)]
         if not len(sel):
@@ -128,11 +171,6 @@ def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: spar
         pref = pref[sel - rows.start]
         y = truth[sel].toarray() > 0
         ok = np.isfinite(pref)
-        if edges is None:
-            edges = np.unique(np.quantile(pref[ok], np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)))
-            edges[0] = -np.inf
-            hits, totals = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
-        assert hits is not None and totals is not None
         b = np.clip(np.searchsorted(edges, pref[ok], side="right") - 1, 0, len(edges) - 2)
         hits += np.bincount(b, weights=y[ok], minlength=len(edges) - 1)
         totals += np.bincount(b, minlength=len(edges) - 1)
@@ -144,7 +182,7 @@ def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: spar
     typical = model.typical_value[t.col]
     paid = np.asarray(spend[active][t.row, t.col]).ravel()
     ratio = float(paid.sum() / typical.sum()) if typical.sum() > 0 else 1.0
-    return Calibration(edges, probability, ratio, horizon_days, len(active), int(t.nnz))
+    return Calibration(edges, probability, ratio, horizon_days, len(active), int(t.nnz), ridge)
 
 
 def segment_onehot(codes: np.ndarray, n_segments: int) -> sparse.csr_matrix:
@@ -187,37 +225,63 @@ def item_weights(X: sparse.csr_matrix, *, neighbours: int = NEIGHBOURS, ridge: f
     diagonal constraint does). Memory: one ``k x k`` system per product and a Gram block over
     the union of a batch's neighbours, capped at ``UNION_MAX`` products.
     """
+    return item_weights_for(X, (ridge,), neighbours=neighbours)[0]
+
+
+def item_weights_for(X: sparse.csr_matrix, ridges: tuple[float, ...], *, neighbours: int = NEIGHBOURS) -> list[sparse.csr_matrix]:
+    """:func:`item_weights` for several ridges at once: neighbours and Gram blocks are shared, only the solves differ."""
     n_p = X.shape[1]
     if n_p < 2:
-        return sparse.csr_matrix((n_p, n_p))
+        return [sparse.csr_matrix((n_p, n_p)) for _ in ridges]
     N, _ = _cosine_neighbours(X, neighbours)
     k = N.shape[1]
     Xc = X.tocsc()
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    vals: list[np.ndarray] = []
+    vals: list[list[np.ndarray]] = [[] for _ in ridges]
+    full = (Xc.T @ Xc).toarray() if n_p <= UNION_MAX else None  # a small catalogue: one Gram matrix for all
     j = 0
     while j < n_p:
-        # Grow a batch of targets until the union of their inputs (and themselves) reaches UNION_MAX.
-        stop, union = j, np.zeros(0, dtype=np.int64)
-        while stop < n_p and (stop == j or len(union) + k < UNION_MAX) and stop - j < SOLVE_BATCH:
-            union = np.union1d(union, np.r_[N[stop], stop])
-            stop += 1
-        sub = Xc[:, union]
-        G = (sub.T @ sub).toarray()
+        if full is not None:
+            stop, union, G = min(j + SOLVE_BATCH, n_p), np.arange(n_p), full
+        else:
+            # Grow a batch of targets until the union of their inputs (and themselves) reaches UNION_MAX.
+            stop, union = j, np.zeros(0, dtype=np.int64)
+            while stop < n_p and (stop == j or len(union) + k < UNION_MAX) and stop - j < SOLVE_BATCH:
+                union = np.union1d(union, np.r_[N[stop], stop])
+                stop += 1
+            sub = Xc[:, union]
+            G = (sub.T @ sub).toarray()
         pos = np.searchsorted(union, N[j:stop])  # (m, k) positions in the union
         tpos = np.searchsorted(union, np.arange(j, stop))
         A = G[pos[:, :, None], pos[:, None, :]]
-        A[:, np.arange(k), np.arange(k)] += ridge
-        rhs = G[pos, tpos[:, None]]
-        w = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
-        rows.append(N[j:stop].ravel())
-        cols.append(np.repeat(np.arange(j, stop), k))
-        vals.append(w.ravel())
+        rhs = G[pos, tpos[:, None]][:, :, None]
+        for r, ridge in enumerate(ridges):
+            Ar = A.copy()
+            Ar[:, np.arange(k), np.arange(k)] += ridge
+            with threadpool_limits(1):  # many small systems: BLAS threads only contend (100x slower on a busy machine)
+                vals[r].append(np.linalg.solve(Ar, rhs)[:, :, 0].ravel())
         j = stop
-    W = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_p, n_p))
-    W.eliminate_zeros()
-    return W
+    rows = N.ravel()
+    cols = np.repeat(np.arange(n_p), k)
+    out = []
+    for v in vals:
+        W = sparse.csr_matrix((np.concatenate(v), (rows, cols)), shape=(n_p, n_p))
+        W.eliminate_zeros()
+        out.append(W)
+    return out
+
+
+def recent_first_buyers(own: Ownership) -> np.ndarray:
+    """Per product, the share of customers whose first purchase of it falls in the last ``TREND_DAYS`` days of the log.
+
+    What is selling now (seasonal lines, new ranges) is what the next weeks' first
+    purchases are made of; a model of co-ownership alone does not see it.
+    """
+    T = own.first_day.tocsc()
+    if T.nnz == 0:
+        return np.zeros(T.shape[1])
+    recent = T.copy()
+    recent.data = (recent.data >= T.data.max() - TREND_DAYS).astype(np.float64)
+    return np.asarray(recent.sum(axis=0)).ravel() / max(T.shape[0], 1)
 
 
 def build_model(
@@ -227,6 +291,7 @@ def build_model(
     *,
     categories: pl.DataFrame | None = None,
     products: pl.DataFrame | None = None,
+    ridge: float = RIDGE,
 ) -> CrossSellModel:
     """Fit the scorer: pair counts, shrunk confidences, segment penetration, substitutes.
 
@@ -237,7 +302,7 @@ def build_model(
     """
     pairs = pair_counts(own)
     owners = own.owners
-    weights = item_weights(own.X)
+    weights = item_weights(own.X, ridge=ridge)
 
     segments = sorted(customers["segment"].unique().to_list())
     seg_code = customers["segment"].replace_strict({s: k for k, s in enumerate(segments)}, return_dtype=pl.Int64).to_numpy()
@@ -246,7 +311,7 @@ def build_model(
     seg_pen = np.asarray((onehot @ own.X).todense()) / seg_sizes[:, None]
     typical = (
         pl.DataFrame({"product_id": own.products})
-        .join(typical_values, on="product_id", how="left")["value"]
+        .join(typical_values, on="product_id", how="left", maintain_order="left")["value"]
         .fill_null(0.0)
         .to_numpy()
     )
@@ -257,6 +322,7 @@ def build_model(
         segment_of=seg_code,
         segments=segments,
         segment_penetration=seg_pen,
+        trend=recent_first_buyers(own),
         population_penetration=owners / own.X.shape[0],
         p_active=customers["p_active"].to_numpy(),
         typical_value=typical,
@@ -299,7 +365,7 @@ def model_scores(model: CrossSellModel, rows: slice, *, allow_substitutes: bool 
     owned = model.own.X[rows]
     item = np.asarray((owned @ model.weights).todense())
     seg = model.segment_penetration[model.segment_of[rows]]
-    score = item + SEGMENT_WEIGHT * seg
+    score = item + SEGMENT_WEIGHT * seg + TREND_WEIGHT * model.trend[None, :]
     score = _masked(score, owned, None if allow_substitutes else model.substitutes, None if allow_variants else model.variants)
     calibration = model.calibration or uncalibrated(0)
     allowed = np.isfinite(score)
@@ -307,13 +373,13 @@ def model_scores(model: CrossSellModel, rows: slice, *, allow_substitutes: bool 
     return probability, score
 
 
-def evaluation_lists(model: CrossSellModel, rows: np.ndarray, k: int) -> np.ndarray:
+def evaluation_lists(model: CrossSellModel, rows: np.ndarray, k: int, *, allow_variants: bool = False) -> np.ndarray:
     """The ``k`` best products (indices) for customers ``rows``, as offers rank them: for backtests."""
     out = []
     for block in _chunks(model.own.X.shape[0], model.own.X.shape[1]):
         sel = rows[(rows >= block.start) & (rows < block.stop)]
         if len(sel):
-            _, score = model_scores(model, block)
+            _, score = model_scores(model, block, allow_variants=allow_variants)
             out.append(_top_k(score[sel - block.start], k)[0])
     return np.vstack(out) if out else np.zeros((0, k), dtype=np.int64)
 
@@ -547,7 +613,7 @@ def offer_calibration(targets: pl.DataFrame, truth: sparse.csr_matrix, spend: sp
     Actual buyers: offers whose customer bought the product for the first time in the
     holdout; actual revenue: what they spent on it there.
     """
-    u, j = targets["_u"].to_numpy(), targets["_j"].to_numpy()
+    u, j = targets["_u"].to_numpy().copy(), targets["_j"].to_numpy().copy()
     frame = targets.select("score", "purchase_probability", "expected_revenue").with_columns(
         pl.Series("_bought", np.asarray(truth[u, j]).ravel() > 0),
         pl.Series("_spent", np.asarray(spend[u, j]).ravel()),
@@ -573,7 +639,7 @@ def segment_ranking_calibration(model: CrossSellModel, ranking: pl.DataFrame, tr
     spent = np.asarray((onehot @ spend).todense())
     seg = ranking["segment"].replace_strict({s: k for k, s in enumerate(model.segments)}, return_dtype=pl.Int64).to_numpy()
     prod = pl.DataFrame({"product_id": model.own.products, "_j": np.arange(len(model.own.products))})
-    j = ranking.select("product_id").join(prod, on="product_id", how="left", maintain_order="left")["_j"].to_numpy()
+    j = ranking.select("product_id").join(prod, on="product_id", how="left", maintain_order="left")["_j"].to_numpy().copy()
     return ranking.select("segment", "rank", "product_id", "expected_buyers", "expected_revenue").with_columns(
         pl.Series("actual_buyers", buyers[seg, j]), pl.Series("actual_revenue", spent[seg, j]),
     )

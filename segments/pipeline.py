@@ -12,6 +12,7 @@ import polars as pl
 from scipy import sparse
 
 from clv.backtest import HoldoutBacktest
+from clv.expectations import bgnbd_p_any_purchase
 from clv.load import DataQuality, Transactions
 from clv.models import (
     BGNBD,
@@ -32,11 +33,13 @@ from segments.crosssell import (
     CrossSellModel,
     backtest_rankings,
     build_model,
+    choose_ridge,
     customer_targets,
     explain_targets,
     fit_calibration,
     offer_calibration,
     offer_relations,
+    score_quantiles,
     segment_ranking,
     segment_ranking_calibration,
     uncalibrated,
@@ -186,13 +189,17 @@ def run_crosssell(
         typical = collect(lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
         assignments = seg.segmentation.assignments.sort("customer_id")
         x, tx_, T = float_columns(assignments, "frequency", "recency", "T")
-        purchases = expected_purchases(seg.bgnbd, offer_horizon.periods(seg.period.days), x, tx_, T)
-        customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", -np.expm1(-purchases)))
+        p_any = bgnbd_p_any_purchase(seg.bgnbd.params, offer_horizon.periods(seg.period.days), x, tx_, T)
+        customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", p_any))
+    with step("Calibrating offer probabilities on the last days of the log"):
+        calibration = inner_calibration(tx, lines, customers, offer_horizon)
+    with step("Fitting the item model"):
         own = build_ownership(lines, customers["customer_id"])
         categories = products.select("product_id", "category") if "category" in products.columns else None
-        model = build_model(own, customers, typical, categories=categories, products=products)
-    with step("Calibrating offer probabilities on the last days of the log"):
-        model = replace(model, calibration=inner_calibration(tx, lines, customers, offer_horizon))
+        model = build_model(own, customers, typical, categories=categories, products=products, ridge=calibration.ridge)
+        if calibration.n_purchases:
+            calibration = replace(calibration, applied_edges=score_quantiles(model))
+        model = replace(model, calibration=calibration)
     ranking = segment_ranking(model, top=top, products=products if products.width > 1 else None)
     order = {name: i for i, name in enumerate(seg.segmentation.profile["segment"].to_list())}
     ranking = ranking.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "rank")
@@ -224,8 +231,10 @@ def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataF
     new.data = np.maximum(new.data, 0.0)
     new.eliminate_zeros()
     buyers = collect(later.select("customer_id").unique())
-    active = np.flatnonzero(own.customers.is_in(buyers["customer_id"]).to_numpy())
-    return fit_calibration(model, (new > 0).astype(np.float64).tocsr(), new.tocsr(), active, horizon_days)
+    active = np.flatnonzero(own.customers.is_in(buyers["customer_id"].implode()).to_numpy())
+    truth = (new > 0).astype(np.float64).tocsr()
+    ridge, model = choose_ridge(model, truth)
+    return fit_calibration(model, truth, new.tocsr(), active, horizon_days, ridge)
 
 
 TARGET_COLUMNS = ("customer_id", "product_id", "rank", "score", "purchase_probability", "expected_revenue", "relation", "reason")
