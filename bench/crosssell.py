@@ -208,6 +208,9 @@ def evaluate(tx: Transactions, calibration_end: dt.date, holdout_end: dt.date, n
     scores = {name: per_customer(lists, split.truth, rows) for name, lists in methods.items()}
     hr_ratio = ratio_interval(scores["clvx"][0], scores["EASE"][0], n_boot, seed)
     ndcg_ratio = ratio_interval(scores["clvx"][1], scores["EASE"][1], n_boot, seed)
+    allowed = scores["clvx, variants allowed"]
+    print("  clvx with variants allowed / EASE: HR@5 {:.2f} [{:.2f}, {:.2f}]".format(*ratio_interval(allowed[0], scores["EASE"][0], n_boot, seed))
+          + ", NDCG@10 {:.2f} [{:.2f}, {:.2f}]".format(*ratio_interval(allowed[1], scores["EASE"][1], n_boot, seed)), file=sys.stderr)
     offers = offer_calibration(customer_targets(run.model, top_k=HR_K), split.truth, split.revenue)
     segments = segment_ranking_calibration(run.model, run.ranking, split.truth, split.revenue)
     return {"split": split, "lambda": lam, "scores": scores, "hr_ratio": hr_ratio, "ndcg_ratio": ndcg_ratio,
