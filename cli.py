@@ -712,6 +712,7 @@ def cross_sell(
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="Offers per customer in --targets")] = 5,
     max_offers: Annotated[Optional[int], typer.Option("--max-offers", min=1, max=100, help="Cap on offers per customer (contact fatigue); at most --top-k", show_default=False)] = None,
     allow_substitutes: Annotated[bool, _flag("--allow-substitutes", help="Also offer substitutes of what a customer owns (same category, rarely owned together)")] = False,
+    allow_variants: Annotated[bool, _flag("--allow-variants", help="Also offer variants of what a customer owns (the same product in another colour, size or pattern)")] = False,
     rules: Annotated[Optional[Path], typer.Option("--rules", help="Write association rules (support, confidence, lift, leverage, conviction, timing), bounded by --min-support, --min-lift and --rules-per-product", dir_okay=False, show_default=False)] = None,
     min_support: Annotated[float, typer.Option("--min-support", min=0.0, max=1.0, help="Rules: least share of customers owning both products")] = 0.005,
     min_lift: Annotated[float, typer.Option("--min-lift", min=0.0, help="Rules: least lift (how many times likelier than by chance)")] = 1.5,
@@ -729,7 +730,8 @@ def cross_sell(
 ) -> None:
     """Rank who should be offered what: products per segment by expected revenue, and offers per customer.
 
-    Never offers what a customer already bought, nor (with a category column) a substitute of it.
+    Never offers what a customer already bought, nor a variant of it (another colour, size or pattern,
+    from the descriptions), nor (with a category column) a substitute of it.
     Non-product lines (postage, fees, discounts, manual adjustments) are detected and left out.
     """
     import clvx
@@ -738,7 +740,8 @@ def cross_sell(
 
     listener = run.listener()
     offers = clvx.CrossSellOptions(
-        top=top, top_k=top_k, max_offers=max_offers, allow_substitutes=allow_substitutes, exclude_products=exclude_products,
+        top=top, top_k=top_k, max_offers=max_offers, allow_substitutes=allow_substitutes, allow_variants=allow_variants,
+        exclude_products=exclude_products,
         offer_horizon=_horizon(offer_horizon), targets=targets is not None, rules=rules is not None,
         min_support=min_support, min_lift=min_lift, rules_per_product=rules_per_product, bundles=bundles is not None,
         bundle_min_support=bundle_min_support, top_bundles=top_bundles, control=control, seed=seed,

@@ -19,6 +19,22 @@ def bgnbd_p_alive(params: tuple[float, ...], frequency: np.ndarray, recency: np.
     return np.where(x == 0, 1.0, expit(-log_div))
 
 
+def bgnbd_p_any_purchase(params: tuple[float, ...], t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(X(T, T + t) >= 1 | x, t_x, T): the chance of at least one purchase in the next ``t`` periods.
+
+    BG/NBD drops customers out only just after a purchase, so one alive at T with no
+    purchase in (T, T + t] is still alive; given alive, the rate's posterior is
+    Gamma(r + x, alpha + T), so P(no purchase) = ((alpha + T) / (alpha + T + t))^(r + x)
+    (Fader, Hardie & Lee 2005, sections 3-4). Unlike ``1 - exp(-E[X(t)])`` it does not
+    overstate the chance for customers who may have left (Jensen: 1 - e^-x is concave).
+    """
+    r, alpha, _, _ = params
+    x = np.asarray(frequency, float)
+    T = np.asarray(T, float)
+    quiet = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + t)))
+    return bgnbd_p_alive(params, x, recency, T) * (1.0 - quiet)
+
+
 def bgnbd_unconditional_part(params: tuple[float, ...], t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
     """The numerator of FHL 2005 eq. 10, which depends on (x, T) but not on t_x.
 

@@ -212,6 +212,7 @@ class CrossSellOptions:
     top_k: int = 5
     max_offers: int | None = None
     allow_substitutes: bool = False
+    allow_variants: bool = False
     exclude_products: str | None = None
     offer_horizon: Horizon = CROSS_SELL_HORIZON
     targets: bool = False
@@ -725,7 +726,7 @@ def cross_sell(
     if offers.targets:
         with listener.step("Scoring offers per customer"):
             targets = crosssell_targets(run, top_k=offers.top_k, max_offers=offers.max_offers,
-                                        allow_substitutes=offers.allow_substitutes)
+                                        allow_substitutes=offers.allow_substitutes, allow_variants=offers.allow_variants)
         if opted_out is not None:
             targets = _without_opt_outs(targets, opted_out, "offers", listener)
         if offers.control > 0:

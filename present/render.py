@@ -351,6 +351,19 @@ def backtest(result: HoldoutBacktest, emitter: Emitter, *, cross_sell=None, diag
                      "segment_popularity": "baseline: segment popularity", "vs_popularity": "x popularity"},
             max_rows=None, decimals={c: 3 for c in cs_frame.columns},
         ))
+        if cross_sell.calibration is not None:
+            frames["cross_sell_calibration"] = cross_sell.calibration
+            data["cross_sell"]["calibration"] = cross_sell.calibration.to_dicts()
+            renderables.append(frame_table(
+                cross_sell.calibration,
+                title=f"Cross-sell calibration: offers by score decile, expected over the {cross_sell.horizon_days}-day holdout",
+                caption="Each customer's top offers, built from the calibration period. expected buyers = the sum of their "
+                "purchase probabilities; actual = offers bought for the first time in the holdout; revenue likewise "
+                "(decile 10 = the highest scores).",
+                headers={"min_score": "lowest score", "expected_buyers": "expected\nbuyers", "actual_buyers": "actual\nbuyers",
+                         "expected_revenue": "expected\nrevenue", "actual_revenue": "actual\nrevenue"},
+                max_rows=None, decimals={"min_score": 3, "expected_buyers": 1, "actual_buyers": 0, "expected_revenue": 0, "actual_revenue": 0},
+            ))
     emitter.obj(data, renderables, frames)
 
 
@@ -493,8 +506,9 @@ def crosssell_ranking(run, emitter: Emitter) -> None:
         title="Cross-sell: products to push per segment",
         caption=(
             f"Top {ranking['rank'].max() or 0} products per segment by expected revenue over {run.offer_horizon.label} from the segment's "
-            "non-owners: expected buyers = the sum of their offer scores (P(they buy in the horizon) x how strongly "
-            "what they own and their segment point to the product); revenue = buyers x the product's median line value. "
+            "non-owners: expected buyers = the sum of their probabilities of buying it within the horizon (the offer score "
+            "calibrated on the log's last days, times P(they buy at all) from BG/NBD); revenue = buyers x what a new buyer "
+            "spent on it in those days. "
             "index = segment penetration / overall penetration, shrunk toward 1 for products with few owners. timing: at checkout "
             "when most co-owners of the product and its most frequent companion bought both in one order, else a follow-up the "
             "median days after buying the companion."

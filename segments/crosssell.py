@@ -1,46 +1,64 @@
-"""Cross-sell: which products to offer whom, and proof that the ranking beats simple baselines.
+"""Cross-sell: which products to offer whom, how likely each offer is to be taken, and proof against baselines.
 
-Score of product j for customer u (never a product u owns; never a substitute of
+Score of product j for customer u (never a product u owns, nor a variant or substitute of
 one unless allowed):
 
-    item(u, j)    = (sum over owned i of conf(i -> j)^ITEM_POWER)^(1 / ITEM_POWER),  conf = co_owners / (owners_i + SHRINK)
+    item(u, j)    = sum over owned i of W[i, j]      (W: a sparse EASE, see ``item_weights``)
     segment(u, j) = share of u's segment that owns j
-    score(u, j)   = P(u buys in the horizon) * (ITEM_WEIGHT * item + (1 - ITEM_WEIGHT) * segment)
+    trend(j)      = share of all customers who first bought j in the log's last TREND_DAYS days
+    score(u, j)   = item + SEGMENT_WEIGHT * segment + TREND_WEIGHT * trend
 
-``item`` is a soft maximum of the confidences from the products the customer owns
-(a power mean: close to the strongest association, a little higher when several
-agree, and, unlike a noisy-or, not saturated by many weak links to bestsellers),
-with confidences shrunk toward 0 when the antecedent has few owners; ``segment`` carries
-the customer's group when their own history says little. P(buys in the horizon) is
-``1 - exp(-E[X(horizon)])`` from BG/NBD. Expected revenue of an offer is its score
-times the product's median line value.
+W regresses each product's ownership on its ``NEIGHBOURS`` nearest products (Steck 2019's
+EASE restricted to neighbours): it ranks as well as EASE on the retail log and needs no
+dense products x products inverse; the segment and the trend add what EASE lacks (the
+customer's group, what is selling now), and each weight was tuned on a split inside the
+training period only. ``score`` only ranks.
+
+Probabilities: ``P(u buys j for the first time within the offer horizon) = P(u buys at
+all) x g(score)``, with P(buys at all) = ``1 - exp(-E[X(horizon)])`` from BG/NBD and g an
+isotonic curve fitted on an inner split (the log without its last horizon of days, see
+:class:`Calibration`). Expected revenue of an offer = its probability x what a new buyer
+spends on the product (median line value x the calibrated ratio).
 
 The segment x product table ranks, per segment, the products with the most expected
-revenue from the segment's non-owners: ``expected_buyers`` is the sum of their offer
-scores, times the median line value; its ``index`` (segment penetration /
-population penetration) is shrunk toward 1 with ``INDEX_PSEUDO_COUNT`` pseudo-owners so
-that a product bought by two people does not top the list.
+revenue from the segment's non-owners: ``expected_buyers`` is the sum of their
+probabilities; its ``index`` (segment penetration / population penetration) is shrunk
+toward 1 with ``INDEX_PSEUDO_COUNT`` pseudo-owners so that a product bought by two people
+does not top the list.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
 from scipy import sparse
+from threadpoolctl import threadpool_limits
 
 from clv.errors import InputError
-from segments.associations import Ownership, pair_counts, substitute_pairs
+from segments.associations import SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
+from segments.variants import variant_pairs
 
-ITEM_WEIGHT = 0.75
-ITEM_POWER = 8.0
-SHRINK = 5.0
+SEGMENT_WEIGHT = 0.1  # weight of the segment's penetration beside the item score
+TREND_WEIGHT = 1.0  # weight of the share of customers who first bought the product lately
+TREND_DAYS = 30  # "lately"
 INDEX_PSEUDO_COUNT = 10.0
 CHUNK_CELLS = 4_000_000  # customers x products scored at once
+NEIGHBOURS = 100  # inputs per product in its regression (tuned on an inner split of the retail log)
+RIDGE = 400.0  # EASE's lambda, in co-owners, until one of RIDGES is chosen on the log's inner split
+RIDGES = (25.0, 100.0, 400.0)  # the lambdas tried there: small logs with small baskets need less
+NEIGHBOUR_BLOCK_CELLS = 8_000_000  # products x columns of X'X held at once when finding neighbours
+UNION_MAX = 4_000  # products in one Gram block when solving a batch of regressions (128 MB)
+SOLVE_BATCH = 256  # regressions solved at once
 EVAL_KS = (1, 3, 5, 10)
 MIN_CONFIDENCE = 0.005
+ACCESSORY_SHARE = 0.8  # of an offer's buyers who also own its base: "bought almost only with or after it"
+CALIBRATION_BINS = 200  # score bins of the calibration curve
+CALIBRATION_CUSTOMERS = 20_000  # inner customers sampled to fit it
+MIN_CALIBRATION_PURCHASES = 20
+RIDGE_TOP = 5  # offers per customer the ridge is chosen on (hit rate at 5)  # first-time purchases below which scores stay uncalibrated
 MAX_OFFERS = 100  # offers per customer, and products per segment in the ranking
 
 
@@ -53,21 +71,217 @@ def _check_count(name: str, value: object, high: int) -> None:
 @dataclass(frozen=True)
 class CrossSellModel:
     own: Ownership
-    conf_power: sparse.csr_matrix  # conf(i -> j) ** ITEM_POWER, products x products
-    conf: sparse.csr_matrix
+    weights: sparse.csr_matrix  # item-item regression weights W (inputs x products), see item_weights
     segment_of: np.ndarray  # segment code per customer
     segments: list[str]
     segment_penetration: np.ndarray  # segments x products
+    trend: np.ndarray  # per product: share of customers who bought it for the first time in the log's last TREND_DAYS
     population_penetration: np.ndarray
     p_active: np.ndarray  # per customer
     typical_value: np.ndarray  # per product: median line value
     substitutes: sparse.csr_matrix | None
     pairs: pl.DataFrame
+    variants: sparse.csr_matrix | None = None  # products x products: variants of each other (symmetric)
+    calibration: Calibration | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Offer scores turned into probabilities, fitted on an inner split of the log (the last ``horizon_days`` held out).
+
+    ``probability[b]`` is the share of (customer, product) pairs in score bin ``b`` (edges
+    ``edges``) whose customer, having bought anything in the held-out days, bought that
+    product for the first time: isotonic in the score (pool-adjacent-violators over the
+    bins). An offer's probability is ``P(the customer buys in the horizon) x probability``.
+    ``value_ratio`` is what new buyers spent on the product in those days over its median
+    line value.
+    """
+
+    edges: np.ndarray
+    probability: np.ndarray
+    value_ratio: float
+    horizon_days: int
+    n_customers: int  # inner customers who bought something in the held-out days
+    n_purchases: int  # their first-time purchases
+    ridge: float = RIDGE  # the item model's lambda that ranked those purchases best
+    applied_edges: np.ndarray | None = None  # the same quantiles of the model it is applied to
+
+    def __call__(self, score: np.ndarray) -> np.ndarray:
+        edges = self.edges if self.applied_edges is None else self.applied_edges
+        return self.probability[np.clip(np.searchsorted(edges, score, side="right") - 1, 0, len(self.probability) - 1)]
+
+
+def uncalibrated(horizon_days: int) -> Calibration:
+    """When no inner split is possible: the score itself, clipped to [0, 1]."""
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    return Calibration(edges, np.clip(edges[:-1], 0.0, 1.0), 1.0, horizon_days, 0, 0)
+
+
+def choose_ridge(model: CrossSellModel, truth: sparse.csr_matrix, ridges: tuple[float, ...] = RIDGES) -> tuple[float, CrossSellModel]:
+    """The lambda among ``ridges`` whose item model puts most first-time purchases (``truth``) in customers' top 5, and that model."""
+    rows = np.flatnonzero(np.asarray(truth.sum(axis=1)).ravel() > 0)
+    if len(rows) > CALIBRATION_CUSTOMERS:
+        rows = np.sort(np.random.default_rng(0).choice(rows, CALIBRATION_CUSTOMERS, replace=False))
+    best: tuple[float, float, CrossSellModel] | None = None
+    for ridge, W in zip(ridges, item_weights_for(model.own.X, ridges), strict=True):
+        candidate = replace(model, weights=W)
+        lists = evaluation_lists(candidate, rows, RIDGE_TOP)
+        hit = float((np.asarray(truth[np.repeat(rows, lists.shape[1]), lists.ravel()]).reshape(lists.shape) > 0).any(axis=1).mean()) if len(rows) else 0.0
+        if best is None or hit > best[0]:
+            best = (hit, ridge, candidate)
+    assert best is not None
+    return best[1], best[2]
+
+
+def score_quantiles(model: CrossSellModel) -> np.ndarray:
+    """``CALIBRATION_BINS + 1`` quantiles of the allowed scores of a sample of all customers (the first block)."""
+    n, p = model.own.X.shape
+    _, score = model_scores(model, _chunks(n, p)[0])
+    finite = score[np.isfinite(score)]
+    edges = np.quantile(finite, np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)) if finite.size else np.zeros(CALIBRATION_BINS + 1)
+    edges[0], edges[-1] = -np.inf, np.inf
+    return edges
+
+
+def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: sparse.csr_matrix, active: np.ndarray, horizon_days: int,
+                    ridge: float = RIDGE) -> Calibration:
+    """Fit :class:`Calibration` on an inner model, the first-time purchases after its end and who bought anything.
+
+    ``truth`` and ``spend`` are customers x products of ``model``; ``active`` the indices of
+    customers who bought anything in the held-out days. Bins are quantiles of the scores
+    of all customers (:func:`score_quantiles`), so that the curve applies to the full
+    model by quantile: its scores run higher (everyone owns more), their order does not
+    change. Counts are accumulated block by block (bounded memory).
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    n, p = model.own.X.shape
+    active = np.sort(active)
+    if len(active) == 0 or truth[active].nnz < MIN_CALIBRATION_PURCHASES:
+        return uncalibrated(horizon_days)
+    if len(active) > CALIBRATION_CUSTOMERS:
+        active = np.sort(np.random.default_rng(0).choice(active, CALIBRATION_CUSTOMERS, replace=False))
+    edges = score_quantiles(model)
+    hits, totals = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
+    for rows in _chunks(n, p):
+        sel = active[(active >= rows.start) & (active < rows.stop)]
+        if not len(sel):
+            continue
+        _, pref = model_scores(model, rows)
+        pref = pref[sel - rows.start]
+        y = truth[sel].toarray() > 0
+        ok = np.isfinite(pref)
+        b = np.clip(np.searchsorted(edges, pref[ok], side="right") - 1, 0, len(edges) - 2)
+        hits += np.bincount(b, weights=y[ok], minlength=len(edges) - 1)
+        totals += np.bincount(b, minlength=len(edges) - 1)
+    assert edges is not None and hits is not None and totals is not None
+    used = totals > 0
+    iso = IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0).fit(np.flatnonzero(used), hits[used] / totals[used], sample_weight=totals[used])
+    probability = iso.predict(np.arange(len(totals)))
+    t = truth[active].tocoo()
+    typical = model.typical_value[t.col]
+    paid = np.asarray(spend[active][t.row, t.col]).ravel()
+    ratio = float(paid.sum() / typical.sum()) if typical.sum() > 0 else 1.0
+    return Calibration(edges, probability, ratio, horizon_days, len(active), int(t.nnz), ridge)
 
 
 def segment_onehot(codes: np.ndarray, n_segments: int) -> sparse.csr_matrix:
     """Segments x customers indicator: ``onehot @ per_customer`` sums a quantity per segment."""
     return sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_segments, len(codes)))
+
+
+def _cosine_neighbours(X: sparse.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per product, the ``k`` products whose owners overlap most with its own (cosine), and the diagonal of X'X.
+
+    Column blocks of X'X are formed one at a time and reduced to their top ``k`` at
+    once, so memory follows ``products x block width``, never products squared.
+    """
+    n_p = X.shape[1]
+    Xc = X.tocsc()
+    Xt = X.T.tocsr()
+    owners = np.asarray(X.sum(axis=0)).ravel()
+    norms = np.sqrt(np.maximum(owners, 1.0))
+    k = min(k, max(n_p - 1, 1))
+    neighbours = np.zeros((n_p, k), dtype=np.int64)
+    width = max(1, NEIGHBOUR_BLOCK_CELLS // max(n_p, 1))
+    for start in range(0, n_p, width):
+        stop = min(start + width, n_p)
+        block = (Xt @ Xc[:, start:stop]).toarray()  # products x width: co-owners of each column
+        block /= norms[:, None] * norms[None, start:stop]
+        block[np.arange(start, stop), np.arange(stop - start)] = -np.inf  # a product is not its own input
+        part = np.argpartition(-block, k - 1, axis=0)[:k, :]
+        neighbours[start:stop] = part.T
+    return neighbours, owners
+
+
+def item_weights(X: sparse.csr_matrix, *, neighbours: int = NEIGHBOURS, ridge: float = RIDGE) -> sparse.csr_matrix:
+    """Item-item weights W (inputs x products): a sparse EASE, one ridge regression per product.
+
+    EASE (Steck 2019, eq. 8) regresses every product's ownership column on all other
+    products at once, ``B = (X'X + lambda I)^-1 X'X`` with a zero diagonal, which needs a dense
+    inverse of products x products. Here each product j is regressed only on its
+    ``neighbours`` nearest products N_j (by cosine): ``w_j = (X_N'X_N + lambda I)^-1 X_N'x_j``,
+    the same normal equations restricted to N_j (and j left out of its own inputs, as EASE's
+    diagonal constraint does). Memory: one ``k x k`` system per product and a Gram block over
+    the union of a batch's neighbours, capped at ``UNION_MAX`` products.
+    """
+    return item_weights_for(X, (ridge,), neighbours=neighbours)[0]
+
+
+def item_weights_for(X: sparse.csr_matrix, ridges: tuple[float, ...], *, neighbours: int = NEIGHBOURS) -> list[sparse.csr_matrix]:
+    """:func:`item_weights` for several ridges at once: neighbours and Gram blocks are shared, only the solves differ."""
+    n_p = X.shape[1]
+    if n_p < 2:
+        return [sparse.csr_matrix((n_p, n_p)) for _ in ridges]
+    N, _ = _cosine_neighbours(X, neighbours)
+    k = N.shape[1]
+    Xc = X.tocsc()
+    vals: list[list[np.ndarray]] = [[] for _ in ridges]
+    full = (Xc.T @ Xc).toarray() if n_p <= UNION_MAX else None  # a small catalogue: one Gram matrix for all
+    j = 0
+    while j < n_p:
+        if full is not None:
+            stop, union, G = min(j + SOLVE_BATCH, n_p), np.arange(n_p), full
+        else:
+            # Grow a batch of targets until the union of their inputs (and themselves) reaches UNION_MAX.
+            stop, union = j, np.zeros(0, dtype=np.int64)
+            while stop < n_p and (stop == j or len(union) + k < UNION_MAX) and stop - j < SOLVE_BATCH:
+                union = np.union1d(union, np.r_[N[stop], stop])
+                stop += 1
+            sub = Xc[:, union]
+            G = (sub.T @ sub).toarray()
+        pos = np.searchsorted(union, N[j:stop])  # (m, k) positions in the union
+        tpos = np.searchsorted(union, np.arange(j, stop))
+        A = G[pos[:, :, None], pos[:, None, :]]
+        rhs = G[pos, tpos[:, None]][:, :, None]
+        for r, ridge in enumerate(ridges):
+            Ar = A.copy()
+            Ar[:, np.arange(k), np.arange(k)] += ridge
+            with threadpool_limits(1):  # many small systems: BLAS threads only contend (100x slower on a busy machine)
+                vals[r].append(np.linalg.solve(Ar, rhs)[:, :, 0].ravel())
+        j = stop
+    rows = N.ravel()
+    cols = np.repeat(np.arange(n_p), k)
+    out = []
+    for v in vals:
+        W = sparse.csr_matrix((np.concatenate(v), (rows, cols)), shape=(n_p, n_p))
+        W.eliminate_zeros()
+        out.append(W)
+    return out
+
+
+def recent_first_buyers(own: Ownership) -> np.ndarray:
+    """Per product, the share of customers whose first purchase of it falls in the last ``TREND_DAYS`` days of the log.
+
+    What is selling now (seasonal lines, new ranges) is what the next weeks' first
+    purchases are made of; a model of co-ownership alone does not see it.
+    """
+    T = own.first_day.tocsc()
+    if T.nnz == 0:
+        return np.zeros(T.shape[1])
+    recent = T.copy()
+    recent.data = (recent.data >= T.data.max() - TREND_DAYS).astype(np.float64)
+    return np.asarray(recent.sum(axis=0)).ravel() / max(T.shape[0], 1)
 
 
 def build_model(
@@ -76,21 +290,19 @@ def build_model(
     typical_values: pl.DataFrame,
     *,
     categories: pl.DataFrame | None = None,
+    products: pl.DataFrame | None = None,
+    ridge: float = RIDGE,
 ) -> CrossSellModel:
     """Fit the scorer: pair counts, shrunk confidences, segment penetration, substitutes.
 
     ``customers`` has ``customer_id, segment, p_active`` in ``own.customers`` order;
     ``typical_values`` has ``product_id, value``: each product's median line value;
-    ``categories`` has ``product_id, category``.
+    ``categories`` has ``product_id, category``; ``products`` has ``product_id`` with
+    ``description`` (and ``category``) for finding variants.
     """
     pairs = pair_counts(own)
     owners = own.owners
-    n_p = len(owners)
-    conf_values = (pairs["co_owners"] / (pl.Series(owners)[pairs["i"]] + SHRINK)).to_numpy()
-    keep = conf_values >= MIN_CONFIDENCE
-    i, j = pairs["i"].to_numpy()[keep], pairs["j"].to_numpy()[keep]
-    conf = sparse.csr_matrix((conf_values[keep], (i, j)), shape=(n_p, n_p))
-    conf_power = sparse.csr_matrix((conf_values[keep] ** ITEM_POWER, (i, j)), shape=(n_p, n_p))
+    weights = item_weights(own.X, ridge=ridge)
 
     segments = sorted(customers["segment"].unique().to_list())
     seg_code = customers["segment"].replace_strict({s: k for k, s in enumerate(segments)}, return_dtype=pl.Int64).to_numpy()
@@ -99,23 +311,24 @@ def build_model(
     seg_pen = np.asarray((onehot @ own.X).todense()) / seg_sizes[:, None]
     typical = (
         pl.DataFrame({"product_id": own.products})
-        .join(typical_values, on="product_id", how="left")["value"]
+        .join(typical_values, on="product_id", how="left", maintain_order="left")["value"]
         .fill_null(0.0)
         .to_numpy()
     )
     subs = substitute_pairs(own, pairs, categories) if categories is not None else None
     return CrossSellModel(
         own=own,
-        conf_power=conf_power,
-        conf=conf,
+        weights=weights,
         segment_of=seg_code,
         segments=segments,
         segment_penetration=seg_pen,
+        trend=recent_first_buyers(own),
         population_penetration=owners / own.X.shape[0],
         p_active=customers["p_active"].to_numpy(),
         typical_value=typical,
         substitutes=subs,
         pairs=pairs,
+        variants=variant_pairs(products, own.products) if products is not None else None,
     )
 
 
@@ -134,87 +347,157 @@ def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(scores, idx, axis=1)
 
 
-def _masked(scores: np.ndarray, owned: sparse.csr_matrix, substitutes: sparse.csr_matrix | None) -> np.ndarray:
+def _masked(scores: np.ndarray, owned: sparse.csr_matrix, *blocks: sparse.csr_matrix | None) -> np.ndarray:
+    """Owned products, and products related to an owned one by any of ``blocks``, set to -inf."""
     scores[owned.nonzero()] = -np.inf
-    if substitutes is not None:
-        blocked = (owned @ substitutes).nonzero()
-        scores[blocked] = -np.inf
+    for block in blocks:
+        if block is not None:
+            scores[(owned @ block).nonzero()] = -np.inf
     return scores
 
 
-def model_scores(model: CrossSellModel, rows: slice, *, allow_substitutes: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(score, preference)`` for a block of customers: preference is the part before P(buys)."""
+def model_scores(model: CrossSellModel, rows: slice, *, allow_substitutes: bool = False, allow_variants: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(probability, score)`` for a block of customers.
+
+    ``score`` ranks (-inf where an offer is not allowed); ``probability`` is P(the customer
+    buys the product for the first time within the offer horizon), calibrated (0 where not allowed).
+    """
     owned = model.own.X[rows]
-    item = np.minimum(np.asarray((owned @ model.conf_power).todense()) ** (1.0 / ITEM_POWER), 1.0)
+    item = np.asarray((owned @ model.weights).todense())
     seg = model.segment_penetration[model.segment_of[rows]]
-    preference = ITEM_WEIGHT * item + (1 - ITEM_WEIGHT) * seg
-    preference = _masked(preference, owned, None if allow_substitutes else model.substitutes)
-    return preference * model.p_active[rows][:, None], preference
+    score = item + SEGMENT_WEIGHT * seg + TREND_WEIGHT * model.trend[None, :]
+    score = _masked(score, owned, None if allow_substitutes else model.substitutes, None if allow_variants else model.variants)
+    calibration = model.calibration or uncalibrated(0)
+    allowed = np.isfinite(score)
+    probability = np.where(allowed, calibration(np.where(allowed, score, 0.0)), 0.0) * model.p_active[rows][:, None]
+    return probability, score
 
 
-def customer_targets(model: CrossSellModel, *, top_k: int = 5, allow_substitutes: bool = False) -> pl.DataFrame:
-    """The ``top_k`` offers per customer: ``customer_id, product_id, rank, score, expected_revenue``."""
+def evaluation_lists(model: CrossSellModel, rows: np.ndarray, k: int, *, allow_variants: bool = False) -> np.ndarray:
+    """The ``k`` best products (indices) for customers ``rows``, as offers rank them: for backtests."""
+    out = []
+    for block in _chunks(model.own.X.shape[0], model.own.X.shape[1]):
+        sel = rows[(rows >= block.start) & (rows < block.stop)]
+        if len(sel):
+            _, score = model_scores(model, block, allow_variants=allow_variants)
+            out.append(_top_k(score[sel - block.start], k)[0])
+    return np.vstack(out) if out else np.zeros((0, k), dtype=np.int64)
+
+
+def value_per_buyer(model: CrossSellModel) -> np.ndarray:
+    """Per product, what a new buyer is expected to spend on it in the horizon: median line value x the calibrated ratio."""
+    ratio = model.calibration.value_ratio if model.calibration is not None else 1.0
+    return model.typical_value * ratio
+
+
+def customer_targets(model: CrossSellModel, *, top_k: int = 5, allow_substitutes: bool = False, allow_variants: bool = False) -> pl.DataFrame:
+    """The ``top_k`` offers per customer: ``customer_id, product_id, rank, score, purchase_probability, expected_revenue``."""
     _check_count("top_k", top_k, MAX_OFFERS)
     n, p = model.own.X.shape
     frames = []
     for rows in _chunks(n, p):
-        score, _ = model_scores(model, rows, allow_substitutes=allow_substitutes)
+        probability, score = model_scores(model, rows, allow_substitutes=allow_substitutes, allow_variants=allow_variants)
         idx, vals = _top_k(score, top_k)
         k = idx.shape[1]
         cust = np.repeat(np.arange(rows.start, rows.stop), k)
-        frames.append(pl.DataFrame({"_u": cust, "_j": idx.ravel(), "rank": np.tile(np.arange(1, k + 1), rows.stop - rows.start), "score": vals.ravel()}))
-    t = pl.concat(frames).filter(pl.col("score").is_finite() & (pl.col("score") > 0))
+        frames.append(pl.DataFrame({
+            "_u": cust, "_j": idx.ravel(), "rank": np.tile(np.arange(1, k + 1), rows.stop - rows.start), "score": vals.ravel(),
+            "purchase_probability": np.take_along_axis(probability, idx, axis=1).ravel(),
+        }))
+    t = pl.concat(frames).filter(pl.col("score").is_finite())
     return t.with_columns(
         model.own.customers.gather(t["_u"]).alias("customer_id"),
         model.own.products.gather(t["_j"]).alias("product_id"),
-        (pl.col("score") * pl.Series(model.typical_value).gather(t["_j"])).alias("expected_revenue"),
+        (pl.col("purchase_probability") * pl.Series(value_per_buyer(model)).gather(t["_j"])).alias("expected_revenue"),
     )
 
 
 def explain_targets(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFrame:
-    """Add a ``reason`` a campaign manager can read, from the strongest owned antecedent or the segment."""
+    """Add a ``reason`` a campaign manager can read: the owned product that contributes most, or the segment.
+
+    The cited product is the one with the largest weight toward the offer in the item
+    model; its share is the plain count "of its buyers, how many also bought the offer".
+    """
     X = model.own.X.tocoo()
     owned = pl.DataFrame({"_u": X.row.astype(np.int64), "_i": X.col.astype(np.int64)})
-    conf = model.conf.tocoo()
-    rules = pl.DataFrame({"_i": conf.row.astype(np.int64), "_j": conf.col.astype(np.int64), "_conf": conf.data})
+    W = model.weights.tocoo()
+    weights = pl.DataFrame({"_i": W.row.astype(np.int64), "_j": W.col.astype(np.int64), "_w": W.data}).filter(pl.col("_w") > 0)
     raw = model.pairs.select(pl.col("i").alias("_i"), pl.col("j").alias("_j"), "co_owners")
     best = (
         targets.select("_u", "_j")
         .join(owned, on="_u")
-        .join(rules, on=["_i", "_j"])
+        .join(weights, on=["_i", "_j"])
         .join(raw, on=["_i", "_j"], how="left")
-        .sort(["_u", "_j", "_conf", "_i"], descending=[False, False, True, False])
+        .sort(["_u", "_j", "_w", "_i"], descending=[False, False, True, False])
         .group_by("_u", "_j", maintain_order=True)
         .first()
     )
     owners = pl.Series(model.own.owners)
     best = best.with_columns(
         model.own.products.gather(best["_i"]).alias("_ante"),
-        (pl.col("co_owners") / owners.gather(best["_i"])).alias("_share"),
+        (pl.col("co_owners").fill_null(1.0) / owners.gather(best["_i"])).alias("_share"),
     )
     seg_share = pl.Series(model.segment_penetration[model.segment_of[targets["_u"].to_numpy()], targets["_j"].to_numpy()])
-    out = targets.join(best.select("_u", "_j", "_ante", "_share"), on=["_u", "_j"], how="left", maintain_order="left")
+    out = targets.join(best.select("_u", "_j", "_i", "_ante", "_share", "_w"), on=["_u", "_j"], how="left", maintain_order="left")
     out = out.with_columns(seg_share.alias("_seg_share"), pl.Series([model.segments[s] for s in model.segment_of[out["_u"].to_numpy()]]).alias("_segment"))
-    cites_product = pl.col("_ante").is_not_null() & (pl.col("_share") * ITEM_WEIGHT >= pl.col("_seg_share") * (1 - ITEM_WEIGHT))
+    by_item = pl.col("_ante").is_not_null() & (pl.col("_w") >= pl.col("_seg_share") * SEGMENT_WEIGHT)
     reason = (
-        pl.when(cites_product)
+        pl.when(by_item)
         .then(pl.format("bought {}; {}% of its buyers also buy {}", pl.col("_ante"), (pl.col("_share") * 100).round(0).cast(pl.Int64), pl.col("product_id")))
         .otherwise(pl.format("popular in segment {}: {}% own it", pl.col("_segment"), (pl.col("_seg_share") * 100).round(0).cast(pl.Int64)))
     )
-    out = out.with_columns(reason.alias("reason"), pl.when(cites_product).then(pl.col("_ante")).alias("because_of"))
-    return out.select("customer_id", "product_id", "rank", "score", "expected_revenue", "reason", "because_of")
+    out = out.with_columns(reason.alias("reason"), pl.when(by_item).then(pl.col("_i")).alias("_i"),
+                           pl.when(by_item).then(pl.col("_ante")).alias("because_of"))
+    return out.drop("_ante", "_share", "_w", "_seg_share", "_segment")
 
 
-def expected_buyers_by_segment(model: CrossSellModel, *, allow_substitutes: bool = False) -> np.ndarray:
-    """Segments x products: the sum of non-owners' offer scores (P(buys) x preference)."""
+def offer_relations(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFrame:
+    """Add each offer's ``relation`` to what the customer owns (``targets`` from :func:`explain_targets`).
+
+    - ``variant``: another colour, size or pattern of something they own (only offered with allow_variants);
+    - ``bundle``: at least half of the co-owners bought both in one order (a set member);
+    - ``accessory``: of the offer's buyers, at least ``ACCESSORY_SHARE`` also own the cited
+      product and, on average, bought it no earlier: bought almost only after its base;
+    - ``complement``: any other offer that follows from a product they own;
+    - ``segment favourite``: offered for the customer's segment, not for a product they own.
+    """
+    X = model.own.X.tocoo()
+    owned = pl.DataFrame({"_u": X.row.astype(np.int64), "_i": X.col.astype(np.int64)})
+    if model.variants is not None and model.variants.nnz:
+        V = model.variants.tocoo()
+        var = pl.DataFrame({"_i": V.row.astype(np.int64), "_j": V.col.astype(np.int64)})
+        is_variant = targets.select("_u", "_j").join(owned, on="_u").join(var, on=["_i", "_j"], how="semi").select("_u", "_j").unique()
+    else:
+        is_variant = pl.DataFrame(schema={"_u": pl.Int64, "_j": pl.Int64})
+    pairs = model.pairs.select(
+        pl.col("i").alias("_i"), pl.col("j").alias("_j"), "co_owners", "same_order",
+        (pl.col("days_sum_j") >= pl.col("days_sum_i")).alias("_after"),
+    )
+    owners_j = pl.Series(model.own.owners).gather(targets["_j"])
+    out = (
+        targets.with_columns(owners_j.alias("_owners_j"))
+        .join(pairs, on=["_i", "_j"], how="left", maintain_order="left")
+        .join(is_variant.with_columns(pl.lit(True).alias("_variant")), on=["_u", "_j"], how="left", maintain_order="left")
+    )
+    relation = (
+        pl.when(pl.col("_variant").fill_null(False)).then(pl.lit("variant"))
+        .when(pl.col("_i").is_null()).then(pl.lit("segment favourite"))
+        .when(pl.col("same_order") >= SAME_ORDER_BUNDLE * pl.col("co_owners")).then(pl.lit("bundle"))
+        .when((pl.col("co_owners") >= ACCESSORY_SHARE * pl.col("_owners_j")) & pl.col("_after")).then(pl.lit("accessory"))
+        .otherwise(pl.lit("complement"))
+    )
+    return out.with_columns(relation.alias("relation")).drop("_owners_j", "co_owners", "same_order", "_after", "_variant")
+
+
+def expected_buyers_by_segment(model: CrossSellModel, *, allow_substitutes: bool = False, allow_variants: bool = False) -> np.ndarray:
+    """Segments x products: the sum of non-owners' calibrated probabilities of buying within the offer horizon."""
     n, p = model.own.X.shape
     out = np.zeros((len(model.segments), p))
     for rows in _chunks(n, p):
-        score, _ = model_scores(model, rows, allow_substitutes=allow_substitutes)
-        score[~np.isfinite(score)] = 0.0
+        probability, _ = model_scores(model, rows, allow_substitutes=allow_substitutes, allow_variants=allow_variants)
         codes = model.segment_of[rows]
         onehot = segment_onehot(codes, len(model.segments))
-        out += onehot @ score
+        out += onehot @ probability
     return out
 
 
@@ -239,7 +522,7 @@ def segment_ranking(model: CrossSellModel, *, top: int = 5, products: pl.DataFra
             "index": index.ravel(),
             "white_space": (sizes[:, None] - owners).ravel().astype(np.int64),
             "expected_buyers": expected_buyers.ravel(),
-            "expected_revenue": (expected_buyers * model.typical_value[None, :]).ravel(),
+            "expected_revenue": (expected_buyers * value_per_buyer(model)[None, :]).ravel(),
         }
     )
     ranked = (
@@ -275,6 +558,9 @@ class CrossSellBacktest:
     n_products: int
     model: RankingMetrics
     baselines: dict[str, RankingMetrics]
+    calibration: pl.DataFrame | None = None  # offers by score decile: expected against actual buyers and revenue
+    segment_calibration: pl.DataFrame | None = None  # the segment ranking's rows: expected against actual
+    horizon_days: int = 0  # of the expectations checked (the holdout's length)
 
 
 def ranking_metrics(recommended: np.ndarray, truth: sparse.csr_matrix, revenue: sparse.csr_matrix, n_products: int) -> RankingMetrics:
@@ -320,3 +606,41 @@ def backtest_rankings(
     t, r = truth[evaluated], revenue[evaluated]
     metrics = {name: ranking_metrics(np.vstack(v), t, r, p) for name, v in lists.items()}
     return metrics.pop("model"), metrics, len(evaluated)
+
+
+def offer_calibration(targets: pl.DataFrame, truth: sparse.csr_matrix, spend: sparse.csr_matrix) -> pl.DataFrame:
+    """Offers (``_u, _j, score, purchase_probability, expected_revenue``) by score decile, with a total row.
+
+    Actual buyers: offers whose customer bought the product for the first time in the
+    holdout; actual revenue: what they spent on it there.
+    """
+    u, j = targets["_u"].to_numpy().copy(), targets["_j"].to_numpy().copy()
+    frame = targets.select("score", "purchase_probability", "expected_revenue").with_columns(
+        pl.Series("_bought", np.asarray(truth[u, j]).ravel() > 0),
+        pl.Series("_spent", np.asarray(spend[u, j]).ravel()),
+        (10 - (pl.col("score").rank("ordinal", descending=True) - 1) * 10 // pl.len()).cast(pl.Int64).alias("decile"),
+    )
+    aggs = [
+        pl.len().alias("offers"),
+        pl.col("score").min().alias("min_score"),
+        pl.col("purchase_probability").sum().alias("expected_buyers"),
+        pl.col("_bought").sum().cast(pl.Float64).alias("actual_buyers"),
+        pl.col("expected_revenue").sum().alias("expected_revenue"),
+        pl.col("_spent").sum().alias("actual_revenue"),
+    ]
+    by_decile = frame.group_by("decile").agg(aggs).sort("decile", descending=True).with_columns(pl.col("decile").cast(pl.String))
+    total = frame.select(aggs).with_columns(pl.lit("all").alias("decile"))
+    return pl.concat([by_decile, total.select(by_decile.columns)])
+
+
+def segment_ranking_calibration(model: CrossSellModel, ranking: pl.DataFrame, truth: sparse.csr_matrix, spend: sparse.csr_matrix) -> pl.DataFrame:
+    """The segment ranking's rows beside the segment's actual first-time buyers of each product and their spend."""
+    onehot = segment_onehot(model.segment_of, len(model.segments))
+    buyers = np.asarray((onehot @ truth).todense())
+    spent = np.asarray((onehot @ spend).todense())
+    seg = ranking["segment"].replace_strict({s: k for k, s in enumerate(model.segments)}, return_dtype=pl.Int64).to_numpy()
+    prod = pl.DataFrame({"product_id": model.own.products, "_j": np.arange(len(model.own.products))})
+    j = ranking.select("product_id").join(prod, on="product_id", how="left", maintain_order="left")["_j"].to_numpy().copy()
+    return ranking.select("segment", "rank", "product_id", "expected_buyers", "expected_revenue").with_columns(
+        pl.Series("actual_buyers", buyers[seg, j]), pl.Series("actual_revenue", spent[seg, j]),
+    )

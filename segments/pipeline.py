@@ -13,6 +13,7 @@ from scipy import sparse
 
 from clv.backtest import HoldoutBacktest
 from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
+from clv.expectations import bgnbd_p_any_purchase
 from clv.intervals import COUNT_MODEL
 from clv.load import DataQuality, Transactions
 from clv.models import (
@@ -45,13 +46,21 @@ from segments.associations import (
 )
 from segments.cluster import K_RANGE, Segmentation, customer_features, segment_customers
 from segments.crosssell import (
+    Calibration,
     CrossSellBacktest,
     CrossSellModel,
     backtest_rankings,
     build_model,
+    choose_ridge,
     customer_targets,
     explain_targets,
+    fit_calibration,
+    offer_calibration,
+    offer_relations,
+    score_quantiles,
     segment_ranking,
+    segment_ranking_calibration,
+    uncalibrated,
 )
 
 CLV_HORIZON = Horizon.parse("12m")
@@ -206,11 +215,17 @@ def run_crosssell(
         typical = collect(lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
         assignments = seg.segmentation.assignments.sort("customer_id")
         x, tx_, T = float_columns(assignments, "frequency", "recency", "T")
-        purchases = expected_purchases(seg.bgnbd, offer_horizon.periods(seg.period.days), x, tx_, T)
-        customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", -np.expm1(-purchases)))
+        p_any = bgnbd_p_any_purchase(seg.bgnbd.params, offer_horizon.periods(seg.period.days), x, tx_, T)
+        customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", p_any))
+    with step("Calibrating offer probabilities on the last days of the log"):
+        calibration = inner_calibration(tx, lines, customers, offer_horizon)
+    with step("Fitting the item model"):
         own = build_ownership(lines, customers["customer_id"])
         categories = products.select("product_id", "category") if "category" in products.columns else None
-        model = build_model(own, customers, typical, categories=categories)
+        model = build_model(own, customers, typical, categories=categories, products=products, ridge=calibration.ridge)
+        if calibration.n_purchases:
+            calibration = replace(calibration, applied_edges=score_quantiles(model))
+        model = replace(model, calibration=calibration)
     ranking = segment_ranking(model, top=top, products=products if products.width > 1 else None)
     order = {name: i for i, name in enumerate(seg.segmentation.profile["segment"].to_list())}
     ranking = ranking.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "rank")
@@ -239,22 +254,59 @@ def offer_timing(run: CrossSellRun, offers: pl.DataFrame, *, cited: str, offered
     return out["timing"].fill_null(NO_PRODUCT_LINK)
 
 
-def crosssell_targets(run: CrossSellRun, *, top_k: int = 5, max_offers: int | None = None, allow_substitutes: bool = False) -> pl.DataFrame:
-    """Offers per customer with reasons, names and timing, at most ``min(top_k, max_offers)`` each.
+def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataFrame, horizon: Horizon) -> Calibration:
+    """Fit offer probabilities on an inner split: the log without its last ``horizon`` days, scored on those days.
 
+    The inner model is built exactly as the real one (same products left out, same
+    segments); its customers who bought anything in the held-out days show how often a
+    score turns into a first purchase of that product within the horizon.
+    """
+    horizon_days = max(1, round(horizon.days))
+    end = dt.datetime.combine(tx.as_of + dt.timedelta(days=1), dt.time())
+    cut = end - dt.timedelta(days=horizon_days)
+    inner_lines = lines.filter(pl.col("date") < cut)
+    later = lines.filter((pl.col("date") >= cut) & (pl.col("date") < end))
+    inner_ids = collect(inner_lines.select("customer_id").unique())
+    if inner_ids.height == 0:
+        return uncalibrated(horizon_days)
+    inner_customers = customers.join(inner_ids, on="customer_id", how="semi").sort("customer_id").with_columns(pl.lit(1.0).alias("p_active"))
+    own = build_ownership(inner_lines, inner_customers["customer_id"])
+    typical = collect(inner_lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
+    model = build_model(own, inner_customers, typical)
+    spend = holdout_spend(later, own.customers, own.products)
+    bought = sparse.csr_matrix((spend["amount"].to_numpy(), (spend["_u"].to_numpy(), spend["_j"].to_numpy())), shape=own.X.shape)
+    new = bought - bought.multiply(own.X > 0)
+    new.data = np.maximum(new.data, 0.0)
+    new.eliminate_zeros()
+    buyers = collect(later.select("customer_id").unique())
+    active = np.flatnonzero(own.customers.is_in(buyers["customer_id"].implode()).to_numpy())
+    truth = (new > 0).astype(np.float64).tocsr()
+    ridge, model = choose_ridge(model, truth)
+    return fit_calibration(model, truth, new.tocsr(), active, horizon_days, ridge)
+
+
+TARGET_COLUMNS = ("customer_id", "segment", "product_id", "rank", "score", "purchase_probability", "expected_revenue", "relation",
+                  "reason", "because_of", "timing")
+
+
+def crosssell_targets(run: CrossSellRun, *, top_k: int = 5, max_offers: int | None = None, allow_substitutes: bool = False,
+                      allow_variants: bool = False) -> pl.DataFrame:
+    """Offers per customer with reasons, their relation to what is owned, names and timing, at most ``min(top_k, max_offers)`` each.
+
+    ``score`` only ranks; ``purchase_probability`` (of a first purchase of the product within
+    the offer horizon) and ``expected_revenue`` are calibrated on the log's last days.
     ``timing`` says when to make the offer: at checkout (most co-owners of the cited
     product and the offer bought both in one order) or a follow-up the median number of
     days after buying the cited product.
     """
     k = top_k if max_offers is None else min(top_k, max_offers)
-    targets = customer_targets(run.model, top_k=k, allow_substitutes=allow_substitutes)
-    offers = explain_targets(run.model, targets).sort("customer_id", "rank")
+    targets = customer_targets(run.model, top_k=k, allow_substitutes=allow_substitutes, allow_variants=allow_variants)
+    offers = offer_relations(run.model, explain_targets(run.model, targets)).sort("customer_id", "rank")
     segments = run.segments.segmentation.assignments.select("customer_id", "segment")
     offers = offers.join(segments, on="customer_id", how="left", maintain_order="left").with_columns(
         offer_timing(run, offers, cited="because_of").alias("timing"))
-    offers = with_names(offers, run.products, {"product_id": "description", "because_of": "because_of_description"})
-    first = ["customer_id", "segment"]
-    return offers.select(*first, *(c for c in offers.columns if c not in first))
+    named = with_names(offers.select(*TARGET_COLUMNS), run.products, {"product_id": "description", "because_of": "because_of_description"})
+    return named
 
 
 def ranking_timing(run: CrossSellRun, ranking: pl.DataFrame) -> pl.DataFrame:
@@ -309,26 +361,38 @@ def crosssell_backtest(
     *,
     exclude_products: str | None = None,
     seed: int = 42,
+    top_k: int = 5,
     **options,
 ) -> CrossSellBacktest:
     """Build targets from the log up to ``calibration_end``; score them on first-time purchases after it.
 
     New purchases are products a calibration customer bought in the holdout and had
     not bought before; products first sold in the holdout cannot be recommended and
-    are left out of the truth.
+    are left out of the truth. The offers' expectations are computed for the holdout's
+    length and set beside what happened: per score decile for the ``top_k`` offers per
+    customer, and per row of the segment ranking.
     """
     cut = dt.datetime.combine(calibration_end + dt.timedelta(days=1), dt.time())
     calibration = replace(tx, frame=tx.frame.filter(pl.col("date") < cut), quality=replace(tx.quality, as_of=calibration_end))
+    holdout_days = max(1, (tx.as_of - calibration_end).days)
+    options.setdefault("offer_horizon", Horizon.parse(f"{holdout_days}d"))
     run = run_crosssell(calibration, exclude_products=exclude_products, seed=seed, **options)
     own = run.model.own
     holdout = holdout_spend(_purchase_lines(tx).filter(pl.col("date") >= cut), own.customers, own.products)
     shape = own.X.shape
     bought = sparse.csr_matrix((holdout["amount"].to_numpy(), (holdout["_u"].to_numpy(), holdout["_j"].to_numpy())), shape=shape)
     new_revenue = bought - bought.multiply(own.X > 0)
+    new_revenue.data = np.maximum(new_revenue.data, 0.0)
     new_revenue.eliminate_zeros()
     truth = (new_revenue > 0).astype(np.float64)
     model_metrics, baselines, n = backtest_rankings(run.model, truth, new_revenue, seed)
-    return CrossSellBacktest(calibration_end, tx.as_of, n, shape[1], model_metrics, baselines)
+    offers = customer_targets(run.model, top_k=top_k)
+    return CrossSellBacktest(
+        calibration_end, tx.as_of, n, shape[1], model_metrics, baselines,
+        calibration=offer_calibration(offers, truth.tocsr(), new_revenue.tocsr()),
+        segment_calibration=segment_ranking_calibration(run.model, run.ranking, truth.tocsr(), new_revenue.tocsr()),
+        horizon_days=holdout_days,
+    )
 
 
 # --------------------------------------------------------------------------- report

@@ -256,7 +256,8 @@ def test_cross_sell_ranking_targets_and_rules(runner, tmp_path):
     assert set(rows[0]) == RANKING_KEYS
     assert max(r["rank"] for r in rows) == 3
     table = pl.read_csv(offers, schema_overrides={"customer_id": pl.String})
-    assert table.columns == ["customer_id", "segment", "product_id", "rank", "score", "expected_revenue", "reason", "because_of", "timing"]
+    assert table.columns == ["customer_id", "segment", "product_id", "rank", "score", "purchase_probability", "expected_revenue", "relation", "reason",
+                             "because_of", "timing"]
     assert table.group_by("customer_id").len()["len"].max() == 4
     assert {"support", "confidence", "lift", "leverage", "conviction", "timing"} <= set(pl.read_parquet(rules).columns)
 

@@ -73,7 +73,8 @@ def test_planted_substitutes_are_detected_and_every_detected_pair_is_rarely_co_o
 
 def test_targets_have_reasons_ranks_and_respect_max_offers(sample_run):
     offers = crosssell_targets(sample_run, top_k=5, max_offers=3)
-    assert offers.columns == ["customer_id", "segment", "product_id", "rank", "score", "expected_revenue", "reason", "because_of", "timing"]
+    assert offers.columns == ["customer_id", "segment", "product_id", "rank", "score", "purchase_probability", "expected_revenue", "relation", "reason",
+                             "because_of", "timing"]
     assert offers.group_by("customer_id").len()["len"].max() == 3
     assert offers["reason"].str.contains(r"^(bought .+; \d+% of its buyers also buy .+|popular in segment .+: \d+% own it)$").all()
     by_customer = offers.group_by("customer_id").agg(pl.col("score").sort_by("rank"))
@@ -144,6 +145,11 @@ def test_sample_backtest_beats_every_baseline(sample_tx):
         for k in EVAL_KS:
             assert bt.model.hit_rate[k] >= base.hit_rate[k], (name, k)
     assert bt.model.hit_rate[5] >= 1.2 * bt.baselines["popularity"].hit_rate[5]
+    total = bt.calibration.filter(pl.col("decile") == "all").row(0, named=True)
+    assert total["expected_buyers"] == pytest.approx(total["actual_buyers"], rel=0.2)
+    assert total["expected_revenue"] == pytest.approx(total["actual_revenue"], rel=0.2)
+    seg = bt.segment_calibration.select(pl.col("expected_buyers", "actual_buyers").sum()).row(0)
+    assert seg[0] == pytest.approx(seg[1], rel=0.2)
 
 
 @pytest.mark.slow

@@ -1,0 +1,131 @@
+"""The cross-sell item model (a sparse EASE), variants, offer relations and calibrated probabilities."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import sparse
+
+from segments.associations import build_ownership
+from segments.crosssell import Calibration, build_model, customer_targets, explain_targets, fit_calibration, item_weights, offer_relations
+from segments.variants import variant_pairs
+
+
+def ease_steck_2019(X: np.ndarray, lam: float) -> np.ndarray:
+    """EASE's closed form (Steck 2019, eq. 8): B = I - P diagMat(1 / diag(P)), P = (X'X + lambda I)^-1."""
+    P = np.linalg.inv(X.T @ X + lam * np.eye(X.shape[1]))
+    B = -P / np.diag(P)[None, :]
+    np.fill_diagonal(B, 0.0)
+    return B
+
+
+def test_sparse_ease_equals_steck_2019_closed_form_when_every_product_is_a_neighbour():
+    rng = np.random.default_rng(3)
+    X = (rng.random((80, 12)) < 0.3).astype(float)
+    W = item_weights(sparse.csr_matrix(X), neighbours=11, ridge=5.0).toarray()
+    np.testing.assert_allclose(W, ease_steck_2019(X, 5.0), atol=1e-10)
+
+
+def test_sparse_ease_keeps_only_the_nearest_neighbours_of_each_product():
+    rng = np.random.default_rng(4)
+    X = sparse.csr_matrix((rng.random((200, 30)) < 0.2).astype(float))
+    W = item_weights(X, neighbours=5, ridge=10.0)
+    assert (np.diff(W.tocsc().indptr) <= 5).all()  # at most 5 inputs per product
+    assert W.diagonal().sum() == 0.0
+
+
+CATALOGUE = pl.DataFrame({
+    "product_id": ["20725", "20727", "21868", "22072", "22073", "85099B", "85099F", "22222"],
+    "description": ["LUNCH BAG RED RETROSPOT", "LUNCH BAG BLACK SKULL", "REGENCY TEAPOT ROSES", "REGENCY TEA COSY",
+                    "TEA COSY BLUE STRIPE", "JUMBO BAG RED RETROSPOT", "JUMBO BAG STRAWBERRY", "CAKE CASES"],
+})
+
+
+def variant_set(products: pl.DataFrame) -> set[tuple[str, str]]:
+    V = variant_pairs(products, products["product_id"]).tocoo()
+    ids = products["product_id"]
+    return {(ids[int(i)], ids[int(j)]) for i, j in zip(V.row, V.col, strict=True)}
+
+
+def test_variants_from_a_hand_made_catalogue():
+    found = variant_set(CATALOGUE)
+    assert ("20725", "20727") in found and ("20727", "20725") in found  # lunch bag: red retrospot vs black skull
+    assert ("85099B", "85099F") in found  # jumbo bag in two patterns
+    assert ("22072", "22073") in found  # two tea cosies
+    assert not {p for p in found if {"21868", "22072"} <= set(p)}  # a teapot and its cosy are not variants
+    assert ("20725", "85099B") not in found  # a lunch bag and a jumbo bag are different products
+    assert not {p for p in found if "22222" in p}
+
+
+def test_variants_need_the_same_category_when_there_is_one():
+    with_category = CATALOGUE.with_columns(pl.Series("category", ["bags", "lunch", "tea", "tea", "tea", "bags", "bags", "baking"]))
+    found = variant_set(with_category)
+    assert ("20725", "20727") not in found and ("85099B", "85099F") in found
+
+
+def tiny_model(*, allow: bool = False):
+    """Twelve shops: all own the red lunch bag; eight also bought the black one, which the item model would offer."""
+    rows = []
+    for c in range(12):
+        rows.append((f"c{c:02d}", "20725", f"o{c}a", 1))
+        if c < 8:
+            rows.append((f"c{c:02d}", "20727", f"o{c}b", 20))  # later: a variant
+            rows.append((f"c{c:02d}", "21868", f"o{c}a", 1))  # teapot in the same order as the red bag
+            rows.append((f"c{c:02d}", "22072", f"o{c}c", 30))  # cosy, always after the teapot
+    lines = pl.DataFrame(rows, schema=["customer_id", "product_id", "order_id", "day"], orient="row").with_columns(
+        (pl.lit(dt.datetime(2024, 1, 1)) + pl.duration(days=pl.col("day"))).alias("date"))
+    own = build_ownership(lines)
+    customers = pl.DataFrame({"customer_id": own.customers, "segment": ["all"] * len(own.customers), "p_active": [0.5] * len(own.customers)})
+    typical = pl.DataFrame({"product_id": own.products, "value": [10.0] * len(own.products)})
+    return build_model(own, customers, typical, products=CATALOGUE)
+
+
+def test_a_variant_of_an_owned_product_is_offered_only_when_allowed():
+    model = tiny_model()
+    black = int(np.flatnonzero(model.own.products.to_numpy() == "20727")[0])
+    late = customer_targets(model, top_k=3).filter(pl.col("_u") >= 8)  # own the red bag only
+    assert late.height and black not in late["_j"].to_list()
+    allowed = customer_targets(model, top_k=3, allow_variants=True).filter(pl.col("_u") >= 8)
+    labelled = offer_relations(model, explain_targets(model, allowed))
+    assert labelled.filter(pl.col("product_id") == "20727")["relation"].to_list() == ["variant"] * 4
+
+
+def test_offer_relations_tell_accessories_and_set_members_from_complements():
+    model = tiny_model()
+    own = model.own
+    idx = {p: i for i, p in enumerate(own.products.to_list())}
+    cust = {c: i for i, c in enumerate(own.customers.to_list())}
+    targets = pl.DataFrame({"_u": [cust["c09"], cust["c09"]], "_j": [idx["22072"], idx["21868"]], "rank": [1, 2],
+                            "score": [0.5, 0.4], "customer_id": ["c09", "c09"], "product_id": ["22072", "21868"]})
+    # c09 owns only the red bag: explain cites it for both.
+    explained = explain_targets(model, targets).with_columns(pl.lit(idx["21868"]).alias("_i"))
+    relation = offer_relations(model, explained.head(1))["relation"].item()
+    assert relation == "accessory"  # every cosy buyer owns the teapot and bought the cosy later
+    bag_to_teapot = explain_targets(model, targets).with_columns(pl.lit(idx["20725"]).alias("_i")).tail(1)
+    assert offer_relations(model, bag_to_teapot)["relation"].item() == "bundle"  # bought in the red bag's order
+
+
+def test_calibration_is_isotonic_in_the_score_and_matches_observed_rates(monkeypatch):
+    """Planted: a pair with score s is bought with probability s / 2; the fitted curve recovers it within noise."""
+    rng = np.random.default_rng(7)
+    n, p = 4_000, 40
+    own = build_ownership(pl.DataFrame({"customer_id": [f"c{u:04d}" for u in range(n)], "product_id": ["p00"] * n,
+                                        "date": [dt.datetime(2024, 1, 1)] * n}))
+    own = type(own)(sparse.csr_matrix((n, p)), sparse.csr_matrix((n, p)), own.customers, pl.Series([f"p{j:02d}" for j in range(p)]), None)
+    customers = pl.DataFrame({"customer_id": own.customers, "segment": ["all"] * n, "p_active": [1.0] * n})
+    model = build_model(own, customers, pl.DataFrame({"product_id": own.products, "value": [2.0] * p}))
+    scores = rng.random((n, p))  # planted in place of the item model's
+    truth = sparse.csr_matrix((rng.random((n, p)) < scores / 2).astype(float))
+    spend = truth.multiply(3.0).tocsr()
+    import segments.crosssell as cs
+
+    monkeypatch.setattr(cs, "model_scores", lambda m, rows, **_: (scores[rows], scores[rows]))
+    cal = fit_calibration(model, truth, spend, np.arange(n), 30)
+    assert isinstance(cal, Calibration)
+    assert np.all(np.diff(cal.probability) >= 0)
+    grid = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+    np.testing.assert_allclose(cal(grid), grid / 2, atol=0.05)
+    assert cal.value_ratio == pytest.approx(1.5)  # new buyers spent 3 against a median line of 2
