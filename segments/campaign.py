@@ -165,6 +165,7 @@ def measure_campaign(
     rows: list[dict] = []
 
     def add(level: str, key: str, frame: pl.DataFrame, revenue: str, conv: str, cost: float) -> None:
+        frame = frame.sort("customer_id")  # joins and group-bys keep no order: the resamples must see one
         t = frame.filter(pl.col("group") == TREATMENT)
         c = frame.filter(pl.col("group") == CONTROL)
         result = _compare(t[revenue].to_numpy(), c[revenue].to_numpy(), t[conv].to_numpy(), c[conv].to_numpy(), cost, margin, n_bootstrap, rng)

@@ -323,3 +323,17 @@ def test_report_measures_a_campaign_and_lists_no_opted_out_customer(tmp_path):
     assert rows["level"].to_list()[:1] == ["overall"] and rows.row(0, named=True)["n_control"] == 100
     assert "## Campaign: did the offers work?" in markdown_report(result.data)
     assert any("Opt-outs: 2 customers" in n.text for n in result.notices)
+
+
+def test_measure_is_the_same_for_any_order_of_the_rows():
+    rng = np.random.default_rng(4)
+    n = 20_000
+    offers = hold_out_control(_offers(n), 0.2, seed=4)
+    buyers = offers["customer_id"].unique().sort().sample(fraction=0.4, seed=2)
+    lines = pl.DataFrame({"customer_id": buyers, "product_id": rng.choice(["P", "Q", "OTHER"], buyers.len()),
+                          "amount": rng.exponential(50.0, buyers.len())})
+    first = measure_campaign(offers, lines, n_bootstrap=100, seed=1).table
+    for shuffle in range(3):
+        again = measure_campaign(offers.sample(fraction=1.0, shuffle=True, seed=shuffle),
+                                 lines.sample(fraction=1.0, shuffle=True, seed=shuffle), n_bootstrap=100, seed=1).table
+        assert first.equals(again)
