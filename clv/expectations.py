@@ -154,7 +154,7 @@ def pareto_unconditional_part(params: tuple[float, ...], t: float, frequency: np
     return (r + x) * (beta + T) / (alpha + T) * _shrink(s, log_ratio)
 
 
-def _pareto_dies_first(r: np.ndarray, alpha: np.ndarray, s: float, beta: np.ndarray) -> np.ndarray:
+def pareto_dies_first(r: np.ndarray | float, alpha: np.ndarray | float, s: float, beta: np.ndarray | float) -> np.ndarray:
     """E[mu / (lambda + mu)] for lambda ~ Gamma(r, alpha), mu ~ Gamma(s, beta): the chance that an
     alive customer leaves before the next purchase.
 
@@ -181,13 +181,13 @@ def pareto_no_purchase_if_alive(params: tuple[float, ...], t: float, frequency: 
     Poisson(lambda) while alive, so P(none) = E[exp(-(lambda+mu) t)] + E[mu/(lambda+mu) (1 - exp(-(lambda+mu) t))].
     The first term is the two Gammas' Laplace transforms E_0; tilting both Gammas by exp(-t .)
     turns the last into E_0 times the same "leaves first" chance at rates alpha+T+t, beta+T+t:
-    P(none) = E_0 + D(alpha+T, beta+T) - E_0 D(alpha+T+t, beta+T+t), with D from :func:`_pareto_dies_first`.
+    P(none) = E_0 + D(alpha+T, beta+T) - E_0 D(alpha+T+t, beta+T+t), with D from :func:`pareto_dies_first`.
     """
     r, alpha, s, beta = params
     x = np.asarray(frequency, float)
     T = np.asarray(T, float)
     rx = r + x
     e0 = np.exp(rx * (np.log(alpha + T) - np.log(alpha + T + t)) + s * (np.log(beta + T) - np.log(beta + T + t)))
-    now = _pareto_dies_first(rx, alpha + T, s, beta + T)
-    later = _pareto_dies_first(rx, alpha + T + t, s, beta + T + t)
+    now = pareto_dies_first(rx, alpha + T, s, beta + T)
+    later = pareto_dies_first(rx, alpha + T + t, s, beta + T + t)
     return np.clip(e0 + now - e0 * later, 0.0, 1.0)

@@ -28,25 +28,27 @@ from typing import Literal, Protocol
 import polars as pl
 
 from clv import __version__
-from clv.backtest import HoldoutBacktest, holdout_backtest
+from clv.backtest import HoldoutBacktest, ModelChoice, choose_model, holdout_backtest
 from clv.errors import ClvxError, InputError, ModelError, option, readable
 from clv.load import ColumnMapping, ReadOptions, Transactions, is_summary, load_summary, load_transactions, read_json
 from clv.models import (
-    BGNBD,
     CORRELATION_WARNING,
+    ESTIMATORS,
     LOW_DROPOUT,
-    BGNBDParams,
     GammaGamma,
     GammaGammaParams,
     Horizon,
+    PurchaseParams,
     data_warnings,
     model_document,
     models_from_document,
+    purchase_estimator,
     score_customers,
 )
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from clv.sample import Sample, SampleSpec, bundled_sample_path, generate
 from clv.scalars import to_float
+from clv.terms import DEFAULT_PURCHASE_MODEL, MODEL_LABELS, PurchaseModel
 from segments.crosssell import CrossSellBacktest
 from segments.pipeline import (
     CROSS_SELL_HORIZON,
@@ -71,6 +73,7 @@ __all__ = [
     "Horizon",
     "InputError",
     "Listener",
+    "ModelChoice",
     "ModelError",
     "ModelOptions",
     "Notice",
@@ -132,11 +135,17 @@ class Source:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelOptions:
-    """How BG/NBD and Gamma-Gamma are fitted: the time unit, an L2 penalty, the engine."""
+    """Which purchase model, and how it and Gamma-Gamma are fitted: the time unit, an L2 penalty, the engine.
+
+    ``model`` is ``bgnbd``, ``mbgnbd``, ``pareto`` or ``auto`` (each fitted on the log
+    less its last third, scored on that third, the best refitted on everything; see
+    :func:`clv.backtest.choose_model`).
+    """
 
     period: Period | None = None  # None: day, or a saved model's period
     penalizer: float = 0.0
     engine: Literal["auto", "lifetimes", "numpy"] = "auto"
+    model: PurchaseModel = DEFAULT_PURCHASE_MODEL
 
     @property
     def unit(self) -> Period:
@@ -277,28 +286,40 @@ class Summarized:
     transactions: Transactions | None
 
 
+class _PurchaseFit:
+    """``bgnbd``: the purchase model's fit under its name from before there were three models."""
+
+    purchase_model: PurchaseParams
+
+    @property
+    def bgnbd(self) -> PurchaseParams:
+        return self.purchase_model
+
+
 @dataclass(frozen=True)
-class FitResult:
-    bgnbd: BGNBDParams
+class FitResult(_PurchaseFit):
+    purchase_model: PurchaseParams  # BG/NBD, MBG/NBD or Pareto/NBD: its ``label`` says which
     gamma_gamma: GammaGammaParams
     period: Period
     data: Summarized
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None  # how ``auto`` chose, when it did
 
     def document(self) -> dict:
         """The fitted models as a JSON-ready document (what ``clvx fit --save`` writes)."""
-        return model_document(self.bgnbd, self.gamma_gamma, period=self.period.value, clvx_version=__version__)
+        return model_document(self.purchase_model, self.gamma_gamma, period=self.period.value, clvx_version=__version__)
 
 
 @dataclass(frozen=True)
-class PredictResult:
-    scores: pl.DataFrame  # the RFM summary plus p_alive, expected purchases and spend, clv
-    bgnbd: BGNBDParams
+class PredictResult(_PurchaseFit):
+    scores: pl.DataFrame  # the RFM summary plus p_alive, churn_risk, expected purchases and spend, clv
+    purchase_model: PurchaseParams
     gamma_gamma: GammaGammaParams
     period: Period
     clv: CLVOptions
     data: Summarized
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -307,6 +328,7 @@ class ValidateResult:
     cross_sell: CrossSellBacktest | None
     transactions: Transactions
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -314,6 +336,7 @@ class SegmentResult:
     run: SegmentRun
     transactions: Transactions
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +346,7 @@ class CrossSellResult:
     rules: pl.DataFrame | None
     transactions: Transactions
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -330,6 +354,7 @@ class ReportResult:
     data: ReportData
     transactions: Transactions
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None
 
 
 # --------------------------------------------------------------------------- shared steps
@@ -367,20 +392,25 @@ def summarize(source: Source, period: Period, listener: Listener | None = None) 
     return Summarized(summary, period, tx)
 
 
-def fit_notices(bgnbd: BGNBDParams, gamma_gamma: GammaGammaParams) -> list[Notice]:
+def fit_notices(purchases: PurchaseParams, gamma_gamma: GammaGammaParams) -> list[Notice]:
     """What a user should know about a fit before trusting its forecast."""
     out = []
-    dropout = bgnbd.a / (bgnbd.a + bgnbd.b)
+    dropout = purchases.dropout_per_purchase
     if dropout < LOW_DROPOUT:
+        what = "a/(a+b)" if purchases.MODEL != "pareto" else "E[mu/(lambda+mu)]"
         out.append(Notice("warning", (
-            f"BG/NBD finds almost no dropout (mean dropout chance per purchase a/(a+b) = {dropout:.4f}), "
+            f"{purchases.label} finds almost no dropout (mean chance of leaving before the next purchase {what} = {dropout:.2g}), "
             "so P(alive) is near 1 for nearly everyone; the log may be too short to see customers leave")))
+    if not purchases.converged:
+        out.append(Notice("warning", (
+            f"{purchases.label}: the optimiser found no proper maximum (it did not converge, or the Hessian there is not "
+            "positive definite), so the parameters and their standard errors are not to be trusted")))
     if gamma_gamma.n_excluded:
         out.append(Notice("info", (
             f"Gamma-Gamma: {gamma_gamma.n_excluded:,} repeat customers with zero or negative spend were left out of the fit.")))
     if gamma_gamma.note:
         out.append(Notice("warning", gamma_gamma.note))
-    for model, params in (("BG/NBD", bgnbd), ("Gamma-Gamma", gamma_gamma)):
+    for model, params in ((purchases.label, purchases), ("Gamma-Gamma", gamma_gamma)):
         if params.poorly_identified:
             names = " and ".join(params.poorly_identified)
             one = len(params.poorly_identified) == 1
@@ -412,12 +442,58 @@ def _history_days(data: Summarized) -> float:
     return to_float(data.summary["T"].max(), null=0.0) * data.period.days
 
 
-def _fit_models(summary: pl.DataFrame, model: ModelOptions, listener: Listener) -> tuple[BGNBDParams, GammaGammaParams]:
-    with listener.step("Fitting BG/NBD"):
-        bg = BGNBD(penalizer=model.penalizer, engine=model.engine).fit(summary).params_
+def _fit_models(
+    summary: pl.DataFrame, model: ModelOptions, listener: Listener, tx: Transactions | None = None, name: str | None = None,
+) -> tuple[PurchaseParams, GammaGammaParams, ModelChoice | None]:
+    """The purchase model (``name``, else ``model.model``; ``auto`` chosen first) and Gamma-Gamma, fitted on ``summary``."""
+    choice = None
+    if name is None:
+        name, choice = resolve_model(model, listener, tx, summary)
+    estimator = purchase_estimator(name, penalizer=model.penalizer, engine=model.engine)
+    with listener.step(f"Fitting {estimator.label}"):
+        fit = estimator.fit(summary).params_
     with listener.step("Fitting Gamma-Gamma"):
         gg = GammaGamma(penalizer=model.penalizer, engine=model.engine).fit(summary).params_
-    return bg, gg
+    assert not isinstance(fit, GammaGammaParams)
+    return fit, gg, choice
+
+
+def resolve_model(
+    model: ModelOptions, listener: Listener, tx: Transactions | None, summary: pl.DataFrame | None = None,
+) -> tuple[str, ModelChoice | None]:
+    """The purchase model to fit: the one asked for, or the one ``auto`` picks (with how it picked).
+
+    ``auto`` on a transaction log holds back its last third (:func:`clv.backtest.choose_model`);
+    on an RFM summary file, which has no dates to split, it takes the highest log-likelihood
+    (all three models have four parameters) and says so.
+    """
+    if model.model is not PurchaseModel.auto:
+        return model.model.value, None
+    if tx is not None and tx.quality.first_date is not None:
+        with listener.step("Choosing the purchase model on the last third of the log"):
+            choice = choose_model(tx.frame, tx.quality.first_date.date(), tx.as_of, model.unit,
+                                  penalizer=model.penalizer, engine=model.engine)
+        best = next(sc for sc in choice.scores if sc.model == choice.chosen)
+        listener.notice(Notice("info", (
+            f"{option('model', 'auto')} chose {choice.label}: fitted on the log to {choice.split_end} and scored on the "
+            f"{choice.duration_holdout} {model.unit.value}s after it, per-customer MAE {best.mae:.4f}, total bias {best.bias:+.2%}; "
+            f"{option('explain')} shows every model")))
+        return choice.chosen, choice
+    assert summary is not None
+    with listener.step("Choosing the purchase model by log-likelihood"):
+        fits = {}
+        for name in ESTIMATORS:
+            try:
+                fits[name] = purchase_estimator(name, penalizer=model.penalizer, engine=model.engine, standard_errors=False).fit(summary).params_
+            except ModelError:
+                continue
+    if not fits:
+        raise ModelError(f"no purchase model fitted this summary; choose a {option('model')} and see its error")
+    chosen = max(fits, key=lambda n: fits[n].log_likelihood)
+    listener.notice(Notice("info", (
+        f"{option('model', 'auto')} chose {MODEL_LABELS[chosen]} by log-likelihood ({fits[chosen].log_likelihood:,.2f}): "
+        "an RFM summary has no dates to hold back, so no holdout score")))
+    return chosen, None
 
 
 # --------------------------------------------------------------------------- analyses
@@ -438,13 +514,13 @@ def rfm(source: Source, *, period: Period = Period.day, scores: bool = True, lis
 
 
 def fit(source: Source, *, model: ModelOptions = ModelOptions(), listener: Listener | None = None) -> FitResult:
-    """Fit BG/NBD and Gamma-Gamma on a transaction log or an RFM summary."""
+    """Fit the purchase model (BG/NBD, MBG/NBD, Pareto/NBD, or the one ``auto`` picks) and Gamma-Gamma."""
     listener = _Recording(listener or Silent())
     data = summarize(source, model.unit, listener)
     listener.extend(data_notices(data.summary, history_days=_history_days(data)))
-    bg, gg = _fit_models(data.summary, model, listener)
+    bg, gg, choice = _fit_models(data.summary, model, listener, data.transactions)
     listener.extend(fit_notices(bg, gg))
-    return FitResult(bg, gg, model.unit, data, listener.tuple())
+    return FitResult(bg, gg, model.unit, data, listener.tuple(), choice)
 
 
 def predict(
@@ -461,6 +537,7 @@ def predict(
     score the input instead of a new fit; its period is used.
     """
     listener = _Recording(listener or Silent())
+    choice = None
     if saved_model is not None:
         saved_period, bg, gg = models_from_document(read_json(saved_model), str(saved_model))
         period = Period(saved_period)
@@ -472,12 +549,12 @@ def predict(
         period = model.unit
         data = summarize(source, period, listener)
         listener.extend(data_notices(data.summary, history_days=_history_days(data)))
-        bg, gg = _fit_models(data.summary, model, listener)
+        bg, gg, choice = _fit_models(data.summary, model, listener, data.transactions)
         listener.extend(fit_notices(bg, gg))
     with listener.step("Scoring customers"):
         scores = score_customers(data.summary, bg, gg, period_days=period.days, horizon=clv.horizon,
                                  annual_discount_rate=clv.discount_rate)
-    return PredictResult(scores, bg, gg, period, clv, data, listener.tuple())
+    return PredictResult(scores, bg, gg, period, clv, data, listener.tuple(), choice)
 
 
 def validate(
@@ -497,16 +574,28 @@ def validate(
     listener = _Recording(listener or Silent())
     tx = load(source, listener)
     _check_calibration_end(calibration_end, tx)
+    # The calibration side is read as if the log ended at calibration_end: a return after it must not
+    # be netted against a calibration purchase (predict --as-of sees the same calibration spend).
+    with listener.step("Reading the calibration period on its own"):
+        cal_tx = load_transactions(source.location(), source.columns, as_of=calibration_end, options=source.read,
+                                   exclude=source.exclude)
+    day_after = calibration_end + dt.timedelta(days=1)
+    frame = pl.concat([cal_tx.frame.filter(pl.col("date") < pl.lit(day_after)),
+                       tx.frame.filter(pl.col("date") >= pl.lit(day_after))], how="vertical_relaxed")
+    name, choice = resolve_model(model, listener, cal_tx)
     with listener.step("Fitting on the calibration period and scoring the holdout"):
-        result = holdout_backtest(tx.frame, calibration_end, tx.as_of, model.unit, penalizer=model.penalizer,
-                                  engine=model.engine)
+        result = holdout_backtest(frame, calibration_end, tx.as_of, model.unit, penalizer=model.penalizer,
+                                  engine=model.engine, model=name)
+    for why in result.model_errors.values():
+        listener.notice(Notice("warning", f"not compared: {why}"))
+    listener.extend(fit_notices(result.purchase_model, result.gamma_gamma))
     cross = None
     if cross_sell and tx.has("product_id"):
         with listener.step("Backtesting cross-sell targets"):
             # Same calibration summary as the forecast backtest: reuse its fitted models.
             cross = crosssell_backtest(tx, calibration_end, exclude_products=exclude_products, seed=seed,
-                                       period=model.unit, models=(result.bgnbd, result.gamma_gamma))
-    return ValidateResult(result, cross, tx, listener.tuple())
+                                       period=model.unit, models=(result.purchase_model, result.gamma_gamma))
+    return ValidateResult(result, cross, tx, listener.tuple(), choice)
 
 
 def _check_calibration_end(calibration_end: dt.date, tx: Transactions) -> None:
@@ -531,13 +620,14 @@ def segment(
     """Customer segments a marketer can name, profiled by size, revenue, CLV and churn risk."""
     listener = _Recording(listener or Silent())
     tx = load(source, listener)
+    name, choice = resolve_model(model, listener, tx)
     run = run_segmentation(
         tx, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
-        engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step,
+        engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step, model=name,
     )
     listener.extend(data_notices(run.segmentation.assignments, history_days=_log_days(tx)))
-    listener.extend(fit_notices(run.bgnbd, run.gamma_gamma))
-    return SegmentResult(run, tx, listener.tuple())
+    listener.extend(fit_notices(run.purchase_model, run.gamma_gamma))
+    return SegmentResult(run, tx, listener.tuple(), choice)
 
 
 def cross_sell(
@@ -552,13 +642,14 @@ def cross_sell(
     """Who should be offered which product: a ranking per segment, offers per customer, rules."""
     listener = _Recording(listener or Silent())
     tx = load(source, listener, need=("product",))
+    name, choice = resolve_model(model, listener, tx)
     run = run_crosssell(
         tx, exclude_products=offers.exclude_products, offer_horizon=offers.offer_horizon, top=offers.top, period=model.unit,
         method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer, engine=model.engine,
-        discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step,
+        discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step, model=name,
     )
     listener.extend(data_notices(run.segments.segmentation.assignments, history_days=_log_days(tx)))
-    listener.extend(fit_notices(run.segments.bgnbd, run.segments.gamma_gamma))
+    listener.extend(fit_notices(run.segments.purchase_model, run.segments.gamma_gamma))
     targets = rules = None
     if offers.targets:
         with listener.step("Scoring offers per customer"):
@@ -566,7 +657,7 @@ def cross_sell(
                                         allow_substitutes=offers.allow_substitutes)
     if offers.rules:
         rules = crosssell_rules(run)
-    return CrossSellResult(run, targets, rules, tx, listener.tuple())
+    return CrossSellResult(run, targets, rules, tx, listener.tuple(), choice)
 
 
 def report(
@@ -585,14 +676,15 @@ def report(
     tx = load(source, listener)
     if calibration_end is not None:
         _check_calibration_end(calibration_end, tx)
+    name, choice = resolve_model(model, listener, tx)
     data = build_report(
         tx, title=title, calibration_end=calibration_end, exclude_products=exclude_products, clvx_version=__version__,
         step=listener.step, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed,
-        penalizer=model.penalizer, engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon,
+        penalizer=model.penalizer, engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, model=name,
     )
     listener.extend(data_notices(data.customers, history_days=_log_days(tx)))
-    listener.extend(fit_notices(data.segments.bgnbd, data.segments.gamma_gamma))
-    return ReportResult(data, tx, listener.tuple())
+    listener.extend(fit_notices(data.segments.purchase_model, data.segments.gamma_gamma))
+    return ReportResult(data, tx, listener.tuple(), choice)
 
 
 def sample(*, customers: int = 5_000, seed: int = 42, listener: Listener | None = None) -> Sample:

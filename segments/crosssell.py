@@ -12,7 +12,7 @@ one unless allowed):
 agree, and, unlike a noisy-or, not saturated by many weak links to bestsellers),
 with confidences shrunk toward 0 when the antecedent has few owners; ``segment`` carries
 the customer's group when their own history says little. P(buys in the horizon) is
-``1 - exp(-E[X(horizon)])`` from BG/NBD. Expected revenue of an offer is its score
+the purchase model's closed form, 1 - P(no purchase in the horizon) (``clv.models.churn_risk``). Expected revenue of an offer is its score
 times the product's median line value.
 
 The segment x product table ranks, per segment, the products with the most expected
