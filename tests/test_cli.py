@@ -161,7 +161,7 @@ def test_predict_with_a_saved_model_equals_fitting(runner, tmp_path):
     assert scored.exit_code == 0
     assert scored.stdout == fitted.stdout
     header = fitted.stdout.splitlines()[0]
-    assert header == "customer_id,frequency,recency,T,monetary_value,p_alive,expected_purchases_12m,expected_avg_value,clv_12m"
+    assert header == "customer_id,frequency,recency,T,monetary_value,p_alive,churn_risk_12m,expected_purchases_12m,expected_avg_value,clv_12m"
 
 
 def test_predict_output_is_byte_identical_run_to_run(runner, tmp_path):
