@@ -236,7 +236,7 @@ def _warm_start(objective, start: np.ndarray, tol: float) -> tuple[np.ndarray, d
 
 
 def _optimise(
-    objective, start: np.ndarray, n: float, tol: float, warm=None, standard_errors: bool = True
+    objective, start: np.ndarray, n: float, tol: float, warm=None, standard_errors: bool = True, maxiter: int | None = None,
 ) -> tuple[np.ndarray, bool, str, tuple[float, ...], bool | None]:
     """BFGS as lifetimes runs it (scipy's default method, same tolerance), plus standard errors.
 
@@ -252,6 +252,8 @@ def _optimise(
         options: dict = {}
         if warm is not None:
             start, options = _warm_start(warm, start, tol)
+        if maxiter is not None:
+            options = {**options, "maxiter": maxiter}
         res = minimize(objective, start, jac=True, method="BFGS", tol=tol, options=options)
         params = np.exp(res.x)
         ses = tuple(float("nan") for _ in params)
@@ -268,7 +270,7 @@ def _optimise(
 
 def _maximise(
     objective, build, columns: tuple[np.ndarray, ...], weights: np.ndarray, n_params: int, *,
-    penalizer: float, initial_log_params: np.ndarray | None, tol: float, standard_errors: bool,
+    penalizer: float, initial_log_params: np.ndarray | None, tol: float, standard_errors: bool, maxiter: int | None = None,
 ) -> tuple[np.ndarray, bool, str, tuple[float, ...], bool | None]:
     """Minimise ``objective(log_params, build(*columns, weights), penalizer)`` with :func:`_optimise`.
 
@@ -283,7 +285,7 @@ def _maximise(
         keep = w > 0
         sample = build(*(np.asarray(c)[keep] for c in columns), w[keep])
         warm = lambda p: objective(p, sample, penalizer)  # noqa: E731
-    return _optimise(lambda p: objective(p, d, penalizer), start, d.weights.sum(), tol, warm, standard_errors)
+    return _optimise(lambda p: objective(p, d, penalizer), start, d.weights.sum(), tol, warm, standard_errors, maxiter)
 
 
 def fit_bgnbd(
@@ -473,6 +475,9 @@ def fit_mbgnbd(
 # --------------------------------------------------------------------------- Pareto/NBD
 
 GRADIENT_STEP = 1e-6  # central differences of the Pareto/NBD objective, in log-parameters
+# BFGS iterations for Pareto/NBD: an interior optimum takes 20-60; beyond this the fit is walking
+# along a ridge to a boundary (no dropout: s / beta -> 0) and stops there, unconverged.
+PARETO_MAX_ITERATIONS = 150
 
 
 def _pareto_row_log_likelihood(params: tuple[float, ...], x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -538,6 +543,7 @@ def fit_pareto(
     x, ok, message, ses, definite = _maximise(
         pareto_objective, lambda *c: RowData.build(*c, scale=scale), (frequency, recency, T), weights, 4,
         penalizer=penalizer, initial_log_params=initial_log_params, tol=tol, standard_errors=standard_errors,
+        maxiter=PARETO_MAX_ITERATIONS,
     )
     r, alpha, s, beta = np.exp(x)
     se = list(ses)

@@ -417,7 +417,15 @@ def _fit_with_restarts(
     problems: list[str] = []
     not_definite: Optimum | None = None
     for i, start in enumerate(starts, start=1):
-        fit = fit_once(None if start is None else np.asarray(start))
+        if not_definite is not None and problems[-1].startswith("the Hessian"):
+            # A second start ending on a flat ridge as well: the data pin no interior maximum down (a
+            # boundary, such as no dropout at all); more starts find the same ridge and only cost time.
+            nxt = fit_once(None if start is None else np.asarray(start))
+            if _usable(nxt) and nxt.hessian_positive_definite is False:
+                return not_definite, i, [*problems, "the Hessian is not positive definite there either"]
+            fit = nxt
+        else:
+            fit = fit_once(None if start is None else np.asarray(start))
         if not _usable(fit):
             problems.append(fit.message or "did not converge")
         elif _stuck(fit, start, n_params, scale, time_scaled):
@@ -575,7 +583,7 @@ class _PurchaseEstimator(_Estimator):
                 time_scaled=self.TIME_SCALED,
             )
             tried.append((engine, fit, n_starts, problems))
-            if fit is not None and _proper_maximum(fit):
+            if fit is not None:  # a converged fit, even at an improper maximum (a flat likelihood), is the data's answer
                 break
         usable = [t for t in tried if t[1] is not None]
         if not usable:

@@ -109,7 +109,7 @@ def test_fit_at_an_improper_maximum_is_not_converged(sample_summary, monkeypatch
     monkeypatch.setattr(likelihood, "fit_bgnbd", flat)
     monkeypatch.setattr(_lifetimes, "fit_bgnbd", flat)  # both engines see only the improper maximum
     bg = BGNBD(engine="numpy").fit(sample_summary).params_
-    assert not bg.converged and bg.n_starts == 5
+    assert not bg.converged and bg.n_starts == 2  # a second start on the same flat ridge ends the search
 
 
 def test_a_start_with_a_proper_maximum_is_preferred(sample_summary, monkeypatch):
