@@ -224,10 +224,12 @@ def holdout_backtest(
 INNER_HOLDOUT_SHARE = 1 / 3  # auto holds back the last third of the calibration span
 MIN_INNER_HOLDOUT_DAYS = 28
 BIAS_SLACK = 0.05  # a model's |bias| may exceed the best by 5 points and still win on MAE
+MAE_TIE = 1e-3  # MAEs within 0.1% are a tie, which goes to the simpler model (BG/NBD, then MBG/NBD, then Pareto/NBD)
 
 CHOICE_RULE = (
     "the smallest per-customer MAE on the held-back part among the models whose total bias is within "
-    f"{BIAS_SLACK:.0%} points of the smallest absolute bias"
+    f"{BIAS_SLACK:.0%} points of the smallest absolute bias; MAEs within {MAE_TIE:.1%} of each other tie, and a tie "
+    "goes to BG/NBD, then MBG/NBD"
 )
 
 
@@ -265,10 +267,12 @@ class ModelChoice:
 
 
 def pick(scores: tuple[ModelScore, ...]) -> str:
-    """The rule ``auto`` applies (:data:`CHOICE_RULE`); ties keep the earlier model in ``scores``."""
+    """The rule ``auto`` applies (:data:`CHOICE_RULE`); ties go to the first of bgnbd, mbgnbd, pareto."""
     best_bias = min(abs(s.bias) for s in scores)
     near = [s for s in scores if abs(s.bias) <= best_bias + BIAS_SLACK]
-    return min(near, key=lambda s: s.mae).model
+    best_mae = min(s.mae for s in near)
+    tied = [s.model for s in near if s.mae <= best_mae * (1 + MAE_TIE)]
+    return min(tied, key=list(ESTIMATORS).index)
 
 
 def inner_split_end(first_date: dt.date, as_of: dt.date) -> dt.date:

@@ -164,3 +164,15 @@ def test_saved_model_records_the_model_and_old_files_read_as_bgnbd(pareto_fits, 
     del old["model"]
     old["format_version"] = 2
     assert models_from_document(old, "old.json")[1] == bg
+
+
+def test_auto_rule_prefers_mae_within_the_bias_slack_and_breaks_ties_toward_bgnbd():
+    from clv.backtest import ModelScore, pick
+
+    def score(model, mae, bias):
+        return ModelScore(model, -1.0, mae, bias, True)
+
+    # Pareto/NBD has the lowest MAE but a bias 12 points worse than the best: MBG/NBD wins.
+    assert pick((score("bgnbd", 0.80, 0.02), score("mbgnbd", 0.75, 0.05), score("pareto", 0.70, 0.14))) == "mbgnbd"
+    # All three collapse to the same no-dropout model (the retail log): BG/NBD.
+    assert pick((score("pareto", 0.6748, 0.0281), score("mbgnbd", 0.67481, 0.0281), score("bgnbd", 0.67482, 0.0281))) == "bgnbd"
