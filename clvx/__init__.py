@@ -79,6 +79,7 @@ __all__ = [
     "Notice",
     "Period",
     "PredictResult",
+    "PurchaseModel",
     "RFMResult",
     "ReadOptions",
     "ReportData",
