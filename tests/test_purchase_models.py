@@ -176,3 +176,22 @@ def test_auto_rule_prefers_mae_within_the_bias_slack_and_breaks_ties_toward_bgnb
     assert pick((score("bgnbd", 0.80, 0.02), score("mbgnbd", 0.75, 0.05), score("pareto", 0.70, 0.14))) == "mbgnbd"
     # All three collapse to the same no-dropout model (the retail log): BG/NBD.
     assert pick((score("pareto", 0.6748, 0.0281), score("mbgnbd", 0.67481, 0.0281), score("bgnbd", 0.67482, 0.0281))) == "bgnbd"
+
+
+def test_model_is_chosen_on_the_command_line_and_in_the_settings_file(runner, tmp_path):
+    import json
+
+    from cli import app
+
+    res = runner.invoke(app, ["fit", "--model", "mbgnbd", "-q", "-f", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["model"] == "mbgnbd" and doc["mbgnbd"]["converged"]
+    config = tmp_path / "clvx.toml"
+    config.write_text('model = "pareto"\n')
+    saved = tmp_path / "m.json"
+    res = runner.invoke(app, ["fit", "--config", str(config), "--save", str(saved), "-q", "-f", "json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(saved.read_text())["model"] == "pareto"
+    scored = runner.invoke(app, ["predict", "--saved-model", str(saved), "-q", "-f", "csv"])
+    assert scored.exit_code == 0 and scored.stdout.splitlines()[0].split(",")[5:7] == ["p_alive", "churn_risk_12m"]
