@@ -28,7 +28,17 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click import ClickException as UsageBase  # type: ignore[assignment]
 
 from clv import __version__  # light: the package's __init__ imports nothing heavy
-from clv.terms import MAX_ANNUAL_DISCOUNT_RATE, MAX_HORIZON_YEARS, MAX_PENALIZER, SEED_MAX, Engine, Period, SegmentMethod
+from clv.terms import (
+    DEFAULT_PURCHASE_MODEL,
+    MAX_ANNUAL_DISCOUNT_RATE,
+    MAX_HORIZON_YEARS,
+    MAX_PENALIZER,
+    SEED_MAX,
+    Engine,
+    Period,
+    PurchaseModel,
+    SegmentMethod,
+)
 from present.formats import Format
 
 if TYPE_CHECKING:
@@ -262,13 +272,22 @@ class RunArgs:
 
 @dataclass(frozen=True)
 class ModelArgs:
-    """Options shared by every command that fits BG/NBD and Gamma-Gamma."""
+    """Options shared by every command that fits a purchase model and Gamma-Gamma."""
 
     period: Period | None
     penalizer: float
     engine: Engine
+    model: PurchaseModel
+    explain: bool
 
     PARAMS = (
+        _opt("model", Annotated[PurchaseModel, typer.Option(
+            "--model", help="Purchase model: bgnbd (BG/NBD), mbgnbd (MBG/NBD), pareto (Pareto/NBD), or auto (the best "
+            "on the last third of the log held back; see --explain)", rich_help_panel=MODEL_PANEL)], DEFAULT_PURCHASE_MODEL),
+        _opt("explain", Annotated[bool, _flag(
+            "--explain", help="Show how choices were made: with --model auto, each model's score on the held-back part; "
+            "in segment, the candidate k",
+            panel=MODEL_PANEL)], False),
         _opt("period", Annotated[Optional[Period], typer.Option(
             "--period", help="Time unit of frequency, recency and T; for an RFM summary file, the unit it is in "
             "\\[default: day, or the saved model's]", rich_help_panel=MODEL_PANEL, show_default=False)], None),
@@ -282,13 +301,21 @@ class ModelArgs:
 
     @classmethod
     def build(cls, kw: dict[str, Any]) -> ModelArgs:
-        return cls(period=kw["period"], penalizer=kw["penalizer"], engine=Engine(kw["engine"]))
+        return cls(period=kw["period"], penalizer=kw["penalizer"], engine=Engine(kw["engine"]),
+                   model=PurchaseModel(kw["model"]), explain=bool(kw["explain"]))
 
     def options(self, *, default_period: bool = True) -> clvx.ModelOptions:
         from clvx import ModelOptions
 
         period = self.period or (Period.day if default_period else None)
-        return ModelOptions(period=period, penalizer=self.penalizer, engine=self.engine.value)
+        return ModelOptions(period=period, penalizer=self.penalizer, engine=self.engine.value, model=self.model)
+
+    def explain_choice(self, choice: Any, reporter: Reporter) -> None:
+        """With ``--explain``, the comparison behind ``--model auto`` on stderr."""
+        if self.explain and choice is not None:
+            from present import render
+
+            render.explain_choice(choice, reporter)
 
 
 @dataclass(frozen=True)
@@ -437,8 +464,8 @@ def _guard_outputs(built: dict[str, Any], kwargs: dict[str, Any], run: RunArgs) 
     inputs: list[tuple[str, Path]] = []
     if run.config is not None:
         inputs.append(("--config", run.config))
-    if kwargs.get("model") is not None and isinstance(kwargs["model"], Path):
-        inputs.append(("--model", kwargs["model"]))
+    if kwargs.get("saved_model") is not None:
+        inputs.append(("--saved-model", kwargs["saved_model"]))
     if kwargs.get("exclude_customers") is not None:
         inputs.append(("--exclude-customers", kwargs["exclude_customers"]))
     if kwargs.get("offers") is not None:
@@ -561,7 +588,7 @@ def rfm(
 
 
 @command(
-    summary="Fit BG/NBD and Gamma-Gamma; show or save the parameters",
+    summary="Fit the purchase model and Gamma-Gamma; show or save them",
     help_example="clvx fit sales.csv --period week --save model.json",
 )
 def fit(
@@ -571,7 +598,9 @@ def fit(
     run: RunArgs,
     save: Annotated[Optional[Path], typer.Option("--save", help="Write the fitted models to this JSON file", dir_okay=False, show_default=False)] = None,
 ) -> None:
-    """Fit BG/NBD (purchases and dropout) and Gamma-Gamma (spend); print parameters with 95% intervals.
+    """Fit a purchase model (BG/NBD, MBG/NBD or Pareto/NBD: purchases and dropout) and Gamma-Gamma (spend).
+
+    Prints the parameters with 95% intervals (on the log scale, so never negative).
 
     INPUT is a transaction log or an RFM summary file (customer_id, frequency, recency, T[, monetary_value]).
     """
@@ -582,10 +611,11 @@ def fit(
 
     listener = run.listener()
     result = clvx.fit(source.options(), model=fitting.options(), listener=listener)
+    fitting.explain_choice(result.choice, listener.reporter)
     if save is not None:
         atomic_write_bytes(save, to_json(result.document()).encode())
         when_written(lambda: listener.reporter.info(f"Saved the fitted models to {save}."))
-    render.fit_result(result.bgnbd, result.gamma_gamma, result.period, out.emitter())
+    render.fit_result(result.purchase_model, result.gamma_gamma, result.period, out.emitter())
 
 
 @command(
@@ -598,7 +628,7 @@ def predict(
     clv: CLVArgs,
     out: OutputArgs,
     run: RunArgs,
-    model: Annotated[Optional[Path], typer.Option("--model", help="Score with models saved by clvx fit --save instead of fitting", dir_okay=False, show_default=False)] = None,
+    saved_model: Annotated[Optional[Path], typer.Option("--saved-model", help="Score with models saved by clvx fit --save instead of fitting", dir_okay=False, show_default=False)] = None,
     interval: Annotated[Optional[float], typer.Option("--interval", help="Add prediction intervals at this level, e.g. 0.9: purchases_low/high and clv_low/high over the horizon", rich_help_panel=CLV_PANEL, show_default=False)] = None,
 ) -> None:
     """P(alive), expected purchases, expected spend and discounted CLV per customer.
@@ -611,9 +641,12 @@ def predict(
     from present import render
 
     options = replace(clv.options(), interval=interval)
-    result = clvx.predict(source.options(), model=fitting.options(default_period=model is None), clv=options,
-                          saved_model=model, listener=run.listener())
-    render.predictions(result.scores, result.period, options.horizon, options.discount_rate, out.emitter(), level=interval)
+    listener = run.listener()
+    result = clvx.predict(source.options(), model=fitting.options(default_period=saved_model is None), clv=options,
+                          saved_model=saved_model, listener=listener)
+    fitting.explain_choice(result.choice, listener.reporter)
+    render.predictions(result.scores, result.period, options.horizon, options.discount_rate, out.emitter(),
+                       model=result.purchase_model, level=interval)
 
 
 @command(
@@ -647,8 +680,10 @@ def validate(
         raise clvx.InputError("validate needs --calibration-end YYYY-MM-DD (or calibration-end in the --config file)")
     cal_end = _parse_date(calibration_end, "--calibration-end")
     assert cal_end is not None
+    listener = run.listener()
     result = clvx.validate(source.options(), calibration_end=cal_end, model=fitting.options(), cross_sell=cross_sell,
-                           exclude_products=exclude_products, seed=seed, intervals=intervals, listener=run.listener())
+                           exclude_products=exclude_products, seed=seed, intervals=intervals, listener=listener)
+    fitting.explain_choice(result.choice, listener.reporter)
     render.backtest(result.backtest, out.emitter(), cross_sell=result.cross_sell, diagnostics=result.diagnostics)
 
 
@@ -665,7 +700,6 @@ def segment(
     method: MethodOpt = SegmentMethod.kmeans,
     k: KOpt = "auto",
     seed: SeedOpt = 42,
-    explain: Annotated[bool, _flag("--explain", help="Show the candidate k with their scores")] = False,
     assignments: Annotated[Optional[Path], typer.Option("--assignments", help="Write one row per customer (segment, features, CLV) for CRM import; .csv, .parquet or .json", dir_okay=False, show_default=False)] = None,
     exclude_customers: ExcludeCustomersOpt = None,
     save: Annotated[Optional[Path], typer.Option("--save", help="Write the fitted models and the segments' centres and scaling to this JSON file (for clvx predict --model, and for scoring in Spark)", dir_okay=False, show_default=False)] = None,
@@ -683,6 +717,7 @@ def segment(
     segments = clvx.SegmentOptions(method=method.value, k=_parse_k(k), seed=seed)
     result = clvx.segment(source.options(), model=fitting.options(), clv=clv.options(), segments=segments,
                           exclude_customers=exclude_customers, listener=listener)
+    fitting.explain_choice(result.choice, listener.reporter)
     render.segmentation_notes(result.run, listener.reporter)
     if save is not None:
         from present.files import atomic_write_bytes
@@ -694,7 +729,7 @@ def segment(
         render.write_assignments(result.run, assignments, raw=out.raw_csv)
         n = result.run.segmentation.assignments.height
         when_written(lambda: listener.reporter.info(f"Wrote {n:,} customer assignments to {assignments}."))
-    render.segment_profile(result.run, out.emitter(), explain=explain)
+    render.segment_profile(result.run, out.emitter(), explain=fitting.explain)
 
 
 @command(
@@ -752,6 +787,7 @@ def cross_sell(
     segments = clvx.SegmentOptions(method=method.value, k=_parse_k(k), seed=seed)
     result = clvx.cross_sell(source.options(), model=fitting.options(), clv=clv.options(), segments=segments,
                              offers=offers, listener=listener)
+    fitting.explain_choice(result.choice, listener.reporter)
     render.excluded_products(result.run.excluded, listener.reporter)
     if targets is not None and result.targets is not None:
         render.write_frame(result.targets, targets, raw=out.raw_csv)
@@ -851,6 +887,7 @@ def report(
         exclude_products=exclude_products, model=fitting.options(), clv=clv.options(), segments=segments, campaign=measured,
         exclude_customers=exclude_customers, listener=listener,
     )
+    fitting.explain_choice(result.choice, listener.reporter)
     # Each format stands on its own: one that fails (a disk, a library's limit) costs only itself.
     failed = []
     for path in output:

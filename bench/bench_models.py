@@ -1,11 +1,12 @@
-"""Benchmark: fit BG/NBD + Gamma-Gamma and score every customer, beside lifetimes alone.
+"""Benchmark: fit each purchase model + Gamma-Gamma and score every customer, beside lifetimes alone.
 
-    python bench/bench_models.py --customers 1000000 --period day
+    python bench/bench_models.py --customers 1000000 --period day --models bgnbd,mbgnbd,pareto
 
 Generates the log with clvx's sample generator (cached under bench/work/), builds
 the RFM summary, then times each model stage for clvx and, as the baseline,
 lifetimes' own fitters on the same summary (uncompressed, as a notebook would call
-them). Prints a Markdown table; --output writes it to a file too. Not a test: the
+them; lifetimes' Pareto/NBD, a Nelder-Mead search, on at most --baseline-customers of them). Prints
+a Markdown table; --output writes it to a file too. Not a test: the
 numbers depend on the machine, so they live in the README with the machine named.
 """
 
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from clv import _lifetimes  # noqa: E402
 from clv.load import load_transactions  # noqa: E402
-from clv.models import BGNBD, GammaGamma, Horizon, score_customers  # noqa: E402
+from clv.models import GammaGamma, Horizon, purchase_estimator, score_customers  # noqa: E402
 from clv.rfm import Period, collect, rfm_summary  # noqa: E402
 from clv.sample import SampleSpec, generate  # noqa: E402
 
@@ -63,6 +64,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--period", choices=[p.value for p in Period], default="day")
     parser.add_argument("--no-baseline", action="store_true", help="skip the lifetimes-only timings")
+    parser.add_argument("--models", default="bgnbd,mbgnbd,pareto", help="comma-separated purchase models")
+    parser.add_argument("--engine", default="numpy", choices=["auto", "lifetimes", "numpy"])
+    parser.add_argument("--baseline-customers", type=int, default=23_570,
+                        help="lifetimes' Pareto/NBD runs on the first this many customers (CDNOW's size)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     period = Period(args.period)
@@ -72,25 +77,32 @@ def main() -> None:
     summary = collect(rfm_summary(tx.frame, tx.as_of, period))
     rows = []
 
-    bg_model, t_bg = timed(lambda: BGNBD().fit(summary).params_)
-    gg_model, t_gg = timed(lambda: GammaGamma().fit(summary).params_)
-    _, t_score = timed(lambda: score_customers(summary, bg_model, gg_model, period_days=period.days, horizon=Horizon.parse("12m")))
-    rows.append(("clvx", f"BG/NBD fit ({bg_model.engine}, {bg_model.n_distinct:,} distinct rows)", t_bg))
+    gg_model, t_gg = timed(lambda: GammaGamma(engine=args.engine).fit(summary).params_)
     rows.append(("clvx", f"Gamma-Gamma fit ({gg_model.engine})", t_gg))
-    rows.append(("clvx", "p_alive, expected purchases, CLV (12 months)", t_score))
-    rows.append(("clvx", "**fit + predict**", t_bg + t_gg + t_score))
-
+    x, tx_, T = (summary[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
+    ones = np.ones_like(x)
+    for name in args.models.split(","):
+        est = purchase_estimator(name, engine=args.engine)
+        model, t_fit = timed(lambda est=est: est.fit(summary).params_)
+        _, t_score = timed(lambda model=model: score_customers(summary, model, gg_model, period_days=period.days,
+                                                               horizon=Horizon.parse("12m")))
+        rows.append(("clvx", f"{model.label} fit ({model.engine}, {model.n_distinct:,} distinct rows)", t_fit))
+        rows.append(("clvx", f"{model.label}: p_alive, churn risk, expected purchases, CLV (12 months)", t_score))
+        rows.append(("clvx", f"**{model.label} fit + predict** (+ Gamma-Gamma)", t_fit + t_score + t_gg))
+        if args.no_baseline:
+            continue
+        n = len(x) if name != "pareto" else min(len(x), args.baseline_customers)
+        fitter = getattr(_lifetimes, f"fit_{name}")
+        raw, t_raw = timed(lambda fitter=fitter, n=n: fitter(x[:n], tx_[:n], T[:n], ones[:n]))
+        rows.append(("lifetimes", f"{model.label} fitter (uncompressed, {n:,} customers)", t_raw))
+        if n == len(x):
+            rel = np.max(np.abs(np.array(model.params) / np.array(raw.params) - 1))
+            print(f"clvx vs lifetimes {model.label} parameters: max relative difference {rel:.1e}", file=sys.stderr)
     if not args.no_baseline:
-        x, tx_, T = (summary[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
-        ones = np.ones_like(x)
-        raw, t_lbg = timed(lambda: _lifetimes.fit_bgnbd(x, tx_, T, ones))
         rep = summary.filter((pl.col("frequency") > 0) & (pl.col("monetary_value") > 0))
         rx, rm = rep["frequency"].cast(pl.Float64).to_numpy(), rep["monetary_value"].to_numpy()
         _, t_lgg = timed(lambda: _lifetimes.fit_gamma_gamma(rx, rm, np.ones_like(rx)))
-        rows.append(("lifetimes", "BetaGeoFitter.fit (uncompressed)", t_lbg))
         rows.append(("lifetimes", "GammaGammaFitter.fit", t_lgg))
-        rel = np.max(np.abs(np.array(bg_model.params) / np.array(raw.params) - 1))
-        print(f"clvx vs lifetimes BG/NBD parameters: max relative difference {rel:.1e}", file=sys.stderr)
 
     lines = [
         f"Fit + predict on {summary.height:,} customers ({tx.quality.n_rows:,} order lines, period {period.value}); {machine()}",

@@ -71,6 +71,63 @@ def fit_bgnbd(
                 weights=weights, initial_log_params=initial_log_params, tol=tol)
 
 
+def fit_mbgnbd(
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    weights: np.ndarray,
+    *,
+    penalizer: float = 0.0,
+    initial_log_params: np.ndarray | None = None,
+    tol: float = 1e-7,
+    standard_errors: bool = True,  # noqa: ARG001 - lifetimes always computes them
+) -> Optimum:
+    """Fit MBG/NBD with ``lifetimes.ModifiedBetaGeoFitter``; ``params`` are ``(r, alpha, a, b)``.
+
+    ``initial_log_params`` as for :func:`fit_bgnbd`.
+    """
+    from lifetimes import ModifiedBetaGeoFitter
+
+    return _fit(ModifiedBetaGeoFitter(penalizer_coef=penalizer), ("r", "alpha", "a", "b"), frequency, recency, T,
+                weights=weights, initial_log_params=initial_log_params, tol=tol)
+
+
+PARETO_MAX_ITERATIONS = 4000
+
+
+def fit_pareto(
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    weights: np.ndarray,
+    *,
+    penalizer: float = 0.0,
+    initial_log_params: np.ndarray | None = None,
+    tol: float = 1e-7,
+    standard_errors: bool = True,  # noqa: ARG001 - lifetimes computes none; the caller does
+) -> Optimum:
+    """Fit Pareto/NBD with ``lifetimes.ParetoNBDFitter`` (Nelder-Mead); ``params`` are ``(r, alpha, s, beta)``.
+
+    lifetimes starts Pareto/NBD from a random point and on the natural scale; here it starts
+    from ``exp(initial_log_params)`` (logs on rescaled time, as for BG/NBD), or from ones, so
+    a fit is repeatable. It computes no Hessian: ``hessian_positive_definite`` is None and the
+    standard errors NaN, for the caller to compute at the optimum.
+    """
+    from lifetimes import ParetoNBDFitter
+
+    start = np.ones(4) if initial_log_params is None else np.exp(np.asarray(initial_log_params, float))
+    fitter = ParetoNBDFitter(penalizer_coef=penalizer)
+    nan = (float("nan"),) * 4
+    with _quietly():
+        try:
+            fitter.fit(frequency, recency, T, weights=weights, initial_params=start, tol=tol, maxiter=PARETO_MAX_ITERATIONS)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
+            return Optimum(nan, nan, False, str(exc).strip())
+    params = tuple(float(fitter.params_[k]) for k in ("r", "alpha", "s", "beta"))
+    ok = bool(np.all(np.isfinite(params))) and np.isfinite(fitter._negative_log_likelihood_)
+    return Optimum(params, nan, ok, "converged" if ok else "the likelihood is not finite at the optimum")
+
+
 def fit_gamma_gamma(
     frequency: np.ndarray,
     monetary_value: np.ndarray,
@@ -109,6 +166,40 @@ def bgnbd_p_alive(params: tuple[float, float, float, float], frequency: np.ndarr
     """P(alive | x, t_x, T): lifetimes' ``conditional_probability_alive``."""
     with _quietly():
         return np.asarray(_bgnbd(params).conditional_probability_alive(frequency, recency, T), dtype=float)
+
+
+LIFETIMES_FITTERS = {"bgnbd": "BetaGeoFitter", "mbgnbd": "ModifiedBetaGeoFitter", "pareto": "ParetoNBDFitter"}
+LIFETIMES_NAMES = {"bgnbd": ("r", "alpha", "a", "b"), "mbgnbd": ("r", "alpha", "a", "b"), "pareto": ("r", "alpha", "s", "beta")}
+
+
+def _purchase_fitter(model: str, params: tuple[float, ...]):
+    import lifetimes
+    import pandas as pd
+
+    fitter = getattr(lifetimes, LIFETIMES_FITTERS[model])()
+    fitter.params_ = pd.Series(params, index=list(LIFETIMES_NAMES[model]))
+    return fitter
+
+
+def expected_purchases(model: str, params: tuple[float, ...], t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """E[X(t) | x, t_x, T] of ``model`` (bgnbd, mbgnbd or pareto), as lifetimes computes it."""
+    with _quietly():
+        fitter = _purchase_fitter(model, params)
+        return np.asarray(fitter.conditional_expected_number_of_purchases_up_to_time(t, frequency, recency, T), dtype=float)
+
+
+def p_alive(model: str, params: tuple[float, ...], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(alive | x, t_x, T) of ``model``, as lifetimes computes it."""
+    with _quietly():
+        return np.asarray(_purchase_fitter(model, params).conditional_probability_alive(frequency, recency, T), dtype=float)
+
+
+def pareto_no_purchase(params: tuple[float, ...], t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(X(T, T + t) = 0 | x, t_x, T) under Pareto/NBD: lifetimes' ``conditional_probability_of_n_purchases_up_to_time``."""
+    with _quietly():
+        fitter = _purchase_fitter("pareto", params)
+        return np.array([float(fitter.conditional_probability_of_n_purchases_up_to_time(0, t, x, tx, big_t))
+                         for x, tx, big_t in zip(frequency, recency, T, strict=True)])
 
 
 def gamma_gamma_expected_average(params: tuple[float, float, float], frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:

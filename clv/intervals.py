@@ -49,7 +49,6 @@ from scipy.stats import norm
 from clv import expectations, likelihood
 from clv.errors import InputError, option
 
-COUNT_MODEL = "bgnbd"  # the purchase model the analyses fit today; intervals and diagnostics dispatch on its name
 DEFAULT_DRAWS = 32  # parameter draws in the mixture (covariance draws are cheap; each costs one table)
 BOOTSTRAP_REFITS = 24  # refits on resampled customers when the optimum is on a boundary
 MAX_LOG_SD = 1.0  # a log-parameter standard error above this: poorly identified, no normal approximation
@@ -176,10 +175,37 @@ def _bgnbd_new(params: Sequence[float], t: np.ndarray) -> np.ndarray:
     return np.where(t > 0, out, 0.0)
 
 
-# The models intervals know, by name; each other model plugs in with one line.
+def _new_customer(p_alive: Callable[..., np.ndarray], unconditional: Callable[..., np.ndarray]):
+    """E[X(t)] for a customer who has just made a first purchase (x = t_x = T = 0): P(alive) x the conditional part.
+
+    For MBG/NBD that is Batislam et al. 2007's unconditional E[X(t)], for Pareto/NBD
+    Schmittlein et al. 1987's (the customer at time 0 may already be gone under MBG/NBD).
+    """
+    def expected_new(params: Sequence[float], t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, float)
+        zero = np.zeros(1)
+        alive = float(p_alive(tuple(params), zero, zero, zero)[0])
+        out = np.array([alive * unconditional(tuple(params), float(ti), zero, zero)[0] for ti in t])
+        return np.where(t > 0, out, 0.0)
+
+    return expected_new
+
+
+def _refit(fit: Callable[..., likelihood.Optimum]):
+    def refit(x, tx, T, w, initial_log_params):
+        return fit(x, tx, T, w, initial_log_params=initial_log_params, standard_errors=False)
+
+    return refit
+
+
+# The models intervals know, by name.
 MODELS: dict[str, PredictiveModel] = {
     "bgnbd": PredictiveModel("bgnbd", bgnbd_alive_survival, expectations.bgnbd_p_alive, likelihood.bgnbd_log_likelihood,
                              _bgnbd_refit, _bgnbd_new, _bgnbd_information),
+    "mbgnbd": PredictiveModel("mbgnbd", mbgnbd_alive_survival, expectations.mbgnbd_p_alive, likelihood.mbgnbd_log_likelihood,
+                              _refit(likelihood.fit_mbgnbd), _new_customer(expectations.mbgnbd_p_alive, expectations.mbgnbd_unconditional_part)),
+    "pareto": PredictiveModel("pareto", pareto_alive_survival, expectations.pareto_p_alive, likelihood.pareto_log_likelihood,
+                              _refit(likelihood.fit_pareto), _new_customer(expectations.pareto_p_alive, expectations.pareto_unconditional_part)),
 }
 
 

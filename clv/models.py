@@ -31,7 +31,9 @@ from clv.terms import (  # noqa: F401 - re-exported: the limits and units of the
     MAX_ANNUAL_DISCOUNT_RATE,
     MAX_HORIZON_YEARS,
     MAX_PENALIZER,
+    MODEL_LABELS,
     Engine,
+    PurchaseModel,
 )
 
 Z_95 = 1.959963984540054
@@ -64,6 +66,15 @@ BGNBD_STARTS: tuple[tuple[float, ...] | None, ...] = (
     (math.log(0.5), math.log(0.1), math.log(0.5), math.log(2.0)),
     (math.log(2.0), math.log(0.5), math.log(1.0), math.log(5.0)),
     (math.log(0.2), math.log(0.02), math.log(0.8), math.log(2.5)),
+)
+# Pareto/NBD: logs of (r, alpha, s, beta), alpha and beta on rescaled time. No None: lifetimes'
+# own default start for Pareto/NBD is random.
+PARETO_STARTS: tuple[tuple[float, ...] | None, ...] = (
+    (0.0, 0.0, 0.0, 0.0),
+    (math.log(0.5), math.log(0.1), math.log(0.5), math.log(0.1)),
+    (math.log(1.0), math.log(0.5), math.log(1.0), math.log(1.0)),
+    (math.log(0.2), math.log(0.02), math.log(0.5), math.log(0.05)),
+    (math.log(2.0), math.log(0.2), math.log(2.0), math.log(0.5)),
 )
 GAMMA_GAMMA_STARTS: tuple[tuple[float, ...] | None, ...] = (
     None,
@@ -105,8 +116,51 @@ class _Fitted:
         return tuple(n for n, rse in self.relative_standard_errors.items() if rse > RSE_POORLY_IDENTIFIED)
 
 
+class _PurchaseFitted(_Fitted):
+    """What the three purchase models' results share: their name, the closed forms that score
+    customers, and a saved form that records the model."""
+
+    MODEL: ClassVar[str] = ""
+    if TYPE_CHECKING:
+        log_likelihood: float
+        n_customers: int
+        n_distinct: int
+        converged: bool
+        penalizer: float
+        n_starts: int
+        engine: str
+
+    @property
+    def label(self) -> str:
+        """``BG/NBD``, ``MBG/NBD`` or ``Pareto/NBD``."""
+        return MODEL_LABELS[self.MODEL]
+
+    def p_alive(self, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """P(alive | x, t_x, T)."""
+        raise NotImplementedError
+
+    def unconditional_part(self, t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """E[X(t) | x, t_x, T] / P(alive): a function of (x, T) only, in all three models."""
+        raise NotImplementedError
+
+    def no_purchase_if_alive(self, t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """P(no purchase in (T, T + t] | alive at T)."""
+        raise NotImplementedError
+
+    @property
+    def dropout_per_purchase(self) -> float:
+        """The mean chance that a new customer leaves before the next purchase (BG/NBD: a/(a+b))."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        d = {"model": self.MODEL, **asdict(self)}  # type: ignore[call-overload]
+        d["standard_errors"] = dict(zip(self.NAMES, self.standard_errors, strict=True))
+        d["poorly_identified"] = list(self.poorly_identified)
+        return d
+
+
 @dataclass(frozen=True)
-class BGNBDParams(_Fitted):
+class BGNBDParams(_PurchaseFitted):
     """A fitted BG/NBD model (Fader, Hardie & Lee 2005, "Counting Your Customers the Easy Way").
 
     ``r, alpha`` shape and scale the Gamma heterogeneity in purchase rates (alpha in
@@ -132,16 +186,116 @@ class BGNBDParams(_Fitted):
     engine: str = "lifetimes"
 
     NAMES = ("r", "alpha", "a", "b")
+    MODEL = "bgnbd"
 
     @property
     def params(self) -> tuple[float, float, float, float]:
         return (self.r, self.alpha, self.a, self.b)
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["standard_errors"] = dict(zip(self.NAMES, self.standard_errors, strict=True))
-        d["poorly_identified"] = list(self.poorly_identified)
-        return d
+    def p_alive(self, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return expectations.bgnbd_p_alive(self.params, frequency, recency, T)
+
+    def unconditional_part(self, t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return expectations.bgnbd_unconditional_part(self.params, t, frequency, T)
+
+    def no_purchase_if_alive(self, t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return expectations.bgnbd_no_purchase_if_alive(self.params, t, frequency, T)
+
+    @property
+    def dropout_per_purchase(self) -> float:
+        return self.a / (self.a + self.b)
+
+
+@dataclass(frozen=True)
+class MBGNBDParams(_PurchaseFitted):
+    """A fitted MBG/NBD model (Batislam, Denizel & Filiztekin 2007).
+
+    BG/NBD's parameters with the same meaning, except that a customer may also leave right
+    after the first purchase, so one-time buyers can be seen to leave. Fields as :class:`BGNBDParams`.
+    """
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+    log_likelihood: float
+    n_customers: int
+    n_distinct: int
+    converged: bool
+    standard_errors: tuple[float, float, float, float]
+    penalizer: float = 0.0
+    n_starts: int = 1
+    engine: str = "lifetimes"
+
+    NAMES = ("r", "alpha", "a", "b")
+    MODEL = "mbgnbd"
+
+    @property
+    def params(self) -> tuple[float, float, float, float]:
+        return (self.r, self.alpha, self.a, self.b)
+
+    def p_alive(self, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return expectations.mbgnbd_p_alive(self.params, frequency, recency, T)
+
+    def unconditional_part(self, t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return expectations.mbgnbd_unconditional_part(self.params, t, frequency, T)
+
+    def no_purchase_if_alive(self, t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return expectations.bgnbd_no_purchase_if_alive(self.params, t, frequency, T)
+
+    @property
+    def dropout_per_purchase(self) -> float:
+        return self.a / (self.a + self.b)
+
+
+@dataclass(frozen=True)
+class ParetoNBDParams(_PurchaseFitted):
+    """A fitted Pareto/NBD model (Schmittlein, Morrison & Colombo 1987; Fader & Hardie's note 009).
+
+    Purchases are Poisson with rates ~ Gamma(r, alpha) while alive; lifetimes are
+    exponential with dropout rates ~ Gamma(s, beta), so customers leave at any time, not
+    only after a purchase. alpha and beta are in periods. beta is often weakly identified
+    (the likelihood is flat along it); the log-likelihood is not. Other fields as :class:`BGNBDParams`.
+    """
+
+    r: float
+    alpha: float
+    s: float
+    beta: float
+    log_likelihood: float
+    n_customers: int
+    n_distinct: int
+    converged: bool
+    standard_errors: tuple[float, float, float, float]
+    penalizer: float = 0.0
+    n_starts: int = 1
+    engine: str = "lifetimes"
+
+    NAMES = ("r", "alpha", "s", "beta")
+    MODEL = "pareto"
+
+    @property
+    def params(self) -> tuple[float, float, float, float]:
+        return (self.r, self.alpha, self.s, self.beta)
+
+    def p_alive(self, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return expectations.pareto_p_alive(self.params, frequency, recency, T)
+
+    def unconditional_part(self, t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return expectations.pareto_unconditional_part(self.params, t, frequency, T)
+
+    def no_purchase_if_alive(self, t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return expectations.pareto_no_purchase_if_alive(self.params, t, frequency, T)
+
+    @property
+    def dropout_per_purchase(self) -> float:
+        return float(expectations.pareto_dies_first(self.r, self.alpha, self.s, self.beta))
+
+
+PurchaseParams = BGNBDParams | MBGNBDParams | ParetoNBDParams
+PARAMS_BY_MODEL: dict[str, type[BGNBDParams] | type[MBGNBDParams] | type[ParetoNBDParams]] = {
+    "bgnbd": BGNBDParams, "mbgnbd": MBGNBDParams, "pareto": ParetoNBDParams,
+}
 
 
 @dataclass(frozen=True)
@@ -228,12 +382,12 @@ def _three(values: tuple[float, ...]) -> tuple[float, float, float]:
     return (x, y, z)
 
 
-def _stuck(fit: Optimum, start: tuple[float, ...] | None, n_params: int, scale: float) -> bool:
+def _stuck(fit: Optimum, start: tuple[float, ...] | None, n_params: int, scale: float, time_scaled: tuple[int, ...] = ()) -> bool:
     """True when the optimiser returned its starting point (a silent failure)."""
     start_log = np.full(n_params, likelihood.LIFETIMES_DEFAULT_START) if start is None else np.asarray(start)
     fitted = np.log(np.asarray(fit.params, dtype=float))
-    if n_params == 4:  # alpha is reported in input time, the start is on rescaled time
-        fitted[1] = math.log(fit.params[1] * scale)
+    for i in time_scaled:  # reported in input time, the start is on rescaled time
+        fitted[i] = math.log(fit.params[i] * scale)
     return bool(np.all(np.abs(fitted - start_log) < STUCK_TOLERANCE))
 
 
@@ -242,15 +396,17 @@ def _usable(fit: Optimum) -> bool:
     return fit.converged and bool(np.all(np.isfinite(values))) and bool(np.all(values > 0))
 
 
-def _choose_engine(engine: str, n_rows: int) -> str:
+def _choose_engine(engine: str, n_rows: int, lifetimes_max_rows: int = LIFETIMES_MAX_ROWS) -> str:
     if engine not in ENGINES:
         raise InputError(f"engine '{engine}' is not one of {', '.join(ENGINES)}")
     if engine == "auto":
-        return "lifetimes" if n_rows <= LIFETIMES_MAX_ROWS else "numpy"
+        return "lifetimes" if n_rows <= lifetimes_max_rows else "numpy"
     return engine
 
 
-def _fit_with_restarts(fit_once, starts, *, n_params: int, scale: float, valid=lambda fit: True) -> tuple[Optimum | None, int, list[str]]:
+def _fit_with_restarts(
+    fit_once, starts, *, n_params: int, scale: float, valid=lambda fit: True, time_scaled: tuple[int, ...] = (),
+) -> tuple[Optimum | None, int, list[str]]:
     """The first fit, over deterministic starting points, that converged, moved, is ``valid``
     and sits at a proper maximum (positive definite Hessian).
 
@@ -261,10 +417,18 @@ def _fit_with_restarts(fit_once, starts, *, n_params: int, scale: float, valid=l
     problems: list[str] = []
     not_definite: Optimum | None = None
     for i, start in enumerate(starts, start=1):
-        fit = fit_once(None if start is None else np.asarray(start))
+        if not_definite is not None and problems[-1].startswith("the Hessian"):
+            # A second start ending on a flat ridge as well: the data pin no interior maximum down (a
+            # boundary, such as no dropout at all); more starts find the same ridge and only cost time.
+            nxt = fit_once(None if start is None else np.asarray(start))
+            if _usable(nxt) and nxt.hessian_positive_definite is False:
+                return not_definite, i, [*problems, "the Hessian is not positive definite there either"]
+            fit = nxt
+        else:
+            fit = fit_once(None if start is None else np.asarray(start))
         if not _usable(fit):
             problems.append(fit.message or "did not converge")
-        elif _stuck(fit, start, n_params, scale):
+        elif _stuck(fit, start, n_params, scale, time_scaled):
             problems.append("stopped at its starting point")
         elif not valid(fit):
             problems.append("invalid parameters")
@@ -329,7 +493,7 @@ class _Estimator:
         })
 
 
-def check_is_fitted(est: _Estimator) -> BGNBDParams | GammaGammaParams:
+def check_is_fitted(est: _Estimator) -> PurchaseParams | GammaGammaParams:
     """The estimator's fitted parameters, or :class:`NotFittedError` (scikit-learn's ``check_is_fitted``)."""
     params = vars(est).get("params_")
     if params is None:
@@ -337,63 +501,103 @@ def check_is_fitted(est: _Estimator) -> BGNBDParams | GammaGammaParams:
     return params
 
 
-class BGNBD(_Estimator):
-    """BG/NBD estimator: ``BGNBD().fit(summary).params_``.
+class _PurchaseEstimator(_Estimator):
+    """What BG/NBD, MBG/NBD and Pareto/NBD estimators share: the fit over restarts and engines, and scoring.
 
     ``summary`` has ``frequency, recency, T`` in one period unit. ``penalizer`` is
     lifetimes' L2 penalty on the parameters (0 for the maximum-likelihood fit).
     ``engine`` is ``lifetimes``, ``numpy`` (same equations, vectorised; see
     :mod:`clv.likelihood`) or ``auto`` (lifetimes up to ``LIFETIMES_MAX_ROWS``
-    distinct rows). Without ``standard_errors`` the numpy engine skips the Hessian
-    (8 gradient evaluations) and reports NaN errors: for pipelines that only use the
-    point estimates.
+    distinct rows). When the chosen engine finds no proper maximum from any start,
+    the other engine is tried before the fit fails. Without ``standard_errors`` the
+    numpy engine skips the Hessian and reports NaN errors: for pipelines that only
+    use the point estimates.
     """
 
-    def p_alive(self, summary: pl.DataFrame) -> np.ndarray:
-        """P(alive | x, t_x, T) per row of ``summary`` (Fader, Hardie & Lee, note 021, eq. 2)."""
+    MODEL: ClassVar[str] = ""
+    AUTO_LIFETIMES_MAX_ROWS: ClassVar[int] = LIFETIMES_MAX_ROWS  # engine "auto" uses lifetimes up to this many rows
+    STARTS: ClassVar[tuple[tuple[float, ...] | None, ...]] = BGNBD_STARTS
+    TIME_SCALED: ClassVar[tuple[int, ...]] = (1,)  # parameters in time units (alpha; beta for Pareto/NBD)
+
+    @classmethod
+    def _fitters(cls) -> dict[str, Any]:
+        return {"lifetimes": getattr(_lifetimes, f"fit_{cls.MODEL}"), "numpy": getattr(likelihood, f"fit_{cls.MODEL}")}
+
+    @classmethod
+    def _log_likelihood(cls, params: tuple[float, ...], x: np.ndarray, tx: np.ndarray, T: np.ndarray, w: np.ndarray) -> float:
+        return float(getattr(likelihood, f"{cls.MODEL}_log_likelihood")(params, x, tx, T, w))
+
+    @property
+    def label(self) -> str:
+        return MODEL_LABELS[self.MODEL]
+
+    def _params(self) -> PurchaseParams:
         params = check_is_fitted(self)
+        assert not isinstance(params, GammaGammaParams)
+        return params
+
+    def p_alive(self, summary: pl.DataFrame) -> np.ndarray:
+        """P(alive | x, t_x, T) per row of ``summary``."""
         x, tx, T = float_columns(summary, *SUMMARY_KEYS)
-        return expectations.bgnbd_p_alive(params.params, x, tx, T)
+        return self._params().p_alive(x, tx, T)
 
     def conditional_expected_purchases(self, summary: pl.DataFrame, t: float) -> np.ndarray:
-        """E[X(t) | x, t_x, T] per row of ``summary``, ``t`` in its period (FHL 2005, eq. 10)."""
-        params = check_is_fitted(self)
-        assert isinstance(params, BGNBDParams)
+        """E[X(t) | x, t_x, T] per row of ``summary``, ``t`` in its period."""
         x, tx, T = float_columns(summary, *SUMMARY_KEYS)
-        return expected_purchases(params, t, x, tx, T)
+        return expected_purchases(self._params(), t, x, tx, T)
 
-    def fit(self, summary: pl.DataFrame) -> BGNBD:
-        """Fit on the distinct (frequency, recency, T) rows, restarting from fixed points on failure."""
+    def churn_risk(self, summary: pl.DataFrame, t: float) -> np.ndarray:
+        """P(no purchase in the next ``t`` periods | x, t_x, T) per row of ``summary`` (see :func:`churn_risk`)."""
+        x, tx, T = float_columns(summary, *SUMMARY_KEYS)
+        return churn_risk(self._params(), t, x, tx, T)
+
+    def fit(self, summary: pl.DataFrame) -> _PurchaseEstimator:
+        """Fit on the distinct (frequency, recency, T) rows, restarting from fixed points and
+        trying the other engine before giving up."""
         _check_settings(self)
+        label = self.label
         n = summary.height
         if n < MIN_CUSTOMERS:
-            raise ModelError(f"BG/NBD needs at least {MIN_CUSTOMERS} customers to fit; got {n}")
+            raise ModelError(f"{label} needs at least {MIN_CUSTOMERS} customers to fit; got {n}")
         if summary["frequency"].max() == 0:
             raise ModelError(
-                "no customer made a repeat purchase, so BG/NBD cannot tell purchase rate from dropout; "
+                f"no customer made a repeat purchase, so {label} cannot tell purchase rate from dropout; "
                 f"use a longer log or a finer {option('period')}"
             )
         if summary["T"].max() == 0:
             raise ModelError("every customer's first purchase is in the last period (T = 0 for all); the log needs more history")
         rows = compress(summary, SUMMARY_KEYS)
         x, tx, T, w = float_columns(rows, "frequency", "recency", "T", "weight")
-        engine = _choose_engine(self.engine, rows.height)
-        fitter = _lifetimes.fit_bgnbd if engine == "lifetimes" else likelihood.fit_bgnbd
-        fit, n_starts, problems = _fit_with_restarts(
-            lambda start: fitter(x, tx, T, w, penalizer=self.penalizer, initial_log_params=start, tol=self.tol,
-                                 standard_errors=self.standard_errors),
-            BGNBD_STARTS,
-            n_params=4,
-            scale=1.0 / T.max(),
-        )
-        if fit is None:
-            raise ModelError(
-                f"BG/NBD did not converge from {n_starts} starting points ({problems[0]}); "
-                f"try a small {option('penalizer')} such as 0.001, a coarser {option('period')}, or more data"
+        first = _choose_engine(self.engine, rows.height, self.AUTO_LIFETIMES_MAX_ROWS)
+        scale = 1.0 / T.max()
+        fitters = self._fitters()
+        tried: list[tuple[str, Optimum | None, int, list[str]]] = []
+        for engine in (first, "numpy" if first == "lifetimes" else "lifetimes"):
+            fitter = fitters[engine]
+            fit, n_starts, problems = _fit_with_restarts(
+                lambda start, fitter=fitter: self._checked(fitter(x, tx, T, w, penalizer=self.penalizer, initial_log_params=start,
+                                                                 tol=self.tol, standard_errors=self.standard_errors), x, tx, T, w, scale),
+                self.STARTS,
+                n_params=4,
+                scale=scale,
+                time_scaled=self.TIME_SCALED,
             )
-        self.params_ = BGNBDParams(
+            tried.append((engine, fit, n_starts, problems))
+            if fit is not None:  # a converged fit, even at an improper maximum (a flat likelihood), is the data's answer
+                break
+        usable = [t for t in tried if t[1] is not None]
+        if not usable:
+            engine, _, n_starts, problems = tried[0]
+            raise ModelError(
+                f"{label} did not converge from {n_starts} starting points with either engine ({problems[0]}); "
+                f"try a coarser {option('period')}, more data, or another {option('model')}"
+            )
+        engine, fit, n_starts, _ = next((t for t in usable if _proper_maximum(t[1])), usable[0])  # type: ignore[arg-type]
+        assert fit is not None
+        cls = PARAMS_BY_MODEL[self.MODEL]
+        self.params_ = cls(
             *_four(fit.params),
-            log_likelihood=likelihood.bgnbd_log_likelihood(fit.params, x, tx, T, w),
+            log_likelihood=self._log_likelihood(fit.params, x, tx, T, w),
             n_customers=n,
             n_distinct=rows.height,
             converged=_proper_maximum(fit),
@@ -403,6 +607,64 @@ class BGNBD(_Estimator):
             engine=engine,
         )
         return self
+
+    def _checked(self, fit: Optimum, x: np.ndarray, tx: np.ndarray, T: np.ndarray, w: np.ndarray, scale: float) -> Optimum:
+        """A fit whose optimiser reported no Hessian (lifetimes' Pareto/NBD) gets one here, when asked for
+        standard errors: the numpy objective's, at the optimum."""
+        if not (self.standard_errors and fit.hessian_positive_definite is None and _usable(fit)):
+            return fit
+        objective = getattr(likelihood, f"{self.MODEL}_objective")
+        data = likelihood.BGNBDData if self.MODEL == "bgnbd" else likelihood.RowData
+        ses, definite = likelihood.standard_errors_at(
+            objective, lambda *c: data.build(*c, scale=scale), fit.params, (x, tx, T), w, self.TIME_SCALED, scale,
+        )
+        return Optimum(fit.params, ses, fit.converged, fit.message, definite)
+
+
+class BGNBD(_PurchaseEstimator):
+    """BG/NBD estimator (Fader, Hardie & Lee 2005): ``BGNBD().fit(summary).params_``.
+
+    P(alive) is eq. 2 of note 021 and E[X(t)] eq. 10 of the paper; settings as
+    :class:`_PurchaseEstimator`.
+    """
+
+    MODEL = "bgnbd"
+
+
+class MBGNBD(_PurchaseEstimator):
+    """MBG/NBD estimator (Batislam, Denizel & Filiztekin 2007): ``MBGNBD().fit(summary).params_``.
+
+    As BG/NBD, but a customer can leave right after the first purchase too; settings as
+    :class:`_PurchaseEstimator`.
+    """
+
+    MODEL = "mbgnbd"
+
+
+class ParetoNBD(_PurchaseEstimator):
+    """Pareto/NBD estimator (Schmittlein, Morrison & Colombo 1987): ``ParetoNBD().fit(summary).params_``.
+
+    Likelihood, P(alive) and E[X(t)] as in Fader & Hardie's note 009; the numpy engine's
+    gradient is by central differences (the 2F1 terms have no handy derivative); settings
+    as :class:`_PurchaseEstimator`.
+    """
+
+    MODEL = "pareto"
+    # lifetimes fits Pareto/NBD by Nelder-Mead, tens of times slower than BFGS here: "auto" never picks it
+    AUTO_LIFETIMES_MAX_ROWS = 0
+    STARTS = PARETO_STARTS
+    TIME_SCALED = (1, 3)
+
+
+ESTIMATORS: dict[str, type[_PurchaseEstimator]] = {"bgnbd": BGNBD, "mbgnbd": MBGNBD, "pareto": ParetoNBD}
+
+
+def purchase_estimator(model: str | PurchaseModel, **settings: Any) -> _PurchaseEstimator:
+    """The estimator of ``model`` (bgnbd, mbgnbd or pareto) with ``settings``."""
+    name = model.value if isinstance(model, PurchaseModel) else model
+    if name not in ESTIMATORS:
+        raise InputError(f"model '{name}' is not one of {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[name](**settings)
 
 
 class GammaGamma(_Estimator):
@@ -458,15 +720,22 @@ class GammaGamma(_Estimator):
                     f"{used.height:,} repeat customers, under {NEAR_CONSTANT_SPEND_CV:.0%}), so Gamma-Gamma has no fit",
             )
             return self
-        fitter = _lifetimes.fit_gamma_gamma if engine == "lifetimes" else likelihood.fit_gamma_gamma
-        fit, n_starts, problems = _fit_with_restarts(
-            lambda start: fitter(x, m, w, penalizer=self.penalizer, initial_log_params=start, tol=self.tol,
-                                 standard_errors=self.standard_errors),
-            GAMMA_GAMMA_STARTS,
-            n_params=3,
-            scale=1.0,
-            valid=lambda f: f.params[1] > 1,  # q <= 1 leaves the mean spend undefined
-        )
+        fit, n_starts, problems = None, 0, []
+        for candidate in (engine, "numpy" if engine == "lifetimes" else "lifetimes"):  # the other engine before giving up
+            fitter = _lifetimes.fit_gamma_gamma if candidate == "lifetimes" else likelihood.fit_gamma_gamma
+            found, n_starts, tried = _fit_with_restarts(
+                lambda start, fitter=fitter: fitter(x, m, w, penalizer=self.penalizer, initial_log_params=start, tol=self.tol,
+                                                    standard_errors=self.standard_errors),
+                GAMMA_GAMMA_STARTS,
+                n_params=3,
+                scale=1.0,
+                valid=lambda f: f.params[1] > 1,  # q <= 1 leaves the mean spend undefined
+            )
+            problems += tried
+            if found is not None and (fit is None or _proper_maximum(found)):
+                fit, common["engine"] = found, candidate
+            if fit is not None and _proper_maximum(fit):
+                break
         if fit is None and spend_cv < FLAT_SPEND_CV:
             self.params_ = _observed_mean_spend(
                 mean_spend, n_starts=n_starts, **common,
@@ -476,8 +745,8 @@ class GammaGamma(_Estimator):
             return self
         if fit is None:
             raise ModelError(
-                f"Gamma-Gamma did not converge from {n_starts} starting points ({problems[0]}); "
-                f"try a small {option('penalizer')} such as 0.001, or check for extreme spend values"
+                f"Gamma-Gamma did not converge from {n_starts} starting points with either engine ({problems[0]}); "
+                "check for extreme spend values (a few huge orders), or drop returns and zero-value lines"
             )
         self.params_ = GammaGammaParams(
             *_three(fit.params),
@@ -636,7 +905,7 @@ def cash_flow_days(horizon_days: float, days_per_month: float = DAYS_PER_MONTH) 
 
 
 def discounted_expected_purchases(
-    bgnbd: BGNBDParams,
+    model: PurchaseParams,
     frequency: np.ndarray,
     recency: np.ndarray,
     T: np.ndarray,
@@ -650,19 +919,20 @@ def discounted_expected_purchases(
 
     The discrete monthly discounting of lifetimes' ``customer_lifetime_value`` with a
     calendar-exact month (365.25 / 12 days) and ``d_month = (1 + d_annual)^(1/12) - 1``;
-    E[X(t)] is FHL 2005 eq. 10. A horizon that ends mid-month adds a last, partial
-    step discounted at its own time. Since E[X(t)] = U(x, T, t) P(alive), the sum is
-    taken over U once per distinct (x, T) and multiplied by P(alive).
+    E[X(t)] is the model's conditional expectation (BG/NBD: FHL 2005 eq. 10). A horizon
+    that ends mid-month adds a last, partial step discounted at its own time. Since
+    E[X(t)] = U(x, T, t) P(alive) in every model, the sum is taken over U once per
+    distinct (x, T) and multiplied by P(alive).
     """
     discounted, _, pair_idx = _pair_value_terms(
-        bgnbd, frequency, T, horizon_days=horizon_days, annual_discount_rate=annual_discount_rate,
+        model, frequency, T, horizon_days=horizon_days, annual_discount_rate=annual_discount_rate,
         period_days=period_days, days_per_month=days_per_month,
     )
-    return discounted[pair_idx] * expectations.bgnbd_p_alive(bgnbd.params, frequency, recency, T)
+    return discounted[pair_idx] * model.p_alive(frequency, recency, T)
 
 
 def _pair_value_terms(
-    bgnbd: BGNBDParams,
+    model: PurchaseParams,
     frequency: np.ndarray,
     T: np.ndarray,
     *,
@@ -680,11 +950,11 @@ def _pair_value_terms(
     previous = np.zeros_like(pair_x)
     days = cash_flow_days(horizon_days, days_per_month)
     for t_days in days:
-        cumulative = expectations.bgnbd_unconditional_part(bgnbd.params, t_days / period_days, pair_x, pair_T)
+        cumulative = model.unconditional_part(t_days / period_days, pair_x, pair_T)
         total += (cumulative - previous) / (1.0 + d_month) ** (t_days / days_per_month)
         previous = cumulative
     if days[-1] != horizon_days:  # a month end within rounding of the horizon: evaluate at the horizon itself
-        previous = expectations.bgnbd_unconditional_part(bgnbd.params, horizon_days / period_days, pair_x, pair_T)
+        previous = model.unconditional_part(horizon_days / period_days, pair_x, pair_T)
     return total, previous, pair_idx
 
 
@@ -697,11 +967,26 @@ def _pairs(frequency: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return x_vals[keys // len(T_vals)], T_vals[keys % len(T_vals)], pair_idx
 
 
-def expected_purchases(bgnbd: BGNBDParams, t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """E[X(t) | x, t_x, T] (FHL 2005 eq. 10), the hypergeometric part once per distinct (x, T)."""
+def expected_purchases(model: PurchaseParams, t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """E[X(t) | x, t_x, T] of the model, the (x, T) part once per distinct pair, times P(alive)."""
     pair_x, pair_T, pair_idx = _pairs(frequency, T)
-    unconditional = expectations.bgnbd_unconditional_part(bgnbd.params, t, pair_x, pair_T)
-    return unconditional[pair_idx] * expectations.bgnbd_p_alive(bgnbd.params, frequency, recency, T)
+    unconditional = model.unconditional_part(t, pair_x, pair_T)
+    return unconditional[pair_idx] * model.p_alive(frequency, recency, T)
+
+
+def churn_risk(model: PurchaseParams, t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray,
+               p_alive: np.ndarray | None = None) -> np.ndarray:
+    """P(no purchase in the next ``t`` periods | x, t_x, T) = 1 - P(alive) (1 - P(none | alive)).
+
+    The probability marketers read as churn, defined by every model: BG/NBD and MBG/NBD
+    give P(none | alive) = ((alpha+T)/(alpha+T+t))^(r+x); Pareto/NBD its own closed form
+    (:func:`clv.expectations.pareto_no_purchase_if_alive`). ``1 - churn_risk`` is the
+    probability of at least one purchase, what cross-sell multiplies offers by.
+    """
+    pair_x, pair_T, pair_idx = _pairs(frequency, T)
+    none_if_alive = model.no_purchase_if_alive(t, pair_x, pair_T)[pair_idx]
+    alive = model.p_alive(frequency, recency, T) if p_alive is None else p_alive
+    return np.clip(1.0 - alive * (1.0 - none_if_alive), 0.0, 1.0)
 
 
 def expected_average_value(gamma_gamma: GammaGammaParams, frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
@@ -716,17 +1001,18 @@ def expected_average_value(gamma_gamma: GammaGammaParams, frequency: np.ndarray,
 
 def score_customers(
     summary: pl.DataFrame,
-    bgnbd: BGNBDParams,
+    model: PurchaseParams,
     gamma_gamma: GammaGammaParams,
     *,
     period_days: float,
     horizon: Horizon,
     annual_discount_rate: float = 0.10,
 ) -> pl.DataFrame:
-    """Add ``p_alive, expected_purchases, expected_avg_value, clv`` to an RFM summary.
+    """Add ``p_alive, churn_risk, expected_purchases, expected_avg_value, clv`` to an RFM summary.
 
-    * ``p_alive``: P(alive | x, t_x, T) (Fader, Hardie & Lee, note 021, eq. 2);
-    * ``expected_purchases``: E[X(horizon) | x, t_x, T], FHL 2005 eq. 10;
+    * ``p_alive``: P(alive | x, t_x, T) under the purchase model (BG/NBD: note 021, eq. 2);
+    * ``churn_risk``: P(no purchase within the horizon | x, t_x, T) (:func:`churn_risk`);
+    * ``expected_purchases``: E[X(horizon) | x, t_x, T] (BG/NBD: FHL 2005 eq. 10);
     * ``expected_avg_value``: E[M | x, m_x] (note 025, eq. 5): the population mean for
       customers with no repeat purchase; repeat spend below 0 counts as 0;
     * ``clv``: ``expected_avg_value`` x discounted expected purchases (see
@@ -738,18 +1024,19 @@ def score_customers(
     if gamma_gamma.observed_mean is None and gamma_gamma.q <= 1:
         raise ModelError(f"Gamma-Gamma q = {gamma_gamma.q:.3g} <= 1: mean spend is undefined")
     x, tx, T, money = float_columns(summary, *SUMMARY_KEYS, "monetary_value")
-    p_alive = expectations.bgnbd_p_alive(bgnbd.params, x, tx, T)
+    p_alive = model.p_alive(x, tx, T)
     discounted, at_horizon, pair_idx = _pair_value_terms(
-        bgnbd, x, T, horizon_days=horizon.days, annual_discount_rate=annual_discount_rate, period_days=period_days
+        model, x, T, horizon_days=horizon.days, annual_discount_rate=annual_discount_rate, period_days=period_days
     )
     avg_value = expected_average_value(gamma_gamma, x, money)
     out = summary.with_columns(
         pl.Series("p_alive", p_alive),
+        pl.Series("churn_risk", churn_risk(model, horizon.periods(period_days), x, tx, T, p_alive)),
         pl.Series("expected_purchases", at_horizon[pair_idx] * p_alive),
         pl.Series("expected_avg_value", avg_value),
         pl.Series("clv", avg_value * (discounted[pair_idx] * p_alive)),
     )
-    _check_finite(out, ["p_alive", "expected_purchases", "expected_avg_value", "clv"])
+    _check_finite(out, ["p_alive", "churn_risk", "expected_purchases", "expected_avg_value", "clv"])
     return out
 
 
@@ -768,20 +1055,25 @@ def _check_finite(frame: pl.DataFrame, columns: list[str]) -> None:
 
 
 MODEL_FORMAT = "clvx-model"
-MODEL_FORMAT_VERSION = 2  # 2 added Gamma-Gamma's observed-mean fallback (observed_mean, note)
+MODEL_FORMAT_VERSION = 3  # 2 added Gamma-Gamma's observed-mean fallback (observed_mean, note); 3 the purchase model
 MAX_PARAMETER = 1e10  # beyond this a saved parameter is corrupt, not fitted
 MAX_COUNT = 10**12
 REFIT = "fit and save the model again with clvx fit --save"
 
 
-def model_document(bgnbd: BGNBDParams, gamma_gamma: GammaGammaParams, *, period: str, clvx_version: str) -> dict:
-    """The fitted models as a JSON-ready document (never a pickle)."""
+def model_document(purchases: PurchaseParams, gamma_gamma: GammaGammaParams, *, period: str, clvx_version: str) -> dict:
+    """The fitted models as a JSON-ready document (never a pickle).
+
+    ``model`` names the purchase model, whose fit is under its own key (``bgnbd``,
+    ``mbgnbd`` or ``pareto``); files from before format 3 have no ``model`` and are BG/NBD.
+    """
     return {
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
         "period": period,
+        "model": purchases.MODEL,
         "versions": {"clvx": clvx_version, "lifetimes": _lifetimes.lifetimes_version()},
-        "bgnbd": bgnbd.to_dict(),
+        purchases.MODEL: purchases.to_dict(),
         "gamma_gamma": gamma_gamma.to_dict(),
     }
 
@@ -865,7 +1157,7 @@ class _Reader:
         return _Reader(value, self.source, f"{self.prefix}{key}.")
 
 
-def models_from_document(doc: object, source: str) -> tuple[str, BGNBDParams, GammaGammaParams]:
+def models_from_document(doc: object, source: str) -> tuple[str, PurchaseParams, GammaGammaParams]:
     """Rebuild fitted parameters from :func:`model_document`'s output, checking every field.
 
     Each field must have its type and range (a bool is not a number, parameters are
@@ -899,11 +1191,13 @@ def models_from_document(doc: object, source: str) -> tuple[str, BGNBDParams, Ga
             "engine": section.choice("engine", engines),
         }
 
-    bg = top.section("bgnbd")
-    bgp = BGNBDParams(
-        *_four(tuple(bg.parameter(n) for n in BGNBDParams.NAMES)),
+    model = top.choice("model", tuple(PARAMS_BY_MODEL)) if version >= 3 else "bgnbd"
+    cls = PARAMS_BY_MODEL[model]
+    bg = top.section(model)
+    bgp = cls(
+        *_four(tuple(bg.parameter(n) for n in cls.NAMES)),
         n_distinct=bg.count("n_distinct"),
-        standard_errors=_four(bg.errors(BGNBDParams.NAMES)),
+        standard_errors=_four(bg.errors(cls.NAMES)),
         **fit_fields(bg),
     )
 

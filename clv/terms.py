@@ -43,6 +43,24 @@ class Engine(str, Enum):
     numpy = "numpy"
 
 
+class PurchaseModel(str, Enum):
+    """The model of purchase counts and dropout, or ``auto``: chosen on an inner holdout of the calibration data."""
+
+    bgnbd = "bgnbd"
+    mbgnbd = "mbgnbd"
+    pareto = "pareto"
+    auto = "auto"
+
+    @property
+    def label(self) -> str:
+        """The model's name as the papers write it: ``BG/NBD``, ``MBG/NBD``, ``Pareto/NBD``."""
+        return MODEL_LABELS[self.value]
+
+
+MODEL_LABELS = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "pareto": "Pareto/NBD", "auto": "auto"}
+DEFAULT_PURCHASE_MODEL = PurchaseModel.bgnbd
+
+
 class SegmentMethod(str, Enum):
     """k-means on value and behaviour, or the named RFM segments."""
 

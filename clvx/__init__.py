@@ -28,30 +28,32 @@ from typing import Literal, Protocol
 import polars as pl
 
 from clv import __version__
-from clv.backtest import HoldoutBacktest, holdout_backtest
+from clv.backtest import HoldoutBacktest, ModelChoice, choose_model, holdout_backtest
 from clv.database import Database, categories_from_database, is_database, mask, rfm_from_database
 from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
 from clv.errors import ClvxError, InputError, ModelError, option, readable
 from clv.histories import is_histories, load_histories
-from clv.intervals import COUNT_MODEL, INTERVAL_COLUMNS, CustomerIntervals, check_level, prediction_intervals
+from clv.intervals import INTERVAL_COLUMNS, CustomerIntervals, check_level, prediction_intervals
 from clv.load import ColumnMapping, ReadOptions, Transactions, is_summary, load_summary, load_transactions, read_json
 from clv.models import (
-    BGNBD,
     CORRELATION_WARNING,
+    ESTIMATORS,
     LOW_DROPOUT,
-    BGNBDParams,
     GammaGamma,
     GammaGammaParams,
     Horizon,
+    PurchaseParams,
     data_warnings,
     model_document,
     models_from_document,
+    purchase_estimator,
     score_customers,
 )
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from clv.sample import Sample, SampleSpec, bundled_sample_path, generate
 from clv.scalars import to_float
 from clv.sql import Aggregate, Dialect, aggregate_sql
+from clv.terms import DEFAULT_PURCHASE_MODEL, MODEL_LABELS, PurchaseModel
 from segments.associations import MIN_BUNDLE_SUPPORT, MIN_RULE_LIFT, MIN_RULE_SUPPORT, RULES_PER_PRODUCT, TOP_BUNDLES, RuleBounds
 from segments.campaign import CONTROL, CampaignMeasurement, hold_out_control, measure_campaign
 from segments.crosssell import CrossSellBacktest
@@ -83,11 +85,13 @@ __all__ = [
     "InputError",
     "Listener",
     "MeasureResult",
+    "ModelChoice",
     "ModelError",
     "ModelOptions",
     "Notice",
     "Period",
     "PredictResult",
+    "PurchaseModel",
     "RFMResult",
     "ReadOptions",
     "ReportData",
@@ -166,11 +170,17 @@ class Source:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelOptions:
-    """How BG/NBD and Gamma-Gamma are fitted: the time unit, an L2 penalty, the engine."""
+    """Which purchase model, and how it and Gamma-Gamma are fitted: the time unit, an L2 penalty, the engine.
+
+    ``model`` is ``bgnbd``, ``mbgnbd``, ``pareto`` or ``auto`` (each fitted on the log
+    less its last third, scored on that third, the best refitted on everything; see
+    :func:`clv.backtest.choose_model`).
+    """
 
     period: Period | None = None  # None: day, or a saved model's period
     penalizer: float = 0.0
     engine: Literal["auto", "lifetimes", "numpy"] = "auto"
+    model: PurchaseModel = DEFAULT_PURCHASE_MODEL
 
     @property
     def unit(self) -> Period:
@@ -327,28 +337,40 @@ class Summarized:
     from_histories: bool = False  # rebuilt from a histories file: right for a fit, no real customer ids
 
 
+class _PurchaseFit:
+    """``bgnbd``: the purchase model's fit under its name from before there were three models."""
+
+    purchase_model: PurchaseParams
+
+    @property
+    def bgnbd(self) -> PurchaseParams:
+        return self.purchase_model
+
+
 @dataclass(frozen=True)
-class FitResult:
-    bgnbd: BGNBDParams
+class FitResult(_PurchaseFit):
+    purchase_model: PurchaseParams  # BG/NBD, MBG/NBD or Pareto/NBD: its ``label`` says which
     gamma_gamma: GammaGammaParams
     period: Period
     data: Summarized
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None  # how ``auto`` chose, when it did
 
     def document(self) -> dict:
         """The fitted models as a JSON-ready document (what ``clvx fit --save`` writes)."""
-        return model_document(self.bgnbd, self.gamma_gamma, period=self.period.value, clvx_version=__version__)
+        return model_document(self.purchase_model, self.gamma_gamma, period=self.period.value, clvx_version=__version__)
 
 
 @dataclass(frozen=True)
-class PredictResult:
-    scores: pl.DataFrame  # the RFM summary plus p_alive, expected purchases and spend, clv[, the interval columns]
-    bgnbd: BGNBDParams
+class PredictResult(_PurchaseFit):
+    scores: pl.DataFrame  # the RFM summary plus p_alive, churn_risk, expected purchases and spend, clv[, the interval columns]
+    purchase_model: PurchaseParams
     gamma_gamma: GammaGammaParams
     period: Period
     clv: CLVOptions
     data: Summarized
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None
     intervals: CustomerIntervals | None = None  # with clv.interval: the levels' bounds and their own coverage
 
 
@@ -358,6 +380,7 @@ class ValidateResult:
     cross_sell: CrossSellBacktest | None
     transactions: Transactions
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None
     diagnostics: HoldoutDiagnostics | None = None  # interval coverage, PIT, tracking, deciles
 
 
@@ -366,6 +389,7 @@ class SegmentResult:
     run: SegmentRun
     transactions: Transactions | None  # None when the input was an RFM summary or a database
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None
 
     def document(self) -> dict:
         """The fitted models and, for k-means, the segments' scaling and centres (``clvx segment --save``).
@@ -388,6 +412,7 @@ class CrossSellResult:
     rules: pl.DataFrame | None
     transactions: Transactions
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None
     bundles: pl.DataFrame | None = None
     opted_out: int = 0  # customers of the log left out of every export by exclude_customers
 
@@ -397,6 +422,7 @@ class ReportResult:
     data: ReportData
     transactions: Transactions
     notices: tuple[Notice, ...]
+    choice: ModelChoice | None = None
 
 
 # --------------------------------------------------------------------------- shared steps
@@ -454,20 +480,25 @@ def _is_summary_file(source: Source) -> bool:
     return isinstance(location, (str, Path)) and source.input is not None and is_summary(location, source.read, exclude=source.exclude)
 
 
-def fit_notices(bgnbd: BGNBDParams, gamma_gamma: GammaGammaParams) -> list[Notice]:
+def fit_notices(purchases: PurchaseParams, gamma_gamma: GammaGammaParams) -> list[Notice]:
     """What a user should know about a fit before trusting its forecast."""
     out = []
-    dropout = bgnbd.a / (bgnbd.a + bgnbd.b)
+    dropout = purchases.dropout_per_purchase
     if dropout < LOW_DROPOUT:
+        what = "a/(a+b)" if purchases.MODEL != "pareto" else "E[mu/(lambda+mu)]"
         out.append(Notice("warning", (
-            f"BG/NBD finds almost no dropout (mean dropout chance per purchase a/(a+b) = {dropout:.4f}), "
+            f"{purchases.label} finds almost no dropout (mean chance of leaving before the next purchase {what} = {dropout:.2g}), "
             "so P(alive) is near 1 for nearly everyone; the log may be too short to see customers leave")))
+    if not purchases.converged:
+        out.append(Notice("warning", (
+            f"{purchases.label}: the optimiser found no proper maximum (it did not converge, or the Hessian there is not "
+            "positive definite), so the parameters and their standard errors are not to be trusted")))
     if gamma_gamma.n_excluded:
         out.append(Notice("info", (
             f"Gamma-Gamma: {gamma_gamma.n_excluded:,} repeat customers with zero or negative spend were left out of the fit.")))
     if gamma_gamma.note:
         out.append(Notice("warning", gamma_gamma.note))
-    for model, params in (("BG/NBD", bgnbd), ("Gamma-Gamma", gamma_gamma)):
+    for model, params in ((purchases.label, purchases), ("Gamma-Gamma", gamma_gamma)):
         if params.poorly_identified:
             names = " and ".join(params.poorly_identified)
             one = len(params.poorly_identified) == 1
@@ -499,12 +530,58 @@ def _history_days(data: Summarized) -> float:
     return to_float(data.summary["T"].max(), null=0.0) * data.period.days
 
 
-def _fit_models(summary: pl.DataFrame, model: ModelOptions, listener: Listener) -> tuple[BGNBDParams, GammaGammaParams]:
-    with listener.step("Fitting BG/NBD"):
-        bg = BGNBD(penalizer=model.penalizer, engine=model.engine).fit(summary).params_
+def _fit_models(
+    summary: pl.DataFrame, model: ModelOptions, listener: Listener, tx: Transactions | None = None, name: str | None = None,
+) -> tuple[PurchaseParams, GammaGammaParams, ModelChoice | None]:
+    """The purchase model (``name``, else ``model.model``; ``auto`` chosen first) and Gamma-Gamma, fitted on ``summary``."""
+    choice = None
+    if name is None:
+        name, choice = resolve_model(model, listener, tx, summary)
+    estimator = purchase_estimator(name, penalizer=model.penalizer, engine=model.engine)
+    with listener.step(f"Fitting {estimator.label}"):
+        fit = estimator.fit(summary).params_
     with listener.step("Fitting Gamma-Gamma"):
         gg = GammaGamma(penalizer=model.penalizer, engine=model.engine).fit(summary).params_
-    return bg, gg
+    assert not isinstance(fit, GammaGammaParams)
+    return fit, gg, choice
+
+
+def resolve_model(
+    model: ModelOptions, listener: Listener, tx: Transactions | None, summary: pl.DataFrame | None = None,
+) -> tuple[str, ModelChoice | None]:
+    """The purchase model to fit: the one asked for, or the one ``auto`` picks (with how it picked).
+
+    ``auto`` on a transaction log holds back its last third (:func:`clv.backtest.choose_model`);
+    on an RFM summary file, which has no dates to split, it takes the highest log-likelihood
+    (all three models have four parameters) and says so.
+    """
+    if model.model is not PurchaseModel.auto:
+        return model.model.value, None
+    if tx is not None and tx.quality.first_date is not None:
+        with listener.step("Choosing the purchase model on the last third of the log"):
+            choice = choose_model(tx.frame, tx.quality.first_date.date(), tx.as_of, model.unit,
+                                  penalizer=model.penalizer, engine=model.engine)
+        best = next(sc for sc in choice.scores if sc.model == choice.chosen)
+        listener.notice(Notice("info", (
+            f"{option('model', 'auto')} chose {choice.label}: fitted on the log to {choice.split_end} and scored on the "
+            f"{choice.duration_holdout} {model.unit.value}s after it, per-customer MAE {best.mae:.4f}, total bias {best.bias:+.2%}; "
+            f"{option('explain')} shows every model")))
+        return choice.chosen, choice
+    assert summary is not None
+    with listener.step("Choosing the purchase model by log-likelihood"):
+        fits = {}
+        for name in ESTIMATORS:
+            try:
+                fits[name] = purchase_estimator(name, penalizer=model.penalizer, engine=model.engine, standard_errors=False).fit(summary).params_
+            except ModelError:
+                continue
+    if not fits:
+        raise ModelError(f"no purchase model fitted this summary; choose a {option('model')} and see its error")
+    chosen = max(fits, key=lambda n: fits[n].log_likelihood)
+    listener.notice(Notice("info", (
+        f"{option('model', 'auto')} chose {MODEL_LABELS[chosen]} by log-likelihood ({fits[chosen].log_likelihood:,.2f}): "
+        "an RFM summary has no dates to hold back, so no holdout score")))
+    return chosen, None
 
 
 # --------------------------------------------------------------------------- analyses
@@ -529,13 +606,13 @@ def rfm(source: Source, *, period: Period = Period.day, scores: bool = True, lis
 
 
 def fit(source: Source, *, model: ModelOptions = ModelOptions(), listener: Listener | None = None) -> FitResult:
-    """Fit BG/NBD and Gamma-Gamma on a transaction log or an RFM summary."""
+    """Fit the purchase model (BG/NBD, MBG/NBD, Pareto/NBD, or the one ``auto`` picks) and Gamma-Gamma."""
     listener = _Recording(listener or Silent())
     data = summarize(source, model.unit, listener)
     listener.extend(data_notices(data.summary, history_days=_history_days(data)))
-    bg, gg = _fit_models(data.summary, model, listener)
+    bg, gg, choice = _fit_models(data.summary, model, listener, data.transactions)
     listener.extend(fit_notices(bg, gg))
-    return FitResult(bg, gg, model.unit, data, listener.tuple())
+    return FitResult(bg, gg, model.unit, data, listener.tuple(), choice)
 
 
 def predict(
@@ -556,6 +633,7 @@ def predict(
     listener = _Recording(listener or Silent())
     if clv.interval is not None:
         check_level(clv.interval)
+    choice = None
     if saved_model is not None:
         saved_period, bg, gg = models_from_document(read_json(saved_model), str(saved_model))
         period = Period(saved_period)
@@ -567,7 +645,7 @@ def predict(
         period = model.unit
         data = summarize(source, period, listener)
         listener.extend(data_notices(data.summary, history_days=_history_days(data)))
-        bg, gg = _fit_models(data.summary, model, listener)
+        bg, gg, choice = _fit_models(data.summary, model, listener, data.transactions)
         listener.extend(fit_notices(bg, gg))
     if data.from_histories:
         raise InputError(f"{source.label} holds histories (counts of customers), which fit the models but name no customer; "
@@ -580,14 +658,14 @@ def predict(
         with listener.step("Computing prediction intervals"):
             scores, intervals = _with_intervals(scores, bg, period, clv)
         listener.notice(Notice("info", _interval_note(intervals, clv, saved=saved_model is not None)))
-    return PredictResult(scores, bg, gg, period, clv, data, listener.tuple(), intervals)
+    return PredictResult(scores, bg, gg, period, clv, data, listener.tuple(), choice, intervals)
 
 
-def _with_intervals(scores: pl.DataFrame, bg: BGNBDParams, period: Period, clv: CLVOptions) -> tuple[pl.DataFrame, CustomerIntervals]:
+def _with_intervals(scores: pl.DataFrame, bg: PurchaseParams, period: Period, clv: CLVOptions) -> tuple[pl.DataFrame, CustomerIntervals]:
     assert clv.interval is not None
     x, tx, T = (scores[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
     ci = prediction_intervals(
-        COUNT_MODEL, bg.params, x, tx, T, t=clv.horizon.periods(period.days), level=clv.interval,
+        bg.MODEL, bg.params, x, tx, T, t=clv.horizon.periods(period.days), level=clv.interval,
         expected_purchases=scores["expected_purchases"].to_numpy(), clv=scores["clv"].to_numpy(), seed=INTERVAL_SEED,
     )
     values = (ci.purchases_low, ci.purchases_high, ci.clv_low, ci.clv_high)
@@ -629,22 +707,34 @@ def validate(
     listener = _Recording(listener or Silent())
     tx = load(source, listener)
     _check_calibration_end(calibration_end, tx)
+    # The calibration side is read as if the log ended at calibration_end: a return after it must not
+    # be netted against a calibration purchase (predict --as-of sees the same calibration spend).
+    with listener.step("Reading the calibration period on its own"):
+        cal_tx = load_transactions(source.location(), source.columns, as_of=calibration_end, options=source.read,
+                                   exclude=source.exclude)
+    day_after = calibration_end + dt.timedelta(days=1)
+    frame = pl.concat([cal_tx.frame.filter(pl.col("date") < pl.lit(day_after)),
+                       tx.frame.filter(pl.col("date") >= pl.lit(day_after))], how="vertical_relaxed")
+    name, choice = resolve_model(model, listener, cal_tx)
     with listener.step("Fitting on the calibration period and scoring the holdout"):
-        result = holdout_backtest(tx.frame, calibration_end, tx.as_of, model.unit, penalizer=model.penalizer,
-                                  engine=model.engine)
+        result = holdout_backtest(frame, calibration_end, tx.as_of, model.unit, penalizer=model.penalizer,
+                                  engine=model.engine, model=name)
+    for why in result.model_errors.values():
+        listener.notice(Notice("warning", f"not compared: {why}"))
+    listener.extend(fit_notices(result.purchase_model, result.gamma_gamma))
     diagnostics = None
     if intervals:
         with listener.step("Checking the prediction intervals and tracking on the holdout"):
-            diagnostics = holdout_diagnostics(tx.frame, calibration_end, tx.as_of, model.unit, model=COUNT_MODEL,
-                                              params=result.bgnbd.params, seed=seed)
+            diagnostics = holdout_diagnostics(tx.frame, calibration_end, tx.as_of, model.unit, model=result.purchase_model.MODEL,
+                                              params=result.purchase_model.params, seed=seed)
         listener.extend([Notice("warning", w) for w in diagnostics.warnings])
     cross = None
     if cross_sell and tx.has("product_id"):
         with listener.step("Backtesting cross-sell targets"):
             # Same calibration summary as the forecast backtest: reuse its fitted models.
             cross = crosssell_backtest(tx, calibration_end, exclude_products=exclude_products, seed=seed,
-                                       period=model.unit, models=(result.bgnbd, result.gamma_gamma))
-    return ValidateResult(result, cross, tx, listener.tuple(), diagnostics)
+                                       period=model.unit, models=(result.purchase_model, result.gamma_gamma))
+    return ValidateResult(result, cross, tx, listener.tuple(), choice, diagnostics)
 
 
 def _check_calibration_end(calibration_end: dt.date, tx: Transactions) -> None:
@@ -673,12 +763,16 @@ def segment(
     customers out; the segments and their profile are still fitted on everyone.
     """
     listener = _Recording(listener or Silent())
-    options = dict(period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
-                   engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step)
     tx: Transactions | None = None
     db = source.database
-    if db is not None or _is_summary_file(source):
-        data = summarize(source, model.unit, listener)
+    summary_input = db is not None or _is_summary_file(source)
+    data = summarize(source, model.unit, listener) if summary_input else None
+    if data is None:
+        tx = load(source, listener)
+    name, choice = resolve_model(model, listener, tx, data.summary if data is not None else None)
+    options = dict(model=name, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
+                   engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step)
+    if data is not None:
         if "total_spend" not in data.summary.columns:
             raise InputError(f"{source.label}: segments need each customer's total_spend; compute the summary with clvx sql rfm "
                              "or clvx rfm, or pass the transaction log")
@@ -690,7 +784,7 @@ def segment(
         run = run_segmentation(None, summary=data.summary, categories=categories, **options)  # type: ignore[arg-type]
         history_days = _history_days(data)
     else:
-        tx = load(source, listener)
+        assert tx is not None
         run = run_segmentation(tx, **options)  # type: ignore[arg-type]
         history_days = _log_days(tx)
     if exclude_customers is not None:
@@ -698,8 +792,8 @@ def segment(
         kept = _without_opt_outs(run.segmentation.assignments, opted_out, "assignments", listener)
         run = replace(run, segmentation=replace(run.segmentation, assignments=kept))
     listener.extend(data_notices(run.segmentation.assignments, history_days=history_days))
-    listener.extend(fit_notices(run.bgnbd, run.gamma_gamma))
-    return SegmentResult(run, tx, listener.tuple())
+    listener.extend(fit_notices(run.purchase_model, run.gamma_gamma))
+    return SegmentResult(run, tx, listener.tuple(), choice)
 
 
 def cross_sell(
@@ -714,13 +808,14 @@ def cross_sell(
     """Who should be offered which product: a ranking per segment, offers per customer, rules."""
     listener = _Recording(listener or Silent())
     tx = load(source, listener, need=("product",))
+    name, choice = resolve_model(model, listener, tx)
     run = run_crosssell(
         tx, exclude_products=offers.exclude_products, offer_horizon=offers.offer_horizon, top=offers.top, period=model.unit,
         method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer, engine=model.engine,
-        discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step,
+        discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step, model=name,
     )
     listener.extend(data_notices(run.segments.segmentation.assignments, history_days=_log_days(tx)))
-    listener.extend(fit_notices(run.segments.bgnbd, run.segments.gamma_gamma))
+    listener.extend(fit_notices(run.segments.purchase_model, run.segments.gamma_gamma))
     targets = rules = bundles = None
     opted_out = read_customer_ids(offers.exclude_customers, tx) if offers.exclude_customers is not None else None
     if offers.targets:
@@ -756,7 +851,7 @@ def cross_sell(
                 f"{offers.bundle_min_support:.2%} of orders; change {option('bundle_min_support')} or {option('top_bundles')} to see more")))
     assignments = run.segments.segmentation.assignments
     return CrossSellResult(run, targets, rules, tx, listener.tuple(), bundles=bundles,
-                           opted_out=_opted_out_count(assignments, opted_out))
+                           opted_out=_opted_out_count(assignments, opted_out), choice=choice)
 
 
 def read_customer_ids(path: str | Path, tx: Transactions | None = None) -> pl.Series:
@@ -918,13 +1013,14 @@ def report(
     tx = load(source, listener, need=("product",) if campaign is not None else ())
     if calibration_end is not None:
         _check_calibration_end(calibration_end, tx)
+    name, choice = resolve_model(model, listener, tx)
     data = build_report(
         tx, title=title, calibration_end=calibration_end, exclude_products=exclude_products, clvx_version=__version__,
         step=listener.step, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed,
-        penalizer=model.penalizer, engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon,
+        penalizer=model.penalizer, engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, model=name,
     )
     listener.extend(data_notices(data.customers, history_days=_log_days(tx)))
-    listener.extend(fit_notices(data.segments.bgnbd, data.segments.gamma_gamma))
+    listener.extend(fit_notices(data.segments.purchase_model, data.segments.gamma_gamma))
     if campaign is not None and offers is not None:
         measured, end = _measure_on(tx, offers, campaign, listener)
         data = replace(data, campaign=CampaignReport(measured, campaign.start, end))
@@ -935,7 +1031,7 @@ def report(
             f"Opt-outs: {n:,} customers of {option('exclude_customers')} ({opted_out.len():,} ids) left out of the report's "
             "customer list (they still count in the totals and segments).")))
         data = replace(data, opted_out=opted_out)
-    return ReportResult(data, tx, listener.tuple())
+    return ReportResult(data, tx, listener.tuple(), choice)
 
 
 def sql(

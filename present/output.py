@@ -193,7 +193,7 @@ def frame_bytes(df: pl.DataFrame, fmt: Format, *, raw: bool = False) -> bytes:
 
 
 def _is_share(name: str) -> bool:
-    return name.endswith(SHARE_SUFFIXES) or name.startswith(("hit_rate", "precision", "recall", "revenue_captured", "coverage", "conversion_"))
+    return name.endswith(SHARE_SUFFIXES) or name.startswith(("hit_rate", "precision", "recall", "revenue_captured", "coverage", "conversion_", "churn_risk"))
 
 
 def format_cell(name: str, value: Any, decimals: int = 2) -> str:

@@ -15,11 +15,11 @@ import polars as pl
 from rich import box
 from rich.table import Table
 
-from clv.backtest import HoldoutBacktest
+from clv.backtest import HoldoutBacktest, ModelChoice
 from clv.diagnostics import COVERAGE_TOLERANCE, HoldoutDiagnostics
 from clv.errors import InputError
 from clv.intervals import INTERVAL_COLUMNS
-from clv.models import BGNBDParams, GammaGammaParams, Horizon
+from clv.models import GammaGammaParams, Horizon, PurchaseParams
 from clv.rfm import Period, ScoreBins
 from clv.sample import CUSTOMERS_FILE, TRUTH_FILE, Sample
 from present.output import Emitter, Format, Reporter, atomic_write, atomic_write_bytes, frame_bytes, frame_table, terminal_text, to_json
@@ -95,7 +95,9 @@ def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
 
 # --------------------------------------------------------------------------- models
 
-PREDICTION_COLUMNS = ["customer_id", "frequency", "recency", "T", "monetary_value", "p_alive", "expected_purchases", "expected_avg_value", "clv"]
+PREDICTION_COLUMNS = [
+    "customer_id", "frequency", "recency", "T", "monetary_value", "p_alive", "churn_risk", "expected_purchases", "expected_avg_value", "clv",
+]
 
 
 def _params_table(title: str, names: tuple[str, ...], values: tuple[float, ...], ses: tuple[float, ...], intervals: dict[str, tuple[float, float]]) -> Table:
@@ -104,17 +106,28 @@ def _params_table(title: str, names: tuple[str, ...], values: tuple[float, ...],
         table.add_column(col, justify="left" if col == "parameter" else "right")
     for name, value, se in zip(names, values, ses, strict=True):
         lo, hi = intervals[name]
-        table.add_row(name, f"{value:,.4f}", f"{se:,.4f}", f"{lo:,.4f} – {hi:,.4f}")
+        table.add_row(name, _number(value), _number(se), f"{_number(lo)} – {_number(hi)}")
     return table
 
 
-def fit_result(bg: BGNBDParams, gg: GammaGammaParams, period: Period, emitter: Emitter) -> None:
+def _number(value: float) -> str:
+    """A parameter with four significant decimals, in scientific notation when huge or tiny."""
+    if value != value:  # NaN
+        return "n/a"
+    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+        return f"{value:.3e}"
+    return f"{value:,.4f}"
+
+
+def fit_result(bg: PurchaseParams, gg: GammaGammaParams, period: Period, emitter: Emitter) -> None:
     unit = f"{period.value}s"
-    bg_table = _params_table(f"BG/NBD (alpha in {unit})", BGNBDParams.NAMES, bg.params, bg.standard_errors, bg.intervals())
+    scaled = "alpha and beta" if bg.MODEL == "pareto" else "alpha"
+    bg_table = _params_table(f"{bg.label} ({scaled} in {unit})", bg.NAMES, bg.params, bg.standard_errors, bg.intervals())
+    shaky = f" · poorly identified: {', '.join(bg.poorly_identified)}" if bg.poorly_identified else ""
     bg_table.caption = (
         f"log-likelihood {bg.log_likelihood:,.2f} · {bg.n_customers:,} customers in {bg.n_distinct:,} distinct "
-        f"(frequency, recency, T) rows · {'converged' if bg.converged else 'NOT converged'}"
-        + (f" (start {bg.n_starts})" if bg.n_starts > 1 else "")
+        f"(frequency, recency, T) rows · {'converged' if bg.converged else 'NOT converged (no proper maximum)'}"
+        + (f" (start {bg.n_starts})" if bg.n_starts > 1 else "") + f" · engine {bg.engine}" + shaky
     )
     bg_table.caption_justify = "left"
     gg_table = _params_table("Gamma-Gamma (spend per purchase)", GammaGammaParams.NAMES, gg.params, gg.standard_errors, gg.intervals())
@@ -124,14 +137,14 @@ def fit_result(bg: BGNBDParams, gg: GammaGammaParams, period: Period, emitter: E
         + f" · population mean spend {gg.population_mean:,.2f} · spend-frequency correlation {gg.frequency_spend_correlation:.2f}"
     )
     gg_table.caption_justify = "left"
-    data = {"period": period.value, "bgnbd": bg.to_dict(), "gamma_gamma": gg.to_dict()}
+    data = {"period": period.value, "model": bg.MODEL, bg.MODEL: bg.to_dict(), "gamma_gamma": gg.to_dict()}
     frames = {"params": _params_frame(bg, gg)}
     emitter.obj(data, [bg_table, gg_table], frames)
 
 
-def _params_frame(bg: BGNBDParams, gg: GammaGammaParams) -> pl.DataFrame:
+def _params_frame(bg: PurchaseParams, gg: GammaGammaParams) -> pl.DataFrame:
     rows = []
-    for model, p in (("bgnbd", bg), ("gamma_gamma", gg)):
+    for model, p in ((bg.MODEL, bg), ("gamma_gamma", gg)):
         for name, value, se in zip(p.NAMES, p.params, p.standard_errors, strict=True):
             lo, hi = p.intervals()[name]
             rows.append({"model": model, "parameter": name, "estimate": value, "standard_error": se, "lower_95": lo, "upper_95": hi})
@@ -149,15 +162,16 @@ def with_horizon(frame: pl.DataFrame, horizon: Horizon, names: tuple[str, ...]) 
     return frame.rename({n: f"{n}_{suffix}" for n in names if n in frame.columns})
 
 
-CLV_COLUMNS = ("clv", "expected_purchases", *INTERVAL_COLUMNS)  # depend on the CLV horizon
+CLV_COLUMNS = ("clv", "expected_purchases", "churn_risk", *INTERVAL_COLUMNS)  # depend on the CLV horizon
 OFFER_COLUMNS = ("expected_buyers", "expected_revenue")  # depend on the offers' horizon
 
 
 def predictions(scored: pl.DataFrame, period: Period, horizon: Horizon, discount_rate: float, emitter: Emitter, *,
-                level: float | None = None) -> None:
+                model: PurchaseParams | None = None, level: float | None = None) -> None:
     s = horizon_suffix(horizon)
     headers = period_headers(period) | {
         "p_alive": "P(alive)",
+        f"churn_risk_{s}": f"churn risk ({horizon.label})",
         f"expected_purchases_{s}": f"exp. purchases ({horizon.label})",
         "expected_avg_value": "exp. spend / purchase",
         f"clv_{s}": f"CLV ({horizon.label})",
@@ -178,8 +192,9 @@ def predictions(scored: pl.DataFrame, period: Period, horizon: Horizon, discount
         with_horizon(scored.select(columns), horizon, CLV_COLUMNS),
         title="Customer value",
         caption=(
-            f"Most valuable first. Total predicted CLV over {horizon.label}: {total:,.2f} "
-            f"(annual discount rate {discount_rate:.0%}); mean P(alive) {scored['p_alive'].mean():.3f}." + interval_caption
+            f"Most valuable first{f', by {model.label} and Gamma-Gamma' if model is not None else ''}. Total predicted CLV "
+            f"over {horizon.label}: {total:,.2f} (annual discount rate {discount_rate:.0%}); mean P(alive) "
+            f"{scored['p_alive'].mean():.3f}; churn risk = P(no purchase within {horizon.label})." + interval_caption
         ),
         headers=headers,
         noun="customers",
@@ -188,7 +203,8 @@ def predictions(scored: pl.DataFrame, period: Period, horizon: Horizon, discount
 
 
 def _metrics_frame(result: HoldoutBacktest) -> pl.DataFrame:
-    forecasts = {"model": result.model, **result.baselines}
+    others = {name: m for name, m in result.models.items() if name != result.purchase_model.MODEL}
+    forecasts = {"model": result.model, **others, **result.baselines}
     names = ["actual_total", "predicted_total", "bias", "mae", "rmse", "msle", "pearson_r"]
     return pl.DataFrame({"metric": names, **{k: [getattr(m, n) for n in names] for k, m in forecasts.items()}})
 
@@ -204,7 +220,10 @@ def backtest_dict(result: HoldoutBacktest) -> dict:
         "baselines": {k: asdict(v) for k, v in result.baselines.items()},
         "by_frequency": result.by_frequency.to_dicts(),
         "revenue": asdict(result.revenue),
-        "bgnbd": result.bgnbd.to_dict(),
+        "model": result.purchase_model.MODEL,
+        result.purchase_model.MODEL: result.purchase_model.to_dict(),
+        "models": {name: asdict(m) for name, m in result.models.items()},
+        "model_errors": result.model_errors,
         "gamma_gamma": result.gamma_gamma.to_dict(),
     }
 
@@ -307,19 +326,22 @@ def diagnostics_tables(d: HoldoutDiagnostics, unit: str) -> list:
 def backtest(result: HoldoutBacktest, emitter: Emitter, *, cross_sell=None, diagnostics: HoldoutDiagnostics | None = None) -> None:
     unit = f"{result.period.value}s"
     metrics = _metrics_frame(result)
+    label = result.purchase_model.label
+    others = {name: f"{fit.label} (compared)" for name, fit in result.fits.items() if name != result.purchase_model.MODEL}
     t1 = frame_table(
         metrics,
         title=f"Holdout backtest: {result.n_customers:,} customers, calibration to {result.calibration_end}, "
         f"holdout {result.duration_holdout} {unit} to {result.as_of}",
-        caption="Repeat purchases per customer in the holdout. Baselines: zero = nobody buys; calibration_rate = each "
-        "customer's past repeat rate x holdout length. bias = predicted / actual - 1; msle = mean squared log error.",
-        headers={"model": "BG/NBD", "zero": "baseline: zero", "calibration_rate": "baseline: calibration rate"},
-        decimals={},
+        caption=f"Repeat purchases per customer in the holdout, by {label} (the model used) and the other models, fitted on the "
+        "same calibration data. Baselines: zero = nobody buys; calibration_rate = each customer's past repeat rate x holdout "
+        "length. bias = predicted / actual - 1; msle = mean squared log error.",
+        headers={"model": label, **others, "zero": "baseline: zero", "calibration_rate": "baseline: calibration rate"},
+        decimals={c: 4 for c in metrics.columns if c != "metric"},
     )
     t2 = frame_table(
         result.by_frequency,
         title="Mean holdout purchases by calibration frequency",
-        headers={"frequency_cal": "calibration repeats", "actual_mean": "actual", "predicted_mean": "BG/NBD",
+        headers={"frequency_cal": "calibration repeats", "actual_mean": "actual", "predicted_mean": label,
                  "calibration_rate_mean": "baseline: calibration rate"},
         decimals={"actual_mean": 3, "predicted_mean": 3, "calibration_rate_mean": 3},
     )
@@ -328,8 +350,8 @@ def backtest(result: HoldoutBacktest, emitter: Emitter, *, cross_sell=None, diag
         "Holdout revenue",
         [
             ("actual", f"{rev.actual_total:,.2f}"),
-            ("predicted (BG/NBD x Gamma-Gamma)", f"{rev.predicted_total:,.2f} ({rev.bias:+.1%})"),
-            ("baseline: calibration spend rate", f"{rev.baseline_total:,.2f} ({rev.baseline_bias:+.1%})"),
+            (f"predicted ({label} x Gamma-Gamma)", f"{rev.predicted_total:,.2f} ({rev.bias:+.2%})"),
+            ("baseline: calibration spend rate", f"{rev.baseline_total:,.2f} ({rev.baseline_bias:+.2%})"),
         ],
     )
     data = {"clv": backtest_dict(result)}
@@ -367,6 +389,20 @@ def backtest(result: HoldoutBacktest, emitter: Emitter, *, cross_sell=None, diag
     emitter.obj(data, renderables, frames)
 
 
+def explain_choice(choice: ModelChoice, reporter: Reporter) -> None:
+    """How ``--model auto`` chose, on stderr: the split, each model's scores, the rule and the pick."""
+    rows = [(f"{sc.label}{' (chosen)' if sc.model == choice.chosen else ''}",
+             f"MAE {sc.mae:.4f} · bias {sc.bias:+.2%} · log-likelihood {sc.log_likelihood:,.2f}"
+             + ("" if sc.converged else " · not a proper maximum")) for sc in choice.scores]
+    rows += [(f"{name} (failed)", why) for name, why in choice.errors.items()]
+    reporter.info(
+        f"Model choice: each model fitted on the log to {choice.split_end} ({choice.n_customers:,} customers) and scored on "
+        f"the {choice.duration_holdout} periods to {choice.as_of}; rule: {choice.rule}."
+    )
+    for name, text in rows:
+        reporter.info(f"  {name}: {text}")
+
+
 # --------------------------------------------------------------------------- segments
 
 PROFILE_HEADERS = {
@@ -377,7 +413,7 @@ PROFILE_HEADERS = {
     "clv": "CLV\n12 months",
     "clv_share": "%\nCLV",
     "mean_p_alive": "P(alive)",
-    "churn_risk": "churn\nrisk",
+    "churn_risk": "churn\nrisk 90d",
     "median_days_since_last_purchase": "days since\nlast purchase",
     "median_frequency": "repeat\npurchases",
     "avg_order_value": "avg\norder",
@@ -411,7 +447,8 @@ def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
     )
     caption = (
         f"{seg.assignments.height:,} customers in {profile.height} segments by {how}. Ordered by share of predicted "
-        f"CLV over {result.horizon.words} (annual discount {result.discount_rate:.0%}). Churn risk = share with P(alive) < 0.5; "
+        f"CLV over {result.horizon.words} (annual discount {result.discount_rate:.0%}), by {result.purchase_model.label} and "
+        "Gamma-Gamma. Churn risk = mean P(no purchase in the next 90 days); "
         "days since last purchase and repeat purchases are medians; purchases next 90d = expected, segment total."
     )
     numbers = profile.drop("top_categories", strict=False)
@@ -436,8 +473,8 @@ def candidates_frame(seg) -> pl.DataFrame:
 
 
 ASSIGNMENT_COLUMNS = [
-    "customer_id", "segment", "rfm_segment", "days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive", "clv",
-    "expected_purchases", "expected_purchases_90d", "expected_avg_value", "monetary_value", "total_spend", "n_orders",
+    "customer_id", "segment", "rfm_segment", "days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive",
+    "churn_risk_90d", "churn_risk", "clv", "expected_purchases", "expected_purchases_90d", "expected_avg_value", "monetary_value", "total_spend", "n_orders",
     "recency", "T",
 ]
 

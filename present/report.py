@@ -84,15 +84,20 @@ def headline(data: ReportData) -> list[tuple[str, str, str]]:
     return [(label, HEADLINE_TEXT[kind].format(value), note) for label, value, kind, note in headline_numbers(data)]
 
 
+MODEL_SOURCES = {"bgnbd": "Fader, Hardie & Lee 2005", "mbgnbd": "Batislam, Denizel & Filiztekin 2007",
+                 "pareto": "Schmittlein, Morrison & Colombo 1987"}
+
+
 def methodology(data: ReportData) -> list[tuple[str, str]]:
-    bg, gg, q = data.segments.bgnbd, data.segments.gamma_gamma, data.quality
+    bg, gg, q = data.segments.purchase_model, data.segments.gamma_gamma, data.quality
     seg = data.segments.segmentation
     rows = [
         ("Data", f"{data.source}: {q.n_rows:,} rows, {q.first_date.date() if q.first_date else '?'} to {data.as_of}; columns {data.columns}"),
         ("Excluded", "; ".join(excluded(q)) or "nothing"),
         *([("Kept", "; ".join(kept(q)))] if kept(q) else []),
-        ("Purchases", f"BG/NBD (Fader, Hardie & Lee 2005) per {data.period}: r = {bg.r:.4f}, alpha = {bg.alpha:.4f}, a = {bg.a:.4f}, "
-                      f"b = {bg.b:.4f}; log-likelihood {bg.log_likelihood:,.2f}; {bg.n_customers:,} customers; engine {bg.engine}"),
+        ("Purchases", f"{bg.label} ({MODEL_SOURCES[bg.MODEL]}) per {data.period}: "
+                      + ", ".join(f"{n} = {v:.4f}" for n, v in zip(bg.NAMES, bg.params, strict=True))
+                      + f"; log-likelihood {bg.log_likelihood:,.2f}; {bg.n_customers:,} customers; engine {bg.engine}"),
         ("Spend", f"Gamma-Gamma: p = {gg.p:.4f}, q = {gg.q:.4f}, v = {gg.v:.4f}; population mean spend {gg.population_mean:,.2f}; "
                   f"{gg.n_customers:,} repeat customers ({gg.n_excluded:,} with spend <= 0 left out)"),
         ("CLV", f"{data.segments.horizon.words}, monthly cash flows at month ends (365.25 / 12 days), annual discount rate {data.discount_rate:.0%}"),
@@ -260,11 +265,11 @@ def chart_p_alive(customers: pl.DataFrame) -> str:
     return _svg(fig)
 
 
-def chart_backtest(by_frequency: pl.DataFrame) -> str:
+def chart_backtest(by_frequency: pl.DataFrame, label: str = "BG/NBD") -> str:
     fig, ax = _figure()
     x = np.arange(by_frequency.height)
     ax.bar(x - 0.27, by_frequency["actual_mean"], width=0.27, color=PALETTE[3], label="actual")
-    ax.bar(x, by_frequency["predicted_mean"], width=0.27, color=PALETTE[0], label="BG/NBD")
+    ax.bar(x, by_frequency["predicted_mean"], width=0.27, color=PALETTE[0], label=label)
     ax.bar(x + 0.27, by_frequency["calibration_rate_mean"], width=0.27, color=PALETTE[6], label="baseline: calibration rate")
     ax.set_xticks(x, by_frequency["frequency_cal"].to_list())
     ax.set_xlabel("repeat purchases in the calibration period")
@@ -415,7 +420,8 @@ def _figure_html(svg: str, caption: str) -> str:
 
 
 SEGMENT_HEADERS = {"n_customers": "customers", "customer_share": "% customers", "revenue_share": "% revenue", "clv": "CLV",
-                   "clv_share": "% CLV", "mean_p_alive": "P(alive)", "churn_risk": "churn risk", "median_days_since_last_purchase": "days since last purchase",
+                   "clv_share": "% CLV", "mean_p_alive": "P(alive)", "churn_risk": "churn risk, 90d",
+                   "median_days_since_last_purchase": "days since last purchase",
                    "median_frequency": "repeats", "avg_order_value": "avg order", "expected_purchases_90d": "purchases next 90d",
                    "top_categories": "over-indexed"}
 SEGMENT_DECIMALS = {"revenue": 0, "clv": 0, "median_days_since_last_purchase": 0, "median_frequency": 0, "expected_purchases_90d": 0}
@@ -431,14 +437,14 @@ def html_report(data: ReportData) -> str:
             f'<div class="card"><div class="label">{html.escape(k)}</div><div class="value">{html.escape(v)}</div>'
             f'<div class="hint">{html.escape(n)}</div></div>' for k, v, n in headline(data)) + "</section>",
     ]
-    bg = data.segments.bgnbd
-    if bg.a / (bg.a + bg.b) < LOW_DROPOUT:
+    bg = data.segments.purchase_model
+    if bg.dropout_per_purchase < LOW_DROPOUT:
         parts.append('<p class="warning">The purchase model sees almost no customers leave in this log, so P(alive) is near 1 for '
                      "nearly everyone and churn figures say little; a longer history would tell more.</p>")
     parts += [
         "<h2>Customer segments</h2>",
-        f'<p class="note">Ordered by share of predicted CLV over {html.escape(data.segments.horizon.words)}. '
-        "Churn risk is the share of the segment with P(alive) below 0.5.</p>",
+        f'<p class="note">Ordered by share of predicted CLV over {html.escape(data.segments.horizon.words)}, by '
+        f"{html.escape(bg.label)} and Gamma-Gamma. Churn risk is the segment's mean probability of no purchase in the next 90 days.</p>",
         _html_table(profile.drop("top_categories", strict=False),
                     SEGMENT_HEADERS | {"clv": f"CLV, {data.segments.horizon.words}"}, SEGMENT_DECIMALS),
         *(["<p class=\"note\">What each segment buys more often than customers overall (index = segment / overall):</p>"
@@ -458,7 +464,7 @@ def html_report(data: ReportData) -> str:
             f"following {bt.duration_holdout} {bt.period.value}s. Predicted total {bt.model.predicted_total:,.0f} vs actual "
             f"{bt.model.actual_total:,.0f} ({bt.model.bias:+.1%}); the naive calibration-rate forecast was "
             f"{bt.baselines['calibration_rate'].predicted_total:,.0f} ({bt.baselines['calibration_rate'].bias:+.1%}).</p>",
-            _figure_html(chart_backtest(bt.by_frequency), "Mean holdout purchases by calibration-period repeat purchases."),
+            _figure_html(chart_backtest(bt.by_frequency, bt.purchase_model.label), "Mean holdout purchases by calibration-period repeat purchases."),
         ]
     if data.diagnostics is not None:
         parts += diagnostics_html(data.diagnostics)

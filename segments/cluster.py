@@ -305,6 +305,10 @@ def profile_segments(
     """
     n = assignments.height
     totals = assignments.select(pl.col("total_spend").sum(), pl.col("clv").sum()).row(0)
+    # Churn risk is the segment's mean P(no purchase in the next 90 days) when the scores carry it (the
+    # model's closed form); otherwise the share with P(alive) under CHURN_P_ALIVE.
+    churn = (pl.col("churn_risk_90d").mean() if "churn_risk_90d" in assignments.columns
+             else (pl.col("p_alive") < CHURN_P_ALIVE).mean())
     profile = (
         assignments.group_by("segment")
         .agg(
@@ -312,7 +316,7 @@ def profile_segments(
             pl.col("total_spend").sum().alias("revenue"),
             pl.col("clv").sum().alias("clv"),
             pl.col("p_alive").mean().alias("mean_p_alive"),
-            (pl.col("p_alive") < CHURN_P_ALIVE).mean().alias("churn_risk"),
+            churn.alias("churn_risk"),
             pl.col("days_since_last_purchase").median().alias("median_days_since_last_purchase"),
             pl.col("frequency").median().cast(pl.Float64).alias("median_frequency"),
             (pl.col("total_spend").sum() / pl.col("n_orders").sum()).alias("avg_order_value"),

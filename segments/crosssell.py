@@ -15,7 +15,8 @@ customer's group, what is selling now), and each weight was tuned on a split ins
 training period only. ``score`` only ranks.
 
 Probabilities: ``P(u buys j for the first time within the offer horizon) = P(u buys at
-all) x g(score)``, with P(buys at all) = ``1 - exp(-E[X(horizon)])`` from BG/NBD and g an
+all) x g(score)``, with P(buys at all) = 1 - P(no purchase in the horizon) from the purchase model's closed form
+(``clv.models.churn_risk``) and g an
 isotonic curve fitted on an inner split (the log without its last horizon of days, see
 :class:`Calibration`). Expected revenue of an offer = its probability x what a new buyer
 spends on the product (median line value x the calibrated ratio).

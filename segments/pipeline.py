@@ -13,17 +13,16 @@ from scipy import sparse
 
 from clv.backtest import HoldoutBacktest
 from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
-from clv.expectations import bgnbd_p_any_purchase
-from clv.intervals import COUNT_MODEL
 from clv.load import DataQuality, Transactions
 from clv.models import (
-    BGNBD,
-    BGNBDParams,
     GammaGamma,
     GammaGammaParams,
     Horizon,
+    PurchaseParams,
+    churn_risk,
     expected_purchases,
     float_columns,
+    purchase_estimator,
     score_customers,
 )
 from clv.rfm import Period, ScoreBins, collect, exact_sum, rfm_summary, score_rfm
@@ -79,12 +78,17 @@ def no_step(description: str, total: float | None = None) -> AbstractContextMana
 @dataclass(frozen=True)
 class SegmentRun:
     segmentation: Segmentation
-    bgnbd: BGNBDParams
+    purchase_model: PurchaseParams  # the model behind P(alive), churn and CLV: its ``label`` names it
     gamma_gamma: GammaGammaParams
     bins: ScoreBins
     period: Period
     discount_rate: float
     horizon: Horizon  # of the CLV the segments are built on and profiled by
+
+    @property
+    def bgnbd(self) -> PurchaseParams:
+        """The purchase model's fit, under its name from before there were three models."""
+        return self.purchase_model
 
 
 def customer_categories(tx: Transactions) -> pl.DataFrame | None:
@@ -115,12 +119,13 @@ def run_segmentation(
     engine: str = "auto",
     discount_rate: float = 0.10,
     horizon: Horizon = CLV_HORIZON,
-    models: tuple[BGNBDParams, GammaGammaParams] | None = None,
+    models: tuple[PurchaseParams, GammaGammaParams] | None = None,
     step: Step = no_step,
     summary: pl.DataFrame | None = None,
     categories: pl.DataFrame | None = None,
+    model: str = "bgnbd",
 ) -> SegmentRun:
-    """RFM -> BG/NBD + Gamma-Gamma -> CLV over ``horizon`` and 90-day purchases -> segments and profile.
+    """RFM -> purchase model (``model``) + Gamma-Gamma -> CLV over ``horizon``, 90-day purchases and churn -> segments.
 
     ``models`` are already fitted on this same RFM summary (e.g. by the forecast
     backtest on the calibration period); without them the models are fitted here.
@@ -133,16 +138,23 @@ def run_segmentation(
         with step("Computing RFM"):
             summary = collect(rfm_summary(tx.frame, tx.as_of, period, count_orders=tx.has("order_id")))
     if models is None:
-        with step("Fitting BG/NBD and Gamma-Gamma"):
-            # Segments and offers use the point estimates only: no Hessian for standard errors.
-            bg = BGNBD(penalizer=penalizer, engine=engine, standard_errors=False).fit(summary).params_
+        # Segments and offers use the point estimates only: no Hessian for standard errors.
+        estimator = purchase_estimator(model, penalizer=penalizer, engine=engine, standard_errors=False)
+        with step(f"Fitting {estimator.label} and Gamma-Gamma"):
+            fitted = estimator.fit(summary).params_
+            assert not isinstance(fitted, GammaGammaParams)
+            bg = fitted
             gg = GammaGamma(penalizer=penalizer, engine=engine, standard_errors=False).fit(summary).params_
     else:
         bg, gg = models
     with step("Scoring customers"):
         scored = score_customers(summary, bg, gg, period_days=period.days, horizon=horizon, annual_discount_rate=discount_rate)
         x, tx_, T = float_columns(scored, "frequency", "recency", "T")
-        scored = scored.with_columns(pl.Series("expected_purchases_90d", expected_purchases(bg, NEAR_TERM.periods(period.days), x, tx_, T)))
+        near = NEAR_TERM.periods(period.days)
+        scored = scored.with_columns(
+            pl.Series("expected_purchases_90d", expected_purchases(bg, near, x, tx_, T)),
+            pl.Series("churn_risk_90d", churn_risk(bg, near, x, tx_, T, scored["p_alive"].to_numpy())),
+        )
         scored, bins = score_rfm(scored, period)
         features = customer_features(scored, period.days)
         if "n_orders" not in features.columns:  # no order ids: each purchase period is an order
@@ -215,8 +227,8 @@ def run_crosssell(
         typical = collect(lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
         assignments = seg.segmentation.assignments.sort("customer_id")
         x, tx_, T = float_columns(assignments, "frequency", "recency", "T")
-        p_any = bgnbd_p_any_purchase(seg.bgnbd.params, offer_horizon.periods(seg.period.days), x, tx_, T)
-        customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", p_any))
+        buys = 1.0 - churn_risk(seg.purchase_model, offer_horizon.periods(seg.period.days), x, tx_, T)  # P(a purchase in the horizon)
+        customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", buys))
     with step("Calibrating offer probabilities on the last days of the log"):
         calibration = inner_calibration(tx, lines, customers, offer_horizon)
     with step("Fitting the item model"):
@@ -445,15 +457,15 @@ def build_report(
     backtest = cross_backtest = diagnostics = None
     if calibration_end is not None:
         with step("Backtesting the forecast"):
-            backtest = holdout_backtest(tx.frame, calibration_end, tx.as_of, period,
-                                        penalizer=options.get("penalizer", 0.0), engine=options.get("engine", "auto"))
+            backtest = holdout_backtest(tx.frame, calibration_end, tx.as_of, period, penalizer=options.get("penalizer", 0.0),
+                                        engine=options.get("engine", "auto"), model=options.get("model", "bgnbd"))
         with step("Checking the prediction intervals and tracking on the holdout"):
-            diagnostics = holdout_diagnostics(tx.frame, calibration_end, tx.as_of, period, model=COUNT_MODEL,
-                                              params=backtest.bgnbd.params, seed=options.get("seed", 42))
+            diagnostics = holdout_diagnostics(tx.frame, calibration_end, tx.as_of, period, model=backtest.purchase_model.MODEL,
+                                              params=backtest.purchase_model.params, seed=options.get("seed", 42))
         if cross is not None:
             with step("Backtesting cross-sell"):
                 cross_backtest = crosssell_backtest(tx, calibration_end, exclude_products=exclude_products,
-                                                    models=(backtest.bgnbd, backtest.gamma_gamma), **options)
+                                                    models=(backtest.purchase_model, backtest.gamma_gamma), **options)
     source = tx.sources[0] if len(tx.sources) == 1 else f"{len(tx.sources)} files"
     return ReportData(
         title=title,

@@ -157,11 +157,11 @@ def test_predict_with_a_saved_model_equals_fitting(runner, tmp_path):
     model = tmp_path / "model.json"
     fitted = runner.invoke(app, ["predict", "--format", "csv", "-q"])
     assert runner.invoke(app, ["fit", "--save", str(model), "-q", "-f", "json"]).exit_code == 0
-    scored = runner.invoke(app, ["predict", "--model", str(model), "--format", "csv", "-q"])
+    scored = runner.invoke(app, ["predict", "--saved-model", str(model), "--format", "csv", "-q"])
     assert scored.exit_code == 0
     assert scored.stdout == fitted.stdout
     header = fitted.stdout.splitlines()[0]
-    assert header == "customer_id,frequency,recency,T,monetary_value,p_alive,expected_purchases_12m,expected_avg_value,clv_12m"
+    assert header == "customer_id,frequency,recency,T,monetary_value,p_alive,churn_risk_12m,expected_purchases_12m,expected_avg_value,clv_12m"
 
 
 def test_predict_output_is_byte_identical_run_to_run(runner, tmp_path):
@@ -193,7 +193,7 @@ def test_degenerate_log_is_a_runtime_error_with_one_line(runner, tmp_path):
 def test_bad_model_file_and_horizon(runner, tmp_path):
     bad = tmp_path / "model.json"
     bad.write_text("{not json")
-    res = runner.invoke(app, ["predict", "--model", str(bad)])
+    res = runner.invoke(app, ["predict", "--saved-model", str(bad)])
     assert res.exit_code == 2 and "is not valid JSON" in res.stderr
     res = runner.invoke(app, ["predict", "--horizon", "forever"])
     assert res.exit_code == 2 and res.stderr.endswith("Error: horizon 'forever' is not a duration such as 12m, 39w, 90d or 1y\n")
@@ -390,7 +390,7 @@ def test_reading_flags_reach_the_loader(runner, tmp_path):
 def test_hostile_model_files_are_one_error_line(runner, tmp_path, text, message):
     model = tmp_path / "m.json"
     model.write_text(text)
-    res = runner.invoke(app, ["predict", "--model", str(model), "-q"])
+    res = runner.invoke(app, ["predict", "--saved-model", str(model), "-q"])
     assert res.exit_code == 2 and message in res.stderr and res.stderr.count("\n") == 1
 
 

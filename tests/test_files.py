@@ -89,9 +89,9 @@ def test_predict_refuses_to_overwrite_its_model_file(runner, tmp_path: Path) -> 
 
     model = tmp_path / "m.json"
     model.write_text("{}")
-    result = runner.invoke(app, ["predict", "--model", str(model), "-o", str(model)])
+    result = runner.invoke(app, ["predict", "--saved-model", str(model), "-o", str(model)])
     assert result.exit_code == 2
-    assert "is the --model file" in result.output
+    assert "is the --saved-model file" in result.output
     assert model.read_text() == "{}"
 
 

@@ -22,7 +22,7 @@ RUNS: list[tuple[str, list[str]]] = [
     ("rfm", ["rfm", "-q", "-o", "rfm.csv"]),
     ("fit", ["fit", "-q", "-f", "json", "-o", "fit.json", "--save", "model.json"]),
     ("predict", ["predict", "-q", "-o", "predict.csv"]),
-    ("predict-saved", ["predict", "-q", "--model", "model.json", "-o", "predict-saved.csv"]),
+    ("predict-saved", ["predict", "-q", "--saved-model", "model.json", "-o", "predict-saved.csv"]),
     ("predict-interval", ["predict", "-q", "--interval", "0.9", "-o", "predict-interval.csv"]),
     ("segment", ["segment", "-q", "-o", "segment.json", "--assignments", "assignments.csv"]),
     ("cross-sell", ["cross-sell", "-q", "-o", "cross-sell.json", "--targets", "targets.csv", "--rules", "rules.csv"]),

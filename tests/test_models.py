@@ -242,8 +242,13 @@ def test_failed_fit_retries_from_the_next_start_then_explains(sample_summary, mo
     bg = BGNBD(engine="numpy").fit(sample_summary).params_
     assert bg.n_starts == 2 and bg.converged
 
-    monkeypatch.setattr(likelihood, "fit_bgnbd", lambda *a, **k: Optimum((1.0,) * 4, (1.0,) * 4, False, "precision loss"))
-    with pytest.raises(ModelError, match="did not converge from 5 starting points.*try a small penalizer such as 0.001"):
+    failing = lambda *a, **k: Optimum((1.0,) * 4, (1.0,) * 4, False, "precision loss")  # noqa: E731
+    monkeypatch.setattr(likelihood, "fit_bgnbd", failing)
+    rescued = BGNBD(engine="numpy").fit(sample_summary).params_
+    assert rescued.engine == "lifetimes" and rescued.converged  # the other engine before giving up
+
+    monkeypatch.setattr(_lifetimes, "fit_bgnbd", failing)
+    with pytest.raises(ModelError, match="did not converge from 5 starting points with either engine.*coarser period"):
         BGNBD(engine="numpy").fit(sample_summary)
 
 
