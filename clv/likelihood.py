@@ -26,6 +26,8 @@ import numpy.typing as npt
 from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln
 
+from clv import threads
+
 LIFETIMES_DEFAULT_START = 0.1
 HESSIAN_STEP = 1e-5
 WARM_START_CUSTOMERS = 200_000  # from this many customers, start from a fit on a sample
@@ -235,6 +237,7 @@ def _warm_start(objective, start: np.ndarray, tol: float) -> tuple[np.ndarray, d
     return pre.x, {"hess_inv0": hess_inv}
 
 
+@threads.limited()
 def _optimise(
     objective, start: np.ndarray, n: float, tol: float, warm=None, standard_errors: bool = True
 ) -> tuple[np.ndarray, bool, str, tuple[float, ...], bool | None]:

@@ -28,6 +28,7 @@ from typing import Literal, Protocol
 import polars as pl
 
 from clv import __version__
+from clv import threads as _pools
 from clv.backtest import HoldoutBacktest, holdout_backtest
 from clv.errors import ClvxError, InputError, ModelError, option, readable
 from clv.load import ColumnMapping, ReadOptions, Transactions, is_summary, load_summary, load_transactions, read_json
@@ -92,6 +93,7 @@ __all__ = [
     "rfm",
     "sample",
     "segment",
+    "threads",
     "validate",
 ]
 
@@ -177,6 +179,21 @@ class CrossSellOptions:
     offer_horizon: Horizon = CROSS_SELL_HORIZON
     targets: bool = False
     rules: bool = False
+
+
+def threads(n: int | None = None) -> AbstractContextManager[int]:
+    """Run the analyses inside the ``with`` block with ``n`` threads for k-means and the model fits.
+
+    ``None`` keeps the default: the ``CLVX_THREADS`` environment variable, else the CPUs
+    this process may run on. The OpenMP and BLAS pools are capped at ``n`` around each
+    step that uses them. polars sizes its pool once, when it is imported: set
+    ``POLARS_MAX_THREADS`` (and ``OMP_WAIT_POLICY=PASSIVE``, so idle OpenMP threads sleep)
+    before importing polars or clvx to size it too; the command line does both::
+
+        with clvx.threads(1):
+            result = clvx.segment(source)
+    """
+    return _pools.use(n)
 
 
 # --------------------------------------------------------------------------- progress
