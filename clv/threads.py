@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import os
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -108,14 +107,14 @@ def limits(threads: int | None = None) -> Iterator[int]:
         yield n
 
 
-def limited(*modules: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a function to run inside :func:`limits`, after importing ``modules`` (whose pools it should cap)."""
+def limited(load: Callable[[], object] | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function to run inside :func:`limits`, after ``load()`` has imported the libraries whose pools it should cap."""
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            for name in modules:
-                importlib.import_module(name)
+            if load is not None:
+                load()
             with limits():
                 return fn(*args, **kwargs)
 

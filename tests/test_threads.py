@@ -168,3 +168,20 @@ def test_threads_option_from_the_command_line_and_a_settings_file(runner, tiny_c
     assert runner.invoke(cli.app, [*tiny, "--config", str(config)]).exit_code == 0
     assert seen == [1, 1]
     assert runner.invoke(cli.app, [*tiny, "--threads", "0"]).exit_code == 2
+
+
+def test_the_command_line_clusters_without_loading_pandas(tmp_path: Path) -> None:
+    """scikit-learn would import pandas (60 MB, a third of its import time); the command line hides it, lifetimes still finds it."""
+    script = (
+        "import sys, cli\n"
+        "sys.argv = ['clvx', 'segment', '-q', '--engine', 'numpy', '--k', '3']\n"
+        "try:\n"
+        "    cli.main()\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "print('sklearn' in sys.modules, 'pandas' in sys.modules)\n"
+        "import pandas\n"
+        "print(pandas.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip().splitlines()[-2:] == ["True False", "pandas"]
