@@ -22,7 +22,10 @@ import polars as pl  # noqa: E402
 
 from clv.load import load_transactions  # noqa: E402
 from clv.rfm import collect, rfm_summary  # noqa: E402
+from segments import _sklearn  # noqa: E402
 from segments.pipeline import run_crosssell, run_segmentation  # noqa: E402
+
+_sklearn.hide_pandas = True  # as in the command line's process
 
 times: dict[str, float] = {}
 memory: dict[str, dict[str, float]] = {}
