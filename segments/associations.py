@@ -207,6 +207,19 @@ def _canonical(m: sparse.spmatrix) -> sparse.csr_matrix:
     return m
 
 
+def _lookup(m: sparse.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``m[rows[k], cols[k]]`` for every k (0 where ``m`` holds nothing), by one sort of ``m``'s own entries."""
+    coo = m.tocoo()
+    width = np.int64(m.shape[1])
+    keys = coo.row.astype(np.int64) * width + coo.col
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], coo.data[order]
+    wanted = rows.astype(np.int64) * width + cols
+    at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    found = (keys[at] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
+    return np.where(found, values[at] if len(keys) else 0.0, 0.0)
+
+
 def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame:
     """Ordered pairs (i != j) with at least ``min_count`` co-owners.
 
@@ -225,9 +238,9 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame
     if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
         raise InputError(f"min_count = {min_count!r} must be a whole number of co-owners, at least 1")
     kept = np.flatnonzero(own.owners >= min_count)
-    X = own.X.tocsc()[:, kept]
+    X = _canonical(own.X).tocsc()[:, kept]
     Xt = X.T.tocsr()
-    T = own.first_day.tocsc()[:, kept]
+    T = _canonical(own.first_day).tocsc()[:, kept]
     Tt = T.T.tocsr()
     B = own.baskets.tocsc()[:, kept] if own.baskets is not None else None
     Bt = B.T.tocsr() if B is not None else None
@@ -236,24 +249,25 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame
     frames = [pl.DataFrame(schema={"i": pl.Int64, "j": pl.Int64, "co_owners": pl.Float64, "same_order": pl.Float64,
                                    "days_sum_i": pl.Float64, "days_sum_j": pl.Float64})]
     for start, stop in _blocks(bounds):
-        C = _canonical(Xt @ X[:, start:stop])
-        days_j = _canonical(Xt @ T[:, start:stop]).data
-        days_i = _canonical(Tt @ X[:, start:stop]).data
-        if Bt is not None and B is not None:
-            ones = C.copy()
-            ones.data[:] = 1.0
-            same = _canonical(ones + Bt @ B[:, start:stop]).data - 1.0
-        else:
-            same = np.full(C.nnz, np.nan)
+        # Same patterns in the same index order give the same output order: the three data arrays
+        # line up without sorting the products (T's values are positive, so no entry cancels).
+        C = Xt @ X[:, start:stop]
+        days_j = (Xt @ T[:, start:stop]).data
+        days_i = (Tt @ X[:, start:stop]).data
         coo = C.tocoo()
         keep = (coo.data >= min_count) & (coo.row != coo.col + start)
+        rows, cols = coo.row[keep], coo.col[keep]
+        if Bt is not None and B is not None:
+            same = _lookup(Bt @ B[:, start:stop], rows, cols)
+        else:
+            same = np.full(rows.size, np.nan)
         frames.append(
             pl.DataFrame(
                 {
-                    "i": kept[coo.row[keep]].astype(np.int64),
-                    "j": kept[coo.col[keep] + start].astype(np.int64),
+                    "i": kept[rows].astype(np.int64),
+                    "j": kept[cols + start].astype(np.int64),
                     "co_owners": coo.data[keep],
-                    "same_order": same[keep],
+                    "same_order": same,
                     "days_sum_i": days_i[keep],
                     "days_sum_j": days_j[keep],
                 }

@@ -101,3 +101,14 @@ def test_no_product_with_enough_owners_gives_no_pairs() -> None:
     pairs = pair_counts(build_ownership(lines), min_count=2)
     assert pairs.height == 0
     assert pairs.columns == ["i", "j", "co_owners", "same_order", "days_sum_i", "days_sum_j"]
+
+
+def test_an_order_id_shared_by_two_customers_is_counted_not_a_crash() -> None:
+    """Messy logs reuse invoice numbers across customers: a basket pair need not be co-owned by one customer."""
+    day = dt.datetime(2024, 1, 1)
+    lines = pl.DataFrame({
+        "customer_id": ["a", "a", "b", "b", "c"], "product_id": ["p1", "p2", "p1", "p2", "p3"],
+        "order_id": ["o1", "o1", "o2", "o3", "o1"], "date": [day] * 5, "amount": [1.0] * 5,
+    })
+    pairs = pair_counts(build_ownership(lines), min_count=1)
+    assert pairs.select("i", "j", "co_owners", "same_order").rows() == [(0, 1, 2.0, 1.0), (1, 0, 2.0, 1.0)]
