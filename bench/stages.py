@@ -18,6 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from clv import threads  # noqa: E402
+
+os.environ.update(threads.environment())  # as the command line does before polars and scikit-learn load
+
 import polars as pl  # noqa: E402
 
 from clv.load import load_transactions  # noqa: E402
