@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click import ClickException as UsageBase  # type: ignore[assignment]
 
 from clv import __version__  # light: the package's __init__ imports nothing heavy
+from clv import threads as pools
 from clv.terms import (
     DEFAULT_PURCHASE_MODEL,
     MAX_ANNUAL_DISCOUNT_RATE,
@@ -39,6 +40,7 @@ from clv.terms import (
     PurchaseModel,
     SegmentMethod,
 )
+from clv.threads import MAX_THREADS, THREADS_ENV
 from present.formats import Format
 
 if TYPE_CHECKING:
@@ -244,6 +246,7 @@ class RunArgs:
     quiet: bool
     debug: bool
     config: Path | None
+    threads: int | None = None
 
     PARAMS = (
         _opt("quiet", Annotated[bool, _flag(
@@ -253,6 +256,9 @@ class RunArgs:
         _opt("config", Annotated[Optional[Path], typer.Option(
             "--config", help="Settings file (clvx.toml, or pyproject.toml with \\[tool.clvx]); flags override it",
             rich_help_panel=RUN_PANEL, show_default=False, dir_okay=False)], None),
+        _opt("threads", Annotated[Optional[int], typer.Option(
+            "--threads", min=1, max=MAX_THREADS, envvar=THREADS_ENV, help="Threads for polars, k-means and the model fits "
+            "\\[default: the CPUs this process may use]", rich_help_panel=RUN_PANEL, show_default=False)], None),
     )
 
     @classmethod
@@ -365,7 +371,8 @@ def command(*, summary: str, help_example: str) -> Callable[[Callable[..., None]
 
         @functools.wraps(fn)
         def wrapper(ctx: typer.Context, **kwargs: Any) -> None:
-            run = RunArgs(quiet=bool(kwargs.get("quiet")), debug=bool(kwargs.get("debug")), config=kwargs.get("config"))
+            run = RunArgs(quiet=bool(kwargs.get("quiet")), debug=bool(kwargs.get("debug")), config=kwargs.get("config"),
+                          threads=kwargs.get("threads"))
             try:
                 if run.config is not None:
                     apply_settings(ctx, kwargs, run.config, annotations)
@@ -373,11 +380,11 @@ def command(*, summary: str, help_example: str) -> Callable[[Callable[..., None]
                 for name, group in groups.items():
                     built[name] = group.build({p.name: kwargs.pop(p.name) for p in group.PARAMS})
                 run = next((b for b in built.values() if isinstance(b, RunArgs)), None) or RunArgs.build(
-                    {n: kwargs.pop(n) for n in ("quiet", "debug", "config")})
+                    {n: kwargs.pop(n) for n in ("quiet", "debug", "config", "threads")})
                 from present.files import transaction
 
                 _guard_outputs(built, kwargs, run)
-                with transaction():
+                with pools.use(run.threads), transaction():
                     fn(**kwargs, **built)
             except (typer.Exit, typer.Abort, UsageBase):
                 raise
@@ -1001,6 +1008,49 @@ def _help_without_placeholder(command: Any) -> None:
     command.get_help_option = help_option
 
 
+def _option_value(argv: list[str], flag: str) -> str | None:
+    """The value of ``flag`` in ``argv`` (``--flag V`` or ``--flag=V``), the last one given."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def _threads_setting(path: str, argv: list[str], commands: Any) -> object:
+    """``threads`` from a settings file, read as clvx.settings reads it (its own table wins); None when absent or unreadable."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None  # the settings file's own checks report it
+    if Path(path).name == "pyproject.toml":
+        data = data.get("tool", {}).get("clvx", {})
+    command = next((a for a in argv if a in commands), None)
+    table = data.get(command) if command else None
+    return table["threads"] if isinstance(table, dict) and "threads" in table else data.get("threads")
+
+
+def _size_pools_before_imports(argv: list[str], commands: Any) -> None:
+    """Size polars' pool and quieten idle OpenMP threads before either library is imported (see clv/threads.py).
+
+    polars fixes its pool size when it is imported, which happens before typer has parsed
+    the options, so --threads, CLVX_THREADS and the settings file's threads are read here
+    first. Variables the user set are left alone; a value that does not parse is left for
+    the option's own check, which reports it.
+    """
+    value: object = _option_value(argv, "--threads")
+    if value is None and not os.environ.get(THREADS_ENV, "").strip() and (config := _option_value(argv, "--config")):
+        value = _threads_setting(config, argv, commands)
+    try:
+        os.environ.update(pools.environment(None if value is None else pools.check(value)))
+    except Exception:  # noqa: BLE001 - reported by the option's own check
+        return
+
+
 def _terminated(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
@@ -1014,6 +1064,10 @@ def main() -> None:
     group.rich_markup_mode = None  # type: ignore[attr-defined]
     for command in (group, *getattr(group, "commands", {}).values()):
         _help_without_placeholder(command)
+    _size_pools_before_imports(sys.argv[1:], getattr(group, "commands", {}))
+    from segments import _sklearn
+
+    _sklearn.hide_pandas = True  # this process is clvx's own: scikit-learn loads without pandas (see segments/_sklearn.py)
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so pending output files are removed.
     signal.signal(signal.SIGTERM, _terminated)
     if "--debug" not in sys.argv and not _debug_from_environment():

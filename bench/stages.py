@@ -1,31 +1,55 @@
 """Time each stage of clvx in one process and print JSON: load, RFM, fit, scoring, segments, cross-sell,
 then the RFM summary alone and a bare polars group-by over the same file (its floor).
 
-    python bench/stages.py log.parquet [--cross-sell]
+    python bench/stages.py log.parquet [--cross-sell] [--memory]
+
+With --memory, prints instead each stage's memory: the process's peak resident set
+after the stage (MB), how much the stage raised that peak, and the resident set left
+when it ended, so the stage that sets the run's peak is named before code is changed.
 """
 
 import contextlib
 import json
+import os
+import resource
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from clv import threads  # noqa: E402
+
+os.environ.update(threads.environment())  # as the command line does before polars and scikit-learn load
+
 import polars as pl  # noqa: E402
 
 from clv.load import load_transactions  # noqa: E402
 from clv.rfm import collect, rfm_summary  # noqa: E402
+from segments import _sklearn  # noqa: E402
 from segments.pipeline import run_crosssell, run_segmentation  # noqa: E402
 
+_sklearn.hide_pandas = True  # as in the command line's process
+
 times: dict[str, float] = {}
+memory: dict[str, dict[str, float]] = {}
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def resident_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024**2
 
 
 @contextlib.contextmanager
-def step(name: str):
-    start = time.perf_counter()
+def step(name: str, total: float | None = None):
+    start, peak_before = time.perf_counter(), peak_mb()
     yield
     times[name] = time.perf_counter() - start
+    memory[name] = {"peak_mb": peak_mb(), "raised_peak_mb": peak_mb() - peak_before, "resident_after_mb": resident_mb()}
 
 
 with step("Reading and checking the log"):
@@ -34,6 +58,9 @@ if "--cross-sell" in sys.argv:
     run_crosssell(tx, step=step)
 else:
     run_segmentation(tx, step=step)
+if "--memory" in sys.argv:
+    print(json.dumps(memory))
+    sys.exit(0)
 
 # The RFM summary alone, as `clvx rfm` computes it (the pipeline's RFM step also counts orders).
 start = time.perf_counter()

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from clv import threads
 from clv.likelihood import Optimum, positive_definite
 
 
@@ -34,6 +35,7 @@ def _standard_errors(fitter) -> tuple[float, ...]:
         return tuple(float("nan") for _ in fitter.params_)
 
 
+@threads.limited()
 def _fit(fitter, names: tuple[str, ...], *data: np.ndarray, weights: np.ndarray, initial_log_params, tol: float) -> Optimum:
     """Run a lifetimes fitter quietly; a failure becomes an unconverged :class:`Optimum`."""
     from lifetimes.fitters import ConvergenceError

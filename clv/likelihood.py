@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln
+
+from clv import threads
 
 LIFETIMES_DEFAULT_START = 0.1
 HESSIAN_STEP = 1e-5
@@ -224,6 +225,8 @@ def _warm_start(objective, start: np.ndarray, tol: float) -> tuple[np.ndarray, d
     per customer), so the full fit then needs a handful of evaluations instead of
     twenty or more. The full fit still converges to its own tolerance.
     """
+    from scipy.optimize import minimize  # imported when a model is fitted: `clvx rfm` never loads the optimiser
+
     pre = minimize(objective, start, jac=True, method="BFGS", tol=tol)
     if not (pre.success and np.all(np.isfinite(pre.x))):
         return start, {}
@@ -235,6 +238,7 @@ def _warm_start(objective, start: np.ndarray, tol: float) -> tuple[np.ndarray, d
     return pre.x, {"hess_inv0": hess_inv}
 
 
+@threads.limited()
 def _optimise(
     objective, start: np.ndarray, n: float, tol: float, warm=None, standard_errors: bool = True, maxiter: int | None = None,
 ) -> tuple[np.ndarray, bool, str, tuple[float, ...], bool | None]:
@@ -248,6 +252,8 @@ def _optimise(
     Hessian is positive definite (None when skipped); when it is not, the point is no
     proper maximum and the errors are NaN.
     """
+    from scipy.optimize import minimize  # imported when a model is fitted: `clvx rfm` never loads the optimiser
+
     with np.errstate(all="ignore"):
         options: dict = {}
         if warm is not None:

@@ -28,6 +28,7 @@ from typing import Literal, Protocol
 import polars as pl
 
 from clv import __version__
+from clv import threads as _pools
 from clv.backtest import HoldoutBacktest, ModelChoice, choose_model, holdout_backtest
 from clv.database import Database, categories_from_database, is_database, mask, rfm_from_database
 from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
@@ -111,6 +112,7 @@ __all__ = [
     "sample",
     "segment",
     "sql",
+    "threads",
     "validate",
 ]
 
@@ -236,6 +238,21 @@ class CrossSellOptions:
     control: float = 0.0  # share of targeted customers held out as a control group
     seed: int = 42  # of the control group draw
     exclude_customers: str | Path | None = None  # opt-outs: never in any export
+
+
+def threads(n: int | None = None) -> AbstractContextManager[int]:
+    """Run the analyses inside the ``with`` block with ``n`` threads for k-means and the model fits.
+
+    ``None`` keeps the default: the ``CLVX_THREADS`` environment variable, else the CPUs
+    this process may run on. The OpenMP and BLAS pools are capped at ``n`` around each
+    step that uses them. polars sizes its pool once, when it is imported: set
+    ``POLARS_MAX_THREADS`` (and ``OMP_WAIT_POLICY=PASSIVE``, so idle OpenMP threads sleep)
+    before importing polars or clvx to size it too; the command line does both::
+
+        with clvx.threads(1):
+            result = clvx.segment(source)
+    """
+    return _pools.use(n)
 
 
 # --------------------------------------------------------------------------- progress

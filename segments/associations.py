@@ -194,9 +194,18 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     return Ownership(X, T, customers, products, baskets, basket_customer)
 
 
-def _blocks(n_cols: int, nnz_per_col: float) -> list[tuple[int, int]]:
-    width = max(1, int(BLOCK_NONZEROS / max(nnz_per_col, 1.0)))
-    return [(s, min(s + width, n_cols)) for s in range(0, n_cols, width)]
+def _blocks(bounds: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive column ranges whose summed ``bounds`` (at most the nonzeros each column of a product
+    can hold) stay within ``BLOCK_NONZEROS``; a column above it is a block of its own."""
+    ends = np.cumsum(bounds, dtype=np.float64)
+    blocks = []
+    start, n = 0, len(bounds)
+    while start < n:
+        done = ends[start - 1] if start else 0.0
+        stop = max(start + 1, int(np.searchsorted(ends, done + BLOCK_NONZEROS, side="right")))
+        blocks.append((start, min(stop, n)))
+        start = stop
+    return blocks
 
 
 def _canonical(m: sparse.spmatrix) -> sparse.csr_matrix:
@@ -206,6 +215,19 @@ def _canonical(m: sparse.spmatrix) -> sparse.csr_matrix:
     return m
 
 
+def _lookup(m: sparse.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``m[rows[k], cols[k]]`` for every k (0 where ``m`` holds nothing), by one sort of ``m``'s own entries."""
+    coo = m.tocoo()
+    width = np.int64(m.shape[1])
+    keys = coo.row.astype(np.int64) * width + coo.col
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], coo.data[order]
+    wanted = rows.astype(np.int64) * width + cols
+    at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    found = (keys[at] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
+    return np.where(found, values[at] if len(keys) else 0.0, 0.0)
+
+
 def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame:
     """Ordered pairs (i != j) with at least ``min_count`` co-owners.
 
@@ -213,36 +235,47 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame
     share one sparsity pattern (T holds positive days where X holds ones), and the
     basket counts Xo'Xo fit inside it, so in canonical form all their data arrays
     line up: no joins, no element look-ups.
+
+    A product with fewer than ``min_count`` owners is in no such pair, so it is left out
+    before any product is formed: in a wide catalogue (millions of products, most bought
+    by one customer) that leaves few columns. Column blocks are cut by an exact bound on
+    the nonzeros of their block of X'X (column j holds at most the sum, over j's owners,
+    of how many products each owns), so a block never outgrows ``BLOCK_NONZEROS`` however
+    the purchases are spread, and the counts stay exact.
     """
     if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
         raise InputError(f"min_count = {min_count!r} must be a whole number of co-owners, at least 1")
-    X = own.X.tocsc()
-    Xt = own.X.T.tocsr()
-    T = own.first_day.tocsc()
-    Tt = own.first_day.T.tocsr()
-    Bt = own.baskets.T.tocsr() if own.baskets is not None else None
-    Bc = own.baskets.tocsc() if own.baskets is not None else None
-    n_products = X.shape[1]
-    frames = []
-    for start, stop in _blocks(n_products, n_products * 0.05 + 1):
-        C = _canonical(Xt @ X[:, start:stop])
-        days_j = _canonical(Xt @ T[:, start:stop]).data
-        days_i = _canonical(Tt @ X[:, start:stop]).data
-        if Bt is not None and Bc is not None:
-            ones = C.copy()
-            ones.data[:] = 1.0
-            same = _canonical(ones + Bt @ Bc[:, start:stop]).data - 1.0
-        else:
-            same = np.full(C.nnz, np.nan)
+    kept = np.flatnonzero(own.owners >= min_count)
+    X = _canonical(own.X).tocsc()[:, kept]
+    Xt = X.T.tocsr()
+    T = _canonical(own.first_day).tocsc()[:, kept]
+    Tt = T.T.tocsr()
+    B = own.baskets.tocsc()[:, kept] if own.baskets is not None else None
+    Bt = B.T.tocsr() if B is not None else None
+    products_per_customer = np.diff(X.tocsr().indptr).astype(np.float64)
+    bounds = Xt @ products_per_customer
+    frames = [pl.DataFrame(schema={"i": pl.Int64, "j": pl.Int64, "co_owners": pl.Float64, "same_order": pl.Float64,
+                                   "days_sum_i": pl.Float64, "days_sum_j": pl.Float64})]
+    for start, stop in _blocks(bounds):
+        # Same patterns in the same index order give the same output order: the three data arrays
+        # line up without sorting the products (T's values are positive, so no entry cancels).
+        C = Xt @ X[:, start:stop]
+        days_j = (Xt @ T[:, start:stop]).data
+        days_i = (Tt @ X[:, start:stop]).data
         coo = C.tocoo()
         keep = (coo.data >= min_count) & (coo.row != coo.col + start)
+        rows, cols = coo.row[keep], coo.col[keep]
+        if Bt is not None and B is not None:
+            same = _lookup(Bt @ B[:, start:stop], rows, cols)
+        else:
+            same = np.full(rows.size, np.nan)
         frames.append(
             pl.DataFrame(
                 {
-                    "i": coo.row[keep].astype(np.int64),
-                    "j": (coo.col[keep] + start).astype(np.int64),
+                    "i": kept[rows].astype(np.int64),
+                    "j": kept[cols + start].astype(np.int64),
                     "co_owners": coo.data[keep],
-                    "same_order": same[keep],
+                    "same_order": same,
                     "days_sum_i": days_i[keep],
                     "days_sum_j": days_j[keep],
                 }

@@ -36,8 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from clv import threads
 from clv.errors import InputError, ModelError, option
 from clv.rfm import N_SCORES, SEGMENT_GRID
+from segments import _sklearn
 
 FEATURES = ("days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive", "clv")
 LOG_FEATURES = ("days_since_last_purchase", "frequency", "spend_per_purchase", "clv")
@@ -178,6 +180,7 @@ def _kmeans(k: int, seed: int, init: np.ndarray | None = None):
     return KMeans(n_clusters=k, init=init, n_init=1, random_state=seed)
 
 
+@threads.limited(_sklearn.load)
 def select_k(
     X: np.ndarray, seed: int, k_range: tuple[int, int] = K_RANGE, *, advance: Callable[[], None] | None = None
 ) -> tuple[int, tuple[KCandidate, ...], np.ndarray]:
@@ -227,6 +230,7 @@ def select_k(
     return chosen, candidates, centres
 
 
+@threads.limited(_sklearn.load)
 def fit_kmeans(X: np.ndarray, k: int, seed: int, centres: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Labels for every customer and the fit size (see module docstring)."""
     labels, n_fit, _ = fit_kmeans_centres(X, k, seed, centres)

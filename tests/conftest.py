@@ -5,9 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import polars as pl
-import pytest
-from typer.testing import CliRunner
+from clv import threads as _pools
+
+# As the command line does, before polars and scikit-learn load: polars' pool sized to the
+# CPUs this process may use, idle OpenMP threads asleep rather than spinning against the
+# other tests' processes on a busy machine (a variable already set is left alone).
+os.environ.update(_pools.environment())
+
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
 
 from tests.engines import postgres, spark  # noqa: F401 - session fixtures: a PostgreSQL server, a SparkSession
 

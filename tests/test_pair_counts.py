@@ -1,0 +1,114 @@
+"""Pair counting in a wide catalogue (many more products than customers): exact, against a brute-force count."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from segments import associations
+from segments.associations import build_ownership, pair_counts
+
+
+def _wide_lines(n_customers: int = 40, n_products: int = 5_000, per_customer: int = 40, seed: int = 0) -> pl.DataFrame:
+    """Purchase lines where most products are bought by one customer and a few popular ones by many.
+
+    Orders hold up to three lines, so same-order counts are tested too.
+    """
+    rng = np.random.default_rng(seed)
+    n_popular = 20
+    rows = []
+    for u in range(n_customers):
+        popular = rng.integers(0, n_popular, size=per_customer // 2)
+        tail = rng.integers(n_popular, n_products, size=per_customer - per_customer // 2)
+        products = rng.permutation(np.concatenate([popular, tail]))
+        for line, j in enumerate(products):
+            rows.append({"customer_id": f"c{u:03d}", "product_id": f"p{j:05d}", "order_id": f"o{u:03d}-{line // 3}",
+                         "date": dt.datetime(2024, 1, 1) + dt.timedelta(days=int(rng.integers(0, 300))), "amount": 1.0})
+    return pl.DataFrame(rows)
+
+
+def _brute_force(lines: pl.DataFrame, min_count: int) -> pl.DataFrame:
+    """Every ordered pair of distinct products, counted customer by customer and order by order."""
+    products = sorted(set(lines["product_id"]))
+    index = {p: k for k, p in enumerate(products)}
+    day0 = lines["date"].min()
+    first = {}  # (customer, product) -> first purchase day (+1, as the ownership stores it)
+    for c, p, d in lines.select("customer_id", "product_id", "date").iter_rows():
+        day = (d - day0).total_seconds() / 86_400 + 1
+        first[c, p] = min(first.get((c, p), day), day)
+    owned: dict[str, set[str]] = {}
+    for c, p in first:
+        owned.setdefault(c, set()).add(p)
+    baskets: dict[str, set[str]] = {}
+    for o, p in lines.select("order_id", "product_id").iter_rows():
+        baskets.setdefault(o, set()).add(p)
+    counts: dict[tuple[str, str], list[float]] = {}
+    for c, items in owned.items():
+        for a in items:
+            for b in items:
+                if a != b:
+                    entry = counts.setdefault((a, b), [0, 0, 0.0, 0.0])
+                    entry[0] += 1
+                    entry[2] += first[c, a]
+                    entry[3] += first[c, b]
+    for items in baskets.values():
+        for a in items:
+            for b in items:
+                if a != b:
+                    counts[a, b][1] += 1
+    rows = [{"i": index[a], "j": index[b], "co_owners": float(n), "same_order": float(s), "days_sum_i": di, "days_sum_j": dj}
+            for (a, b), (n, s, di, dj) in counts.items() if n >= min_count]
+    return pl.DataFrame(rows).sort("i", "j")
+
+
+@pytest.fixture(scope="module")
+def wide() -> pl.DataFrame:
+    return _wide_lines()
+
+
+@pytest.mark.parametrize("min_count", [1, 2, 3])
+def test_wide_catalogue_pairs_equal_a_brute_force_count(wide: pl.DataFrame, min_count: int) -> None:
+    own = build_ownership(wide)
+    assert len(own.products) > 10 * len(own.customers)  # wide: far more products than customers
+    got = pair_counts(own, min_count=min_count)
+    expected = _brute_force(wide, min_count)
+    assert got.height == expected.height > 0
+    assert got.select("i", "j", "co_owners", "same_order").equals(expected.select("i", "j", "co_owners", "same_order"))
+    assert np.allclose(got["days_sum_i"], expected["days_sum_i"]) and np.allclose(got["days_sum_j"], expected["days_sum_j"])
+
+
+def test_blocks_of_any_size_give_the_same_pairs(wide: pl.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = build_ownership(wide)
+    whole = pair_counts(own, min_count=2)
+    monkeypatch.setattr(associations, "BLOCK_NONZEROS", 50)  # many small blocks, some columns above the budget alone
+    assert len(associations._blocks(np.full(100, 30.0))) == 100
+    assert pair_counts(own, min_count=2).equals(whole)
+
+
+def test_blocks_cover_every_column_once_within_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(associations, "BLOCK_NONZEROS", 10)
+    bounds = np.array([3.0, 4.0, 2.0, 12.0, 0.0, 0.0, 9.0, 1.0])
+    blocks = associations._blocks(bounds)
+    assert blocks == [(0, 3), (3, 4), (4, 8)]
+    assert all(bounds[a:b].sum() <= 10 or b - a == 1 for a, b in blocks)
+
+
+def test_no_product_with_enough_owners_gives_no_pairs() -> None:
+    lines = pl.DataFrame({"customer_id": ["a", "b"], "product_id": ["p1", "p2"], "date": [dt.datetime(2024, 1, 1)] * 2, "amount": [1.0, 1.0]})
+    pairs = pair_counts(build_ownership(lines), min_count=2)
+    assert pairs.height == 0
+    assert pairs.columns == ["i", "j", "co_owners", "same_order", "days_sum_i", "days_sum_j"]
+
+
+def test_an_order_id_shared_by_two_customers_is_counted_not_a_crash() -> None:
+    """Messy logs reuse invoice numbers across customers: a basket pair need not be co-owned by one customer."""
+    day = dt.datetime(2024, 1, 1)
+    lines = pl.DataFrame({
+        "customer_id": ["a", "a", "b", "b", "c"], "product_id": ["p1", "p2", "p1", "p2", "p3"],
+        "order_id": ["o1", "o1", "o2", "o3", "o1"], "date": [day] * 5, "amount": [1.0] * 5,
+    })
+    pairs = pair_counts(build_ownership(lines), min_count=1)
+    assert pairs.select("i", "j", "co_owners", "same_order").rows() == [(0, 1, 2.0, 1.0), (1, 0, 2.0, 1.0)]

@@ -1,0 +1,187 @@
+"""Thread pools: the caps are in force inside k-means and the model fits, and the entry point sizes polars' pool.
+
+Checked with threadpoolctl's own view of the loaded pools, inside the steps, never with timings.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import clvx
+from clv import likelihood
+from clv import threads as pools
+from clv.errors import InputError
+from segments import cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pool_sizes() -> dict[str, set[int]]:
+    """The thread count of every loaded pool, by kind (openmp, blas)."""
+    sizes: dict[str, set[int]] = {}
+    for pool in threadpool_info():
+        sizes.setdefault(pool["user_api"], set()).add(pool["num_threads"])
+    return sizes
+
+
+@pytest.fixture()
+def seen_in_kmeans(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, set[int]]]:
+    """The pools as each k-means fit sees them, recorded from inside ``KMeans.fit``."""
+    seen: list[dict[str, set[int]]] = []
+    original = cluster._kmeans
+
+    def recording(*args, **kwargs):
+        km = original(*args, **kwargs)
+        fit = km.fit
+
+        def fit_and_record(*a, **kw):
+            seen.append(_pool_sizes())
+            return fit(*a, **kw)
+
+        km.fit = fit_and_record
+        return km
+
+    monkeypatch.setattr(cluster, "_kmeans", recording)
+    return seen
+
+
+def _points() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.vstack([rng.normal(c, 0.3, size=(200, 2)) for c in (0.0, 3.0, 6.0)])
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_kmeans_runs_with_openmp_and_blas_capped_at_the_thread_count(seen_in_kmeans, n: int) -> None:
+    X = _points()
+    with clvx.threads(n):
+        k, _, centres = cluster.select_k(X, seed=0, k_range=(3, 4))
+        cluster.fit_kmeans(X, k, seed=0, centres=centres)
+    assert len(seen_in_kmeans) >= 3  # every candidate k, the stability check and the final fit
+    for sizes in seen_in_kmeans:
+        assert sizes["openmp"] == {n}  # scikit-learn's k-means threads
+        assert sizes.get("blas", {n}) == {n}
+
+
+def test_the_caps_are_lifted_after_the_step(seen_in_kmeans) -> None:
+    before = _pool_sizes()
+    with clvx.threads(1):
+        cluster.fit_kmeans(_points(), 3, seed=0)
+    assert seen_in_kmeans and seen_in_kmeans[0]["openmp"] == {1}
+    assert _pool_sizes() == before
+
+
+def test_the_model_fit_and_its_hessian_run_with_blas_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clv.load import load_transactions
+    from clv.models import BGNBD
+    from clv.rfm import collect, rfm_summary
+    from clv.sample import bundled_sample_path
+
+    seen: list[dict[str, set[int]]] = []
+    hessian = likelihood._hessian
+
+    def recording(objective, log_params):
+        seen.append(_pool_sizes())
+        return hessian(objective, log_params)
+
+    monkeypatch.setattr(likelihood, "_hessian", recording)
+    tx = load_transactions(bundled_sample_path())
+    summary = collect(rfm_summary(tx.frame, tx.as_of))
+    with clvx.threads(1):
+        BGNBD(engine="numpy").fit(summary)
+    assert seen and all(sizes["blas"] == {1} for sizes in seen)
+
+
+def test_default_is_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(pools.THREADS_ENV, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert pools.resolve() == 3
+    monkeypatch.setenv(pools.THREADS_ENV, "2")
+    assert pools.resolve() == 2
+    with pools.use(1):
+        assert pools.resolve() == 1
+    assert pools.resolve() == 2
+
+
+@pytest.mark.parametrize("value", ["0", "many", "1.5", "5000"])
+def test_a_bad_environment_value_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(pools.THREADS_ENV, value)
+    with pytest.raises(InputError, match=f"the environment variable CLVX_THREADS.*1 to {pools.MAX_THREADS}"):
+        pools.resolve()
+
+
+def test_a_bad_api_value_names_the_setting() -> None:
+    with pytest.raises(InputError, match=r"^threads = 0 is out of range"):
+        clvx.threads(0).__enter__()
+
+
+def test_the_environment_leaves_what_the_user_set() -> None:
+    assert pools.environment(3, current={}) == {"POLARS_MAX_THREADS": "3", "OMP_WAIT_POLICY": "PASSIVE"}
+    assert pools.environment(3, current={"POLARS_MAX_THREADS": "8", "OMP_WAIT_POLICY": "active"}) == {}
+
+
+def _polars_pool_after_entry(args: list[str], env: dict[str, str], tmp_path: Path) -> str:
+    """polars' pool size in a fresh process after the command line's entry point read ``args``."""
+    script = (
+        "import sys, cli, typer\n"
+        "group = typer.main.get_command(cli.app)\n"
+        f"cli._size_pools_before_imports({args!r}, group.commands)\n"
+        "import polars, os\n"
+        "print(polars.thread_pool_size(), os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("POLARS_MAX_THREADS", "OMP_WAIT_POLICY", pools.THREADS_ENV)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env={**clean, **env}, check=True)
+    return out.stdout.strip()
+
+
+def test_the_command_line_sizes_polars_pool_before_importing_it(tmp_path: Path) -> None:
+    assert _polars_pool_after_entry(["rfm", "--threads", "1"], {}, tmp_path) == "1 PASSIVE"
+    assert _polars_pool_after_entry(["rfm"], {"CLVX_THREADS": "1"}, tmp_path) == "1 PASSIVE"
+    config = tmp_path / "clvx.toml"
+    config.write_text("threads = 2\n[rfm]\nthreads = 1\n")
+    assert _polars_pool_after_entry(["rfm", "--config", str(config)], {}, tmp_path) == "1 PASSIVE"
+    # The user's own settings win.
+    assert _polars_pool_after_entry(["rfm", "--threads", "1"], {"POLARS_MAX_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE"}, tmp_path) == "2 ACTIVE"
+
+
+def test_threads_option_from_the_command_line_and_a_settings_file(runner, tiny_csv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cli
+
+    seen: list[int] = []
+    real_use = pools.use
+
+    def recording(n):
+        seen.append(pools.resolve(n))
+        return real_use(n)
+
+    monkeypatch.setattr(pools, "use", recording)
+    tiny = ["rfm", str(tiny_csv), "--customer-col", "customer", "--date-col", "when", "--amount-col", "amount", "-q"]
+    assert runner.invoke(cli.app, [*tiny, "--threads", "1"]).exit_code == 0
+    config = tmp_path / "clvx.toml"
+    config.write_text("threads = 1\n")
+    assert runner.invoke(cli.app, [*tiny, "--config", str(config)]).exit_code == 0
+    assert seen == [1, 1]
+    assert runner.invoke(cli.app, [*tiny, "--threads", "0"]).exit_code == 2
+
+
+def test_the_command_line_clusters_without_loading_pandas(tmp_path: Path) -> None:
+    """scikit-learn would import pandas (60 MB, a third of its import time); the command line hides it, lifetimes still finds it."""
+    script = (
+        "import sys, cli\n"
+        "sys.argv = ['clvx', 'segment', '-q', '--engine', 'numpy', '--k', '3']\n"
+        "try:\n"
+        "    cli.main()\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "print('sklearn' in sys.modules, 'pandas' in sys.modules)\n"
+        "import pandas\n"
+        "print(pandas.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip().splitlines()[-2:] == ["True False", "pandas"]
