@@ -709,7 +709,7 @@ def segment(
     seed: SeedOpt = 42,
     assignments: Annotated[Optional[Path], typer.Option("--assignments", help="Write one row per customer (segment, features, CLV) for CRM import; .csv, .parquet or .json", dir_okay=False, show_default=False)] = None,
     exclude_customers: ExcludeCustomersOpt = None,
-    save: Annotated[Optional[Path], typer.Option("--save", help="Write the fitted models and the segments' centres and scaling to this JSON file (for clvx predict --model, and for scoring in Spark)", dir_okay=False, show_default=False)] = None,
+    save: Annotated[Optional[Path], typer.Option("--save", help="Write the fitted models and the segments' centres and scaling to this JSON file (for clvx predict --saved-model, and for scoring in Spark)", dir_okay=False, show_default=False)] = None,
 ) -> None:
     """Customer segments a marketer can name and act on, profiled by size, revenue, CLV and churn risk.
 

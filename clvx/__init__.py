@@ -412,7 +412,7 @@ class SegmentResult:
         """The fitted models and, for k-means, the segments' scaling and centres (``clvx segment --save``).
 
         A model.json as ``clvx fit --save`` writes it with a ``segments`` section added, so
-        ``clvx predict --model`` reads it and clvx/spark.py segments customers with it.
+        ``clvx predict --saved-model`` reads it and clvx/spark.py segments customers with it.
         """
         run = self.run
         doc = model_document(run.bgnbd, run.gamma_gamma, period=run.period.value, clvx_version=__version__)

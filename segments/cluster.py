@@ -237,6 +237,7 @@ def fit_kmeans(X: np.ndarray, k: int, seed: int, centres: np.ndarray | None = No
     return labels, n_fit
 
 
+@threads.limited(_sklearn.load)
 def fit_kmeans_centres(X: np.ndarray, k: int, seed: int, centres: np.ndarray | None = None) -> tuple[np.ndarray, int, np.ndarray]:
     """:func:`fit_kmeans`, also returning the final centres: each label is the nearest of them.
 

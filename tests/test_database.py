@@ -159,7 +159,7 @@ def test_segment_save_adds_the_centres_to_a_model_file_predict_reads(runner, tmp
     assert res.exit_code == 0, res.output
     doc = json.loads(path.read_text())
     assert len(doc["segments"]["centres"]) == 4 and len(doc["segments"]["names"]) == 4
-    res = runner.invoke(app, ["predict", "--model", str(path), "-q", "-f", "csv"])
+    res = runner.invoke(app, ["predict", "--saved-model", str(path), "-q", "-f", "csv"])
     assert res.exit_code == 0, res.output
 
 
