@@ -836,9 +836,10 @@ def cross_sell(
     targets = rules = bundles = None
     opted_out = read_customer_ids(offers.exclude_customers, tx) if offers.exclude_customers is not None else None
     if offers.targets:
-        with listener.step("Scoring offers per customer"):
+        with listener.step("Scoring offers per customer", total=1.0) as progress:
             targets = crosssell_targets(run, top_k=offers.top_k, max_offers=offers.max_offers,
-                                        allow_substitutes=offers.allow_substitutes, allow_variants=offers.allow_variants)
+                                        allow_substitutes=offers.allow_substitutes, allow_variants=offers.allow_variants,
+                                        advance=getattr(progress, "advance", None))
         if opted_out is not None:
             targets = _without_opt_outs(targets, opted_out, "offers", listener)
         if offers.control > 0:

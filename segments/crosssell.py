@@ -31,6 +31,7 @@ does not top the list.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -41,6 +42,8 @@ from threadpoolctl import threadpool_limits
 from clv.errors import InputError
 from segments.associations import SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
 from segments.variants import variant_pairs
+
+Advance = Callable[[float], None]  # told the share of a step's work just done
 
 SEGMENT_WEIGHT = 0.1  # weight of the segment's penetration beside the item score
 TREND_WEIGHT = 1.0  # weight of the share of customers who first bought the product lately
@@ -118,13 +121,14 @@ def uncalibrated(horizon_days: int) -> Calibration:
     return Calibration(edges, np.clip(edges[:-1], 0.0, 1.0), 1.0, horizon_days, 0, 0)
 
 
-def choose_ridge(model: CrossSellModel, truth: sparse.csr_matrix, ridges: tuple[float, ...] = RIDGES) -> tuple[float, CrossSellModel]:
+def choose_ridge(model: CrossSellModel, truth: sparse.csr_matrix, ridges: tuple[float, ...] = RIDGES, *,
+                 advance: Advance | None = None) -> tuple[float, CrossSellModel]:
     """The lambda among ``ridges`` whose item model puts most first-time purchases (``truth``) in customers' top 5, and that model."""
     rows = np.flatnonzero(np.asarray(truth.sum(axis=1)).ravel() > 0)
     if len(rows) > CALIBRATION_CUSTOMERS:
         rows = np.sort(np.random.default_rng(0).choice(rows, CALIBRATION_CUSTOMERS, replace=False))
     best: tuple[float, float, CrossSellModel] | None = None
-    for ridge, W in zip(ridges, item_weights_for(model.own.X, ridges), strict=True):
+    for ridge, W in zip(ridges, item_weights_for(model.own.X, ridges, advance=advance), strict=True):
         candidate = replace(model, weights=W)
         lists = evaluation_lists(candidate, rows, RIDGE_TOP)
         hit = float((np.asarray(truth[np.repeat(rows, lists.shape[1]), lists.ravel()]).reshape(lists.shape) > 0).any(axis=1).mean()) if len(rows) else 0.0
@@ -215,7 +219,7 @@ def _cosine_neighbours(X: sparse.csr_matrix, k: int) -> tuple[np.ndarray, np.nda
     return neighbours, owners
 
 
-def item_weights(X: sparse.csr_matrix, *, neighbours: int = NEIGHBOURS, ridge: float = RIDGE) -> sparse.csr_matrix:
+def item_weights(X: sparse.csr_matrix, *, neighbours: int = NEIGHBOURS, ridge: float = RIDGE, advance: Advance | None = None) -> sparse.csr_matrix:
     """Item-item weights W (inputs x products): a sparse EASE, one ridge regression per product.
 
     EASE (Steck 2019, eq. 8) regresses every product's ownership column on all other
@@ -224,12 +228,14 @@ def item_weights(X: sparse.csr_matrix, *, neighbours: int = NEIGHBOURS, ridge: f
     ``neighbours`` nearest products N_j (by cosine): ``w_j = (X_N'X_N + lambda I)^-1 X_N'x_j``,
     the same normal equations restricted to N_j (and j left out of its own inputs, as EASE's
     diagonal constraint does). Memory: one ``k x k`` system per product and a Gram block over
-    the union of a batch's neighbours, capped at ``UNION_MAX`` products.
+    the union of a batch's neighbours, capped at ``UNION_MAX`` products. ``advance`` is
+    told the share of the products done after each batch (they sum to 1).
     """
-    return item_weights_for(X, (ridge,), neighbours=neighbours)[0]
+    return item_weights_for(X, (ridge,), neighbours=neighbours, advance=advance)[0]
 
 
-def item_weights_for(X: sparse.csr_matrix, ridges: tuple[float, ...], *, neighbours: int = NEIGHBOURS) -> list[sparse.csr_matrix]:
+def item_weights_for(X: sparse.csr_matrix, ridges: tuple[float, ...], *, neighbours: int = NEIGHBOURS,
+                     advance: Advance | None = None) -> list[sparse.csr_matrix]:
     """:func:`item_weights` for several ridges at once: neighbours and Gram blocks are shared, only the solves differ."""
     n_p = X.shape[1]
     if n_p < 2:
@@ -260,6 +266,8 @@ def item_weights_for(X: sparse.csr_matrix, ridges: tuple[float, ...], *, neighbo
             Ar[:, np.arange(k), np.arange(k)] += ridge
             with threadpool_limits(1):  # many small systems: BLAS threads only contend (100x slower on a busy machine)
                 vals[r].append(np.linalg.solve(Ar, rhs)[:, :, 0].ravel())
+        if advance is not None:
+            advance((stop - j) / n_p)
         j = stop
     rows = N.ravel()
     cols = np.repeat(np.arange(n_p), k)
@@ -293,17 +301,19 @@ def build_model(
     categories: pl.DataFrame | None = None,
     products: pl.DataFrame | None = None,
     ridge: float = RIDGE,
+    advance: Advance | None = None,
 ) -> CrossSellModel:
     """Fit the scorer: pair counts, shrunk confidences, segment penetration, substitutes.
 
     ``customers`` has ``customer_id, segment, p_active`` in ``own.customers`` order;
     ``typical_values`` has ``product_id, value``: each product's median line value;
     ``categories`` has ``product_id, category``; ``products`` has ``product_id`` with
-    ``description`` (and ``category``) for finding variants.
+    ``description`` (and ``category``) for finding variants. ``advance`` follows the item
+    weights, the bulk of the work (see :func:`item_weights`).
     """
     pairs = pair_counts(own)
     owners = own.owners
-    weights = item_weights(own.X, ridge=ridge)
+    weights = item_weights(own.X, ridge=ridge, advance=advance)
 
     segments = sorted(customers["segment"].unique().to_list())
     seg_code = customers["segment"].replace_strict({s: k for k, s in enumerate(segments)}, return_dtype=pl.Int64).to_numpy()
@@ -391,8 +401,12 @@ def value_per_buyer(model: CrossSellModel) -> np.ndarray:
     return model.typical_value * ratio
 
 
-def customer_targets(model: CrossSellModel, *, top_k: int = 5, allow_substitutes: bool = False, allow_variants: bool = False) -> pl.DataFrame:
-    """The ``top_k`` offers per customer: ``customer_id, product_id, rank, score, purchase_probability, expected_revenue``."""
+def customer_targets(model: CrossSellModel, *, top_k: int = 5, allow_substitutes: bool = False, allow_variants: bool = False,
+                     advance: Advance | None = None) -> pl.DataFrame:
+    """The ``top_k`` offers per customer: ``customer_id, product_id, rank, score, purchase_probability, expected_revenue``.
+
+    ``advance`` is told the share of the customers scored after each block (they sum to 1).
+    """
     _check_count("top_k", top_k, MAX_OFFERS)
     n, p = model.own.X.shape
     frames = []
@@ -405,6 +419,8 @@ def customer_targets(model: CrossSellModel, *, top_k: int = 5, allow_substitutes
             "_u": cust, "_j": idx.ravel(), "rank": np.tile(np.arange(1, k + 1), rows.stop - rows.start), "score": vals.ravel(),
             "purchase_probability": np.take_along_axis(probability, idx, axis=1).ravel(),
         }))
+        if advance is not None:
+            advance((rows.stop - rows.start) / n)
     t = pl.concat(frames).filter(pl.col("score").is_finite())
     return t.with_columns(
         model.own.customers.gather(t["_u"]).alias("customer_id"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -229,12 +230,13 @@ def run_crosssell(
         x, tx_, T = float_columns(assignments, "frequency", "recency", "T")
         buys = 1.0 - churn_risk(seg.purchase_model, offer_horizon.periods(seg.period.days), x, tx_, T)  # P(a purchase in the horizon)
         customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", buys))
-    with step("Calibrating offer probabilities on the last days of the log"):
-        calibration = inner_calibration(tx, lines, customers, offer_horizon)
-    with step("Fitting the item model"):
+    with step("Calibrating offer probabilities on the last days of the log", total=1.0) as progress:
+        calibration = inner_calibration(tx, lines, customers, offer_horizon, advance=getattr(progress, "advance", None))
+    with step("Fitting the item model", total=1.0) as progress:
         own = build_ownership(lines, customers["customer_id"])
         categories = products.select("product_id", "category") if "category" in products.columns else None
-        model = build_model(own, customers, typical, categories=categories, products=products, ridge=calibration.ridge)
+        model = build_model(own, customers, typical, categories=categories, products=products, ridge=calibration.ridge,
+                            advance=getattr(progress, "advance", None))
         if calibration.n_purchases:
             calibration = replace(calibration, applied_edges=score_quantiles(model))
         model = replace(model, calibration=calibration)
@@ -266,13 +268,17 @@ def offer_timing(run: CrossSellRun, offers: pl.DataFrame, *, cited: str, offered
     return out["timing"].fill_null(NO_PRODUCT_LINK)
 
 
-def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataFrame, horizon: Horizon) -> Calibration:
+def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataFrame, horizon: Horizon, *,
+                      advance: Callable[[float], None] | None = None) -> Calibration:
     """Fit offer probabilities on an inner split: the log without its last ``horizon`` days, scored on those days.
 
     The inner model is built exactly as the real one (same products left out, same
     segments); its customers who bought anything in the held-out days show how often a
-    score turns into a first purchase of that product within the horizon.
+    score turns into a first purchase of that product within the horizon. ``advance`` is
+    told the share done: the inner item model is a quarter of the work, the ridges the rest.
     """
+    quarter = (lambda share: advance(share / 4)) if advance is not None else None
+    rest = (lambda share: advance(share * 3 / 4)) if advance is not None else None
     horizon_days = max(1, round(horizon.days))
     end = dt.datetime.combine(tx.as_of + dt.timedelta(days=1), dt.time())
     cut = end - dt.timedelta(days=horizon_days)
@@ -284,7 +290,7 @@ def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataF
     inner_customers = customers.join(inner_ids, on="customer_id", how="semi").sort("customer_id").with_columns(pl.lit(1.0).alias("p_active"))
     own = build_ownership(inner_lines, inner_customers["customer_id"])
     typical = collect(inner_lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
-    model = build_model(own, inner_customers, typical)
+    model = build_model(own, inner_customers, typical, advance=quarter)
     spend = holdout_spend(later, own.customers, own.products)
     bought = sparse.csr_matrix((spend["amount"].to_numpy(), (spend["_u"].to_numpy(), spend["_j"].to_numpy())), shape=own.X.shape)
     new = bought - bought.multiply(own.X > 0)
@@ -293,7 +299,7 @@ def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataF
     buyers = collect(later.select("customer_id").unique())
     active = np.flatnonzero(own.customers.is_in(buyers["customer_id"].implode()).to_numpy())
     truth = (new > 0).astype(np.float64).tocsr()
-    ridge, model = choose_ridge(model, truth)
+    ridge, model = choose_ridge(model, truth, advance=rest)
     return fit_calibration(model, truth, new.tocsr(), active, horizon_days, ridge)
 
 
@@ -302,7 +308,7 @@ TARGET_COLUMNS = ("customer_id", "segment", "product_id", "rank", "score", "purc
 
 
 def crosssell_targets(run: CrossSellRun, *, top_k: int = 5, max_offers: int | None = None, allow_substitutes: bool = False,
-                      allow_variants: bool = False) -> pl.DataFrame:
+                      allow_variants: bool = False, advance: Callable[[float], None] | None = None) -> pl.DataFrame:
     """Offers per customer with reasons, their relation to what is owned, names and timing, at most ``min(top_k, max_offers)`` each.
 
     ``score`` only ranks; ``purchase_probability`` (of a first purchase of the product within
@@ -312,7 +318,7 @@ def crosssell_targets(run: CrossSellRun, *, top_k: int = 5, max_offers: int | No
     days after buying the cited product.
     """
     k = top_k if max_offers is None else min(top_k, max_offers)
-    targets = customer_targets(run.model, top_k=k, allow_substitutes=allow_substitutes, allow_variants=allow_variants)
+    targets = customer_targets(run.model, top_k=k, allow_substitutes=allow_substitutes, allow_variants=allow_variants, advance=advance)
     offers = offer_relations(run.model, explain_targets(run.model, targets)).sort("customer_id", "rank")
     segments = run.segments.segmentation.assignments.select("customer_id", "segment")
     offers = offers.join(segments, on="customer_id", how="left", maintain_order="left").with_columns(

@@ -129,3 +129,19 @@ def test_calibration_is_isotonic_in_the_score_and_matches_observed_rates(monkeyp
     grid = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
     np.testing.assert_allclose(cal(grid), grid / 2, atol=0.05)
     assert cal.value_ratio == pytest.approx(1.5)  # new buyers spent 3 against a median line of 2
+
+
+def test_the_item_model_and_the_offers_report_their_progress_in_shares_that_sum_to_one(monkeypatch):
+    import segments.crosssell as crosssell
+
+    rng = np.random.default_rng(5)
+    X = sparse.csr_matrix((rng.random((300, 40)) < 0.2).astype(float))
+    monkeypatch.setattr(crosssell, "SOLVE_BATCH", 7)  # several batches
+    shares: list[float] = []
+    item_weights(X, neighbours=5, ridge=10.0, advance=shares.append)
+    assert len(shares) > 1 and sum(shares) == pytest.approx(1.0)
+    model = tiny_model()
+    monkeypatch.setattr(crosssell, "CHUNK_CELLS", 8)  # two customers per block
+    shares = []
+    customer_targets(model, top_k=2, advance=shares.append)
+    assert len(shares) == 6 and sum(shares) == pytest.approx(1.0)
