@@ -16,7 +16,6 @@ import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -35,6 +34,8 @@ from clv.terms import (
     MAX_HORIZON_YEARS,
     MAX_PENALIZER,
     SEED_MAX,
+    Aggregate,
+    Dialect,
     Engine,
     Period,
     PurchaseModel,
@@ -917,30 +918,14 @@ def report(
         fail_after_commit(error)
 
 
-class SqlAggregate(str, Enum):
-    rfm = "rfm"
-    histories = "histories"
-    products = "products"
-
-
-class SqlDialect(str, Enum):
-    duckdb = "duckdb"
-    postgres = "postgres"
-    spark = "spark"
-    bigquery = "bigquery"
-    snowflake = "snowflake"
-    redshift = "redshift"
-    trino = "trino"
-
-
 @command(
     summary="SQL for the aggregates, to run in a warehouse or on Spark",
     help_example="clvx sql rfm --dialect snowflake --table shop.sales --customer-col CustomerID --amount-col revenue > rfm.sql",
 )
 def sql(
     run: RunArgs,
-    aggregate: Annotated[SqlAggregate, typer.Argument(help="rfm (the summary of clvx rfm), histories (what a fit needs: distinct (frequency, recency, T) and (frequency, monetary_value) rows with counts) or products (customer x product: first and last purchase, orders, revenue)")],
-    dialect: Annotated[SqlDialect, typer.Option("--dialect", help="The engine that will run the query")] = SqlDialect.duckdb,
+    aggregate: Annotated[Aggregate, typer.Argument(help="rfm (the summary of clvx rfm), histories (what a fit needs: distinct (frequency, recency, T) and (frequency, monetary_value) rows with counts) or products (customer x product: first and last purchase, orders, revenue)")],
+    dialect: Annotated[Dialect, typer.Option("--dialect", help="The engine that will run the query")] = Dialect.duckdb,
     table: Annotated[str, typer.Option("--table", help="The table of order lines, e.g. sales, schema.sales or project.dataset.sales")] = "transactions",
     query: Annotated[Optional[str], typer.Option("--query", help="A SELECT that returns the order lines, instead of --table", show_default=False)] = None,
     customer_col: _col("--customer-col", "Customer id column") = None,  # type: ignore[valid-type]

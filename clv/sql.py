@@ -30,39 +30,18 @@ those rows in the view the query reads.
 from __future__ import annotations
 
 import datetime as dt
-from enum import Enum
 
 import sqlglot
 from sqlglot import exp
 
 from clv.errors import InputError, option
 from clv.load import PLACEHOLDER_IDS, ColumnMapping
-from clv.terms import Period
+from clv.terms import Aggregate, Dialect, Period
 
 # The dialect the one definition is written in; every other dialect is a translation.
 SOURCE_DIALECT = "duckdb"
 # Exact money: clvx sums amounts as whole nano-units (clv.rfm.AMOUNT_DECIMALS = 9).
 MONEY = "DECIMAL(38, 9)"
-
-
-class Dialect(str, Enum):
-    """The SQL engines clvx writes its aggregates for (sqlglot's dialect names)."""
-
-    duckdb = "duckdb"
-    postgres = "postgres"
-    spark = "spark"
-    bigquery = "bigquery"
-    snowflake = "snowflake"
-    redshift = "redshift"
-    trino = "trino"
-
-
-class Aggregate(str, Enum):
-    """What the query returns: the RFM summary, the distinct histories a fit needs, or customer x product."""
-
-    rfm = "rfm"
-    histories = "histories"
-    products = "products"
 
 
 def _ident(name: str) -> str:

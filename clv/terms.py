@@ -66,3 +66,23 @@ class SegmentMethod(str, Enum):
 
     kmeans = "kmeans"
     rfm = "rfm"
+
+
+class Dialect(str, Enum):
+    """The SQL engines clvx writes its aggregates for (sqlglot's dialect names)."""
+
+    duckdb = "duckdb"
+    postgres = "postgres"
+    spark = "spark"
+    bigquery = "bigquery"
+    snowflake = "snowflake"
+    redshift = "redshift"
+    trino = "trino"
+
+
+class Aggregate(str, Enum):
+    """What the query returns: the RFM summary, the distinct histories a fit needs, or customer x product."""
+
+    rfm = "rfm"
+    histories = "histories"
+    products = "products"

@@ -53,8 +53,7 @@ from clv.models import (
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from clv.sample import Sample, SampleSpec, bundled_sample_path, generate
 from clv.scalars import to_float
-from clv.sql import Aggregate, Dialect, aggregate_sql
-from clv.terms import DEFAULT_PURCHASE_MODEL, MODEL_LABELS, PurchaseModel
+from clv.terms import DEFAULT_PURCHASE_MODEL, MODEL_LABELS, Aggregate, Dialect, PurchaseModel
 from segments.associations import MIN_BUNDLE_SUPPORT, MIN_RULE_LIFT, MIN_RULE_SUPPORT, RULES_PER_PRODUCT, TOP_BUNDLES, RuleBounds
 from segments.campaign import CONTROL, CampaignMeasurement, hold_out_control, measure_campaign
 from segments.crosssell import CrossSellBacktest
@@ -872,6 +871,19 @@ def cross_sell(
                            opted_out=_opted_out_count(assignments, opted_out), choice=choice)
 
 
+def _read_table(path: Path, problem: str) -> pl.DataFrame:
+    """A small table of ids by its suffix (Parquet, JSON, else CSV), every CSV cell as text; ``problem`` has a {} for the reason."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pl.read_parquet(path)
+        if suffix == ".json":
+            return pl.read_json(path)
+        return pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise InputError(problem.format(str(exc).splitlines()[0])) from None
+
+
 def read_customer_ids(path: str | Path, tx: Transactions | None = None) -> pl.Series:
     """Customer ids from a file (CSV, Parquet or JSON): its ``customer_id`` column, the log's customer column, or its only column.
 
@@ -880,16 +892,7 @@ def read_customer_ids(path: str | Path, tx: Transactions | None = None) -> pl.Se
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{option('exclude_customers', str(path))}: file not found")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            frame = pl.read_parquet(path)
-        elif suffix == ".json":
-            frame = pl.read_json(path)
-        else:
-            frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
-    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-        raise InputError(f"{option('exclude_customers', str(path))} cannot be read as a table of customer ids ({str(exc).splitlines()[0]})") from None
+    frame = _read_table(path, f"{option('exclude_customers', str(path))} cannot be read as a table of customer ids ({{}})")
     original = tx.columns.customer if tx is not None else None
     names = [c for c in ("customer_id", original) if c and c in frame.columns]
     if not names and frame.width == 1:
@@ -927,16 +930,7 @@ class MeasureResult:
 def read_targets(path: str | Path) -> pl.DataFrame:
     """A targets file written by ``cross-sell --targets`` (CSV, Parquet or JSON), ids as text."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            frame = pl.read_parquet(path)
-        elif suffix == ".json":
-            frame = pl.read_json(path)
-        else:
-            frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
-    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-        raise InputError(f"TARGETS {path} cannot be read ({str(exc).splitlines()[0]}); give the file cross-sell --targets wrote") from None
+    frame = _read_table(path, f"TARGETS {path} cannot be read ({{}}); give the file cross-sell --targets wrote")
     missing = [c for c in ("customer_id", "product_id", "group") if c not in frame.columns]
     if missing:
         hint = f"write it with {option('control', 0.1)}" if missing == ["group"] else "give the file cross-sell --targets wrote"
@@ -1068,6 +1062,8 @@ def sql(
     One definition (clv/sql.py) translated by sqlglot; on the bundled sample it gives
     exactly ``clvx.rfm``'s summary on DuckDB, PostgreSQL and Spark.
     """
+    from clv.sql import aggregate_sql  # sqlglot: loaded only to write SQL
+
     return aggregate_sql(Aggregate(aggregate), Dialect(dialect), columns=columns, table=table, query=query, as_of=as_of,
                          period=period, keep_placeholder_ids=keep_placeholder_ids, pretty=True)
 
