@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import inspect
+import itertools
 import os
 import signal
 import sys
@@ -1040,6 +1041,13 @@ def _terminated(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _model_file_as_model(args: list[str]) -> bool:
+    """Whether ``--model`` was given a file, as it was before it named the purchase model."""
+    values = [b for a, b in itertools.pairwise(args) if a == "--model"]
+    values += [a.split("=", 1)[1] for a in args if a.startswith("--model=")]
+    return any(v not in {m.value for m in PurchaseModel} and (v.endswith(".json") or Path(v).is_file()) for v in values)
+
+
 def main() -> None:
     """Console entry point: usage errors become one ``Error:`` line and exit code 2."""
     group = typer.main.get_command(app)
@@ -1067,8 +1075,10 @@ def main() -> None:
             typer.echo(ctx.get_help())
             code = 0
         else:
-            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            typer.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            message, hint = exc.format_message(), f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            if _model_file_as_model(sys.argv[1:]):
+                message, hint = message.rstrip("."), "; --model names the purchase model now: give a saved model file with --saved-model"
+            typer.echo(f"Error: {message}{hint}", err=True)
             code = getattr(exc, "exit_code", EXIT_INPUT)
     except typer.Abort:
         typer.echo("Aborted.", err=True)

@@ -401,3 +401,13 @@ def test_flags_show_no_value_placeholder_in_help(command):
     assert proc.returncode == 0 and "--quiet" in proc.stdout
     assert "<bool>" not in proc.stdout
     assert "pyproject.toml with [tool.clvx]); flags override it" in proc.stdout  # not eaten as markup
+
+
+def test_a_model_file_given_to_model_points_to_saved_model(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "cli.py"), "predict", "--model", "m.json"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().endswith("--model names the purchase model now: give a saved model file with --saved-model")
