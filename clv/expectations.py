@@ -42,9 +42,20 @@ def bgnbd_unconditional_part(params: tuple[float, ...], t: float, frequency: np.
     where 2F1 overflows, the Euler transformation
     ``2F1(c-a', c-b'; c; z) (1-z)^(c-a'-b')`` gives the same value, as in lifetimes.
     """
+    return _beta_geometric_part(params, t, frequency, T, dropouts_at_start=0)
+
+
+def _beta_geometric_part(params: tuple[float, ...], t: float, frequency: np.ndarray, T: np.ndarray, *, dropouts_at_start: int) -> np.ndarray:
+    """``c/(a-1) [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b'; c; t/(alpha+T+t))]``, b' = b+x+d, c = a+b+x-1+d.
+
+    ``d`` counts the chances to drop out before the first repeat purchase beyond BG/NBD's:
+    0 for BG/NBD (FHL 2005 eq. 10), 1 for MBG/NBD (Batislam et al. 2007 eq. 6), where the
+    customer may also leave at time 0. Where 2F1 overflows, the Euler transformation
+    ``2F1(c-a', c-b'; c; z) (1-z)^(c-a'-b')`` gives the same value, as in lifetimes.
+    """
     r, alpha, a, b = params
     x = np.asarray(frequency, float)
-    _a, _b, _c = r + x, b + x, a + b + x - 1
+    _a, _b, _c = r + x, b + x + dropouts_at_start, a + b + x + (dropouts_at_start - 1)
     z = t / (alpha + T + t)
     with np.errstate(all="ignore"):
         ln_hyp = np.log(hyp2f1(_a, _b, _c, z))
@@ -52,7 +63,7 @@ def bgnbd_unconditional_part(params: tuple[float, ...], t: float, frequency: np.
         if bad.any():
             alt = np.log(hyp2f1(_c - _a, _c - _b, _c, z)) + (_c - _a - _b) * np.log1p(-z)
             ln_hyp = np.where(bad, alt, ln_hyp)
-        return (a + b + x - 1) / (a - 1) * (1 - np.exp(ln_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T))))
+        return _c / (a - 1) * (1 - np.exp(ln_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T))))
 
 
 def gamma_gamma_expected_average(params: tuple[float, ...], frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
@@ -96,17 +107,7 @@ def mbgnbd_unconditional_part(params: tuple[float, ...], t: float, frequency: np
     ``(a+b+x)/(a-1) * [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x+1; a+b+x; t/(alpha+T+t))]``,
     with Euler's transformation where 2F1 overflows, as for BG/NBD.
     """
-    r, alpha, a, b = params
-    x = np.asarray(frequency, float)
-    _a, _b, _c = r + x, b + x + 1, a + b + x
-    z = t / (alpha + T + t)
-    with np.errstate(all="ignore"):
-        ln_hyp = np.log(hyp2f1(_a, _b, _c, z))
-        bad = ~np.isfinite(ln_hyp)
-        if bad.any():
-            alt = np.log(hyp2f1(_c - _a, _c - _b, _c, z)) + (_c - _a - _b) * np.log1p(-z)
-            ln_hyp = np.where(bad, alt, ln_hyp)
-        return (a + b + x) / (a - 1) * (1 - np.exp(ln_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T))))
+    return _beta_geometric_part(params, t, frequency, T, dropouts_at_start=1)
 
 
 # --------------------------------------------------------------------------- Pareto/NBD
