@@ -785,13 +785,13 @@ def segment(
     data = summarize(source, model.unit, listener) if summary_input else None
     if data is None:
         tx = load(source, listener)
+    elif "total_spend" not in data.summary.columns:  # before any model is fitted on it
+        raise InputError(f"{source.label}: segments need each customer's total_spend; compute the summary with clvx sql rfm "
+                         "or clvx rfm, or pass the transaction log")
     name, choice = resolve_model(model, listener, tx, data.summary if data is not None else None)
     options = dict(model=name, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
                    engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step)
     if data is not None:
-        if "total_spend" not in data.summary.columns:
-            raise InputError(f"{source.label}: segments need each customer's total_spend; compute the summary with clvx sql rfm "
-                             "or clvx rfm, or pass the transaction log")
         categories = None
         if db is not None:
             with listener.step("Counting customers' categories in the database"):

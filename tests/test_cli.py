@@ -411,3 +411,14 @@ def test_a_model_file_given_to_model_points_to_saved_model(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().endswith("--model names the purchase model now: give a saved model file with --saved-model")
+
+
+def test_segment_refuses_a_summary_without_total_spend_before_choosing_a_model(runner, tmp_path, monkeypatch):
+    import clvx
+
+    summary = tmp_path / "rfm.csv"
+    summary.write_text("customer_id,frequency,recency,T,monetary_value\na,2,30,60,10\nb,0,0,40,0\n")
+    monkeypatch.setattr(clvx, "purchase_estimator", lambda *a, **k: pytest.fail("a model was fitted first"))
+    res = runner.invoke(app, ["segment", str(summary), "--model", "auto", "-q"])
+    assert res.exit_code == 2
+    assert "segments need each customer's total_spend" in res.stderr
