@@ -7,6 +7,8 @@ the callers) and E[M | x, m_x]; the likelihoods that fit the parameters are in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.special import expit, hyp2f1
 
@@ -144,11 +146,16 @@ def pareto_log_a0(params: tuple[float, ...], frequency: np.ndarray, recency: np.
         return first + np.log(-np.expm1(np.minimum(second - first, 0.0)))
 
 
-def pareto_p_alive(params: tuple[float, ...], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """P(alive | x, t_x, T) = 1 / (1 + s/(r+s+x) (alpha+T)^(r+x) (beta+T)^s A_0) (Fader & Hardie, note 009, eq. 21)."""
+def pareto_p_alive(params: tuple[float, ...], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, *,
+                   log_a0: Callable[..., np.ndarray] = pareto_log_a0) -> np.ndarray:
+    """P(alive | x, t_x, T) = 1 / (1 + s/(r+s+x) (alpha+T)^(r+x) (beta+T)^s A_0) (Fader & Hardie, note 009, eq. 21).
+
+    ``log_a0`` computes log A_0: the 2F1 closed form here, or the faster piecewise integral
+    of :func:`clv.likelihood.pareto_log_a0`.
+    """
     r, alpha, s, beta = params
     x = np.asarray(frequency, float)
-    log_div = np.log(s) - np.log(r + s + x) + (r + x) * np.log(alpha + T) + s * np.log(beta + T) + pareto_log_a0(params, x, recency, T)
+    log_div = np.log(s) - np.log(r + s + x) + (r + x) * np.log(alpha + T) + s * np.log(beta + T) + log_a0(params, x, recency, T)
     return expit(-log_div)
 
 

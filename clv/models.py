@@ -279,7 +279,7 @@ class ParetoNBDParams(_PurchaseFitted):
         return (self.r, self.alpha, self.s, self.beta)
 
     def p_alive(self, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
-        return expectations.pareto_p_alive(self.params, frequency, recency, T)
+        return expectations.pareto_p_alive(self.params, frequency, recency, T, log_a0=likelihood.pareto_log_a0)
 
     def unconditional_part(self, t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
         return expectations.pareto_unconditional_part(self.params, t, frequency, T)
@@ -960,10 +960,9 @@ def _pair_value_terms(
 
 def _pairs(frequency: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (x, T) pairs and each row's index into them (one 1-D integer key, not a row-wise unique)."""
-    x_vals, x_idx = np.unique(np.asarray(frequency, float), return_inverse=True)
-    T_vals, T_idx = np.unique(np.asarray(T, float), return_inverse=True)
-    key = x_idx.astype(np.int64) * len(T_vals) + T_idx
-    keys, pair_idx = np.unique(key, return_inverse=True)
+    x_vals, x_idx = likelihood.factorize(np.asarray(frequency, float))
+    T_vals, T_idx = likelihood.factorize(np.asarray(T, float))
+    keys, pair_idx = likelihood.factorize(x_idx.astype(np.int64) * len(T_vals) + T_idx)
     return x_vals[keys // len(T_vals)], T_vals[keys % len(T_vals)], pair_idx
 
 
