@@ -188,8 +188,11 @@ def predictions(scored: pl.DataFrame, period: Period, horizon: Horizon, discount
         interval_caption = (f" {pct} prediction intervals: purchases over {horizon.label} from the model's predictive "
                             "distribution; CLV = that interval x expected spend, discounted.")
     total = scored["clv"].sum()
+    frame = scored.select(columns)
+    if model is not None and emitter.format is not Format.table:
+        frame = with_model(frame, model)
     emitter.rows(
-        with_horizon(scored.select(columns), horizon, CLV_COLUMNS),
+        with_horizon(frame, horizon, CLV_COLUMNS),
         title="Customer value",
         caption=(
             f"Most valuable first{f', by {model.label} and Gamma-Gamma' if model is not None else ''}. Total predicted CLV "
@@ -436,7 +439,7 @@ def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
     seg = result.segmentation
     profile = seg.profile
     if emitter.format.value != "table":
-        emitter.rows(with_horizon(profile, result.horizon, ("clv",)))
+        emitter.rows(with_horizon(with_model(profile, result.purchase_model), result.horizon, ("clv",)))
         return
     how = (
         f"k-means on days since last purchase, frequency, spend, P(alive) and CLV (log-scaled), k = {seg.k}"
@@ -479,9 +482,16 @@ ASSIGNMENT_COLUMNS = [
 ]
 
 
+def with_model(frame: pl.DataFrame, model: PurchaseParams) -> pl.DataFrame:
+    """``frame`` with a ``purchase_model`` column naming the model behind its forecasts (as ``--model`` spells it)."""
+    return frame.with_columns(pl.lit(model.MODEL).alias("purchase_model"))
+
+
 def write_assignments(run: SegmentRun, path: Path, *, raw: bool = False) -> None:
-    """One row per customer for CRM import; horizon-dependent columns carry their horizon."""
-    write_frame(with_horizon(run.segmentation.assignments.select(ASSIGNMENT_COLUMNS), run.horizon, CLV_COLUMNS), path, raw=raw)
+    """One row per customer for CRM import; horizon-dependent columns carry their horizon, and the
+    last column names the purchase model behind them."""
+    frame = with_model(run.segmentation.assignments.select(ASSIGNMENT_COLUMNS), run.purchase_model)
+    write_frame(with_horizon(frame, run.horizon, CLV_COLUMNS), path, raw=raw)
 
 
 # --------------------------------------------------------------------------- cross-sell

@@ -161,7 +161,7 @@ def test_predict_with_a_saved_model_equals_fitting(runner, tmp_path):
     assert scored.exit_code == 0
     assert scored.stdout == fitted.stdout
     header = fitted.stdout.splitlines()[0]
-    assert header == "customer_id,frequency,recency,T,monetary_value,p_alive,churn_risk_12m,expected_purchases_12m,expected_avg_value,clv_12m"
+    assert header == "customer_id,frequency,recency,T,monetary_value,p_alive,churn_risk_12m,expected_purchases_12m,expected_avg_value,clv_12m,purchase_model"
 
 
 def test_predict_output_is_byte_identical_run_to_run(runner, tmp_path):
@@ -204,6 +204,7 @@ def test_bad_model_file_and_horizon(runner, tmp_path):
 PROFILE_KEYS = {
     "segment", "n_customers", "customer_share", "revenue", "revenue_share", "clv_12m", "clv_share", "mean_p_alive",
     "churn_risk", "median_days_since_last_purchase", "median_frequency", "avg_order_value", "expected_purchases_90d", "top_categories",
+    "purchase_model",
 }
 
 
@@ -225,6 +226,7 @@ def test_segment_json_rows_and_assignments_file(runner, tmp_path):
     assert set(assignments["segment"]) == {r["segment"] for r in rows}
     assert {"customer_id", "segment", "days_since_last_purchase", "frequency", "spend_per_purchase", "p_alive", "clv_12m",
             "expected_purchases_12m", "expected_purchases_90d"} <= set(assignments.columns)
+    assert {r["purchase_model"] for r in rows} == set(assignments["purchase_model"]) == {"bgnbd"}  # the model behind the numbers
 
 
 def test_segment_bad_k(runner):

@@ -176,7 +176,8 @@ def test_cli_predict_interval_adds_the_horizon_named_columns(runner):
     res = runner.invoke(app, ["predict", "--interval", "0.9", "--horizon", "6m", "-f", "csv", "-q"])
     assert res.exit_code == 0, res.output
     frame = pl.read_csv(res.stdout.encode())
-    assert frame.columns[-4:] == ["purchases_low_6m", "purchases_high_6m", "clv_low_6m", "clv_high_6m"]
+    assert frame.columns[-5:] == ["purchases_low_6m", "purchases_high_6m", "clv_low_6m", "clv_high_6m", "purchase_model"]
+    assert frame["purchase_model"].unique().to_list() == ["bgnbd"]
     assert (frame["purchases_low_6m"] <= frame["purchases_high_6m"]).all()
     # A skewed count's mean can exceed its 95% quantile (P(alive) near 0: interval 0-0, mean 0.03), never by a whole purchase.
     assert (frame["purchases_low_6m"] <= frame["expected_purchases_6m"]).all()
