@@ -66,7 +66,9 @@ class HoldoutBacktest:
     n_customers: int
     model: ForecastMetrics
     baselines: dict[str, ForecastMetrics]
-    by_frequency: pl.DataFrame  # frequency_cal bucket, n_customers, actual_mean, predicted_mean, calibration_rate_mean
+    # frequency_cal bucket, n_customers, actual_mean, predicted_mean (the model used), calibration_rate_mean,
+    # and predicted_mean_<name> for each other model compared
+    by_frequency: pl.DataFrame
     revenue: RevenueCheck
     purchase_model: PurchaseParams  # the model the forecast above is from
     gamma_gamma: GammaGammaParams
@@ -173,15 +175,18 @@ def holdout_backtest(
     baseline_revenue = float(np.sum(spend_rate * duration))
 
     bucket = pl.min_horizontal(pl.col("frequency_cal"), FREQUENCY_BUCKETS)
+    compared = [name for name in forecasts if name != model]
     by_frequency = (
         split.select("frequency_cal", "frequency_holdout")
-        .with_columns(pl.Series("predicted", predicted), pl.Series("rate", rate_forecast))
+        .with_columns(pl.Series("predicted", predicted), pl.Series("rate", rate_forecast),
+                      *(pl.Series(f"predicted_{name}", forecasts[name]) for name in compared))
         .group_by(bucket.alias("bucket"))
         .agg(
             pl.len().alias("n_customers"),
             pl.col("frequency_holdout").mean().alias("actual_mean"),
             pl.col("predicted").mean().alias("predicted_mean"),
             pl.col("rate").mean().alias("calibration_rate_mean"),
+            *(pl.col(f"predicted_{name}").mean().alias(f"predicted_mean_{name}") for name in compared),
         )
         .sort("bucket")
         .with_columns(
@@ -190,7 +195,8 @@ def holdout_backtest(
             .otherwise(pl.col("bucket").cast(pl.String))
             .alias("frequency_cal")
         )
-        .select("frequency_cal", "n_customers", "actual_mean", "predicted_mean", "calibration_rate_mean")
+        .select("frequency_cal", "n_customers", "actual_mean", "predicted_mean", *(f"predicted_mean_{name}" for name in compared),
+                "calibration_rate_mean")
     )
     return HoldoutBacktest(
         calibration_end=calibration_end,

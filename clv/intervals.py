@@ -167,6 +167,19 @@ def _bgnbd_information(params, x, tx, T, w) -> np.ndarray:
     return likelihood._hessian(lambda v: likelihood.bgnbd_objective(v, data), theta) * float(np.sum(w))
 
 
+def _row_information(objective: Callable[..., tuple[float, np.ndarray]], time_scaled: tuple[int, ...]):
+    """Minus the Hessian of a total log-likelihood in log-parameters, from a fit objective's analytic gradient
+    on :class:`clv.likelihood.RowData` (alpha, and Pareto/NBD's beta, on rescaled time: the same curvature)."""
+    def information(params, x, tx, T, w) -> np.ndarray:
+        scale = 1.0 / float(np.max(T))
+        data = likelihood.RowData.build(x, tx, T, w, scale=scale)
+        theta = np.log(np.asarray(params, float))
+        theta[list(time_scaled)] += math.log(scale)
+        return likelihood._hessian(lambda v: objective(v, data), theta) * float(np.sum(w))
+
+    return information
+
+
 def _bgnbd_new(params: Sequence[float], t: np.ndarray) -> np.ndarray:
     """FHL 2005 eq. 9: E[X(t)] = (a+b-1)/(a-1) [1 - (alpha/(alpha+t))^r 2F1(r, b; a+b-1; t/(alpha+t))]."""
     t = np.asarray(t, float)
@@ -203,9 +216,11 @@ MODELS: dict[str, PredictiveModel] = {
     "bgnbd": PredictiveModel("bgnbd", bgnbd_alive_survival, expectations.bgnbd_p_alive, likelihood.bgnbd_log_likelihood,
                              _bgnbd_refit, _bgnbd_new, _bgnbd_information),
     "mbgnbd": PredictiveModel("mbgnbd", mbgnbd_alive_survival, expectations.mbgnbd_p_alive, likelihood.mbgnbd_log_likelihood,
-                              _refit(likelihood.fit_mbgnbd), _new_customer(expectations.mbgnbd_p_alive, expectations.mbgnbd_unconditional_part)),
+                              _refit(likelihood.fit_mbgnbd), _new_customer(expectations.mbgnbd_p_alive, expectations.mbgnbd_unconditional_part),
+                              _row_information(likelihood.mbgnbd_objective, (1,))),
     "pareto": PredictiveModel("pareto", pareto_alive_survival, expectations.pareto_p_alive, likelihood.pareto_log_likelihood,
-                              _refit(likelihood.fit_pareto), _new_customer(expectations.pareto_p_alive, expectations.pareto_unconditional_part)),
+                              _refit(likelihood.fit_pareto), _new_customer(expectations.pareto_p_alive, expectations.pareto_unconditional_part),
+                              _row_information(likelihood.pareto_objective, (1, 3))),
 }
 
 
@@ -288,8 +303,12 @@ def parameter_draws(
     *,
     n_draws: int = DEFAULT_DRAWS,
     seed: int = 0,
+    known_covariance: np.ndarray | None = None,
 ) -> ParameterDraws:
     """Draws from the sampling distribution of the fitted ``params`` on data (x, t_x, T, weights).
+
+    ``known_covariance``, the log-parameters' covariance on the customers the model was fitted on
+    (a saved model's), is used as it is: then the data only shape the predictive distribution.
 
     Normal on the log scale with :func:`log_covariance` when the optimum is a proper maximum and
     every log-standard error is at most ``MAX_LOG_SD``; otherwise ``BOOTSTRAP_REFITS`` refits on
@@ -300,7 +319,7 @@ def parameter_draws(
     if n_draws <= 0:
         return ParameterDraws(point, "none")
     rng = np.random.default_rng(seed)
-    cov = log_covariance(model, params, x, tx, T, weights)
+    cov = log_covariance(model, params, x, tx, T, weights) if known_covariance is None else np.asarray(known_covariance, float)
     if cov is not None and np.all(np.sqrt(np.diag(cov)) <= MAX_LOG_SD):
         z = rng.multivariate_normal(np.log(point[0]), cov, size=n_draws, method="cholesky")
         return ParameterDraws(np.exp(z), "covariance", cov)
@@ -550,10 +569,12 @@ def prediction_intervals(
     clv: np.ndarray,
     seed: int = 0,
     n_draws: int = DEFAULT_DRAWS,
+    known_covariance: np.ndarray | None = None,
 ) -> CustomerIntervals:
     """``level`` intervals of purchases in ``t`` periods and of CLV per customer, for the model named ``model``.
 
-    The parameter uncertainty is estimated on the same customers (:func:`parameter_draws`); the
+    The parameter uncertainty is ``known_covariance`` (a saved model's, from the customers it was
+    fitted on) or else estimated on the same customers (:func:`parameter_draws`); the
     tables stop at a tail well below the interval's upper tail, so the quantiles are exact. The CLV
     interval is the purchase interval times the Gamma-Gamma expected spend with the CLV's own
     discounting (``clv`` x bound / ``expected_purchases``); spend is not simulated.
@@ -563,6 +584,14 @@ def prediction_intervals(
     x, tx, T_ = (np.asarray(c, float) for c in (frequency, recency, T))
     (rx, rtx, rT), inverse = distinct(x, tx, T_)
     weights = np.bincount(inverse, minlength=len(rx)).astype(float)
-    draws = parameter_draws(spec, params, rx, rtx, rT, weights, n_draws=n_draws, seed=seed)
+    draws = parameter_draws(spec, params, rx, rtx, rT, weights, n_draws=n_draws, seed=seed, known_covariance=known_covariance)
     dist = predictive(spec, draws, x, tx, T_, t, tail=(1.0 - level) / 20.0, rows=(rx, rtx, rT, inverse))
     return customer_intervals(dist, level, expected_purchases, clv)
+
+
+def fitted_log_covariance(model: str, params: Sequence[float], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray | None:
+    """The log-parameters' covariance (inverse observed information) on the customers a model was
+    fitted on, to save with it; None where the optimum is no proper maximum."""
+    x, tx, T_ = (np.asarray(c, float) for c in (frequency, recency, T))
+    (rx, rtx, rT), inverse = distinct(x, tx, T_)
+    return log_covariance(predictive_model(model), params, rx, rtx, rT, np.bincount(inverse, minlength=len(rx)).astype(float))

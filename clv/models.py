@@ -184,6 +184,8 @@ class BGNBDParams(_PurchaseFitted):
     penalizer: float = 0.0
     n_starts: int = 1
     engine: str = "lifetimes"
+    # the covariance of the log-parameters on the fitted customers (intervals), kept when the model is saved
+    log_covariance: tuple[tuple[float, ...], ...] | None = None
 
     NAMES = ("r", "alpha", "a", "b")
     MODEL = "bgnbd"
@@ -226,6 +228,7 @@ class MBGNBDParams(_PurchaseFitted):
     penalizer: float = 0.0
     n_starts: int = 1
     engine: str = "lifetimes"
+    log_covariance: tuple[tuple[float, ...], ...] | None = None  # as :class:`BGNBDParams`
 
     NAMES = ("r", "alpha", "a", "b")
     MODEL = "mbgnbd"
@@ -270,6 +273,7 @@ class ParetoNBDParams(_PurchaseFitted):
     penalizer: float = 0.0
     n_starts: int = 1
     engine: str = "lifetimes"
+    log_covariance: tuple[tuple[float, ...], ...] | None = None  # as :class:`BGNBDParams`
 
     NAMES = ("r", "alpha", "s", "beta")
     MODEL = "pareto"
@@ -1149,6 +1153,20 @@ class _Reader:
         inner = _Reader(ses, self.source, f"{self.prefix}standard_errors.")
         return tuple(inner.real(n, 0.0, math.inf, rule="a number from 0 up, or null", nullable=True) for n in names)
 
+    def covariance(self, key: str, size: int) -> tuple[tuple[float, ...], ...] | None:
+        """An optional ``size`` x ``size`` covariance matrix: symmetric, finite, positive definite."""
+        value = self.doc.get(key)
+        if value is None:
+            return None
+        rule = f"it must be {size} lists of {size} finite numbers, a symmetric positive definite matrix, or null"
+        if not (isinstance(value, list) and len(value) == size
+                and all(isinstance(row, list) and len(row) == size and all(_is_real(v) and abs(v) <= MAX_PARAMETER for v in row) for row in value)):
+            raise self.fail(key, value, rule)
+        matrix = np.array([[to_float(v) for v in row] for row in value])
+        if not (np.all(np.isfinite(matrix)) and np.allclose(matrix, matrix.T, rtol=1e-9, atol=0.0) and likelihood.positive_definite(matrix)):
+            raise self.fail(key, value, rule)
+        return tuple(tuple(float(v) for v in row) for row in matrix)
+
     def section(self, key: str) -> _Reader:
         value = self.get(key)
         if not isinstance(value, dict):
@@ -1198,6 +1216,7 @@ def models_from_document(doc: object, source: str) -> tuple[str, PurchaseParams,
         n_distinct=bg.count("n_distinct"),
         standard_errors=_four(bg.errors(cls.NAMES)),
         **fit_fields(bg),
+        log_covariance=bg.covariance("log_covariance", len(cls.NAMES)),  # files before it was saved have none
     )
 
     gg = top.section("gamma_gamma")

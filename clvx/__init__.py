@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
+import numpy as np
 import polars as pl
 
 from clv import __version__
@@ -34,7 +35,7 @@ from clv.database import Database, categories_from_database, is_database, mask, 
 from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
 from clv.errors import ClvxError, InputError, ModelError, option, readable
 from clv.histories import is_histories, load_histories
-from clv.intervals import INTERVAL_COLUMNS, CustomerIntervals, check_level, prediction_intervals
+from clv.intervals import INTERVAL_COLUMNS, CustomerIntervals, check_level, fitted_log_covariance, prediction_intervals
 from clv.load import ColumnMapping, ReadOptions, Transactions, is_summary, load_summary, load_transactions, read_json
 from clv.models import (
     CORRELATION_WARNING,
@@ -363,6 +364,16 @@ class _PurchaseFit:
         return self.purchase_model
 
 
+def with_covariance(model: PurchaseParams, customers: pl.DataFrame) -> PurchaseParams:
+    """``model`` carrying its log-parameters' covariance on the ``customers`` it was fitted on, so
+    that intervals from the saved model hold the fit's own uncertainty."""
+    if model.log_covariance is not None:
+        return model
+    x, tx, T = (customers[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T"))
+    cov = fitted_log_covariance(model.MODEL, model.params, x, tx, T)
+    return model if cov is None else replace(model, log_covariance=tuple(tuple(float(v) for v in row) for row in cov))
+
+
 @dataclass(frozen=True)
 class FitResult(_PurchaseFit):
     purchase_model: PurchaseParams  # BG/NBD, MBG/NBD or Pareto/NBD: its ``label`` says which
@@ -373,8 +384,10 @@ class FitResult(_PurchaseFit):
     choice: ModelChoice | None = None  # how ``auto`` chose, when it did
 
     def document(self) -> dict:
-        """The fitted models as a JSON-ready document (what ``clvx fit --save`` writes)."""
-        return model_document(self.purchase_model, self.gamma_gamma, period=self.period.value, clvx_version=__version__)
+        """The fitted models as a JSON-ready document (what ``clvx fit --save`` writes), with the
+        purchase model's covariance for intervals."""
+        return model_document(with_covariance(self.purchase_model, self.data.summary), self.gamma_gamma, period=self.period.value,
+                              clvx_version=__version__)
 
 
 @dataclass(frozen=True)
@@ -414,7 +427,8 @@ class SegmentResult:
         ``clvx predict --saved-model`` reads it and clvx/spark.py segments customers with it.
         """
         run = self.run
-        doc = model_document(run.bgnbd, run.gamma_gamma, period=run.period.value, clvx_version=__version__)
+        doc = model_document(with_covariance(run.purchase_model, run.segmentation.assignments), run.gamma_gamma,
+                             period=run.period.value, clvx_version=__version__)
         centres = run.segmentation.centres
         if centres is not None:
             doc["segments"] = {"method": "kmeans", "horizon": run.horizon.label, "discount_rate": run.discount_rate, **centres.to_dict()}
@@ -673,7 +687,7 @@ def predict(
     if clv.interval is not None:
         with listener.step("Computing prediction intervals"):
             scores, intervals = _with_intervals(scores, bg, period, clv)
-        listener.notice(Notice("info", _interval_note(intervals, clv, saved=saved_model is not None)))
+        listener.notice(Notice("info", _interval_note(intervals, clv, saved=saved_model is not None, known=bg.log_covariance is not None)))
     return PredictResult(scores, bg, gg, period, clv, data, listener.tuple(), choice, intervals)
 
 
@@ -683,18 +697,21 @@ def _with_intervals(scores: pl.DataFrame, bg: PurchaseParams, period: Period, cl
     ci = prediction_intervals(
         bg.MODEL, bg.params, x, tx, T, t=clv.horizon.periods(period.days), level=clv.interval,
         expected_purchases=scores["expected_purchases"].to_numpy(), clv=scores["clv"].to_numpy(), seed=INTERVAL_SEED,
+        known_covariance=None if bg.log_covariance is None else np.array(bg.log_covariance),
     )
     values = (ci.purchases_low, ci.purchases_high, ci.clv_low, ci.clv_high)
     return scores.with_columns(pl.Series(n, v) for n, v in zip(INTERVAL_COLUMNS, values, strict=True)), ci
 
 
-def _interval_note(ci: CustomerIntervals, clv: CLVOptions, *, saved: bool) -> str:
+def _interval_note(ci: CustomerIntervals, clv: CLVOptions, *, saved: bool, known: bool = False) -> str:
     how = {
         "covariance": "parameter uncertainty from the fit's covariance (log scale)",
         "bootstrap": "parameter uncertainty from refits on resampled customers (the optimum is on a boundary)",
         "none": "no parameter uncertainty (it could not be estimated)",
     }[ci.draws.method]
-    where = " on the scored customers" if saved and ci.draws.method != "none" else ""
+    if saved and ci.draws.method == "covariance" and known:
+        how += ", saved with the model"
+    where = " on the scored customers" if saved and ci.draws.method != "none" and not known else ""
     return (
         f"Prediction intervals ({ci.level:.0%}): purchases over {clv.horizon.label} from the model's predictive "
         f"distribution per customer, with {how}{where}; as whole counts they hold {float(ci.implied.mean()):.1%} "

@@ -344,9 +344,11 @@ def backtest(result: HoldoutBacktest, emitter: Emitter, *, cross_sell=None, diag
     t2 = frame_table(
         result.by_frequency,
         title="Mean holdout purchases by calibration frequency",
+        caption=f"{label} is the model used; the others are fitted on the same calibration data.",
         headers={"frequency_cal": "calibration repeats", "actual_mean": "actual", "predicted_mean": label,
-                 "calibration_rate_mean": "baseline: calibration rate"},
-        decimals={"actual_mean": 3, "predicted_mean": 3, "calibration_rate_mean": 3},
+                 "calibration_rate_mean": "baseline: calibration rate",
+                 **{f"predicted_mean_{name}": text for name, text in others.items()}},
+        decimals={c: 3 for c in result.by_frequency.columns if c.endswith("_mean") or c.startswith("predicted_mean_")},
     )
     rev = result.revenue
     t3 = key_value_table(

@@ -26,7 +26,7 @@ import polars as pl
 
 from clv.diagnostics import HoldoutDiagnostics
 from clv.errors import InputError
-from clv.models import LOW_DROPOUT
+from clv.models import LOW_DROPOUT, MODEL_LABELS
 from present import render
 from present.output import atomic_write, atomic_write_bytes, column_kind, format_cell, terminal_text
 from present.progress import excluded, kept
@@ -271,6 +271,12 @@ def chart_backtest(by_frequency: pl.DataFrame, label: str = "BG/NBD") -> str:
     ax.bar(x - 0.27, by_frequency["actual_mean"], width=0.27, color=PALETTE[3], label="actual")
     ax.bar(x, by_frequency["predicted_mean"], width=0.27, color=PALETTE[0], label=label)
     ax.bar(x + 0.27, by_frequency["calibration_rate_mean"], width=0.27, color=PALETTE[6], label="baseline: calibration rate")
+    styles = iter([("o", PALETTE[5]), ("^", PALETTE[7]), ("s", PALETTE[1])])
+    for column in by_frequency.columns:
+        if column.startswith("predicted_mean_"):  # the other models, fitted on the same calibration data
+            marker, colour = next(styles, ("o", PALETTE[1]))
+            ax.plot(x, by_frequency[column], linestyle="none", marker=marker, markersize=6, color=colour,
+                    label=f"{MODEL_LABELS.get(column.removeprefix('predicted_mean_'), column)} (compared)")
     ax.set_xticks(x, by_frequency["frequency_cal"].to_list())
     ax.set_xlabel("repeat purchases in the calibration period")
     ax.set_ylabel("mean purchases in the holdout")

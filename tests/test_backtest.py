@@ -49,3 +49,14 @@ def test_frequency_table_covers_every_customer(sample_backtest):
     assert table["n_customers"].sum() == sample_backtest.n_customers
     weighted_actual = (table["n_customers"] * table["actual_mean"]).sum()
     assert weighted_actual == pytest.approx(sample_backtest.model.actual_total)
+
+
+def test_frequency_table_has_every_compared_model_and_each_sums_to_its_own_forecast(sample_backtest):
+    """Mean holdout purchases by calibration frequency for each model (FHL 2005's conditional-expectation check)."""
+    table = sample_backtest.by_frequency
+    compared = [name for name in sample_backtest.models if name != sample_backtest.purchase_model.MODEL]
+    assert sorted(compared) == ["mbgnbd", "pareto"]
+    for name in compared:
+        weighted = (table["n_customers"] * table[f"predicted_mean_{name}"]).sum()
+        assert weighted == pytest.approx(sample_backtest.models[name].predicted_total)
+    assert (table["predicted_mean_mbgnbd"] - table["predicted_mean"]).abs().max() > 1e-3  # a different model, not a copy

@@ -224,3 +224,47 @@ def test_a_fit_without_a_proper_maximum_gets_bootstrap_refits(cdnow_summary_fram
     assert draws.method == "bootstrap" and draws.n_draws >= iv.BOOTSTRAP_REFITS // 2
     spread = draws.values.std(axis=0) / np.asarray(bg.standard_errors)
     assert np.all((spread > 0.4) & (spread < 2.5)), spread  # the refits scatter as the standard errors say
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "pareto"])
+def test_a_saved_model_carries_its_covariance_so_its_intervals_equal_a_fresh_fits(runner, tmp_path, model):
+    """The saved model's intervals use the covariance of the customers it was fitted on, not of the scored ones."""
+    import json
+
+    from cli import app
+
+    saved = tmp_path / "model.json"
+    assert runner.invoke(app, ["fit", "--model", model, "--save", str(saved), "-q", "-f", "json"]).exit_code == 0
+    cov = np.array(json.loads(saved.read_text())[model]["log_covariance"])
+    assert cov.shape == (4, 4) and np.all(np.linalg.eigvalsh(cov) > 0)
+    fresh = runner.invoke(app, ["predict", "--model", model, "--interval", "0.8", "-f", "csv"])
+    again = runner.invoke(app, ["predict", "--saved-model", str(saved), "--interval", "0.8", "-f", "csv"])
+    assert fresh.exit_code == again.exit_code == 0, again.output
+    assert again.stdout == fresh.stdout
+    assert "covariance (log scale), saved with the model" in again.stderr and "scored customers" not in again.stderr
+    # Scoring other customers (the first 200) keeps the fit's uncertainty: same draws, same intervals for them.
+    head = tmp_path / "head.csv"
+    full = pl.read_csv(fresh.stdout.encode(), schema_overrides={"customer_id": pl.String})
+    summary = runner.invoke(app, ["rfm", "-f", "csv", "-q"])
+    pl.read_csv(summary.stdout.encode(), schema_overrides={"customer_id": pl.String}).head(200).write_csv(head)
+    part = runner.invoke(app, ["predict", str(head), "--saved-model", str(saved), "--interval", "0.8", "-f", "csv", "-q"])
+    assert part.exit_code == 0, part.output
+    part_frame = pl.read_csv(part.stdout.encode(), schema_overrides={"customer_id": pl.String})
+    expected = full.filter(pl.col("customer_id").is_in(part_frame["customer_id"].to_list())).sort("customer_id")
+    assert part_frame.sort("customer_id").select("purchases_low_12m", "purchases_high_12m").equals(
+        expected.select("purchases_low_12m", "purchases_high_12m"))
+
+
+def test_a_saved_covariance_that_is_not_positive_definite_is_refused(runner, tmp_path):
+    import json
+
+    from cli import app
+
+    saved = tmp_path / "model.json"
+    assert runner.invoke(app, ["fit", "--save", str(saved), "-q", "-f", "json"]).exit_code == 0
+    doc = json.loads(saved.read_text())
+    doc["bgnbd"]["log_covariance"][0][0] = -1.0
+    saved.write_text(json.dumps(doc))
+    res = runner.invoke(app, ["predict", "--saved-model", str(saved), "--interval", "0.8"])
+    assert res.exit_code == 2
+    assert "field 'bgnbd.log_covariance' is a list, but it must be 4 lists of 4 finite numbers" in res.stderr
