@@ -137,15 +137,20 @@ def total_interval(pred: intervals.Predictive, actual_total: float, level: float
 
 def decile_table(predicted: np.ndarray, actual: np.ndarray, n_groups: int = N_DECILES) -> pl.DataFrame:
     """Customers ranked by predicted purchases into ``n_groups`` equal groups (1 = lowest): mean predicted and actual."""
-    frame = pl.DataFrame({"predicted": np.asarray(predicted, float), "actual": np.asarray(actual, float)})
-    n = frame.height
-    return (
-        frame.with_columns(((pl.col("predicted").rank("ordinal") - 1) * n_groups // max(n, 1) + 1).cast(pl.Int64).alias("decile"))
-        .group_by("decile")
-        .agg(pl.len().alias("n_customers"), pl.col("predicted").mean().alias("predicted_mean"),
-             pl.col("actual").mean().alias("actual_mean"))
-        .sort("decile")
-    )
+    predicted, actual = np.asarray(predicted, float), np.asarray(actual, float)
+    n = len(predicted)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(predicted, kind="stable")] = np.arange(n)  # ties in input order, as polars' "ordinal" rank
+    group = rank * n_groups // max(n, 1)
+    # bincount sums in input order: the same bits run to run (a parallel group-by's order is not fixed)
+    counts = np.bincount(group, minlength=n_groups)
+    keep = counts > 0
+    return pl.DataFrame({
+        "decile": np.flatnonzero(keep).astype(np.int64) + 1,
+        "n_customers": counts[keep].astype(np.uint32),
+        "predicted_mean": np.bincount(group, weights=predicted, minlength=n_groups)[keep] / counts[keep],
+        "actual_mean": np.bincount(group, weights=actual, minlength=n_groups)[keep] / counts[keep],
+    })
 
 
 def tracking_table(
