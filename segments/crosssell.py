@@ -1,7 +1,7 @@
 """Cross-sell: which products to offer whom, how likely each offer is to be taken, and proof against baselines.
 
-Score of product j for customer u (never a product u owns, nor a variant or substitute of
-one unless allowed):
+Score of product j for customer u (never a product u owns, nor a competing variant or a
+substitute of one unless allowed; variants their owners also buy are offered):
 
     item(u, j)    = sum over owned i of W[i, j]      (W: a sparse EASE, see ``item_weights``)
     segment(u, j) = share of u's segment that owns j
@@ -41,7 +41,7 @@ from threadpoolctl import threadpool_limits
 
 from clv.errors import InputError
 from segments.associations import SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
-from segments.variants import variant_pairs
+from segments.variants import split_variants, variant_pairs
 
 Advance = Callable[[float], None]  # told the share of a step's work just done
 
@@ -64,6 +64,8 @@ CALIBRATION_CUSTOMERS = 20_000  # inner customers sampled to fit it
 MIN_CALIBRATION_PURCHASES = 20
 RIDGE_TOP = 5  # offers per customer the ridge is chosen on (hit rate at 5)  # first-time purchases below which scores stay uncalibrated
 MAX_OFFERS = 100  # offers per customer, and products per segment in the ranking
+COMPETING_VARIANT = "variant"  # relation of an offer its owners chose instead (offered only when allowed)
+COLLECTED_VARIANT = "variant, often bought together"  # relation of another colour its owners also buy
 
 
 def _check_count(name: str, value: object, high: int) -> None:
@@ -85,8 +87,9 @@ class CrossSellModel:
     typical_value: np.ndarray  # per product: median line value
     substitutes: sparse.csr_matrix | None
     pairs: pl.DataFrame
-    variants: sparse.csr_matrix | None = None  # products x products: variants of each other (symmetric)
+    variants: sparse.csr_matrix | None = None  # products x products: competing variants, offered only when allowed (symmetric)
     calibration: Calibration | None = None
+    collected_variants: sparse.csr_matrix | None = None  # variants their owners also buy: offered, labelled (symmetric)
 
 
 @dataclass(frozen=True)
@@ -308,7 +311,8 @@ def build_model(
     ``customers`` has ``customer_id, segment, p_active`` in ``own.customers`` order;
     ``typical_values`` has ``product_id, value``: each product's median line value;
     ``categories`` has ``product_id, category``; ``products`` has ``product_id`` with
-    ``description`` (and ``category``) for finding variants. ``advance`` follows the item
+    ``description`` (and ``category``) for finding variants (blocked when competing, offered
+    when collected: :func:`segments.variants.split_variants`). ``advance`` follows the item
     weights, the bulk of the work (see :func:`item_weights`).
     """
     pairs = pair_counts(own)
@@ -327,6 +331,7 @@ def build_model(
         .to_numpy()
     )
     subs = substitute_pairs(own, pairs, categories) if categories is not None else None
+    competing, collected = split_variants(variant_pairs(products, own.products), own.X) if products is not None else (None, None)
     return CrossSellModel(
         own=own,
         weights=weights,
@@ -339,7 +344,8 @@ def build_model(
         typical_value=typical,
         substitutes=subs,
         pairs=pairs,
-        variants=variant_pairs(products, own.products) if products is not None else None,
+        variants=competing,
+        collected_variants=collected,
     )
 
 
@@ -471,7 +477,10 @@ def explain_targets(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFram
 def offer_relations(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFrame:
     """Add each offer's ``relation`` to what the customer owns (``targets`` from :func:`explain_targets`).
 
-    - ``variant``: another colour, size or pattern of something they own (only offered with allow_variants);
+    - ``variant``: another colour, size or pattern of something they own that its owners
+      rarely buy too (they chose one): only offered with allow_variants;
+    - ``variant, often bought together``: another colour, size or pattern its owners also
+      buy (a set people collect, see :func:`segments.variants.split_variants`);
     - ``bundle``: at least half of the co-owners bought both in one order (a set member);
     - ``accessory``: of the offer's buyers, at least ``ACCESSORY_SHARE`` also own the cited
       product and, on average, bought it no earlier: bought almost only after its base;
@@ -480,12 +489,17 @@ def offer_relations(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFram
     """
     X = model.own.X.tocoo()
     owned = pl.DataFrame({"_u": X.row.astype(np.int64), "_i": X.col.astype(np.int64)})
-    if model.variants is not None and model.variants.nnz:
-        V = model.variants.tocoo()
-        var = pl.DataFrame({"_i": V.row.astype(np.int64), "_j": V.col.astype(np.int64)})
-        is_variant = targets.select("_u", "_j").join(owned, on="_u").join(var, on=["_i", "_j"], how="semi").select("_u", "_j").unique()
-    else:
-        is_variant = pl.DataFrame(schema={"_u": pl.Int64, "_j": pl.Int64})
+
+    def variant_of_owned(V: sparse.csr_matrix | None) -> pl.DataFrame:
+        """The offers (_u, _j) that are a variant in ``V`` of something the customer owns."""
+        if V is None or not V.nnz:
+            return pl.DataFrame(schema={"_u": pl.Int64, "_j": pl.Int64})
+        C = V.tocoo()
+        var = pl.DataFrame({"_i": C.row.astype(np.int64), "_j": C.col.astype(np.int64)})
+        return targets.select("_u", "_j").join(owned, on="_u").join(var, on=["_i", "_j"], how="semi").select("_u", "_j").unique()
+
+    is_variant = variant_of_owned(model.variants)
+    is_collected = variant_of_owned(model.collected_variants)
     pairs = model.pairs.select(
         pl.col("i").alias("_i"), pl.col("j").alias("_j"), "co_owners", "same_order",
         (pl.col("days_sum_j") >= pl.col("days_sum_i")).alias("_after"),
@@ -495,15 +509,17 @@ def offer_relations(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFram
         targets.with_columns(owners_j.alias("_owners_j"))
         .join(pairs, on=["_i", "_j"], how="left", maintain_order="left")
         .join(is_variant.with_columns(pl.lit(True).alias("_variant")), on=["_u", "_j"], how="left", maintain_order="left")
+        .join(is_collected.with_columns(pl.lit(True).alias("_collected")), on=["_u", "_j"], how="left", maintain_order="left")
     )
     relation = (
-        pl.when(pl.col("_variant").fill_null(False)).then(pl.lit("variant"))
+        pl.when(pl.col("_variant").fill_null(False)).then(pl.lit(COMPETING_VARIANT))
+        .when(pl.col("_collected").fill_null(False)).then(pl.lit(COLLECTED_VARIANT))
         .when(pl.col("_i").is_null()).then(pl.lit("segment favourite"))
         .when(pl.col("same_order") >= SAME_ORDER_BUNDLE * pl.col("co_owners")).then(pl.lit("bundle"))
         .when((pl.col("co_owners") >= ACCESSORY_SHARE * pl.col("_owners_j")) & pl.col("_after")).then(pl.lit("accessory"))
         .otherwise(pl.lit("complement"))
     )
-    return out.with_columns(relation.alias("relation")).drop("_owners_j", "co_owners", "same_order", "_after", "_variant")
+    return out.with_columns(relation.alias("relation")).drop("_owners_j", "co_owners", "same_order", "_after", "_variant", "_collected")
 
 
 def expected_buyers_by_segment(model: CrossSellModel, *, allow_substitutes: bool = False, allow_variants: bool = False) -> np.ndarray:
