@@ -231,3 +231,52 @@ def test_the_item_model_and_the_offers_report_their_progress_in_shares_that_sum_
     shares = []
     customer_targets(model, top_k=2, advance=shares.append)
     assert len(shares) == 6 and sum(shares) == pytest.approx(1.0)
+
+
+def test_calibration_warnings_name_each_sum_that_misses_by_more_than_a_fifth():
+    from segments.crosssell import calibration_warnings
+
+    offers = pl.DataFrame({"decile": ["10", "all"], "expected_buyers": [50.0, 100.0], "actual_buyers": [60.0, 110.0],
+                           "expected_revenue": [500.0, 650.0], "actual_revenue": [900.0, 1000.0]})
+    ranking = pl.DataFrame({"expected_buyers": [10.0, 10.0], "actual_buyers": [9.0, 12.0],
+                            "expected_revenue": [100.0, 100.0], "actual_revenue": [90.0, 120.0]})
+    notes = calibration_warnings(offers, ranking, 92)
+    assert len(notes) == 1  # buyers 0.91x and the ranking (20 / 21, 200 / 210) hold; offers' revenue 0.65x does not
+    assert "top offers: expected revenue 650 against 1,000 actual (0.65x)" in notes[0] and "buyers" not in notes[0].split("on this")[0]
+    assert "92 days" in notes[0]
+    assert calibration_warnings(offers.with_columns(pl.col("expected_revenue") * 1.5), ranking, 92) == ()
+
+
+def test_typical_values_shrink_a_single_bulk_line_toward_the_catalogue_on_a_log_scale():
+    from segments.crosssell import TYPICAL_PSEUDO_OWNERS, typical_line_values
+
+    # Three products bought by 20 shops at 10 a line; one bought once, in bulk, for 10,000.
+    lines = pl.DataFrame({"customer_id": [f"c{u}" for u in range(20)] * 3 + ["bulk"],
+                          "product_id": ["a"] * 20 + ["b"] * 20 + ["c"] * 20 + ["jar"],
+                          "amount": [10.0] * 60 + [10_000.0]})
+    values = dict(typical_line_values(lines.lazy()).iter_rows())
+    assert values["a"] == pytest.approx(10.0)  # the catalogue's median itself: nothing to shrink
+    expected = np.exp((np.log(10_000.0) + TYPICAL_PSEUDO_OWNERS * np.log(10.0)) / (1 + TYPICAL_PSEUDO_OWNERS))
+    assert values["jar"] == pytest.approx(expected) and values["jar"] < 40
+
+
+def test_customer_scale_is_spend_over_the_typical_values_of_the_same_lines():
+    from segments.crosssell import customer_spend_scale
+
+    typical = pl.DataFrame({"product_id": ["a", "b"], "value": [10.0, 20.0]})
+    lines = pl.DataFrame({"customer_id": ["shop", "shop", "carton", "carton"], "product_id": ["a", "b", "a", "a"],
+                          "amount": [5.0, 10.0, 100.0, 100.0]})
+    scale = dict(customer_spend_scale(lines.lazy(), typical).iter_rows())
+    assert scale == {"shop": pytest.approx(0.5), "carton": pytest.approx(10.0)}
+
+
+def test_spend_per_new_buyer_uses_the_ratio_of_its_decile_of_prediction():
+    """Planted regression to the mean: buyers predicted to spend little spend twice that, the big ones half."""
+    from segments.crosssell import value_deciles
+
+    predicted = np.r_[np.full(100, 1.0), np.full(100, 100.0)]
+    paid = np.r_[np.full(100, 2.0), np.full(100, 50.0)]
+    edges, ratios = value_deciles(predicted, paid, float(paid.sum() / predicted.sum()))
+    cal = Calibration(np.zeros(2), np.zeros(1), float(paid.sum() / predicted.sum()), 30, 1, 200, value_edges=edges, value_ratios=ratios)
+    np.testing.assert_allclose(cal.spend(np.array([1.0, 100.0])), [2.0, 50.0])
+    assert value_deciles(predicted[:50], paid[:50], 1.0) == (None, None)  # too few purchases per decile: one ratio
