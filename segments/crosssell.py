@@ -63,6 +63,9 @@ EVAL_KS = (1, 3, 5, 10)
 MIN_CONFIDENCE = 0.005
 ACCESSORY_SHARE = 0.8  # of an offer's buyers who also own its base: "bought almost only with or after it"
 CALIBRATION_BINS = 200  # score bins of the calibration curve
+TOP_SHARE = 0.01  # the top share of scores given half of the bins
+CALIBRATION_LEVELS = np.r_[np.linspace(0.0, 1.0 - TOP_SHARE, CALIBRATION_BINS // 2 + 1),
+                           1.0 - np.geomspace(TOP_SHARE, 1e-5, CALIBRATION_BINS - CALIBRATION_BINS // 2)[1:], 1.0]
 CALIBRATION_CUSTOMERS = 20_000  # inner customers sampled to fit it
 MIN_CALIBRATION_PURCHASES = 20
 RIDGE_TOP = 5  # offers per customer the ridge is chosen on (hit rate at 5)  # first-time purchases below which scores stay uncalibrated
@@ -164,11 +167,17 @@ def choose_ridge(model: CrossSellModel, truth: sparse.csr_matrix, ridges: tuple[
 
 
 def score_quantiles(model: CrossSellModel) -> np.ndarray:
-    """``CALIBRATION_BINS + 1`` quantiles of the allowed scores of a sample of all customers (the first block)."""
+    """``CALIBRATION_BINS + 1`` quantiles of the allowed scores of a sample of all customers (the first block).
+
+    Half the bins cover the lowest 99% of scores, the other half the top 1%, ever finer
+    toward the top (levels 1 - 10^-2 ... 1 - 10^-5): offers are the few best products of
+    each customer among thousands, so nearly all of them sit in the top 1% of scores, where
+    evenly spaced quantiles would pool them all into a bin or two.
+    """
     n, p = model.own.X.shape
     _, score = model_scores(model, _chunks(n, p)[0])
     finite = score[np.isfinite(score)]
-    edges = np.quantile(finite, np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)) if finite.size else np.zeros(CALIBRATION_BINS + 1)
+    edges = np.quantile(finite, CALIBRATION_LEVELS) if finite.size else np.zeros(CALIBRATION_BINS + 1)
     edges[0], edges[-1] = -np.inf, np.inf
     return edges
 
