@@ -74,6 +74,7 @@ CALIBRATION_TOLERANCE = 0.2  # expected over actual on a backtest beyond 1 +- th
 VALUE_BINS = 10  # deciles of predicted spend, each with its own ratio of actual to predicted spend
 MIN_VALUE_BIN_PURCHASES = 20  # inner first purchases per decile below which one overall ratio is used
 TYPICAL_PSEUDO_OWNERS = 5.0  # pseudo-owners at the catalogue's median line value in each product's typical value
+SCALE_PSEUDO_LINES = 5.0  # pseudo-lines at the typical value in each customer's line size
 COMPETING_VARIANT = "variant"  # relation of an offer its owners chose instead (offered only when allowed)
 COLLECTED_VARIANT = "variant, often bought together"  # relation of another colour its owners also buy
 
@@ -265,13 +266,18 @@ def customer_spend_scale(lines: pl.LazyFrame, typical_values: pl.DataFrame) -> p
     """``customer_id, scale``: the customer's line size, their spend over the typical values of their lines.
 
     A wholesaler ordering by the carton has a scale of 10; a shop buying singles, 0.5. What
-    a customer will spend on a product new to them is its typical value x their scale.
+    a customer will spend on a product new to them is its typical value x their scale. The
+    ratio is shrunk toward 1 on a log scale with ``SCALE_PSEUDO_LINES`` typical lines
+    (``log scale = n_lines x log ratio / (n_lines + SCALE_PSEUDO_LINES)``): one bulk line
+    (74,215 jars, a ratio of 5,000) says little about the next purchase.
     """
+    ratio = pl.col("_spend") / pl.col("_typical")
     return collect(
         lines.join(typical_values.lazy(), on="product_id", how="inner")
         .group_by("customer_id")
-        .agg((pl.col("amount").sum() / pl.col("value").sum()).alias("scale"))
-        .filter(pl.col("scale").is_finite() & (pl.col("scale") > 0))
+        .agg(pl.col("amount").sum().alias("_spend"), pl.col("value").sum().alias("_typical"), pl.len().alias("_lines"))
+        .filter((pl.col("_spend") > 0) & (pl.col("_typical") > 0))
+        .select("customer_id", (ratio.log() * pl.col("_lines") / (pl.col("_lines") + SCALE_PSEUDO_LINES)).exp().alias("scale"))
     )
 
 

@@ -261,13 +261,16 @@ def test_typical_values_shrink_a_single_bulk_line_toward_the_catalogue_on_a_log_
 
 
 def test_customer_scale_is_spend_over_the_typical_values_of_the_same_lines():
-    from segments.crosssell import customer_spend_scale
+    from segments.crosssell import SCALE_PSEUDO_LINES, customer_spend_scale
 
     typical = pl.DataFrame({"product_id": ["a", "b"], "value": [10.0, 20.0]})
     lines = pl.DataFrame({"customer_id": ["shop", "shop", "carton", "carton"], "product_id": ["a", "b", "a", "a"],
                           "amount": [5.0, 10.0, 100.0, 100.0]})
     scale = dict(customer_spend_scale(lines.lazy(), typical).iter_rows())
-    assert scale == {"shop": pytest.approx(0.5), "carton": pytest.approx(10.0)}
+    shrink = 2 / (2 + SCALE_PSEUDO_LINES)  # two lines each against the pseudo-lines at the typical value
+    assert scale == {"shop": pytest.approx(0.5**shrink), "carton": pytest.approx(10.0**shrink)}
+    one_bulk_line = pl.DataFrame({"customer_id": ["bulk"], "product_id": ["a"], "amount": [50_000.0]})
+    assert customer_spend_scale(one_bulk_line.lazy(), typical)["scale"].item() == pytest.approx(5_000 ** (1 / (1 + SCALE_PSEUDO_LINES)))
 
 
 def test_spend_per_new_buyer_uses_the_ratio_of_its_decile_of_prediction():
