@@ -283,3 +283,19 @@ def test_spend_per_new_buyer_uses_the_ratio_of_its_decile_of_prediction():
     cal = Calibration(np.zeros(2), np.zeros(1), float(paid.sum() / predicted.sum()), 30, 1, 200, value_edges=edges, value_ratios=ratios)
     np.testing.assert_allclose(cal.spend(np.array([1.0, 100.0])), [2.0, 50.0])
     assert value_deciles(predicted[:50], paid[:50], 1.0) == (None, None)  # too few purchases per decile: one ratio
+
+
+def test_segment_expected_revenue_sums_each_non_owners_probability_times_their_own_spend():
+    """Oracle: the segment table's revenue is the per-customer sum, so a wholesaler's line size counts once, for them."""
+    from segments.crosssell import expected_by_segment, model_scores, value_per_buyer
+
+    model = collector_model()
+    n, p = model.own.X.shape
+    scale = np.where(np.arange(n) % 7 == 0, 10.0, 0.5)  # a few wholesalers among shops
+    model = type(model)(**{**model.__dict__, "customer_scale": scale})
+    buyers, revenue = expected_by_segment(model)
+    probability, _ = model_scores(model, slice(0, n))
+    u, j = np.meshgrid(np.arange(n), np.arange(p), indexing="ij")
+    np.testing.assert_allclose(revenue[0], (probability * value_per_buyer(model, u, j)).sum(axis=0))
+    np.testing.assert_allclose(buyers[0], probability.sum(axis=0))
+    assert np.allclose(value_per_buyer(model, np.array([0, 1]), np.array([0, 0])), [100.0, 5.0])  # typical 10 x scale, no calibration
