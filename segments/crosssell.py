@@ -42,7 +42,7 @@ from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from clv.errors import InputError
-from clv.rfm import collect
+from clv.rfm import collect, exact_sum
 from segments.associations import SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
 from segments.variants import split_variants, variant_pairs
 
@@ -769,10 +769,11 @@ def offer_calibration(targets: pl.DataFrame, truth: sparse.csr_matrix, spend: sp
     aggs = [
         pl.len().alias("offers"),
         pl.col("score").min().alias("min_score"),
-        pl.col("purchase_probability").sum().alias("expected_buyers"),
+        # Fixed-point sums: the same offers give byte-identical totals whatever order the threads add them in.
+        exact_sum(pl.col("purchase_probability")).alias("expected_buyers"),
         pl.col("_bought").sum().cast(pl.Float64).alias("actual_buyers"),
-        pl.col("expected_revenue").sum().alias("expected_revenue"),
-        pl.col("_spent").sum().alias("actual_revenue"),
+        exact_sum(pl.col("expected_revenue")).alias("expected_revenue"),
+        exact_sum(pl.col("_spent")).alias("actual_revenue"),
     ]
     by_decile = frame.group_by("decile").agg(aggs).sort("decile", descending=True).with_columns(pl.col("decile").cast(pl.String))
     total = frame.select(aggs).with_columns(pl.lit("all").alias("decile"))
