@@ -756,7 +756,7 @@ def cross_sell(
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="Offers per customer in --targets")] = 5,
     max_offers: Annotated[Optional[int], typer.Option("--max-offers", min=1, max=100, help="Cap on offers per customer (contact fatigue); at most --top-k", show_default=False)] = None,
     allow_substitutes: Annotated[bool, _flag("--allow-substitutes", help="Also offer substitutes of what a customer owns (same category, rarely owned together)")] = False,
-    allow_variants: Annotated[bool, _flag("--allow-variants", help="Also offer variants of what a customer owns (the same product in another colour, size or pattern)")] = False,
+    allow_variants: Annotated[bool, _flag("--allow-variants", help="Also offer competing variants of what a customer owns (another colour, size or pattern its owners rarely buy too)")] = False,
     rules: Annotated[Optional[Path], typer.Option("--rules", help="Write association rules (support, confidence, lift, leverage, conviction, timing), bounded by --min-support, --min-lift and --rules-per-product", dir_okay=False, show_default=False)] = None,
     min_support: Annotated[float, typer.Option("--min-support", min=0.0, max=1.0, help="Rules: least share of customers owning both products")] = 0.005,
     min_lift: Annotated[float, typer.Option("--min-lift", min=0.0, help="Rules: least lift (how many times likelier than by chance)")] = 1.5,
@@ -774,8 +774,9 @@ def cross_sell(
 ) -> None:
     """Rank who should be offered what: products per segment by expected revenue, and offers per customer.
 
-    Never offers what a customer already bought, nor a variant of it (another colour, size or pattern,
-    from the descriptions), nor (with a category column) a substitute of it.
+    Never offers what a customer already bought, nor a competing variant of it (another colour, size or
+    pattern, found from the descriptions, that its owners rarely buy too), nor (with a category column) a
+    substitute of it. Variants its owners do buy as well are offered, labelled so.
     Non-product lines (postage, fees, discounts, manual adjustments) are detected and left out.
     """
     import clvx

@@ -37,7 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clv.load import ColumnMapping, Transactions, load_transactions  # noqa: E402
 from clv.models import Horizon  # noqa: E402
-from segments.crosssell import _top_k, customer_targets, evaluation_lists, offer_calibration, segment_ranking_calibration  # noqa: E402
+from segments.crosssell import (  # noqa: E402
+    _top_k,
+    calibration_warnings,
+    customer_targets,
+    evaluation_lists,
+    offer_calibration,
+    segment_ranking_calibration,
+)
 from segments.pipeline import CrossSellRun, _purchase_lines, holdout_spend, run_crosssell  # noqa: E402
 
 RETAIL = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail.parquet"
@@ -213,8 +220,12 @@ def evaluate(tx: Transactions, calibration_end: dt.date, holdout_end: dt.date, n
           + ", NDCG@10 {:.2f} [{:.2f}, {:.2f}]".format(*ratio_interval(allowed[1], scores["EASE"][1], n_boot, seed)), file=sys.stderr)
     offers = offer_calibration(customer_targets(run.model, top_k=HR_K), split.truth, split.revenue)
     segments = segment_ranking_calibration(run.model, run.ranking, split.truth, split.revenue)
+    allowed_ratios = (ratio_interval(allowed[0], scores["EASE"][0], n_boot, seed), ratio_interval(allowed[1], scores["EASE"][1], n_boot, seed))
+    for note in calibration_warnings(offers, segments, holdout_days):
+        print(f"  warning: {note}", file=sys.stderr)
     return {"split": split, "lambda": lam, "scores": scores, "hr_ratio": hr_ratio, "ndcg_ratio": ndcg_ratio,
-            "offers": offers, "segments": segments}
+            "allowed_ratios": allowed_ratios, "offers": offers, "segments": segments,
+            "warnings": calibration_warnings(offers, segments, holdout_days)}
 
 
 def markdown(results: list[dict]) -> str:
@@ -235,6 +246,11 @@ def markdown(results: list[dict]) -> str:
         ratio = "{:.2f} [{:.2f}, {:.2f}]".format(*r["ndcg_ratio"])
         lines.append(f"| {s.calibration_end} (to {s.holdout_end}) | "
                      + " | ".join(f"{r['scores'][n][1].mean():.3f}" for n in names) + f" | {ratio} | {r['lambda']:g} |")
+    lines += ["", "| split (holdout) | clvx, variants allowed / EASE HR@5 [95%] | NDCG@10 [95%] |", "|---|---:|---:|"]
+    for r in results:
+        s = r["split"]
+        hr, nd = r["allowed_ratios"]
+        lines.append(f"| {s.calibration_end} (to {s.holdout_end}) | {hr[0]:.2f} [{hr[1]:.2f}, {hr[2]:.2f}] | {nd[0]:.2f} [{nd[1]:.2f}, {nd[2]:.2f}] |")
     lines += ["", "| split (holdout) | offers: expected buyers | actual | ratio | expected revenue | actual | ratio "
               "| segment ranking: expected buyers | actual | ratio | expected revenue | actual | ratio |",
               "|---|" + "---:|" * 12]
@@ -247,6 +263,22 @@ def markdown(results: list[dict]) -> str:
             cells += [f"{t['expected_buyers']:,.0f}", f"{t['actual_buyers']:,.0f}", f"{t['expected_buyers'] / max(t['actual_buyers'], 1e-9):.2f}",
                       f"{t['expected_revenue']:,.0f}", f"{t['actual_revenue']:,.0f}", f"{t['expected_revenue'] / max(t['actual_revenue'], 1e-9):.2f}"]
         lines.append(f"| {s.calibration_end} (to {s.holdout_end}) | " + " | ".join(cells) + " |")
+    lines += ["", "Offers (top 5 per customer) by score decile (10 = highest), expected / actual:", "",
+              "| decile | " + " | ".join(f"{r['split'].calibration_end} buyers | revenue" for r in results) + " |",
+              "|---|" + "---:|---:|" * len(results)]
+    for decile in [str(d) for d in range(10, 0, -1)]:
+        cells = []
+        for r in results:
+            row = r["offers"].filter(pl.col("decile") == decile)
+            if row.height == 0:
+                cells += ["", ""]
+                continue
+            t = row.row(0, named=True)
+            cells += [f"{t['expected_buyers']:,.0f} / {t['actual_buyers']:,.0f}", f"{t['expected_revenue']:,.0f} / {t['actual_revenue']:,.0f}"]
+        lines.append(f"| {decile} | " + " | ".join(cells) + " |")
+    notes = [f"- {r['split'].calibration_end}: {w}" for r in results for w in r["warnings"]]
+    if notes:
+        lines += ["", "Misses beyond 20%, as `clvx validate` reports them:", "", *notes]
     return "\n".join(lines)
 
 

@@ -767,6 +767,7 @@ def validate(
             # Same calibration summary as the forecast backtest: reuse its fitted models.
             cross = crosssell_backtest(tx, calibration_end, exclude_products=exclude_products, seed=seed,
                                        period=model.unit, models=(result.purchase_model, result.gamma_gamma))
+        listener.extend([Notice("warning", w) for w in cross.warnings])
     return ValidateResult(result, cross, tx, listener.tuple(), choice, diagnostics)
 
 

@@ -532,6 +532,7 @@ def crosssell_backtest_dict(bt) -> dict:
         "n_products": bt.n_products,
         **_ranking_dict(bt.model),
         "baselines": {k: _ranking_dict(v) for k, v in bt.baselines.items()},
+        "warnings": list(bt.warnings),
     }
 
 

@@ -512,6 +512,7 @@ def html_report(data: ReportData) -> str:
             f"<p class=\"note\">Backtest: offers built from the log up to {cb.calibration_end}, checked against products {cb.n_customers:,} "
             "customers bought for the first time afterwards, beside simpler rankings.</p>",
             _html_table(rows),
+            *(f'<p class="warning">{html.escape(w)}</p>' for w in cb.warnings),
         ]
     parts += [
         "<h2>Methodology</h2>",

@@ -51,7 +51,9 @@ from segments.crosssell import (
     CrossSellModel,
     backtest_rankings,
     build_model,
+    calibration_warnings,
     choose_ridge,
+    customer_spend_scale,
     customer_targets,
     explain_targets,
     fit_calibration,
@@ -60,6 +62,7 @@ from segments.crosssell import (
     score_quantiles,
     segment_ranking,
     segment_ranking_calibration,
+    typical_line_values,
     uncalibrated,
 )
 
@@ -225,7 +228,7 @@ def run_crosssell(
             on="product_id", how="left",
         )
         lines = _purchase_lines(tx).join(excluded.lazy().select("product_id"), on="product_id", how="anti")
-        typical = collect(lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
+        typical = typical_line_values(lines)
         assignments = seg.segmentation.assignments.sort("customer_id")
         x, tx_, T = float_columns(assignments, "frequency", "recency", "T")
         buys = 1.0 - churn_risk(seg.purchase_model, offer_horizon.periods(seg.period.days), x, tx_, T)  # P(a purchase in the horizon)
@@ -236,7 +239,7 @@ def run_crosssell(
         own = build_ownership(lines, customers["customer_id"])
         categories = products.select("product_id", "category") if "category" in products.columns else None
         model = build_model(own, customers, typical, categories=categories, products=products, ridge=calibration.ridge,
-                            advance=getattr(progress, "advance", None))
+                            customer_scale=customer_spend_scale(lines, typical), advance=getattr(progress, "advance", None))
         if calibration.n_purchases:
             calibration = replace(calibration, applied_edges=score_quantiles(model))
         model = replace(model, calibration=calibration)
@@ -289,8 +292,8 @@ def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataF
         return uncalibrated(horizon_days)
     inner_customers = customers.join(inner_ids, on="customer_id", how="semi").sort("customer_id").with_columns(pl.lit(1.0).alias("p_active"))
     own = build_ownership(inner_lines, inner_customers["customer_id"])
-    typical = collect(inner_lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
-    model = build_model(own, inner_customers, typical, advance=quarter)
+    typical = typical_line_values(inner_lines)
+    model = build_model(own, inner_customers, typical, customer_scale=customer_spend_scale(inner_lines, typical), advance=quarter)
     spend = holdout_spend(later, own.customers, own.products)
     bought = sparse.csr_matrix((spend["amount"].to_numpy(), (spend["_u"].to_numpy(), spend["_j"].to_numpy())), shape=own.X.shape)
     new = bought - bought.multiply(own.X > 0)
@@ -405,11 +408,12 @@ def crosssell_backtest(
     truth = (new_revenue > 0).astype(np.float64)
     model_metrics, baselines, n = backtest_rankings(run.model, truth, new_revenue, seed)
     offers = customer_targets(run.model, top_k=top_k)
+    by_decile = offer_calibration(offers, truth.tocsr(), new_revenue.tocsr())
+    by_segment = segment_ranking_calibration(run.model, run.ranking, truth.tocsr(), new_revenue.tocsr())
     return CrossSellBacktest(
         calibration_end, tx.as_of, n, shape[1], model_metrics, baselines,
-        calibration=offer_calibration(offers, truth.tocsr(), new_revenue.tocsr()),
-        segment_calibration=segment_ranking_calibration(run.model, run.ranking, truth.tocsr(), new_revenue.tocsr()),
-        horizon_days=holdout_days,
+        calibration=by_decile, segment_calibration=by_segment, horizon_days=holdout_days,
+        warnings=calibration_warnings(by_decile, by_segment, holdout_days),
     )
 
 

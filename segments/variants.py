@@ -12,10 +12,16 @@ BAG BLACK SKULL" both leave "LUNCH BAG"). Two products are variants when
 and, when the log has categories, they share one. A teapot and its cosy are not variants
 ("TEAPOT" and "TEA COSY" are different cores), nor are a bag and its refill.
 
-Variants of each other are rarely both what a customer needs next: a customer who owns
-one is not offered another unless asked. Products without descriptions fall back on the
-co-purchase rule of ``segments.associations.substitute_pairs`` (same category, owned
-together far less than independence predicts).
+Descriptions only find *candidates*. Whether a customer who owns one is offered the other
+is decided by what owners did (:func:`split_variants`): when at least
+``MIN_COLLECTED_CO_OWNERS`` customers own both and owners of one are at least
+``COLLECTED_LIFT`` times as likely as any customer to own the other, the pair is a
+*collected set* (shops stock the lunch bag in every pattern) and is offered, labelled as
+another colour its buyers also buy. Otherwise it is a *competing* variant (its owners
+chose one, or too few owners say otherwise) and is offered only when asked. Products
+without descriptions fall back on the co-purchase rule of
+``segments.associations.substitute_pairs`` (same category, owned together far less than
+independence predicts).
 """
 
 from __future__ import annotations
@@ -43,6 +49,11 @@ PATTERN_WORDS = frozenset(
 )
 FILLER_WORDS = frozenset("OF THE AND WITH IN ON A AN & + W/ / - SET PACK BOX ASSTD".split())
 MIN_SWAP_CORE = 3
+MIN_COLLECTED_CO_OWNERS = 5  # customers owning both variants before their co-ownership counts as evidence
+# Owners of one at least this many times as likely as anyone to own the other: a set people collect.
+# Not 1 (independence): heavy buyers own many products, so most pairs in a wholesale log sit above 1.
+COLLECTED_LIFT = 2.0
+PAIR_BLOCK = 20_000  # candidate pairs whose co-owners are counted at once
 MAX_GROUP = 500  # products sharing one core beyond this are too generic to call variants
 
 
@@ -95,3 +106,33 @@ def variant_pairs(products: pl.DataFrame, order: pl.Series) -> sparse.csr_matrix
         return empty
     i, j = pairs["_j"].to_numpy(), pairs["_j_b"].to_numpy()
     return sparse.csr_matrix((np.ones(len(i), dtype=bool), (i, j)), shape=(n_p, n_p))
+
+
+def split_variants(variants: sparse.csr_matrix, X: sparse.spmatrix) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """``(competing, collected)``: the candidate ``variants`` (symmetric, boolean) split by co-ownership in ``X``.
+
+    ``X`` is customers x products ownership (ones). A pair (i, j) is *collected* when
+    ``co_owners >= MIN_COLLECTED_CO_OWNERS`` and its lift ``co_owners x n_customers /
+    (owners_i x owners_j)`` (the share of i's owners who own j over j's share of all
+    customers) is at least ``COLLECTED_LIFT``; every other candidate is *competing*. Both
+    parts are symmetric, as the lift and the count are.
+    """
+    shape = variants.shape
+    V = sparse.triu(variants, k=1).tocoo()
+    if V.nnz == 0:
+        empty = sparse.csr_matrix(shape, dtype=bool)
+        return empty, empty.copy()
+    Xc = (sparse.csc_matrix(X) > 0).astype(np.float64)
+    owners = np.asarray(Xc.sum(axis=0)).ravel()
+    co = np.concatenate([  # co-owners per pair, a block of pairs at a time (memory: the owners of a block)
+        np.asarray(Xc[:, V.row[s : s + PAIR_BLOCK]].multiply(Xc[:, V.col[s : s + PAIR_BLOCK]]).sum(axis=0)).ravel()
+        for s in range(0, V.nnz, PAIR_BLOCK)
+    ])
+    lift = co * Xc.shape[0] / np.maximum(owners[V.row] * owners[V.col], 1.0)
+    collected = (co >= MIN_COLLECTED_CO_OWNERS) & (lift >= COLLECTED_LIFT)
+
+    def symmetric(keep: np.ndarray) -> sparse.csr_matrix:
+        i, j = V.row[keep], V.col[keep]
+        return sparse.csr_matrix((np.ones(2 * len(i), dtype=bool), (np.r_[i, j], np.r_[j, i])), shape=shape)
+
+    return symmetric(~collected), symmetric(collected)

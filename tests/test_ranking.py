@@ -11,7 +11,7 @@ from scipy import sparse
 
 from segments.associations import build_ownership
 from segments.crosssell import Calibration, build_model, customer_targets, explain_targets, fit_calibration, item_weights, offer_relations
-from segments.variants import variant_pairs
+from segments.variants import COLLECTED_LIFT, MIN_COLLECTED_CO_OWNERS, split_variants, variant_pairs
 
 
 def ease_steck_2019(X: np.ndarray, lam: float) -> np.ndarray:
@@ -66,8 +66,94 @@ def test_variants_need_the_same_category_when_there_is_one():
     assert ("20725", "20727") not in found and ("85099B", "85099F") in found
 
 
+def ownership_matrix(columns: list[list[int]], n_customers: int) -> sparse.csr_matrix:
+    """Customers x products ones: ``columns[j]`` lists the owners of product j."""
+    rows = [u for col in columns for u in col]
+    cols = [j for j, col in enumerate(columns) for _ in col]
+    return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_customers, len(columns)))
+
+
+def test_split_variants_known_answers_on_a_tiny_log():
+    """40 shops. Lunch bags 0/1: the same 10 shops own both (lift 4): collected. Jars 2/3: 10 shops each,
+    none owns both: competing. Mugs 4/5: 3 shops own both (lift 4.4, too few to tell): competing."""
+    X = ownership_matrix([list(range(10)), list(range(10)), list(range(10, 20)), list(range(20, 30)),
+                          [30, 31, 32, 33, 34, 35], [30, 31, 32, 36, 37, 38]], 40)
+    pairs = [(0, 1), (2, 3), (4, 5)]
+    V = sparse.csr_matrix((np.ones(6, dtype=bool), ([i for i, _ in pairs] + [j for _, j in pairs], [j for _, j in pairs] + [i for i, _ in pairs])),
+                          shape=(6, 6))
+    competing, collected = split_variants(V, X)
+    assert {tuple(p) for p in np.argwhere(collected.toarray())} == {(0, 1), (1, 0)}
+    assert {tuple(p) for p in np.argwhere(competing.toarray())} == {(2, 3), (3, 2), (4, 5), (5, 4)}
+    assert MIN_COLLECTED_CO_OWNERS > 3 and COLLECTED_LIFT <= 4  # the thresholds the answers above rely on
+
+
+def test_split_variants_counts_co_owners_the_same_in_blocks(monkeypatch):
+    import segments.variants as variants
+
+    """Against a dense oracle of the rule: co-owners from X'X, lift = co-owners x n / (owners_i x owners_j)."""
+    rng = np.random.default_rng(5)
+    dense = (rng.random((300, 40)) < 0.15).astype(float)
+    dense[:, 20:30] = np.maximum(dense[:, :10], rng.random((300, 10)) < 0.03)  # products 20-29 mostly bought with 0-9
+    X = sparse.csr_matrix(dense)
+    upper = np.triu(rng.random((40, 40)) < 0.3, k=1)
+    upper[np.arange(10), np.arange(20, 30)] = True
+    V = sparse.csr_matrix(upper | upper.T)
+    G = dense.T @ dense
+    owners = dense.sum(axis=0)
+    oracle = upper & (G >= MIN_COLLECTED_CO_OWNERS) & (G * 300 / np.outer(owners, owners) >= COLLECTED_LIFT)
+    oracle = oracle | oracle.T
+    whole = split_variants(V, X)
+    monkeypatch.setattr(variants, "PAIR_BLOCK", 7)
+    blocked = split_variants(V, X)
+    for a, b in zip(whole, blocked, strict=True):
+        assert (a != b).nnz == 0
+    np.testing.assert_array_equal(whole[1].toarray(), oracle)
+    np.testing.assert_array_equal(whole[0].toarray(), (upper | upper.T) & ~oracle)
+    assert oracle.sum() >= 20
+
+
+def collector_model():
+    """Twenty shops, all with the red lunch bag (20725) and the black skull one (20727), a set they collect;
+    ten own the red jumbo bag (85099B), ten the strawberry one (85099F), none both: they chose one.
+    Sixty more shops own only a teapot; three of them also own one or both bags (lift of the
+    two bags 21 x 80 / 22^2 = 3.5)."""
+    rows = []
+    for c in range(20):
+        rows += [(f"c{c:02d}", "20725", 1), (f"c{c:02d}", "20727", 5), (f"c{c:02d}", "85099B" if c < 10 else "85099F", 2)]
+    for c in range(20, 80):
+        rows.append((f"c{c:02d}", "21868", 1))
+    rows += [("c20", "20725", 3), ("c20", "20727", 3), ("c21", "20727", 4), ("c22", "20725", 4)]
+    lines = pl.DataFrame(rows, schema=["customer_id", "product_id", "day"], orient="row").with_columns(
+        (pl.lit(dt.datetime(2024, 1, 1)) + pl.duration(days=pl.col("day"))).alias("date"))
+    own = build_ownership(lines)
+    customers = pl.DataFrame({"customer_id": own.customers, "segment": ["all"] * len(own.customers), "p_active": [0.5] * len(own.customers)})
+    typical = pl.DataFrame({"product_id": own.products, "value": [10.0] * len(own.products)})
+    return build_model(own, customers, typical, products=CATALOGUE)
+
+
+def test_a_variant_its_owners_also_buy_is_offered_by_default_and_labelled_so():
+    model = collector_model()
+    idx = {p: i for i, p in enumerate(model.own.products.to_list())}
+    cust = {c: i for i, c in enumerate(model.own.customers.to_list())}
+    offers = offer_relations(model, explain_targets(model, customer_targets(model, top_k=4)))
+    # c21 owns the teapot and the black bag: the red one (its owners' other colour) is offered, labelled as such.
+    red_for_c21 = offers.filter((pl.col("_u") == cust["c21"]) & (pl.col("_j") == idx["20725"]))
+    assert red_for_c21["relation"].to_list() == ["variant, often bought together"]
+    # Owners of one jumbo bag chose it: the other pattern is never offered to them by default...
+    jumbo = offers.filter(pl.col("_u") < cust["c20"])
+    assert not jumbo.filter(pl.col("_j").is_in([idx["85099B"], idx["85099F"]])).height
+    # ...and only when asked, labelled a variant.
+    allowed = offer_relations(model, explain_targets(model, customer_targets(model, top_k=4, allow_variants=True)))
+    other = allowed.filter((pl.col("_u") == cust["c00"]) & (pl.col("_j") == idx["85099F"]))
+    assert other["relation"].to_list() == ["variant"]
+
+
 def tiny_model(*, allow: bool = False):
-    """Twelve shops: all own the red lunch bag; eight also bought the black one, which the item model would offer."""
+    """Twelve shops: all own the red lunch bag; eight also bought the black one, which the item model would offer.
+
+    Everyone owns the red bag, so owning it says nothing about the black one (lift 1): a
+    competing variant, offered only when asked.
+    """
     rows = []
     for c in range(12):
         rows.append((f"c{c:02d}", "20725", f"o{c}a", 1))
@@ -145,3 +231,71 @@ def test_the_item_model_and_the_offers_report_their_progress_in_shares_that_sum_
     shares = []
     customer_targets(model, top_k=2, advance=shares.append)
     assert len(shares) == 6 and sum(shares) == pytest.approx(1.0)
+
+
+def test_calibration_warnings_name_each_sum_that_misses_by_more_than_a_fifth():
+    from segments.crosssell import calibration_warnings
+
+    offers = pl.DataFrame({"decile": ["10", "all"], "expected_buyers": [50.0, 100.0], "actual_buyers": [60.0, 110.0],
+                           "expected_revenue": [500.0, 650.0], "actual_revenue": [900.0, 1000.0]})
+    ranking = pl.DataFrame({"expected_buyers": [10.0, 10.0], "actual_buyers": [9.0, 12.0],
+                            "expected_revenue": [100.0, 100.0], "actual_revenue": [90.0, 120.0]})
+    notes = calibration_warnings(offers, ranking, 92)
+    assert len(notes) == 1  # buyers 0.91x and the ranking (20 / 21, 200 / 210) hold; offers' revenue 0.65x does not
+    assert "top offers: expected revenue 650 against 1,000 actual (0.65x)" in notes[0] and "buyers" not in notes[0].split("on this")[0]
+    assert "92 days" in notes[0]
+    assert calibration_warnings(offers.with_columns(pl.col("expected_revenue") * 1.5), ranking, 92) == ()
+
+
+def test_typical_values_shrink_a_single_bulk_line_toward_the_catalogue_on_a_log_scale():
+    from segments.crosssell import TYPICAL_PSEUDO_OWNERS, typical_line_values
+
+    # Three products bought by 20 shops at 10 a line; one bought once, in bulk, for 10,000.
+    lines = pl.DataFrame({"customer_id": [f"c{u}" for u in range(20)] * 3 + ["bulk"],
+                          "product_id": ["a"] * 20 + ["b"] * 20 + ["c"] * 20 + ["jar"],
+                          "amount": [10.0] * 60 + [10_000.0]})
+    values = dict(typical_line_values(lines.lazy()).iter_rows())
+    assert values["a"] == pytest.approx(10.0)  # the catalogue's median itself: nothing to shrink
+    expected = np.exp((np.log(10_000.0) + TYPICAL_PSEUDO_OWNERS * np.log(10.0)) / (1 + TYPICAL_PSEUDO_OWNERS))
+    assert values["jar"] == pytest.approx(expected) and values["jar"] < 40
+
+
+def test_customer_scale_is_spend_over_the_typical_values_of_the_same_lines():
+    from segments.crosssell import SCALE_PSEUDO_LINES, customer_spend_scale
+
+    typical = pl.DataFrame({"product_id": ["a", "b"], "value": [10.0, 20.0]})
+    lines = pl.DataFrame({"customer_id": ["shop", "shop", "carton", "carton"], "product_id": ["a", "b", "a", "a"],
+                          "amount": [5.0, 10.0, 100.0, 100.0]})
+    scale = dict(customer_spend_scale(lines.lazy(), typical).iter_rows())
+    shrink = 2 / (2 + SCALE_PSEUDO_LINES)  # two lines each against the pseudo-lines at the typical value
+    assert scale == {"shop": pytest.approx(0.5**shrink), "carton": pytest.approx(10.0**shrink)}
+    one_bulk_line = pl.DataFrame({"customer_id": ["bulk"], "product_id": ["a"], "amount": [50_000.0]})
+    assert customer_spend_scale(one_bulk_line.lazy(), typical)["scale"].item() == pytest.approx(5_000 ** (1 / (1 + SCALE_PSEUDO_LINES)))
+
+
+def test_spend_per_new_buyer_uses_the_ratio_of_its_decile_of_prediction():
+    """Planted regression to the mean: buyers predicted to spend little spend twice that, the big ones half."""
+    from segments.crosssell import value_deciles
+
+    predicted = np.r_[np.full(100, 1.0), np.full(100, 100.0)]
+    paid = np.r_[np.full(100, 2.0), np.full(100, 50.0)]
+    edges, ratios = value_deciles(predicted, paid, float(paid.sum() / predicted.sum()))
+    cal = Calibration(np.zeros(2), np.zeros(1), float(paid.sum() / predicted.sum()), 30, 1, 200, value_edges=edges, value_ratios=ratios)
+    np.testing.assert_allclose(cal.spend(np.array([1.0, 100.0])), [2.0, 50.0])
+    assert value_deciles(predicted[:50], paid[:50], 1.0) == (None, None)  # too few purchases per decile: one ratio
+
+
+def test_segment_expected_revenue_sums_each_non_owners_probability_times_their_own_spend():
+    """Oracle: the segment table's revenue is the per-customer sum, so a wholesaler's line size counts once, for them."""
+    from segments.crosssell import expected_by_segment, model_scores, value_per_buyer
+
+    model = collector_model()
+    n, p = model.own.X.shape
+    scale = np.where(np.arange(n) % 7 == 0, 10.0, 0.5)  # a few wholesalers among shops
+    model = type(model)(**{**model.__dict__, "customer_scale": scale})
+    buyers, revenue = expected_by_segment(model)
+    probability, _ = model_scores(model, slice(0, n))
+    u, j = np.meshgrid(np.arange(n), np.arange(p), indexing="ij")
+    np.testing.assert_allclose(revenue[0], (probability * value_per_buyer(model, u, j)).sum(axis=0))
+    np.testing.assert_allclose(buyers[0], probability.sum(axis=0))
+    assert np.allclose(value_per_buyer(model, np.array([0, 1]), np.array([0, 0])), [100.0, 5.0])  # typical 10 x scale, no calibration
