@@ -40,7 +40,7 @@ from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from clv.errors import InputError
-from segments.associations import SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
+from segments.associations import MIN_PAIR_COUNT, SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
 from segments.variants import variant_pairs
 
 Advance = Callable[[float], None]  # told the share of a step's work just done
@@ -64,6 +64,31 @@ CALIBRATION_CUSTOMERS = 20_000  # inner customers sampled to fit it
 MIN_CALIBRATION_PURCHASES = 20
 RIDGE_TOP = 5  # offers per customer the ridge is chosen on (hit rate at 5)  # first-time purchases below which scores stay uncalibrated
 MAX_OFFERS = 100  # offers per customer, and products per segment in the ranking
+WIDE_CATALOGUE = 100_000  # products above which those with a single buyer are left out (see without_single_buyers)
+
+
+def without_single_buyers(own: Ownership) -> Ownership:
+    """A wide catalogue (over ``WIDE_CATALOGUE`` products) without the products that only one customer bought.
+
+    One buyer is no evidence that anyone else wants a product: it is in no pair (fewer
+    than ``MIN_PAIR_COUNT`` co-owners), its regression in the item model rests on one
+    row, and on segment and trend it ties with every other such product. In a catalogue
+    of millions most products are like that (a marketplace's long tail), and scoring
+    them would make every step follow the catalogue's size instead of what was bought
+    more than once. Smaller catalogues are returned as they are.
+    """
+    n_p = own.X.shape[1]
+    kept = np.flatnonzero(own.owners >= MIN_PAIR_COUNT)
+    if n_p <= WIDE_CATALOGUE or len(kept) == n_p:
+        return own
+    return Ownership(
+        X=own.X.tocsc()[:, kept].tocsr(),
+        first_day=own.first_day.tocsc()[:, kept].tocsr(),
+        customers=own.customers,
+        products=own.products.gather(kept),
+        baskets=own.baskets.tocsc()[:, kept].tocsr() if own.baskets is not None else None,
+        basket_customer=own.basket_customer,
+    )
 
 
 def _check_count(name: str, value: object, high: int) -> None:

@@ -64,6 +64,7 @@ from segments.crosssell import (
     segment_ranking,
     segment_ranking_calibration,
     uncalibrated,
+    without_single_buyers,
 )
 
 CLV_HORIZON = Horizon.parse("12m")
@@ -236,7 +237,7 @@ def run_crosssell(
     with step("Calibrating offer probabilities on the last days of the log", total=1.0) as progress:
         calibration = inner_calibration(tx, lines, customers, offer_horizon, advance=getattr(progress, "advance", None))
     with step("Fitting the item model", total=1.0) as progress:
-        own = build_ownership(lines, customers["customer_id"])
+        own = without_single_buyers(build_ownership(lines, customers["customer_id"]))
         categories = products.select("product_id", "category") if "category" in products.columns else None
         model = build_model(own, customers, typical, categories=categories, products=products, ridge=calibration.ridge,
                             advance=getattr(progress, "advance", None))
@@ -289,7 +290,7 @@ def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataF
     if inner_ids.height == 0:
         return uncalibrated(horizon_days)
     inner_customers = customers.join(inner_ids, on="customer_id", how="semi").sort("customer_id").with_columns(pl.lit(1.0).alias("p_active"))
-    own = build_ownership(inner_lines, inner_customers["customer_id"])
+    own = without_single_buyers(build_ownership(inner_lines, inner_customers["customer_id"]))
     typical = collect(inner_lines.group_by("product_id").agg(pl.col("amount").median().alias("value")))
     weights = item_weights_for(own.X, RIDGES, advance=advance)  # every candidate lambda at once: neighbours and Gram blocks shared
     model = build_model(own, inner_customers, typical, weights=weights[RIDGES.index(RIDGE)])
