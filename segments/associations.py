@@ -392,7 +392,7 @@ def pair_timing(own: Ownership, ij: pl.DataFrame, *, max_customers: int = TIMING
         if stride > 1:
             lines = lines.filter(pl.col("_u") % stride == 0)
         lines_j = lines.select("_o", pl.col("i").alias("j"))
-        in_basket = _canonical(own.baskets)  # type: ignore[arg-type]
+        in_basket = _canonical(own.baskets)
         in_basket.data = np.ones_like(in_basket.data)
         basket_by_pair, basket_by_key = _join_costs(in_basket, ij, n_p)  # all customers: an estimate, enough to choose
         by_pair, by_key = np.maximum(by_pair, basket_by_pair), np.maximum(by_key, basket_by_key)
