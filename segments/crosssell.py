@@ -64,6 +64,7 @@ CALIBRATION_CUSTOMERS = 20_000  # inner customers sampled to fit it
 MIN_CALIBRATION_PURCHASES = 20
 RIDGE_TOP = 5  # offers per customer the ridge is chosen on (hit rate at 5)  # first-time purchases below which scores stay uncalibrated
 MAX_OFFERS = 100  # offers per customer, and products per segment in the ranking
+EXPLAIN_ENTRIES = 4_000_000  # (offer, owned product) entries looked at once when citing a reason
 WIDE_CATALOGUE = 100_000  # products above which those with a single buyer are left out (see without_single_buyers)
 
 
@@ -528,6 +529,12 @@ def _strongest_inputs(X: sparse.csr_matrix, W: sparse.csr_matrix, u: np.ndarray,
     total = int(counts.sum())
     best_i, best_w = np.full(n, -1, dtype=np.int64), np.zeros(n)
     if total == 0:
+        return best_i, best_w
+    if total > EXPLAIN_ENTRIES and n > 1:  # bounded memory: offers in consecutive runs of about EXPLAIN_ENTRIES entries
+        cuts = np.searchsorted(np.cumsum(counts), np.arange(EXPLAIN_ENTRIES, total, EXPLAIN_ENTRIES), side="right")
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
+            if hi > lo:
+                best_i[lo:hi], best_w[lo:hi] = _strongest_inputs(X, W, u[lo:hi], j[lo:hi])
         return best_i, best_w
     ends = np.cumsum(counts)
     starts = ends - counts

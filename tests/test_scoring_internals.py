@@ -26,8 +26,12 @@ def test_top_k_breaks_ties_by_product_order_oracle_sorted():
             assert vals[r].tolist() == scores[r, expected].tolist()
 
 
-def test_strongest_inputs_oracle_brute_force():
+@pytest.mark.parametrize("entries", [4_000_000, 7])
+def test_strongest_inputs_oracle_brute_force(monkeypatch, entries):
     """The cited product of an offer: the owned product with the largest positive weight toward it, the smallest index on ties."""
+    from segments import crosssell
+
+    monkeypatch.setattr(crosssell, "EXPLAIN_ENTRIES", entries)  # 7: the offers in many small runs
     rng = np.random.default_rng(1)
     X = sparse.csr_matrix((rng.random((30, 12)) < 0.35).astype(float))
     W = rng.choice([-0.5, 0.0, 0.25, 0.5], size=(12, 12))
