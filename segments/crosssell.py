@@ -54,7 +54,7 @@ NEIGHBOURS = 100  # inputs per product in its regression (tuned on an inner spli
 RIDGE = 400.0  # EASE's lambda, in co-owners, until one of RIDGES is chosen on the log's inner split
 RIDGES = (25.0, 100.0, 400.0)  # the lambdas tried there: small logs with small baskets need less
 NEIGHBOUR_BLOCK_CELLS = 8_000_000  # products x columns of X'X held at once when finding neighbours
-UNION_MAX = 4_000  # products in one Gram block when solving a batch of regressions (128 MB)
+UNION_MAX = 4_000  # up to this many products, one Gram matrix (128 MB) serves every regression
 SOLVE_BATCH = 256  # regressions solved at once
 EVAL_KS = (1, 3, 5, 10)
 MIN_CONFIDENCE = 0.005
@@ -255,8 +255,8 @@ def item_weights(X: sparse.csr_matrix, *, neighbours: int = NEIGHBOURS, ridge: f
     inverse of products x products. Here each product j is regressed only on its
     ``neighbours`` nearest products N_j (by cosine): ``w_j = (X_N'X_N + lambda I)^-1 X_N'x_j``,
     the same normal equations restricted to N_j (and j left out of its own inputs, as EASE's
-    diagonal constraint does). Memory: one ``k x k`` system per product and a Gram block over
-    the union of a batch's neighbours, capped at ``UNION_MAX`` products. ``advance`` is
+    diagonal constraint does). Memory: ``SOLVE_BATCH`` systems of ``k x k`` and, up to
+    ``UNION_MAX`` products, one Gram matrix; above it each product's own block. ``advance`` is
     told the share of the products done after each batch (they sum to 1).
     """
     return item_weights_for(X, (ridge,), neighbours=neighbours, advance=advance)[0]
@@ -275,20 +275,19 @@ def item_weights_for(X: sparse.csr_matrix, ridges: tuple[float, ...], *, neighbo
     full = (Xc.T @ Xc).toarray() if n_p <= UNION_MAX else None  # a small catalogue: one Gram matrix for all
     j = 0
     while j < n_p:
+        stop = min(j + SOLVE_BATCH, n_p)
         if full is not None:
-            stop, union, G = min(j + SOLVE_BATCH, n_p), np.arange(n_p), full
+            pos = N[j:stop]  # (m, k)
+            A = full[pos[:, :, None], pos[:, None, :]]
+            rhs = full[pos, np.arange(j, stop)[:, None]][:, :, None]
         else:
-            # Grow a batch of targets until the union of their inputs (and themselves) reaches UNION_MAX.
-            stop, union = j, np.zeros(0, dtype=np.int64)
-            while stop < n_p and (stop == j or len(union) + k < UNION_MAX) and stop - j < SOLVE_BATCH:
-                union = np.union1d(union, np.r_[N[stop], stop])
-                stop += 1
-            sub = Xc[:, union]
-            G = (sub.T @ sub).toarray()
-        pos = np.searchsorted(union, N[j:stop])  # (m, k) positions in the union
-        tpos = np.searchsorted(union, np.arange(j, stop))
-        A = G[pos[:, :, None], pos[:, None, :]]
-        rhs = G[pos, tpos[:, None]][:, :, None]
+            # Each target's own (k + 1) x (k + 1) Gram block from its columns: co-owner counts, exact
+            # integers however they are summed, so the systems are those of one big Gram matrix.
+            A, rhs = np.empty((stop - j, k, k)), np.empty((stop - j, k, 1))
+            for t in range(j, stop):
+                sub = Xc[:, np.r_[N[t], t]]
+                G = (sub.T @ sub).toarray()
+                A[t - j], rhs[t - j, :, 0] = G[:k, :k], G[:k, k]
         for r, ridge in enumerate(ridges):
             Ar = A.copy()
             Ar[:, np.arange(k), np.arange(k)] += ridge

@@ -69,3 +69,16 @@ def test_pair_timing_same_counts_either_join_oracle_each_other(monkeypatch, by_k
     monkeypatch.setattr(associations, "_join_costs", forced)
     assert pair_timing(own, pairs).sort("i", "j").equals(reference)
     assert reference.height == pairs.height
+
+
+def test_item_weights_per_product_gram_blocks_equal_one_gram_matrix_oracle(monkeypatch):
+    """Above UNION_MAX products each regression takes its own Gram block: the same weights, bit for bit, as from one matrix."""
+    from segments import crosssell
+
+    rng = np.random.default_rng(4)
+    X = sparse.csr_matrix((rng.random((300, 60)) < 0.15).astype(float))
+    whole = crosssell.item_weights_for(X, (25.0, 400.0), neighbours=20)
+    monkeypatch.setattr(crosssell, "UNION_MAX", 10)
+    blocks = crosssell.item_weights_for(X, (25.0, 400.0), neighbours=20)
+    for a, b in zip(whole, blocks, strict=True):
+        assert (a != b).nnz == 0 and a.nnz > 0
