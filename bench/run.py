@@ -4,6 +4,7 @@
     python bench/run.py                       # 1M, 3M and 10M lines (about 20 minutes on 2 cores)
     python bench/run.py --lines 1000000       # one size
     python bench/run.py --suite               # also the test suite idle and beside a CPU burner
+    python bench/run.py --wide --rules        # also the wide catalogue, and the rules against mlxtend
 
 For each size, generates a log with the sample generator (cached in bench/work/),
 then measures, each in a process of its own: clvx's stages; the whole `clvx
@@ -130,21 +131,25 @@ def main() -> None:
     parser.add_argument("--busy-lines", type=int, default=1_000_000, help="Log size of the busy-machine case (0: skip it)")
     parser.add_argument("--suite", action="store_true", help="Also time the default test suite idle and beside a CPU burner")
     parser.add_argument("--wide", action="store_true", help="Also time `clvx cross-sell` on a 2,000,000-product, 2,000-customer log (bench/wide.py)")
+    parser.add_argument("--rules", action="store_true", help="Also time the retail log's rules against mlxtend's fpgrowth (bench/rules.py)")
     args = parser.parse_args()
     load_before = load_average()
 
     startup = {flag: min(measure(*clvx(flag))["seconds"] for _ in range(5)) for flag in ("--help", "--version")}
     rows = []
+    targets = []
     for lines in args.lines:
         log = str(log_file(lines))
         stages = run_json("bench/stages.py", log)
-        commands = {"segment": clvx("segment", log, "-q"), "cross-sell": clvx("cross-sell", log, "-q")}
+        commands = {"segment": clvx("segment", log, "-q"), "cross-sell": clvx("cross-sell", log, "-q"),
+                    "targets": clvx("cross-sell", log, "-q", "--targets", str(WORK / "targets.csv"))}
         if not args.no_baseline:
             commands["baseline"] = [PY, "bench/baseline.py", log]
         best = fastest(args.repeat, commands)
         seg, cross, base = best["segment"], best["cross-sell"], best.get("baseline")
         base_stages = json.loads(base["last_line"])["stages"] if base else None
         rows.append((lines, stages, seg, cross, base, base_stages))
+        targets.append((lines, best["targets"]))
         print(f"{lines:,} lines: segment {seg['seconds']:.1f} s / {seg['peak_mb']:.0f} MB, cross-sell {cross['seconds']:.1f} s", file=sys.stderr)
 
     lines_out = [
@@ -160,6 +165,9 @@ def main() -> None:
                       f"{seg['peak_mb'] / base['peak_mb']:.2f}x") if base else "— | — | — | —"
         lines_out.append(f"| {lines:,} | ~{customers:,} | {seg['seconds']:.1f} s | {seg['peak_mb']:,.0f} MB | {cross['seconds']:.1f} s | "
                          f"{cross['peak_mb']:,.0f} MB | {base_cells} |")
+    lines_out += ["", "`clvx cross-sell --targets` (offers per customer with reasons and timing, written as CSV):", "",
+                  "| order lines | wall | CPU (user + sys) | peak RSS |", "|---:|---:|---:|---:|"]
+    lines_out += [f"| {lines:,} | {t['seconds']:.1f} s | {t['cpu_seconds']:.1f} s | {t['peak_mb']:,.0f} MB |" for lines, t in targets]
     lines_out += ["", "clvx stages (seconds, one process; `clvx segment` adds start-up and output):", ""]
     names = list(rows[0][1])
     lines_out.append("| stage | " + " | ".join(f"{r[0]:,} lines" for r in rows) + " |")
@@ -185,9 +193,15 @@ def main() -> None:
     if args.wide:
         wide = subprocess.run([PY, "bench/wide.py"], capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
         # The synthetic customers buy nearly every day: a small penalty lets BG/NBD converge.
-        w = measure(*clvx("cross-sell", wide, "-q", "--penalizer", "0.01"))
-        lines_out += ["", f"Wide catalogue (`clvx cross-sell`, 2,000,000 products, 2,000 customers): {w['seconds']:.1f} s, "
-                      f"{w['peak_mb']:,.0f} MB peak RSS."]
+        w = measure(*clvx("cross-sell", wide, "-q", "--penalizer", "0.01", "--targets", str(WORK / "wide_targets.csv")))
+        lines_out += ["", f"Wide catalogue (`clvx cross-sell --targets`, 2,000,000 products, 2,000 customers): {w['seconds']:.1f} s, "
+                      f"{w['cpu_seconds']:.1f} s CPU, {w['peak_mb']:,.0f} MB peak RSS."]
+    if args.rules:
+        r = run_json("bench/rules.py")
+        lines_out += ["", f"Association rules on the retail log at support {r['min_support']} ({r['clvx_rules']:,} pair rules, the same "
+                      f"as mlxtend's: {r['pair_rules_agree']}): clvx {r['clvx_s']:.2f} s ({r['clvx_cpu_s']:.2f} s CPU), mlxtend fpgrowth + "
+                      f"association_rules (max_len=2) {r['mlxtend_pairs_s']:.2f} s ({r['mlxtend_pairs_cpu_s']:.2f} s CPU): "
+                      f"{r['speed_up_pairs']:.1f}x."]
     lines_out += ["", f"Load average (1 / 5 / 15 min) before the run: {load_before}; after: {load_average()}."]
     text = "\n".join(lines_out)
     print(text)

@@ -322,13 +322,41 @@ def strong_pairs(own: Ownership, pairs: pl.DataFrame, bounds: RuleBounds = RuleB
     return kept.drop("_conf", "_lift").sort("i", "j")
 
 
-def _timing_blocks(ij: pl.DataFrame, rows_per_i: np.ndarray) -> list[pl.DataFrame]:
-    """``ij`` split by antecedent so that each block joins at most about ``TIMING_ROWS_PER_BLOCK`` rows."""
+def _timing_blocks(ij: pl.DataFrame, cost_per_i: np.ndarray) -> list[pl.DataFrame]:
+    """``ij`` split by antecedent so that each block joins at most about ``TIMING_ROWS_PER_BLOCK`` rows (``cost_per_i``: rows per antecedent)."""
     per_i = ij.group_by("i").len().sort("i")
-    cost = per_i["len"].to_numpy() * rows_per_i[per_i["i"].to_numpy()]
+    cost = cost_per_i[per_i["i"].to_numpy()]
     block = np.floor(np.cumsum(cost) / TIMING_ROWS_PER_BLOCK).astype(np.int64)
     tagged = ij.join(per_i.select("i", pl.Series("_block", block)), on="i")
-    return [part.drop("_block") for part in tagged.partition_by("_block", maintain_order=False)] if tagged.height else [ij]
+    return [part.drop("_block") for part in tagged.partition_by("_block", maintain_order=False)] if tagged.height else []
+
+
+def _co_rows(entries: pl.DataFrame, entries_j: pl.DataFrame, key: str, part: pl.DataFrame, by_pair: bool) -> pl.DataFrame:
+    """Rows of ``entries`` (``key, i, ...``) beside the ``entries_j`` (``key, j, ...``) of the same key, for the pairs of ``part``.
+
+    Two exact ways to the same rows: by pair (each wanted pair joins all its antecedent's
+    entries, then keeps those whose key also holds the consequent) costs the antecedent's
+    entries once per wanted consequent; by key (each key's entries of wanted antecedents
+    joined to its entries of wanted consequents, then only wanted pairs kept) costs the
+    co-occurrences. The caller picks the cheaper one per antecedent.
+    """
+    if by_pair:
+        return entries.join(part, on="i").join(entries_j, on=[key, "j"])
+    left = entries.join(part.select("i").unique(), on="i", how="semi")
+    right = entries_j.join(part.select("j").unique(), on="j", how="semi")
+    return left.join(right, on=key).join(part, on=["i", "j"], how="semi")
+
+
+def _join_costs(entries: sparse.csr_matrix, ij: pl.DataFrame, n_products: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per antecedent, the rows joined by pair and by key (see :func:`_co_rows`) over ``entries`` (key x product, 0/1)."""
+    per_i = ij.group_by("i").len()
+    wanted = np.zeros(n_products)
+    wanted[per_i["i"].to_numpy()] = per_i["len"].to_numpy()
+    consequents = np.zeros(n_products)
+    consequents[ij["j"].unique().to_numpy()] = 1.0
+    by_pair = wanted * np.asarray(entries.sum(axis=0)).ravel()
+    by_key = entries.T @ (entries @ consequents)  # per antecedent: over its keys, the wanted consequents each holds
+    return by_pair, np.asarray(by_key).ravel()
 
 
 def pair_timing(own: Ownership, ij: pl.DataFrame, *, max_customers: int = TIMING_SAMPLE_CUSTOMERS) -> pl.DataFrame:
@@ -342,15 +370,20 @@ def pair_timing(own: Ownership, ij: pl.DataFrame, *, max_customers: int = TIMING
 
     With more than ``max_customers`` customers, every k-th customer is timed (k =
     ``ceil(customers / max_customers)``) and ``timed_owners`` says how many co-owners
-    were; :func:`scaled_timing` scales the counts up to all co-owners.
+    were; :func:`scaled_timing` scales the counts up to all co-owners. Each antecedent's
+    co-owners are found whichever way joins fewer rows (:func:`_co_rows`); both give the
+    same rows, so the counts do not depend on the choice.
     """
     ij = ij.select(pl.col("i").cast(pl.Int64), pl.col("j").cast(pl.Int64)).unique()
+    n_p = own.X.shape[1]
     stride = max(1, -(-own.X.shape[0] // max_customers))
-    T = own.first_day.tocoo()
-    first = pl.DataFrame({"_u": T.row.astype(np.int64), "i": T.col.astype(np.int64), "_day_i": T.data})
-    if stride > 1:
-        first = first.filter(pl.col("_u") % stride == 0)
+    timed = _canonical(own.first_day)[::stride] if stride > 1 else _canonical(own.first_day)
+    T = timed.tocoo()
+    first = pl.DataFrame({"_u": T.row.astype(np.int64) * stride, "i": T.col.astype(np.int64), "_day_i": T.data})
     first_j = first.rename({"i": "j", "_day_i": "_day_j"})
+    owned = timed.copy()
+    owned.data = np.ones_like(owned.data)
+    by_pair, by_key = _join_costs(owned, ij, n_p)
     has_baskets = own.baskets is not None and own.basket_customer is not None
     if has_baskets:
         B = own.baskets.tocoo()  # type: ignore[union-attr]
@@ -359,34 +392,39 @@ def pair_timing(own: Ownership, ij: pl.DataFrame, *, max_customers: int = TIMING
         if stride > 1:
             lines = lines.filter(pl.col("_u") % stride == 0)
         lines_j = lines.select("_o", pl.col("i").alias("j"))
-        basket_lines = np.bincount(B.col, minlength=own.X.shape[1])
-    else:
-        basket_lines = np.zeros(own.X.shape[1], dtype=np.int64)
-    rows_per_i = np.maximum(own.owners, basket_lines).astype(np.int64) + 1
+        in_basket = _canonical(own.baskets)
+        in_basket.data = np.ones_like(in_basket.data)
+        basket_by_pair, basket_by_key = _join_costs(in_basket, ij, n_p)  # all customers: an estimate, enough to choose
+        by_pair, by_key = np.maximum(by_pair, basket_by_pair), np.maximum(by_key, basket_by_key)
+    use_key = by_key < by_pair
     frames = []
-    for part in _timing_blocks(ij, rows_per_i):
-        gaps = (
-            first.join(part, on="i").join(first_j, on=["_u", "j"])
-            .with_columns((pl.col("_day_j") - pl.col("_day_i")).alias("_gap"))
-            .group_by("i", "j")
-            .agg(
-                pl.len().cast(pl.Int64).alias("timed_owners"),
-                (pl.col("_gap") > 0).sum().cast(pl.Int64).alias("bought_after"),
-                (pl.col("_gap") < 0).sum().cast(pl.Int64).alias("bought_before"),
-                pl.col("_gap").filter(pl.col("_gap") > 0).median().alias("median_days_after"),
+    for key_side, cost in ((False, by_pair), (True, by_key)):
+        chosen = ij.filter(pl.Series(use_key[ij["i"].to_numpy()] == key_side))
+        for part in _timing_blocks(chosen, cost + 1):
+            gaps = (
+                _co_rows(first, first_j, "_u", part, not key_side)
+                .with_columns((pl.col("_day_j") - pl.col("_day_i")).alias("_gap"))
+                .group_by("i", "j")
+                .agg(
+                    pl.len().cast(pl.Int64).alias("timed_owners"),
+                    (pl.col("_gap") > 0).sum().cast(pl.Int64).alias("bought_after"),
+                    (pl.col("_gap") < 0).sum().cast(pl.Int64).alias("bought_before"),
+                    pl.col("_gap").filter(pl.col("_gap") > 0).median().alias("median_days_after"),
+                )
             )
-        )
-        if has_baskets:
-            same = (
-                lines.join(part, on="i").join(lines_j, on=["_o", "j"])
-                .select("_u", "i", "j").unique().group_by("i", "j").agg(pl.len().cast(pl.Int64).alias("same_order_owners"))
-            )
-            gaps = gaps.join(same, on=["i", "j"], how="left").with_columns(pl.col("same_order_owners").fill_null(0))
-        else:
-            gaps = gaps.with_columns(pl.lit(None, dtype=pl.Int64).alias("same_order_owners"))
-        frames.append(gaps)
-    out = pl.concat(frames) if frames else pl.DataFrame(schema={"i": pl.Int64, "j": pl.Int64})
-    return out.select("i", "j", "timed_owners", "same_order_owners", "bought_after", "bought_before", "median_days_after")
+            if has_baskets:
+                same = (
+                    _co_rows(lines, lines_j, "_o", part, not key_side)
+                    .select("_u", "i", "j").unique().group_by("i", "j").agg(pl.len().cast(pl.Int64).alias("same_order_owners"))
+                )
+                gaps = gaps.join(same, on=["i", "j"], how="left").with_columns(pl.col("same_order_owners").fill_null(0))
+            else:
+                gaps = gaps.with_columns(pl.lit(None, dtype=pl.Int64).alias("same_order_owners"))
+            frames.append(gaps)
+    schema = {"i": pl.Int64, "j": pl.Int64, "timed_owners": pl.Int64, "same_order_owners": pl.Int64, "bought_after": pl.Int64,
+              "bought_before": pl.Int64, "median_days_after": pl.Float64}
+    out = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    return out.select(*schema)
 
 
 def scaled_timing(frame: pl.DataFrame) -> pl.DataFrame:

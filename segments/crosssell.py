@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 
 from clv.errors import InputError
 from clv.rfm import collect, exact_sum
-from segments.associations import SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
+from segments.associations import MIN_PAIR_COUNT, SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
 from segments.variants import split_variants, variant_pairs
 
 Advance = Callable[[float], None]  # told the share of a step's work just done
@@ -57,7 +57,7 @@ NEIGHBOURS = 100  # inputs per product in its regression (tuned on an inner spli
 RIDGE = 400.0  # EASE's lambda, in co-owners, until one of RIDGES is chosen on the log's inner split
 RIDGES = (25.0, 100.0, 400.0)  # the lambdas tried there: small logs with small baskets need less
 NEIGHBOUR_BLOCK_CELLS = 8_000_000  # products x columns of X'X held at once when finding neighbours
-UNION_MAX = 4_000  # products in one Gram block when solving a batch of regressions (128 MB)
+UNION_MAX = 4_000  # up to this many products, one Gram matrix (128 MB) serves every regression
 SOLVE_BATCH = 256  # regressions solved at once
 EVAL_KS = (1, 3, 5, 10)
 MIN_CONFIDENCE = 0.005
@@ -77,6 +77,32 @@ TYPICAL_PSEUDO_OWNERS = 5.0  # pseudo-owners at the catalogue's median line valu
 SCALE_PSEUDO_LINES = 5.0  # pseudo-lines at the typical value in each customer's line size
 COMPETING_VARIANT = "variant"  # relation of an offer its owners chose instead (offered only when allowed)
 COLLECTED_VARIANT = "variant, often bought together"  # relation of another colour its owners also buy
+EXPLAIN_ENTRIES = 4_000_000  # (offer, owned product) entries looked at once when citing a reason
+WIDE_CATALOGUE = 100_000  # products above which those with a single buyer are left out (see without_single_buyers)
+
+
+def without_single_buyers(own: Ownership) -> Ownership:
+    """A wide catalogue (over ``WIDE_CATALOGUE`` products) without the products that only one customer bought.
+
+    One buyer is no evidence that anyone else wants a product: it is in no pair (fewer
+    than ``MIN_PAIR_COUNT`` co-owners), its regression in the item model rests on one
+    row, and on segment and trend it ties with every other such product. In a catalogue
+    of millions most products are like that (a marketplace's long tail), and scoring
+    them would make every step follow the catalogue's size instead of what was bought
+    more than once. Smaller catalogues are returned as they are.
+    """
+    n_p = own.X.shape[1]
+    kept = np.flatnonzero(own.owners >= MIN_PAIR_COUNT)
+    if n_p <= WIDE_CATALOGUE or len(kept) == n_p:
+        return own
+    return Ownership(
+        X=own.X.tocsc()[:, kept].tocsr(),
+        first_day=own.first_day.tocsc()[:, kept].tocsr(),
+        customers=own.customers,
+        products=own.products.gather(kept),
+        baskets=own.baskets.tocsc()[:, kept].tocsr() if own.baskets is not None else None,
+        basket_customer=own.basket_customer,
+    )
 
 
 def _check_count(name: str, value: object, high: int) -> None:
@@ -151,13 +177,19 @@ def uncalibrated(horizon_days: int) -> Calibration:
 
 
 def choose_ridge(model: CrossSellModel, truth: sparse.csr_matrix, ridges: tuple[float, ...] = RIDGES, *,
-                 advance: Advance | None = None) -> tuple[float, CrossSellModel]:
-    """The lambda among ``ridges`` whose item model puts most first-time purchases (``truth``) in customers' top 5, and that model."""
+                 weights: list[sparse.csr_matrix] | None = None, advance: Advance | None = None) -> tuple[float, CrossSellModel]:
+    """The lambda among ``ridges`` whose item model puts most first-time purchases (``truth``) in customers' top 5, and that model.
+
+    ``weights`` are the item weights of ``model.own.X`` for each of ``ridges`` when already
+    computed (:func:`item_weights_for`); else they are computed here.
+    """
     rows = np.flatnonzero(np.asarray(truth.sum(axis=1)).ravel() > 0)
     if len(rows) > CALIBRATION_CUSTOMERS:
         rows = np.sort(np.random.default_rng(0).choice(rows, CALIBRATION_CUSTOMERS, replace=False))
+    if weights is None:
+        weights = item_weights_for(model.own.X, ridges, advance=advance)
     best: tuple[float, float, CrossSellModel] | None = None
-    for ridge, W in zip(ridges, item_weights_for(model.own.X, ridges, advance=advance), strict=True):
+    for ridge, W in zip(ridges, weights, strict=True):
         candidate = replace(model, weights=W)
         lists = evaluation_lists(candidate, rows, RIDGE_TOP)
         hit = float((np.asarray(truth[np.repeat(rows, lists.shape[1]), lists.ravel()]).reshape(lists.shape) > 0).any(axis=1).mean()) if len(rows) else 0.0
@@ -195,7 +227,7 @@ def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: spar
     """
     from sklearn.isotonic import IsotonicRegression
 
-    n, p = model.own.X.shape
+    p = model.own.X.shape[1]
     active = np.sort(active)
     if len(active) == 0 or truth[active].nnz < MIN_CALIBRATION_PURCHASES:
         return uncalibrated(horizon_days)
@@ -203,12 +235,8 @@ def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: spar
         active = np.sort(np.random.default_rng(0).choice(active, CALIBRATION_CUSTOMERS, replace=False))
     edges = score_quantiles(model)
     hits, totals = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
-    for rows in _chunks(n, p):
-        sel = active[(active >= rows.start) & (active < rows.stop)]
-        if not len(sel):
-            continue
-        _, pref = model_scores(model, rows)
-        pref = pref[sel - rows.start]
+    for sel in _row_chunks(active, p):
+        _, pref = model_scores(model, sel)
         y = truth[sel].toarray() > 0
         ok = np.isfinite(pref)
         b = np.clip(np.searchsorted(edges, pref[ok], side="right") - 1, 0, len(edges) - 2)
@@ -324,8 +352,8 @@ def item_weights(X: sparse.csr_matrix, *, neighbours: int = NEIGHBOURS, ridge: f
     inverse of products x products. Here each product j is regressed only on its
     ``neighbours`` nearest products N_j (by cosine): ``w_j = (X_N'X_N + lambda I)^-1 X_N'x_j``,
     the same normal equations restricted to N_j (and j left out of its own inputs, as EASE's
-    diagonal constraint does). Memory: one ``k x k`` system per product and a Gram block over
-    the union of a batch's neighbours, capped at ``UNION_MAX`` products. ``advance`` is
+    diagonal constraint does). Memory: ``SOLVE_BATCH`` systems of ``k x k`` and, up to
+    ``UNION_MAX`` products, one Gram matrix; above it each product's own block. ``advance`` is
     told the share of the products done after each batch (they sum to 1).
     """
     return item_weights_for(X, (ridge,), neighbours=neighbours, advance=advance)[0]
@@ -344,20 +372,19 @@ def item_weights_for(X: sparse.csr_matrix, ridges: tuple[float, ...], *, neighbo
     full = (Xc.T @ Xc).toarray() if n_p <= UNION_MAX else None  # a small catalogue: one Gram matrix for all
     j = 0
     while j < n_p:
+        stop = min(j + SOLVE_BATCH, n_p)
         if full is not None:
-            stop, union, G = min(j + SOLVE_BATCH, n_p), np.arange(n_p), full
+            pos = N[j:stop]  # (m, k)
+            A = full[pos[:, :, None], pos[:, None, :]]
+            rhs = full[pos, np.arange(j, stop)[:, None]][:, :, None]
         else:
-            # Grow a batch of targets until the union of their inputs (and themselves) reaches UNION_MAX.
-            stop, union = j, np.zeros(0, dtype=np.int64)
-            while stop < n_p and (stop == j or len(union) + k < UNION_MAX) and stop - j < SOLVE_BATCH:
-                union = np.union1d(union, np.r_[N[stop], stop])
-                stop += 1
-            sub = Xc[:, union]
-            G = (sub.T @ sub).toarray()
-        pos = np.searchsorted(union, N[j:stop])  # (m, k) positions in the union
-        tpos = np.searchsorted(union, np.arange(j, stop))
-        A = G[pos[:, :, None], pos[:, None, :]]
-        rhs = G[pos, tpos[:, None]][:, :, None]
+            # Each target's own (k + 1) x (k + 1) Gram block from its columns: co-owner counts, exact
+            # integers however they are summed, so the systems are those of one big Gram matrix.
+            A, rhs = np.empty((stop - j, k, k)), np.empty((stop - j, k, 1))
+            for t in range(j, stop):
+                sub = Xc[:, np.r_[N[t], t]]
+                G = (sub.T @ sub).toarray()
+                A[t - j], rhs[t - j, :, 0] = G[:k, :k], G[:k, k]
         for r, ridge in enumerate(ridges):
             Ar = A.copy()
             Ar[:, np.arange(k), np.arange(k)] += ridge
@@ -399,6 +426,7 @@ def build_model(
     products: pl.DataFrame | None = None,
     ridge: float = RIDGE,
     customer_scale: pl.DataFrame | None = None,
+    weights: sparse.csr_matrix | None = None,
     advance: Advance | None = None,
 ) -> CrossSellModel:
     """Fit the scorer: pair counts, shrunk confidences, segment penetration, substitutes.
@@ -410,11 +438,13 @@ def build_model(
     ``categories`` has ``product_id, category``; ``products`` has ``product_id`` with
     ``description`` (and ``category``) for finding variants (blocked when competing, offered
     when collected: :func:`segments.variants.split_variants`). ``advance`` follows the item
-    weights, the bulk of the work (see :func:`item_weights`).
+    weights, the bulk of the work (see :func:`item_weights`); ``weights`` are those weights
+    when already computed for ``ridge``.
     """
     pairs = pair_counts(own)
     owners = own.owners
-    weights = item_weights(own.X, ridge=ridge, advance=advance)
+    if weights is None:
+        weights = item_weights(own.X, ridge=ridge, advance=advance)
 
     segments = sorted(customers["segment"].unique().to_list())
     seg_code = customers["segment"].replace_strict({s: k for k, s in enumerate(segments)}, return_dtype=pl.Int64).to_numpy()
@@ -454,11 +484,31 @@ def _chunks(n_customers: int, n_products: int) -> list[slice]:
     return [slice(s, min(s + size, n_customers)) for s in range(0, n_customers, size)]
 
 
+def _row_chunks(rows: np.ndarray, n_products: int) -> list[np.ndarray]:
+    """``rows`` (customer indices) cut into blocks of at most ``CHUNK_CELLS`` scores: only those customers are scored."""
+    size = max(1, CHUNK_CELLS // max(n_products, 1))
+    return [rows[s:s + size] for s in range(0, len(rows), size)]
+
+
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the k best per row, best first; ties broken by product order."""
+    """Indices and values of the k best per row, best first; ties broken by product order.
+
+    A partition finds the k best; where products tie with the k-th value beyond what it
+    kept, that row is chosen again with the tied products taken in product order, so the
+    lists never depend on how the partition happened to split a tie.
+    """
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     vals = np.take_along_axis(scores, part, axis=1)
+    kth = vals.min(axis=1)
+    ties = np.flatnonzero((scores == kth[:, None]).sum(axis=1) > (vals == kth[:, None]).sum(axis=1))
+    if len(ties):
+        block, v = scores[ties], kth[ties][:, None]
+        above = block > v
+        tied = block == v
+        take = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+        part[ties] = np.nonzero(take)[1].reshape(len(ties), k)
+        vals[ties] = np.take_along_axis(block, part[ties], axis=1)
     order = np.lexsort((part, -vals), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
     return idx, np.take_along_axis(scores, idx, axis=1)
@@ -473,8 +523,12 @@ def _masked(scores: np.ndarray, owned: sparse.csr_matrix, *blocks: sparse.csr_ma
     return scores
 
 
-def model_scores(model: CrossSellModel, rows: slice, *, allow_substitutes: bool = False, allow_variants: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(probability, score)`` for a block of customers.
+def model_scores(model: CrossSellModel, rows: slice | np.ndarray, *, allow_substitutes: bool = False,
+                 allow_variants: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(probability, score)`` for a block of customers (a slice of rows, or their indices).
+
+    Each customer's row is computed alone (a row of ``owned @ W``), so it does not depend
+    on which other customers share the block.
 
     ``score`` ranks (-inf where an offer is not allowed); ``probability`` is P(the customer
     buys the product for the first time within the offer horizon), calibrated (0 where not allowed).
@@ -491,13 +545,11 @@ def model_scores(model: CrossSellModel, rows: slice, *, allow_substitutes: bool 
 
 
 def evaluation_lists(model: CrossSellModel, rows: np.ndarray, k: int, *, allow_variants: bool = False) -> np.ndarray:
-    """The ``k`` best products (indices) for customers ``rows``, as offers rank them: for backtests."""
+    """The ``k`` best products (indices) for customers ``rows`` (in that order), as offers rank them: for backtests."""
     out = []
-    for block in _chunks(model.own.X.shape[0], model.own.X.shape[1]):
-        sel = rows[(rows >= block.start) & (rows < block.stop)]
-        if len(sel):
-            _, score = model_scores(model, block, allow_variants=allow_variants)
-            out.append(_top_k(score[sel - block.start], k)[0])
+    for sel in _row_chunks(rows, model.own.X.shape[1]):
+        _, score = model_scores(model, sel, allow_variants=allow_variants)
+        out.append(_top_k(score, k)[0])
     return np.vstack(out) if out else np.zeros((0, k), dtype=np.int64)
 
 
@@ -541,28 +593,23 @@ def explain_targets(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFram
     The cited product is the one with the largest weight toward the offer in the item
     model; its share is the plain count "of its buyers, how many also bought the offer".
     """
-    X = model.own.X.tocoo()
-    owned = pl.DataFrame({"_u": X.row.astype(np.int64), "_i": X.col.astype(np.int64)})
-    W = model.weights.tocoo()
-    weights = pl.DataFrame({"_i": W.row.astype(np.int64), "_j": W.col.astype(np.int64), "_w": W.data}).filter(pl.col("_w") > 0)
+    u, j = targets["_u"].to_numpy(), targets["_j"].to_numpy()
+    best_i, best_w = _strongest_inputs(model.own.X, model.weights, u, j)
+    cited = best_i >= 0
     raw = model.pairs.select(pl.col("i").alias("_i"), pl.col("j").alias("_j"), "co_owners")
-    best = (
-        targets.select("_u", "_j")
-        .join(owned, on="_u")
-        .join(weights, on=["_i", "_j"])
-        .join(raw, on=["_i", "_j"], how="left")
-        .sort(["_u", "_j", "_w", "_i"], descending=[False, False, True, False])
-        .group_by("_u", "_j", maintain_order=True)
-        .first()
-    )
+    best = pl.DataFrame({"_i": best_i[cited], "_j": j[cited].astype(np.int64), "_w": best_w[cited]}).join(
+        raw, on=["_i", "_j"], how="left", maintain_order="left")
     owners = pl.Series(model.own.owners)
     best = best.with_columns(
         model.own.products.gather(best["_i"]).alias("_ante"),
         (pl.col("co_owners").fill_null(1.0) / owners.gather(best["_i"])).alias("_share"),
     )
-    seg_share = pl.Series(model.segment_penetration[model.segment_of[targets["_u"].to_numpy()], targets["_j"].to_numpy()])
-    out = targets.join(best.select("_u", "_j", "_i", "_ante", "_share", "_w"), on=["_u", "_j"], how="left", maintain_order="left")
-    out = out.with_columns(seg_share.alias("_seg_share"), pl.Series([model.segments[s] for s in model.segment_of[out["_u"].to_numpy()]]).alias("_segment"))
+    codes = model.segment_of[u]
+    out = targets.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_k")).join(
+        best.select(pl.Series("_k", np.flatnonzero(cited)), "_i", "_ante", "_share", "_w"), on="_k", how="left", maintain_order="left",
+    ).drop("_k")
+    out = out.with_columns(pl.Series("_seg_share", model.segment_penetration[codes, j]),
+                           pl.Series(model.segments).gather(codes).alias("_segment"))
     by_item = pl.col("_ante").is_not_null() & (pl.col("_w") >= pl.col("_seg_share") * SEGMENT_WEIGHT)
     reason = (
         pl.when(by_item)
@@ -572,6 +619,45 @@ def explain_targets(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFram
     out = out.with_columns(reason.alias("reason"), pl.when(by_item).then(pl.col("_i")).alias("_i"),
                            pl.when(by_item).then(pl.col("_ante")).alias("because_of"))
     return out.drop("_ante", "_share", "_w", "_seg_share", "_segment")
+
+
+def _strongest_inputs(X: sparse.csr_matrix, W: sparse.csr_matrix, u: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per offer ``(u[k], j[k])``: the owned product i with the largest positive weight ``W[i, j]`` (ties: the smallest i) and that weight.
+
+    -1 (and 0) where no owned product has a positive weight toward the offer. Vectorised
+    over every (offer, owned product) entry: one look-up of W, one maximum per offer.
+    """
+    from segments.associations import _lookup
+
+    n = len(u)
+    counts = np.diff(X.indptr)[u].astype(np.int64)
+    total = int(counts.sum())
+    best_i, best_w = np.full(n, -1, dtype=np.int64), np.zeros(n)
+    if total == 0:
+        return best_i, best_w
+    if total > EXPLAIN_ENTRIES and n > 1:  # bounded memory: offers in consecutive runs of about EXPLAIN_ENTRIES entries
+        cuts = np.searchsorted(np.cumsum(counts), np.arange(EXPLAIN_ENTRIES, total, EXPLAIN_ENTRIES), side="right")
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
+            if hi > lo:
+                best_i[lo:hi], best_w[lo:hi] = _strongest_inputs(X, W, u[lo:hi], j[lo:hi])
+        return best_i, best_w
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    pos = np.arange(total, dtype=np.int64) - np.repeat(starts, counts) + np.repeat(X.indptr[u].astype(np.int64), counts)
+    i = X.indices[pos].astype(np.int64)
+    w = _lookup(W, i, np.repeat(j.astype(np.int64), counts))
+    w = np.where(w > 0, w, -np.inf)
+    some = counts > 0
+    first = starts[some]
+    top = np.full(n, -np.inf)
+    top[some] = np.maximum.reduceat(w, first)
+    is_top = (w == np.repeat(top, counts)) & np.isfinite(w)
+    smallest = np.minimum.reduceat(np.where(is_top, i, np.iinfo(np.int64).max), first)
+    found = np.isfinite(top)
+    found_some = found[some]
+    best_i[np.flatnonzero(some)[found_some]] = smallest[found_some]
+    best_w[found] = top[found]
+    return best_i, best_w
 
 
 def offer_relations(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFrame:

@@ -46,6 +46,8 @@ from segments.associations import (
 )
 from segments.cluster import K_RANGE, Segmentation, customer_features, segment_customers
 from segments.crosssell import (
+    RIDGE,
+    RIDGES,
     Calibration,
     CrossSellBacktest,
     CrossSellModel,
@@ -57,6 +59,7 @@ from segments.crosssell import (
     customer_targets,
     explain_targets,
     fit_calibration,
+    item_weights_for,
     offer_calibration,
     offer_relations,
     score_quantiles,
@@ -64,6 +67,7 @@ from segments.crosssell import (
     segment_ranking_calibration,
     typical_line_values,
     uncalibrated,
+    without_single_buyers,
 )
 
 CLV_HORIZON = Horizon.parse("12m")
@@ -236,7 +240,7 @@ def run_crosssell(
     with step("Calibrating offer probabilities on the last days of the log", total=1.0) as progress:
         calibration = inner_calibration(tx, lines, customers, offer_horizon, advance=getattr(progress, "advance", None))
     with step("Fitting the item model", total=1.0) as progress:
-        own = build_ownership(lines, customers["customer_id"])
+        own = without_single_buyers(build_ownership(lines, customers["customer_id"]))
         categories = products.select("product_id", "category") if "category" in products.columns else None
         model = build_model(own, customers, typical, categories=categories, products=products, ridge=calibration.ridge,
                             customer_scale=customer_spend_scale(lines, typical), advance=getattr(progress, "advance", None))
@@ -278,10 +282,8 @@ def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataF
     The inner model is built exactly as the real one (same products left out, same
     segments); its customers who bought anything in the held-out days show how often a
     score turns into a first purchase of that product within the horizon. ``advance`` is
-    told the share done: the inner item model is a quarter of the work, the ridges the rest.
+    told the share done, that of the inner item models (one per candidate lambda, solved together), the bulk of the work.
     """
-    quarter = (lambda share: advance(share / 4)) if advance is not None else None
-    rest = (lambda share: advance(share * 3 / 4)) if advance is not None else None
     horizon_days = max(1, round(horizon.days))
     end = dt.datetime.combine(tx.as_of + dt.timedelta(days=1), dt.time())
     cut = end - dt.timedelta(days=horizon_days)
@@ -291,9 +293,11 @@ def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataF
     if inner_ids.height == 0:
         return uncalibrated(horizon_days)
     inner_customers = customers.join(inner_ids, on="customer_id", how="semi").sort("customer_id").with_columns(pl.lit(1.0).alias("p_active"))
-    own = build_ownership(inner_lines, inner_customers["customer_id"])
+    own = without_single_buyers(build_ownership(inner_lines, inner_customers["customer_id"]))
     typical = typical_line_values(inner_lines)
-    model = build_model(own, inner_customers, typical, customer_scale=customer_spend_scale(inner_lines, typical), advance=quarter)
+    weights = item_weights_for(own.X, RIDGES, advance=advance)  # every candidate lambda at once: neighbours and Gram blocks shared
+    model = build_model(own, inner_customers, typical, customer_scale=customer_spend_scale(inner_lines, typical),
+                        weights=weights[RIDGES.index(RIDGE)])
     spend = holdout_spend(later, own.customers, own.products)
     bought = sparse.csr_matrix((spend["amount"].to_numpy(), (spend["_u"].to_numpy(), spend["_j"].to_numpy())), shape=own.X.shape)
     new = bought - bought.multiply(own.X > 0)
@@ -302,7 +306,7 @@ def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataF
     buyers = collect(later.select("customer_id").unique())
     active = np.flatnonzero(own.customers.is_in(buyers["customer_id"].implode()).to_numpy())
     truth = (new > 0).astype(np.float64).tocsr()
-    ridge, model = choose_ridge(model, truth, advance=rest)
+    ridge, model = choose_ridge(model, truth, weights=weights)
     return fit_calibration(model, truth, new.tocsr(), active, horizon_days, ridge)
 
 

@@ -112,3 +112,23 @@ def test_an_order_id_shared_by_two_customers_is_counted_not_a_crash() -> None:
     })
     pairs = pair_counts(build_ownership(lines), min_count=1)
     assert pairs.select("i", "j", "co_owners", "same_order").rows() == [(0, 1, 2.0, 1.0), (1, 0, 2.0, 1.0)]
+
+
+def test_wide_catalogue_without_single_buyers_keeps_every_pair_oracle_full_count(monkeypatch):
+    """Leaving out single-buyer products (wide catalogues only) drops no pair: the counts match those of the whole catalogue."""
+    from segments import crosssell
+
+    lines = _wide_lines()
+    own = build_ownership(lines)
+    assert crosssell.without_single_buyers(own) is own  # 5,000 products: not wide, unchanged
+    monkeypatch.setattr(crosssell, "WIDE_CATALOGUE", 100)
+    trimmed = crosssell.without_single_buyers(own)
+    single = own.owners < 2
+    assert single.sum() > 500 and trimmed.X.shape == (own.X.shape[0], int((~single).sum()))
+    assert trimmed.products.to_list() == own.products.filter(pl.Series(~single)).to_list()
+    assert (trimmed.owners >= 2).all() and trimmed.X.nnz == own.X.nnz - int(single.sum())
+
+    def named(o, pairs):
+        return pairs.with_columns(o.products.gather(pairs["i"]).alias("i"), o.products.gather(pairs["j"]).alias("j")).sort("i", "j")
+
+    assert named(trimmed, pair_counts(trimmed)).equals(named(own, pair_counts(own)))
