@@ -860,7 +860,7 @@ def cross_sell(
                 f"change {option('min_support')}, {option('min_lift')} or {option('rules_per_product')} to keep more")))
     if offers.bundles:
         with listener.step("Finding bundles bought in one order"):
-            found = crosssell_bundles(run, tx, min_support=offers.bundle_min_support, top=offers.top_bundles)
+            found = crosssell_bundles(run, min_support=offers.bundle_min_support, top=offers.top_bundles)
         bundles = found.bundles
         if found.n_candidates > bundles.height:
             listener.notice(Notice("info", (
