@@ -74,7 +74,7 @@ def _source(columns: ColumnMapping, table: str | None, query: str | None, dialec
         f"{amount} AS amount",
     ]
     extra = []
-    for role, name in (("order", "order_id"), ("product", "product_id"), ("category", "category")):
+    for role, name in (("order", "order_id"), ("product", "product_id"), ("category", "category"), ("description", "description")):
         column = getattr(columns, role)
         if column:
             select.append(f"CAST({_ident(column)} AS VARCHAR) AS {name}")
@@ -165,6 +165,71 @@ def _products(ctes: list[str], extra: list[str]) -> str:
     )
 
 
+# A line of at most this is a zero, tiny or negative price (segments.associations.TINY_AMOUNT).
+TINY_AMOUNT = 0.01
+DEFAULT_HOLDOUT_DAYS = 90  # the default offer horizon's inner split
+
+
+def _need_product(extra: list[str], aggregate: str) -> None:
+    if "product_id" not in extra:
+        raise InputError(f"the {aggregate} aggregate needs a product column; name it with {option('product_col')}")
+
+
+def _purchases(ctes: list[str], extra: list[str], holdout_days: int) -> str:
+    """Cross-sell's customer x product rows, split ``holdout_days`` before the end (segments.aggregates.crosssell_aggregates)."""
+    _need_product(extra, "purchases")
+    order = "order_id" if "order_id" in extra else "CAST(ts AS DATE)"
+    money = f"CAST(amount AS {MONEY})"
+    return (
+        "WITH " + ", ".join([*ctes, "bought AS (SELECT lines.*, "
+                             f"DATE_DIFF('day', CAST(lines.ts AS DATE), bounds.as_of) >= {int(holdout_days)} AS is_inner "
+                             "FROM lines CROSS JOIN bounds WHERE amount > 0 AND product_id IS NOT NULL)"])
+        + " SELECT customer_id, product_id, MIN(ts) AS first_purchase_at, "
+        f"CAST(COUNT(DISTINCT {order}) AS BIGINT) AS n_orders, CAST(COUNT(*) AS BIGINT) AS n_lines, "
+        f"CAST(SUM({money}) AS DOUBLE) AS revenue, "
+        f"CAST(COUNT(DISTINCT CASE WHEN is_inner THEN {order} END) AS BIGINT) AS inner_orders, "
+        "CAST(COUNT(CASE WHEN is_inner THEN 1 END) AS BIGINT) AS inner_lines, "
+        f"CAST(SUM(CASE WHEN is_inner THEN {money} END) AS DOUBLE) AS inner_revenue, "
+        f"CAST(SUM(CASE WHEN NOT is_inner THEN {money} END) AS DOUBLE) AS holdout_revenue "
+        "FROM bought GROUP BY customer_id, product_id"
+    )
+
+
+def _catalogue(ctes: list[str], extra: list[str]) -> str:
+    """Per product on any line: the most frequent description and category (ties: the first in order), line counts, revenue."""
+    _need_product(extra, "catalogue")
+    names = [c for c in ("description", "category") if c in extra]
+    more = []
+    for name in names:
+        # Count each trimmed text, then keep the most frequent (the first in sort order among ties).
+        more += [
+            f"{name}_counts AS (SELECT product_id, TRIM({name}) AS {name}, COUNT(*) AS n FROM lines "
+            f"WHERE product_id IS NOT NULL AND {name} IS NOT NULL GROUP BY product_id, TRIM({name}))",
+            f"{name}_ranked AS (SELECT product_id, {name}, ROW_NUMBER() OVER (PARTITION BY product_id ORDER BY n DESC, {name}) AS r "
+            f"FROM {name}_counts)",
+        ]
+    counts = (
+        "per_product AS (SELECT product_id, CAST(COUNT(*) AS BIGINT) AS n_lines, "
+        f"CAST(COUNT(CASE WHEN amount <= CAST({TINY_AMOUNT} AS DOUBLE) THEN 1 END) AS BIGINT) AS n_tiny_lines, "
+        f"CAST(SUM(CAST(amount AS {MONEY})) AS DOUBLE) AS revenue FROM lines WHERE product_id IS NOT NULL GROUP BY product_id)"
+    )
+    select = "SELECT per_product.product_id, n_lines, n_tiny_lines, revenue" + "".join(f", {n}_ranked.{n}" for n in names)
+    joins = "".join(f" LEFT JOIN {n}_ranked ON {n}_ranked.product_id = per_product.product_id AND {n}_ranked.r = 1" for n in names)
+    return "WITH " + ", ".join([*ctes, *more, counts]) + f" {select} FROM per_product{joins}"
+
+
+def _baskets(ctes: list[str], extra: list[str]) -> str:
+    """Order x product over positive lines with an order id, with the order's customer and the product's revenue in it."""
+    _need_product(extra, "baskets")
+    if "order_id" not in extra:
+        raise InputError(f"the baskets aggregate is products per order, so it needs an order column; name it with {option('order_col')}")
+    return (
+        "WITH " + ", ".join(ctes) + " SELECT order_id, product_id, MIN(customer_id) AS customer_id, "
+        f"CAST(SUM(CAST(amount AS {MONEY})) AS DOUBLE) AS revenue FROM lines "
+        "WHERE amount > 0 AND product_id IS NOT NULL AND order_id IS NOT NULL GROUP BY order_id, product_id"
+    )
+
+
 def aggregate_sql(
     aggregate: Aggregate,
     dialect: Dialect = Dialect.duckdb,
@@ -175,6 +240,7 @@ def aggregate_sql(
     as_of: dt.date | None = None,
     period: Period = Period.day,
     keep_placeholder_ids: bool = False,
+    holdout_days: int = DEFAULT_HOLDOUT_DAYS,
     pretty: bool = False,
 ) -> str:
     """One of clvx's aggregates as a query in ``dialect``, reading ``table`` (or the SELECT ``query``).
@@ -183,13 +249,21 @@ def aggregate_sql(
     ``quantity``, and optionally ``order``, ``product``, ``category``); unnamed required
     columns default to ``customer_id``, ``date`` and ``amount``. ``as_of`` ends the
     observation; without it the query takes the last day with a customer row (not after
-    today), as ``clvx rfm`` does. The rows come in no particular order.
+    today), as ``clvx rfm`` does. ``holdout_days`` is the inner split of ``purchases``
+    (the offer horizon in days, see :mod:`segments.aggregates`). The rows come in no
+    particular order.
     """
     if table is not None and query is not None:
         raise InputError(f"give {option('table')} or {option('query')}, not both")
     ctes, extra = _lines(columns, table, query, dialect, as_of, keep_placeholder_ids)
     if aggregate is Aggregate.products:
         text = _products(ctes, extra)
+    elif aggregate is Aggregate.purchases:
+        text = _purchases(ctes, extra, holdout_days)
+    elif aggregate is Aggregate.catalogue:
+        text = _catalogue(ctes, extra)
+    elif aggregate is Aggregate.baskets:
+        text = _baskets(ctes, extra)
     else:
         body = "SELECT * FROM summary" if aggregate is Aggregate.rfm else HISTORIES
         text = "WITH " + ", ".join(_summary_ctes(ctes, extra, period)) + " " + body

@@ -30,7 +30,7 @@ import polars as pl
 from clv import __version__
 from clv import threads as _pools
 from clv.backtest import HoldoutBacktest, ModelChoice, choose_model, holdout_backtest
-from clv.database import Database, categories_from_database, is_database, mask, rfm_from_database
+from clv.database import Database, categories_from_database, crosssell_from_database, is_database, mask, rfm_from_database
 from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
 from clv.errors import ClvxError, InputError, ModelError, option, readable
 from clv.histories import is_histories, load_histories
@@ -54,6 +54,7 @@ from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from clv.sample import Sample, SampleSpec, bundled_sample_path, generate
 from clv.scalars import to_float
 from clv.terms import DEFAULT_PURCHASE_MODEL, MODEL_LABELS, Aggregate, Dialect, PurchaseModel
+from segments.aggregates import CrossSellAggregates, holdout_days
 from segments.associations import MIN_BUNDLE_SUPPORT, MIN_RULE_LIFT, MIN_RULE_SUPPORT, RULES_PER_PRODUCT, TOP_BUNDLES, RuleBounds
 from segments.campaign import CONTROL, CampaignMeasurement, hold_out_control, measure_campaign
 from segments.crosssell import CrossSellBacktest
@@ -426,7 +427,7 @@ class CrossSellResult:
     run: CrossSellRun
     targets: pl.DataFrame | None
     rules: pl.DataFrame | None
-    transactions: Transactions
+    transactions: Transactions | None  # None when a database computed the aggregates
     notices: tuple[Notice, ...]
     choice: ModelChoice | None = None
     bundles: pl.DataFrame | None = None
@@ -449,7 +450,7 @@ def load(source: Source, listener: Listener | None = None, *, need: Sequence[str
     listener = listener or Silent()
     if source.database is not None:
         raise InputError(f"{source.label}: this command needs the order lines, which clvx does not pull out of a database; "
-                         "rfm, fit, predict and segment run on a database INPUT, or export the log to Parquet")
+                         "rfm, fit, predict, segment and cross-sell run on a database INPUT, or export the log to Parquet")
     if source.input is None:
         listener.notice(Notice("info", f"No INPUT given: using the bundled sample ({source.label})."))
     with listener.step("Reading and checking the transaction log"):
@@ -823,14 +824,20 @@ def cross_sell(
 ) -> CrossSellResult:
     """Who should be offered which product: a ranking per segment, offers per customer, rules."""
     listener = _Recording(listener or Silent())
-    tx = load(source, listener, need=("product",))
-    name, choice = resolve_model(model, listener, tx)
+    tx: Transactions | None = None
+    options: dict = {}
+    if source.database is not None:
+        history_days, options = _crosssell_in_database(source, model, offers, listener)
+    else:
+        tx = load(source, listener, need=("product",))
+        history_days = _log_days(tx)
+    name, choice = resolve_model(model, listener, tx, options.get("summary"))
     run = run_crosssell(
         tx, exclude_products=offers.exclude_products, offer_horizon=offers.offer_horizon, top=offers.top, period=model.unit,
         method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer, engine=model.engine,
-        discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step, model=name,
+        discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step, model=name, **options,
     )
-    listener.extend(data_notices(run.segments.segmentation.assignments, history_days=_log_days(tx)))
+    listener.extend(data_notices(run.segments.segmentation.assignments, history_days=history_days))
     listener.extend(fit_notices(run.segments.purchase_model, run.segments.gamma_gamma))
     targets = rules = bundles = None
     opted_out = read_customer_ids(offers.exclude_customers, tx) if offers.exclude_customers is not None else None
@@ -869,6 +876,22 @@ def cross_sell(
     assignments = run.segments.segmentation.assignments
     return CrossSellResult(run, targets, rules, tx, listener.tuple(), bundles=bundles,
                            opted_out=_opted_out_count(assignments, opted_out), choice=choice)
+
+
+def _crosssell_in_database(source: Source, model: ModelOptions, offers: CrossSellOptions, listener: _Recording) -> tuple[float, dict]:
+    """The RFM summary, customers' categories and cross-sell's aggregates, each computed in the database."""
+    db = source.database
+    assert db is not None
+    data = summarize(source, model.unit, listener)
+    keep = source.read.keep_placeholder_ids
+    with listener.step("Counting customers' categories in the database"):
+        categories = categories_from_database(db, source.columns, as_of=source.as_of, keep_placeholder_ids=keep)
+    days = holdout_days(offers.offer_horizon.days)
+    with listener.step("Computing cross-sell's aggregates in the database"):
+        purchases, catalogue, baskets = crosssell_from_database(db, source.columns, as_of=source.as_of, holdout_days=days,
+                                                                keep_placeholder_ids=keep)
+    aggregates = CrossSellAggregates(purchases, catalogue, baskets, days)
+    return _history_days(data), {"summary": data.summary, "categories": categories, "aggregates": aggregates}
 
 
 def _read_table(path: Path, problem: str) -> pl.DataFrame:
