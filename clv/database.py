@@ -142,6 +142,11 @@ def rfm_from_database(db: Database, mapping: ColumnMapping, *, as_of: dt.date | 
     frame = db.aggregate(Aggregate.rfm, columns, as_of=as_of, period=period, keep_placeholder_ids=keep_placeholder_ids)
     if frame.height == 0:
         raise InputError(f"{db.label}: no rows with a customer up to the end of observation; check the table and {option('as_of')}")
+    return typed_rfm(frame)
+
+
+def typed_rfm(frame: pl.DataFrame) -> pl.DataFrame:
+    """An RFM aggregate read from an engine, typed and sorted as :func:`clv.rfm.rfm_summary` returns it."""
     ints = [c for c in ("frequency", "recency", "T", "n_orders") if c in frame.columns]
     return frame.with_columns(
         pl.col("customer_id").cast(pl.String), pl.col(ints).cast(pl.Int64),
@@ -155,7 +160,11 @@ def categories_from_database(db: Database, mapping: ColumnMapping, *, as_of: dt.
     columns = db.columns(mapping)
     if columns.product is None:
         return None
-    frame = db.aggregate(Aggregate.products, columns, as_of=as_of, keep_placeholder_ids=keep_placeholder_ids)
+    return customer_categories_of(db.aggregate(Aggregate.products, columns, as_of=as_of, keep_placeholder_ids=keep_placeholder_ids))
+
+
+def customer_categories_of(frame: pl.DataFrame) -> pl.DataFrame:
+    """(customer_id, category) pairs bought, from a products aggregate: its category column, else product ids."""
     key = "category" if "category" in frame.columns else "product_id"
     return (frame.select("customer_id", pl.col(key).cast(pl.String).str.strip_chars().alias("category"))
             .drop_nulls().unique().with_columns(pl.col("category").cast(pl.Categorical)))

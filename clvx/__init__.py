@@ -814,7 +814,7 @@ def segment(
 
 
 def cross_sell(
-    source: Source,
+    source: Source | Aggregates,
     *,
     model: ModelOptions = ModelOptions(),
     clv: CLVOptions = CLVOptions(),
@@ -822,12 +822,22 @@ def cross_sell(
     offers: CrossSellOptions = CrossSellOptions(),
     listener: Listener | None = None,
 ) -> CrossSellResult:
-    """Who should be offered which product: a ranking per segment, offers per customer, rules."""
+    """Who should be offered which product: a ranking per segment, offers per customer, rules.
+
+    ``source`` is a log (a file, the sample, a database whose aggregates are computed
+    there), or :class:`Aggregates` computed elsewhere (``clvx.spark.aggregates``): the
+    same aggregates give the same offers.
+    """
     listener = _Recording(listener or Silent())
     tx: Transactions | None = None
     options: dict = {}
-    if source.database is not None:
-        history_days, options = _crosssell_in_database(source, model, offers, listener)
+    if isinstance(source, Source) and source.database is not None:
+        source = database_aggregates(source, offers, period=model.unit, listener=listener)
+    if isinstance(source, Aggregates):
+        if "total_spend" not in source.summary.columns:
+            raise InputError(f"{source.label}: cross-sell needs each customer's total_spend in the RFM summary; compute it with clvx sql rfm")
+        options = {"summary": source.summary, "categories": source.categories, "aggregates": source.cross_sell}
+        history_days = to_float(source.summary["T"].max(), null=0.0) * source.period.days
     else:
         tx = load(source, listener, need=("product",))
         history_days = _log_days(tx)
@@ -878,11 +888,31 @@ def cross_sell(
                            opted_out=_opted_out_count(assignments, opted_out), choice=choice)
 
 
-def _crosssell_in_database(source: Source, model: ModelOptions, offers: CrossSellOptions, listener: _Recording) -> tuple[float, dict]:
-    """The RFM summary, customers' categories and cross-sell's aggregates, each computed in the database."""
+@dataclass(frozen=True)
+class Aggregates:
+    """A log's aggregates computed where it lives (a database, a warehouse, Spark): what the analyses read instead of its lines.
+
+    ``summary`` is the ``rfm`` aggregate (with ``total_spend``), ``categories`` the
+    (customer_id, category) pairs of the ``products`` aggregate (None: segments without
+    categories), ``cross_sell`` the purchases, catalogue and baskets of
+    :mod:`segments.aggregates`. :func:`cross_sell` on these gives the offers of the log.
+    """
+
+    summary: pl.DataFrame
+    categories: pl.DataFrame | None
+    cross_sell: CrossSellAggregates
+    label: str = "aggregates"
+    period: Period = Period.day
+
+
+def database_aggregates(source: Source, offers: CrossSellOptions = CrossSellOptions(), *, period: Period = Period.day,
+                        listener: Listener | None = None) -> Aggregates:
+    """The RFM summary, customers' categories and cross-sell's aggregates, each computed in ``source``'s database."""
+    listener = _Recording(listener or Silent())
     db = source.database
-    assert db is not None
-    data = summarize(source, model.unit, listener)
+    if db is None:
+        raise InputError(f"{source.label} is not a database; give a postgresql:// or duckdb:/// INPUT")
+    data = summarize(source, period, listener)
     keep = source.read.keep_placeholder_ids
     with listener.step("Counting customers' categories in the database"):
         categories = categories_from_database(db, source.columns, as_of=source.as_of, keep_placeholder_ids=keep)
@@ -890,8 +920,7 @@ def _crosssell_in_database(source: Source, model: ModelOptions, offers: CrossSel
     with listener.step("Computing cross-sell's aggregates in the database"):
         purchases, catalogue, baskets = crosssell_from_database(db, source.columns, as_of=source.as_of, holdout_days=days,
                                                                 keep_placeholder_ids=keep)
-    aggregates = CrossSellAggregates(purchases, catalogue, baskets, days)
-    return _history_days(data), {"summary": data.summary, "categories": categories, "aggregates": aggregates}
+    return Aggregates(data.summary, categories, CrossSellAggregates(purchases, catalogue, baskets, days), db.label, period)
 
 
 def _read_table(path: Path, problem: str) -> pl.DataFrame:
