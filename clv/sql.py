@@ -22,9 +22,11 @@ purchases in one period are one purchase; a return (negative amount) is moved on
 customer's latest purchase at or before it (a window, not a join, so it runs on every
 engine), and a return with no earlier purchase is dropped. Money is summed as
 DECIMAL(38, 9), as clvx sums whole nano-units, so the totals are exact whatever order the
-engine adds rows in. One rule is not repeated: clvx also drops rows dated far before the
-bulk of the log (a placeholder ``1900-01-01``); give such a log an ``as_of`` and filter
-those rows in the view the query reads.
+engine adds rows in. Rows dated far before the bulk of the log (a placeholder
+``1900-01-01``) are dropped by the loader's own rule: before the first quartile of the
+distinct days with customers, by more than five inter-quartile spans and at least ten
+years. As in clvx, the rule cannot be turned off for rows after today or in the far past
+(``--keep-outlying-dates`` reads files only).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import sqlglot
 from sqlglot import exp
 
 from clv.errors import InputError, option
-from clv.load import PLACEHOLDER_IDS, ColumnMapping
+from clv.load import FAR_PAST_MIN_GAP, FAR_PAST_QUANTILE, FAR_PAST_SPANS, PLACEHOLDER_IDS, ColumnMapping
 from clv.terms import Aggregate, Dialect, Period
 
 # The dialect the one definition is written in; every other dialect is a translation.
@@ -108,13 +110,27 @@ def _lines(columns: ColumnMapping, table: str | None, query: str | None, dialect
     placeholders = "" if keep_placeholder_ids else (
         " AND LOWER(TRIM(customer_id)) NOT IN (" + ", ".join(f"'{p}'" for p in PLACEHOLDER_IDS) + ")"
     )
-    bounds = f"SELECT DATE '{as_of.isoformat()}' AS as_of" if as_of is not None else "SELECT MAX(CAST(ts AS DATE)) AS as_of FROM known"
+    bounds = f"SELECT DATE '{as_of.isoformat()}' AS as_of" if as_of is not None else "SELECT MAX(CAST(ts AS DATE)) AS as_of FROM kept"
+    # clv.load's far-past rule (_far_past_cutoff) over the distinct days with customer rows: the quartile
+    # positions int(q (n - 1)) and round((1 - q)(n - 1)), the latter rounded half to even as Python does.
+    spans, min_gap = FAR_PAST_SPANS, FAR_PAST_MIN_GAP.days
+    low_at = f"CAST(FLOOR(CAST(n - 1 AS DOUBLE) * {FAR_PAST_QUANTILE}) AS BIGINT)"
+    high_x = f"CAST(n - 1 AS DOUBLE) * {1 - FAR_PAST_QUANTILE}"
+    high_at = (f"CAST(FLOOR({high_x}) AS BIGINT) + CASE WHEN {high_x} - FLOOR({high_x}) > 0.5 THEN 1 "
+               f"WHEN {high_x} - FLOOR({high_x}) = 0.5 AND MOD(CAST(FLOOR({high_x}) AS BIGINT), 2) = 1 THEN 1 ELSE 0 END")
     ctes = [
         f"source AS ({source})",
         "known AS (SELECT * FROM source WHERE ts IS NOT NULL AND customer_id IS NOT NULL AND TRIM(customer_id) <> ''"
         f"{placeholders} AND CAST(ts AS DATE) <= CURRENT_DATE)",
+        "known_days AS (SELECT day, ROW_NUMBER() OVER (ORDER BY day) - 1 AS i, COUNT(*) OVER () AS n "
+        "FROM (SELECT DISTINCT CAST(ts AS DATE) AS day FROM known) AS distinct_days)",
+        f"quartiles AS (SELECT MAX(CASE WHEN i = {low_at} THEN day END) AS low, MAX(CASE WHEN i = {high_at} THEN day END) AS high "
+        "FROM known_days)",
+        f"far_past AS (SELECT low, GREATEST({spans} * DATE_DIFF('day', low, high), {min_gap}) AS gap_days FROM quartiles)",
+        "kept AS (SELECT known.* FROM known CROSS JOIN far_past "
+        "WHERE far_past.low IS NULL OR DATE_DIFF('day', CAST(known.ts AS DATE), far_past.low) <= far_past.gap_days)",
         f"bounds AS ({bounds})",
-        "lines AS (SELECT known.* FROM known CROSS JOIN bounds WHERE CAST(known.ts AS DATE) <= bounds.as_of)",
+        "lines AS (SELECT kept.* FROM kept CROSS JOIN bounds WHERE CAST(kept.ts AS DATE) <= bounds.as_of)",
     ]
     return ctes, extra
 

@@ -1108,8 +1108,10 @@ def sql(
     as_of: dt.date | None = None,
     period: Period = Period.day,
     keep_placeholder_ids: bool = False,
+    offer_horizon: Horizon = CROSS_SELL_HORIZON,
 ) -> str:
-    """The SQL that computes one of clvx's aggregates (``rfm``, ``histories``, ``products``) in ``dialect``.
+    """The SQL that computes one of clvx's aggregates (``rfm``, ``histories``, ``products``; cross-sell's ``purchases``,
+    ``catalogue``, ``baskets``, the first split at ``offer_horizon``) in ``dialect``.
 
     One definition (clv/sql.py) translated by sqlglot; on the bundled sample it gives
     exactly ``clvx.rfm``'s summary on DuckDB, PostgreSQL and Spark.
@@ -1117,7 +1119,8 @@ def sql(
     from clv.sql import aggregate_sql  # sqlglot: loaded only to write SQL
 
     return aggregate_sql(Aggregate(aggregate), Dialect(dialect), columns=columns, table=table, query=query, as_of=as_of,
-                         period=period, keep_placeholder_ids=keep_placeholder_ids, pretty=True)
+                         period=period, keep_placeholder_ids=keep_placeholder_ids,
+                         holdout_days=holdout_days(offer_horizon.days), pretty=True)
 
 
 def sample(*, customers: int = 5_000, seed: int = 42, listener: Listener | None = None) -> Sample:
