@@ -30,7 +30,15 @@ import polars as pl
 from clv import __version__
 from clv import threads as _pools
 from clv.backtest import HoldoutBacktest, ModelChoice, choose_model, holdout_backtest
-from clv.database import Database, categories_from_database, crosssell_from_database, is_database, mask, rfm_from_database
+from clv.database import (
+    Database,
+    categories_from_database,
+    crosssell_from_database,
+    customer_categories_of,
+    is_database,
+    mask,
+    rfm_from_database,
+)
 from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
 from clv.errors import ClvxError, InputError, ModelError, option, readable
 from clv.histories import is_histories, load_histories
@@ -52,7 +60,7 @@ from clv.models import (
 )
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from clv.sample import Sample, SampleSpec, bundled_sample_path, generate
-from clv.scalars import to_float
+from clv.scalars import to_float, to_int
 from clv.terms import DEFAULT_PURCHASE_MODEL, MODEL_LABELS, Aggregate, Dialect, PurchaseModel
 from segments.aggregates import CrossSellAggregates, holdout_days
 from segments.associations import MIN_BUNDLE_SUPPORT, MIN_RULE_LIFT, MIN_RULE_SUPPORT, RULES_PER_PRODUCT, TOP_BUNDLES, RuleBounds
@@ -451,6 +459,9 @@ def load(source: Source, listener: Listener | None = None, *, need: Sequence[str
     if source.database is not None:
         raise InputError(f"{source.label}: this command needs the order lines, which clvx does not pull out of a database; "
                          "rfm, fit, predict, segment and cross-sell run on a database INPUT, or export the log to Parquet")
+    if is_aggregates_folder(source):
+        raise InputError(f"{source.label}: this command needs the order lines, not a folder of aggregates; "
+                         "segment and cross-sell read aggregates, or give the log's file")
     if source.input is None:
         listener.notice(Notice("info", f"No INPUT given: using the bundled sample ({source.label})."))
     with listener.step("Reading and checking the transaction log"):
@@ -782,8 +793,15 @@ def segment(
     listener = _Recording(listener or Silent())
     tx: Transactions | None = None
     db = source.database
-    summary_input = db is not None or _is_summary_file(source)
-    data = summarize(source, model.unit, listener) if summary_input else None
+    folder = is_aggregates_folder(source)
+    summary_input = db is not None or folder or _is_summary_file(source)
+    categories = None
+    if folder:
+        aggregates = folder_aggregates(source, period=model.unit, cross_sell=False, listener=listener)
+        data: Summarized | None = Summarized(aggregates.summary, model.unit, None)
+        categories = aggregates.categories
+    else:
+        data = summarize(source, model.unit, listener) if summary_input else None
     if data is None:
         tx = load(source, listener)
     elif "total_spend" not in data.summary.columns:  # before any model is fitted on it
@@ -793,7 +811,6 @@ def segment(
     options = dict(model=name, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
                    engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step)
     if data is not None:
-        categories = None
         if db is not None:
             with listener.step("Counting customers' categories in the database"):
                 categories = categories_from_database(db, source.columns, as_of=source.as_of,
@@ -833,7 +850,11 @@ def cross_sell(
     options: dict = {}
     if isinstance(source, Source) and source.database is not None:
         source = database_aggregates(source, offers, period=model.unit, listener=listener)
+    elif isinstance(source, Source) and is_aggregates_folder(source):
+        source = folder_aggregates(source, period=model.unit, listener=listener)
     if isinstance(source, Aggregates):
+        if source.cross_sell is None:
+            raise InputError(f"{source.label}: cross-sell reads the purchases and catalogue aggregates; compute them with clvx sql")
         if "total_spend" not in source.summary.columns:
             raise InputError(f"{source.label}: cross-sell needs each customer's total_spend in the RFM summary; compute it with clvx sql rfm")
         options = {"summary": source.summary, "categories": source.categories, "aggregates": source.cross_sell}
@@ -900,9 +921,70 @@ class Aggregates:
 
     summary: pl.DataFrame
     categories: pl.DataFrame | None
-    cross_sell: CrossSellAggregates
+    cross_sell: CrossSellAggregates | None
     label: str = "aggregates"
     period: Period = Period.day
+
+
+AGGREGATE_FILES = ("rfm", "products", "purchases", "catalogue", "baskets")  # a folder of aggregates: <name>.parquet or <name>.csv
+AGGREGATE_IDS = ("customer_id", "product_id", "order_id", "category", "description")  # read as text, exactly as written
+
+
+def is_aggregates_folder(source: Source) -> bool:
+    """True when ``source.input`` is a folder (of aggregates computed elsewhere) rather than a file or a glob."""
+    return isinstance(source.input, (str, Path)) and not is_database(source.input) and Path(source.input).is_dir()
+
+
+def _aggregate_file(folder: Path, name: str) -> Path | None:
+    found = [folder / f"{name}{suffix}" for suffix in (".parquet", ".csv") if (folder / f"{name}{suffix}").is_file()]
+    return found[0] if found else None
+
+
+def _read_aggregate(path: Path) -> pl.DataFrame:
+    try:
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+            return frame.with_columns(pl.col(c).cast(pl.String) for c in AGGREGATE_IDS if c in frame.columns)
+        return pl.read_csv(path, schema_overrides={c: pl.String for c in AGGREGATE_IDS}, encoding="utf8-lossy")
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot be read as an aggregate ({str(exc).splitlines()[0]}); export the query's rows as Parquet or CSV") from None
+
+
+def folder_aggregates(source: Source, *, period: Period = Period.day, cross_sell: bool = True,
+                      listener: Listener | None = None) -> Aggregates:
+    """A folder of aggregates (``rfm``, ``products``, ``purchases``, ``catalogue``, ``baskets``: each ``.parquet`` or ``.csv``,
+    the rows of ``clvx sql <name>``): the summary and categories, and with ``cross_sell`` what cross-sell reads."""
+    listener = listener or Silent()
+    folder = Path(str(source.input))
+    files = {name: _aggregate_file(folder, name) for name in AGGREGATE_FILES}
+    need = ("rfm", "purchases", "catalogue") if cross_sell else ("rfm",)
+    missing = [name for name in need if files[name] is None]
+    if missing:
+        what = "cross-sell reads" if cross_sell else "segments read"
+        raise InputError(f"{folder}: a folder of aggregates needs {', '.join(f'{m}.parquet' for m in missing)} ({what} "
+                         f"{', '.join(need)}; products and baskets are optional); write each with clvx sql <name> in your database")
+    with listener.step("Reading the aggregates"):
+        rfm_file = files["rfm"]
+        assert rfm_file is not None
+        summary = load_summary(rfm_file, source.columns.customer, options=source.read, exclude=source.exclude)
+        products = files["products"]
+        categories = customer_categories_of(_read_aggregate(products)) if products is not None else None
+        cross = None
+        if cross_sell:
+            purchases_file, catalogue_file, baskets_file = files["purchases"], files["catalogue"], files["baskets"]
+            assert purchases_file is not None and catalogue_file is not None
+            purchases = _read_aggregate(purchases_file)
+            days = to_int(purchases["holdout_days"].max(), null=0) if "holdout_days" in purchases.columns else 0
+            cross = CrossSellAggregates(purchases, _read_aggregate(catalogue_file),
+                                        _read_aggregate(baskets_file) if baskets_file is not None else None, days)
+    listener.summary_read(str(rfm_file), summary.height, period)
+    if products is None:
+        listener.notice(Notice("info", f"{folder} has no products aggregate, so the segments use no categories; "
+                                       "add products.parquet (clvx sql products) for the segments of the log"))
+    if cross_sell and files["baskets"] is None:
+        listener.notice(Notice("info", f"{folder} has no baskets aggregate, so no offer is timed at checkout, none is a bundle "
+                                       "and there are no bundles; add baskets.parquet (clvx sql baskets) for the offers of the log"))
+    return Aggregates(summary, categories, cross, str(folder), period)
 
 
 def database_aggregates(source: Source, offers: CrossSellOptions = CrossSellOptions(), *, period: Period = Period.day,

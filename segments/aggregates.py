@@ -35,7 +35,7 @@ from typing import Any
 
 import polars as pl
 
-from clv.errors import InputError
+from clv.errors import InputError, option
 from clv.load import Transactions
 from clv.rfm import collect, exact_sum
 from segments.associations import TINY_AMOUNT  # a line of at most this is a zero, tiny or negative price
@@ -44,6 +44,7 @@ PURCHASE_COLUMNS = {
     "customer_id": pl.String, "product_id": pl.String, "first_purchase_at": pl.Datetime("us"),
     "n_orders": pl.Int64, "n_lines": pl.Int64, "revenue": pl.Float64,
     "inner_orders": pl.Int64, "inner_lines": pl.Int64, "inner_revenue": pl.Float64, "holdout_revenue": pl.Float64,
+    "holdout_days": pl.Int64,
 }
 CATALOGUE_COLUMNS = {"product_id": pl.String, "n_lines": pl.Int64, "n_tiny_lines": pl.Int64, "revenue": pl.Float64}
 CATALOGUE_NAMES = ("description", "category")  # optional, when the log has them
@@ -66,15 +67,17 @@ class CrossSellAggregates:
 
     def checked(self, horizon_days: int) -> CrossSellAggregates:
         """The aggregates typed and sorted as cross-sell expects; an :class:`InputError` when a column or the split is wrong."""
-        if self.holdout_days != horizon_days:
-            raise InputError(f"the purchases aggregate splits the log {self.holdout_days} days before its end, but the offer horizon "
-                             f"is {horizon_days} days; compute it again with the same offer horizon")
+        split = self.purchases["holdout_days"].unique().to_list() if "holdout_days" in self.purchases.columns else [self.holdout_days]
+        if split != [horizon_days] and self.purchases.height:
+            days = ", ".join(str(d) for d in split)
+            raise InputError(f"the purchases aggregate splits the log {days} days before its end, but the offer horizon is {horizon_days} "
+                             f"days; compute it again with clvx sql purchases {option('offer_horizon', f'{horizon_days}d')}")
         return CrossSellAggregates(
             _typed(self.purchases, PURCHASE_COLUMNS, "purchases").sort("customer_id", "product_id"),
             _typed(self.catalogue, {**CATALOGUE_COLUMNS, **{c: pl.String for c in CATALOGUE_NAMES if c in self.catalogue.columns}},
                    "catalogue").sort("product_id"),
             _typed(self.baskets, BASKET_COLUMNS, "baskets").sort("order_id", "product_id") if self.baskets is not None else None,
-            self.holdout_days,
+            horizon_days,
         )
 
 
@@ -82,7 +85,17 @@ def _typed(frame: pl.DataFrame, columns: Mapping[str, Any], name: str) -> pl.Dat
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(f"the {name} aggregate has no {', '.join(missing)} column; compute it with clvx sql {name}")
-    return frame.select(pl.col(c).cast(t) for c, t in columns.items())
+    def typed(name: str, dtype: Any) -> pl.Expr:
+        # A CSV export holds timestamps as text.
+        if frame.schema[name] == pl.String and dtype == pl.Datetime("us"):
+            return pl.col(name).str.to_datetime(time_unit="us")
+        return pl.col(name).cast(dtype)
+
+    try:
+        return frame.select(typed(c, t) for c, t in columns.items())
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"the {name} aggregate has a column of the wrong type ({str(exc).splitlines()[0]}); "
+                         f"compute it with clvx sql {name}") from None
 
 
 def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggregates:
@@ -101,7 +114,7 @@ def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggreg
         inner.sum().cast(pl.Int64).alias("inner_lines"),
         pl.when(inner.any()).then(exact_sum(pl.col("amount").filter(inner))).alias("inner_revenue"),
         pl.when((~inner).any()).then(exact_sum(pl.col("amount").filter(~inner))).alias("holdout_revenue"),
-    ))
+    )).with_columns(pl.lit(horizon_days, dtype=pl.Int64).alias("holdout_days"))
     catalogue = catalogue_of(tx)
     baskets = None
     if tx.has("order_id"):

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from cli import app
+from clv.errors import InputError
 from clv.load import ColumnMapping, load_transactions
 from clv.sql import Aggregate, aggregate_sql
 from segments.aggregates import CrossSellAggregates, crosssell_aggregates, typical_values
@@ -127,8 +128,53 @@ def test_purchases_split_counts_and_values_by_hand(tiny_log):
 
 
 def test_aggregates_for_another_offer_horizon_are_refused_in_one_line(tiny_log):
-    with pytest.raises(Exception, match="^the purchases aggregate splits the log 10 days before its end, but the offer horizon is 90 days"):
+    with pytest.raises(InputError, match="^the purchases aggregate splits the log 10 days before its end, but the offer horizon is 90 days; "
+                                         "compute it again with clvx sql purchases offer_horizon='90d'$"):
         _sql_aggregates(tiny_log).checked(90)
+
+
+# --------------------------------------------------------------------------- a folder of aggregates as INPUT
+
+SAMPLE_FLAGS = ["--price-col", "price", "--quantity-col", "quantity", "--order-col", "order_id", "--product-col", "product_id",
+                "--category-col", "category"]
+
+
+@pytest.fixture(scope="session")
+def aggregates_folder(tmp_path_factory, sample_db):
+    """The rows of each `clvx sql <name>` query, run in DuckDB and exported as Parquet: what a warehouse user hands clvx."""
+    from typer.testing import CliRunner
+
+    folder = tmp_path_factory.mktemp("aggregates")
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        for name in ("rfm", "products", "purchases", "catalogue", "baskets"):
+            res = CliRunner().invoke(app, ["sql", name, "--table", "sales", *SAMPLE_FLAGS])
+            assert res.exit_code == 0, res.output
+            con.execute(f"COPY ({res.stdout.strip().rstrip(';')}) TO '{folder / name}.parquet' (FORMAT parquet)")
+    return folder
+
+
+@pytest.mark.slow
+def test_a_folder_of_exported_aggregates_gives_the_offers_of_the_parquet_file(runner, tmp_path, aggregates_folder, offers_from_file):
+    got = _cross_sell(runner, tmp_path, str(aggregates_folder))
+    for name, text in offers_from_file.items():
+        assert got[name] == text, name
+
+
+def test_commands_that_split_the_log_refuse_a_folder_of_aggregates_in_one_line(runner, aggregates_folder):
+    res = runner.invoke(app, ["validate", str(aggregates_folder), "--calibration-end", "2024-01-01"])
+    assert res.exit_code == 2
+    assert res.stderr == (f"Error: {aggregates_folder}: this command needs the order lines, not a folder of aggregates; "
+                          "segment and cross-sell read aggregates, or give the log's file\n")
+
+
+def test_a_folder_without_the_purchases_aggregate_names_what_is_missing(runner, tmp_path, aggregates_folder):
+    import shutil
+
+    shutil.copy(aggregates_folder / "rfm.parquet", tmp_path / "rfm.parquet")
+    res = runner.invoke(app, ["cross-sell", str(tmp_path), "-q"])
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"Error: {tmp_path}: a folder of aggregates needs purchases.parquet, catalogue.parquet (cross-sell reads")
+    assert res.stderr.count("\n") == 1
 
 
 # --------------------------------------------------------------------------- Spark
