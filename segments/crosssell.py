@@ -19,7 +19,7 @@ all) x g(score)``, with P(buys at all) = 1 - P(no purchase in the horizon) from 
 (``clv.models.churn_risk``) and g an
 isotonic curve fitted on an inner split (the log without its last horizon of days, see
 :class:`Calibration`). Expected revenue of an offer = its probability x what a new buyer
-spends on the product (median line value x the calibrated ratio).
+spends on the product (its revenue per order x the calibrated ratio).
 
 The segment x product table ranks, per segment, the products with the most expected
 revenue from the segment's non-owners: ``expected_buyers`` is the sum of their
@@ -82,7 +82,7 @@ class CrossSellModel:
     trend: np.ndarray  # per product: share of customers who bought it for the first time in the log's last TREND_DAYS
     population_penetration: np.ndarray
     p_active: np.ndarray  # per customer
-    typical_value: np.ndarray  # per product: median line value
+    typical_value: np.ndarray  # per product: revenue per order (segments.aggregates.typical_values)
     substitutes: sparse.csr_matrix | None
     pairs: pl.DataFrame
     variants: sparse.csr_matrix | None = None  # products x products: variants of each other (symmetric)
@@ -97,8 +97,8 @@ class Calibration:
     ``edges``) whose customer, having bought anything in the held-out days, bought that
     product for the first time: isotonic in the score (pool-adjacent-violators over the
     bins). An offer's probability is ``P(the customer buys in the horizon) x probability``.
-    ``value_ratio`` is what new buyers spent on the product in those days over its median
-    line value.
+    ``value_ratio`` is what new buyers spent on the product in those days over its revenue
+    per order.
     """
 
     edges: np.ndarray
@@ -306,7 +306,7 @@ def build_model(
     """Fit the scorer: pair counts, shrunk confidences, segment penetration, substitutes.
 
     ``customers`` has ``customer_id, segment, p_active`` in ``own.customers`` order;
-    ``typical_values`` has ``product_id, value``: each product's median line value;
+    ``typical_values`` has ``product_id, value``: each product's revenue per order;
     ``categories`` has ``product_id, category``; ``products`` has ``product_id`` with
     ``description`` (and ``category``) for finding variants. ``advance`` follows the item
     weights, the bulk of the work (see :func:`item_weights`).
@@ -396,7 +396,7 @@ def evaluation_lists(model: CrossSellModel, rows: np.ndarray, k: int, *, allow_v
 
 
 def value_per_buyer(model: CrossSellModel) -> np.ndarray:
-    """Per product, what a new buyer is expected to spend on it in the horizon: median line value x the calibrated ratio."""
+    """Per product, what a new buyer is expected to spend on it in the horizon: revenue per order x the calibrated ratio."""
     ratio = model.calibration.value_ratio if model.calibration is not None else 1.0
     return model.typical_value * ratio
 
