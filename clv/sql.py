@@ -184,6 +184,7 @@ def _products(ctes: list[str], extra: list[str]) -> str:
 # A line of at most this is a zero, tiny or negative price (segments.associations.TINY_AMOUNT).
 TINY_AMOUNT = 0.01
 DEFAULT_HOLDOUT_DAYS = 90  # the default offer horizon's inner split
+BYTE_ORDERED = ("description", "category", "customer_id")  # text whose order picks a value (ties, an order's customer)
 
 
 def _need_product(extra: list[str], aggregate: str) -> None:
@@ -290,6 +291,12 @@ def aggregate_sql(
 def translate(text: str, dialect: Dialect, *, pretty: bool = False) -> str:
     """The definition (DuckDB SQL) in ``dialect``, with the few fixes sqlglot's translation needs."""
     tree = sqlglot.parse_one(text, read=SOURCE_DIALECT)
+    if dialect is Dialect.postgres:
+        # Text is compared byte by byte, as clvx (polars) and the other engines compare it, not by the
+        # server's locale: the ties of the catalogue's names and an order's customer come out the same.
+        for column in [*(o.this for o in tree.find_all(exp.Ordered)), *(m.this for m in tree.find_all(exp.Min))]:
+            if isinstance(column, exp.Column) and column.name in BYTE_ORDERED:
+                column.replace(exp.Collate(this=column.copy(), expression=exp.Identifier(this="C", quoted=True)))
     if dialect is Dialect.bigquery:
         # BigQuery's WEEK starts on Sunday; clvx's weeks (and pandas' W) start on Monday.
         for trunc in tree.find_all(exp.DateTrunc, exp.TimestampTrunc):

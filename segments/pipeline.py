@@ -28,7 +28,7 @@ from clv.models import (
 )
 from clv.rfm import Period, ScoreBins, collect, exact_sum, rfm_summary, score_rfm
 from clv.scalars import to_int
-from segments.aggregates import CrossSellAggregates, catalogue_of, crosssell_aggregates, holdout_days, typical_values
+from segments.aggregates import CrossSellAggregates, crosssell_aggregates, holdout_days, typical_values
 from segments.associations import (
     MIN_BUNDLE_SUPPORT,
     TOP_BUNDLES,
@@ -185,11 +185,6 @@ class CrossSellRun:
     products: pl.DataFrame  # product_id with description / category when known
     offer_horizon: Horizon  # of the offers' expected buyers and revenue
     baskets: pl.DataFrame | None = None  # the baskets aggregate of the products cross-sold, when orders are known
-
-
-def product_info(tx: Transactions) -> pl.DataFrame:
-    """One row per product: its most frequent description and category, when the log has them."""
-    return catalogue_of(tx).select("product_id", *(c for c in ("description", "category") if tx.has(c))).sort("product_id")
 
 
 def _purchase_lines(tx: Transactions) -> pl.LazyFrame:
