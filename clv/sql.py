@@ -208,8 +208,8 @@ def _purchases(ctes: list[str], extra: list[str], holdout_days: int) -> str:
         "CAST(COUNT(CASE WHEN is_inner THEN 1 END) AS BIGINT) AS inner_lines, "
         f"CAST(SUM(CASE WHEN is_inner THEN {money} END) AS DOUBLE) AS inner_revenue, "
         f"CAST(SUM(CASE WHEN NOT is_inner THEN {money} END) AS DOUBLE) AS holdout_revenue, "
-        f"CAST({int(holdout_days)} AS BIGINT) AS holdout_days "
-        "FROM bought GROUP BY customer_id, product_id"
+        f"CAST({int(holdout_days)} AS BIGINT) AS holdout_days, MAX(bounds.as_of) AS as_of "
+        "FROM bought CROSS JOIN bounds GROUP BY customer_id, product_id"
     )
 
 

@@ -76,6 +76,7 @@ from segments.pipeline import (
     crosssell_bundles,
     crosssell_rules,
     crosssell_targets,
+    report_from_aggregates,
     run_crosssell,
     run_segmentation,
 )
@@ -445,7 +446,7 @@ class CrossSellResult:
 @dataclass(frozen=True)
 class ReportResult:
     data: ReportData
-    transactions: Transactions
+    transactions: Transactions | None  # None when the report was built from aggregates
     notices: tuple[Notice, ...]
     choice: ModelChoice | None = None
 
@@ -1155,6 +1156,10 @@ def report(
     still count in the totals and the segments.
     """
     listener = _Recording(listener or Silent())
+    if source.database is not None or is_aggregates_folder(source):
+        return _report_from_aggregates(source, title=title, calibration_end=calibration_end, exclude_products=exclude_products,
+                                       model=model, clv=clv, segments=segments, campaign=campaign,
+                                       exclude_customers=exclude_customers, listener=listener)
     offers = read_targets(campaign.targets) if campaign is not None else None
     tx = load(source, listener, need=("product",) if campaign is not None else ())
     if calibration_end is not None:
@@ -1178,6 +1183,37 @@ def report(
             "customer list (they still count in the totals and segments).")))
         data = replace(data, opted_out=opted_out)
     return ReportResult(data, tx, listener.tuple(), choice)
+
+
+def _report_from_aggregates(source: Source, *, title: str, calibration_end: dt.date | None, exclude_products: str | None,
+                            model: ModelOptions, clv: CLVOptions, segments: SegmentOptions, campaign: CampaignOptions | None,
+                            exclude_customers: str | Path | None, listener: _Recording) -> ReportResult:
+    """The report of a database or a folder of aggregates: segments, CLV and cross-sell, from aggregates only."""
+    if calibration_end is not None or campaign is not None:
+        what = option("calibration_end") if calibration_end is not None else option("campaign")
+        raise InputError(f"{source.label}: {what} holds back or windows the order lines, which the aggregates no longer have; "
+                         "drop it for the report of the aggregates, or give the log's file")
+    if source.database is not None:
+        found = database_aggregates(source, period=model.unit, listener=listener)
+    else:
+        found = folder_aggregates(source, period=model.unit, listener=listener)
+    assert found.cross_sell is not None
+    name, choice = resolve_model(model, listener, None, found.summary)
+    data = report_from_aggregates(
+        found.cross_sell, title=title, source=found.label.rsplit("/", 1)[-1] if source.database is None else found.label,
+        summary=found.summary, categories=found.categories, exclude_products=exclude_products, clvx_version=__version__,
+        step=listener.step, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed,
+        penalizer=model.penalizer, engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, model=name,
+    )
+    listener.extend(data_notices(data.customers, history_days=to_float(found.summary["T"].max(), null=0.0) * model.unit.days))
+    listener.extend(fit_notices(data.segments.purchase_model, data.segments.gamma_gamma))
+    if exclude_customers is not None:
+        opted_out = read_customer_ids(exclude_customers)
+        listener.notice(Notice("info", (
+            f"Opt-outs: {_opted_out_count(data.customers, opted_out):,} customers of {option('exclude_customers')} "
+            f"({opted_out.len():,} ids) left out of the report's customer list (they still count in the totals and segments).")))
+        data = replace(data, opted_out=opted_out)
+    return ReportResult(data, None, listener.tuple(), choice)
 
 
 def sql(

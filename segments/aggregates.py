@@ -11,7 +11,8 @@ the offers from a log in PostgreSQL are those from its Parquet export by constru
   counted on the lines before the offer horizon's inner split (``inner_orders``,
   ``inner_lines``, ``inner_revenue``: lines dated at least ``holdout_days`` before the
   as-of date) and the spend after it (``holdout_revenue``). The inner split is the one
-  the offer probabilities are calibrated on.
+  the offer probabilities are calibrated on. ``holdout_days`` and ``as_of`` (the end of
+  observation) repeat on every row, so an exported aggregate says what it was computed for.
 * ``catalogue``: one row per product on any line (returns too): its most frequent
   ``description`` and ``category`` (ties: the first in byte order; text trimmed of
   spaces), ``n_lines``, ``n_tiny_lines`` (lines of at most ``TINY_AMOUNT``) and ``revenue``.
@@ -44,7 +45,7 @@ PURCHASE_COLUMNS = {
     "customer_id": pl.String, "product_id": pl.String, "first_purchase_at": pl.Datetime("us"),
     "n_orders": pl.Int64, "n_lines": pl.Int64, "revenue": pl.Float64,
     "inner_orders": pl.Int64, "inner_lines": pl.Int64, "inner_revenue": pl.Float64, "holdout_revenue": pl.Float64,
-    "holdout_days": pl.Int64,
+    "holdout_days": pl.Int64, "as_of": pl.Date,
 }
 CATALOGUE_COLUMNS = {"product_id": pl.String, "n_lines": pl.Int64, "n_tiny_lines": pl.Int64, "revenue": pl.Float64}
 CATALOGUE_NAMES = ("description", "category")  # optional, when the log has them
@@ -64,6 +65,12 @@ class CrossSellAggregates:
     catalogue: pl.DataFrame
     baskets: pl.DataFrame | None
     holdout_days: int
+
+    @property
+    def as_of(self) -> dt.date | None:
+        """The end of observation the purchases were computed to (None when there are none)."""
+        value = self.purchases["as_of"].max() if "as_of" in self.purchases.columns else None
+        return value if isinstance(value, dt.date) else None
 
     def checked(self, horizon_days: int) -> CrossSellAggregates:
         """The aggregates typed and sorted as cross-sell expects; an :class:`InputError` when a column or the split is wrong."""
@@ -85,11 +92,14 @@ def _typed(frame: pl.DataFrame, columns: Mapping[str, Any], name: str) -> pl.Dat
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(f"the {name} aggregate has no {', '.join(missing)} column; compute it with clvx sql {name}")
-    def typed(name: str, dtype: Any) -> pl.Expr:
-        # A CSV export holds timestamps as text.
-        if frame.schema[name] == pl.String and dtype == pl.Datetime("us"):
-            return pl.col(name).str.to_datetime(time_unit="us")
-        return pl.col(name).cast(dtype)
+
+    def typed(column: str, dtype: Any) -> pl.Expr:
+        # A CSV export holds timestamps and dates as text.
+        if frame.schema[column] == pl.String and dtype == pl.Datetime("us"):
+            return pl.col(column).str.to_datetime(time_unit="us")
+        if frame.schema[column] == pl.String and dtype == pl.Date:
+            return pl.col(column).str.to_date()
+        return pl.col(column).cast(dtype)
 
     try:
         return frame.select(typed(c, t) for c, t in columns.items())
@@ -114,7 +124,7 @@ def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggreg
         inner.sum().cast(pl.Int64).alias("inner_lines"),
         pl.when(inner.any()).then(exact_sum(pl.col("amount").filter(inner))).alias("inner_revenue"),
         pl.when((~inner).any()).then(exact_sum(pl.col("amount").filter(~inner))).alias("holdout_revenue"),
-    )).with_columns(pl.lit(horizon_days, dtype=pl.Int64).alias("holdout_days"))
+    )).with_columns(pl.lit(horizon_days, dtype=pl.Int64).alias("holdout_days"), pl.lit(tx.as_of, dtype=pl.Date).alias("as_of"))
     catalogue = catalogue_of(tx)
     baskets = None
     if tx.has("order_id"):
@@ -136,13 +146,14 @@ def catalogue_of(tx: Transactions) -> pl.DataFrame:
 
 
 def typical_values(purchases: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
-    """``product_id, value``: each product's revenue per order (per line where no order id is known).
+    """``product_id, value``: per product, the median over its buyers of what each spent on it per order.
 
-    ``prefix`` ``"inner_"`` reads the counts of the inner split. Sums are exact (whole
-    nano-units), so the value does not depend on the order the rows come in.
+    Each buyer's revenue per order of the product (per line where no order id is known) is
+    read from the purchases aggregate, so the value is the same whichever engine computed
+    it; the median over buyers, like the median line value it replaces, is not pulled up by
+    a few wholesale orders. ``prefix`` ``"inner_"`` reads the counts of the inner split.
     """
     orders, lines = ("inner_orders", "inner_lines") if prefix else ("n_orders", "n_lines")
-    per = purchases.group_by("product_id").agg(
-        exact_sum(pl.col(f"{prefix}revenue")).alias("_revenue"), pl.col(orders).sum().alias("_orders"), pl.col(lines).sum().alias("_lines"))
-    return per.select("product_id", (pl.col("_revenue") / pl.when(pl.col("_orders") > 0).then("_orders").otherwise("_lines")).alias("value"))
-
+    per_order = pl.col(f"{prefix}revenue") / pl.when(pl.col(orders) > 0).then(orders).otherwise(lines)
+    return (purchases.filter(pl.col(lines) > 0).group_by("product_id").agg(per_order.median().alias("value"))
+            .sort("product_id"))

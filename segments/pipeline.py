@@ -435,7 +435,7 @@ class ReportData:
     as_of: dt.date
     period: str
     columns: str
-    quality: DataQuality
+    quality: DataQuality | None  # None when the report was built from aggregates computed where the log lives
     segments: SegmentRun
     customers: pl.DataFrame  # segment assignments with CLV columns
     cross_sell: CrossSellRun | None
@@ -448,6 +448,36 @@ class ReportData:
     campaign: Any = None  # a CampaignMeasurement with its window (start, end), when a campaign is measured
     opted_out: pl.Series | None = None  # customer ids never listed one by one (they still count in totals)
     diagnostics: HoldoutDiagnostics | None = None  # interval coverage, PIT, tracking, deciles on the holdout
+
+
+def report_from_aggregates(
+    aggregates: CrossSellAggregates,
+    *,
+    title: str,
+    source: str,
+    summary: pl.DataFrame,
+    categories: pl.DataFrame | None = None,
+    exclude_products: str | None = None,
+    clvx_version: str = "",
+    step: Step = no_step,
+    **options,
+) -> ReportData:
+    """The report of a log known only by its aggregates (a database, a warehouse, Spark): segments, CLV and cross-sell.
+
+    The backtests hold back the days after a calibration date, which the aggregates no
+    longer have; the rest is what :func:`build_report` shows for the log itself.
+    """
+    cross = run_crosssell(None, exclude_products=exclude_products, step=step, aggregates=aggregates, summary=summary,
+                          categories=categories, **options)
+    as_of = aggregates.as_of
+    assert as_of is not None
+    return ReportData(
+        title=title, source=source, as_of=as_of, period=options.get("period", Period.day).value,
+        columns="aggregates computed where the log lives", quality=None, segments=cross.segments,
+        customers=cross.segments.segmentation.assignments, cross_sell=cross, rules=crosssell_rules(cross).rules,
+        bundles=crosssell_bundles(cross).bundles if cross.baskets is not None else None, backtest=None, cross_sell_backtest=None,
+        discount_rate=cross.segments.discount_rate, clvx_version=clvx_version,
+    )
 
 
 def build_report(

@@ -196,3 +196,29 @@ def test_spark_aggregates_give_the_offers_of_the_parquet_file_byte_for_byte(spar
     assert result.targets is not None
     render.write_frame(result.targets, tmp_path / "targets.csv")
     assert (tmp_path / "targets.csv").read_text() == offers_from_file["targets.csv"]
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _report(runner, path, *source: str) -> list[str]:
+    res = runner.invoke(app, ["report", *source, "-q", "-o", str(path)])
+    assert res.exit_code == 0, res.output
+    return path.read_text().splitlines()
+
+
+@pytest.mark.slow
+def test_duckdb_report_is_the_parquet_files_but_for_the_lines_that_name_the_source(runner, tmp_path, sample_db):
+    from_file = _report(runner, tmp_path / "file.md")
+    from_db = _report(runner, tmp_path / "db.md", f"duckdb:///{sample_db}", "--table", "sales")
+    differ = [(a, b) for a, b in zip(from_file, from_db, strict=True) if a != b]
+    assert [b.split(":")[0] if b.startswith("- **") else "lede" for _, b in differ] == ["lede", "- **Data**", "- **Excluded**"]
+    assert differ[1][1].endswith("aggregates computed where the log lives, to 2024-12-30")
+
+
+def test_report_from_aggregates_refuses_a_calibration_end_in_one_line(runner, tmp_path, sample_db):
+    res = runner.invoke(app, ["report", f"duckdb:///{sample_db}", "--table", "sales", "--calibration-end", "2024-06-30", "-q",
+                              "-o", str(tmp_path / "r.md")])
+    assert res.exit_code == 2
+    assert res.stderr == (f"Error: duckdb:///{sample_db}: --calibration-end holds back or windows the order lines, "
+                          "which the aggregates no longer have; drop it for the report of the aggregates, or give the log's file\n")
