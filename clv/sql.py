@@ -197,14 +197,17 @@ def _purchases(ctes: list[str], extra: list[str], holdout_days: int) -> str:
     _need_product(extra, "purchases")
     order = "order_id" if "order_id" in extra else "CAST(ts AS DATE)"
     money = f"CAST(amount AS {MONEY})"
+    # A line without an order id is an order of its own.
+    no_order = "COUNT(*) - COUNT(order_id)" if "order_id" in extra else "0"
+    inner_no_order = "COUNT(CASE WHEN is_inner AND order_id IS NULL THEN 1 END)" if "order_id" in extra else "0"
     return (
         "WITH " + ", ".join([*ctes, "bought AS (SELECT lines.*, "
                              f"DATE_DIFF('day', CAST(lines.ts AS DATE), bounds.as_of) >= {int(holdout_days)} AS is_inner "
                              "FROM lines CROSS JOIN bounds WHERE amount > 0 AND product_id IS NOT NULL)"])
         + " SELECT customer_id, product_id, MIN(ts) AS first_purchase_at, "
-        f"CAST(COUNT(DISTINCT {order}) AS BIGINT) AS n_orders, CAST(COUNT(*) AS BIGINT) AS n_lines, "
+        f"CAST(COUNT(DISTINCT {order}) + {no_order} AS BIGINT) AS n_orders, CAST(COUNT(*) AS BIGINT) AS n_lines, "
         f"CAST(SUM({money}) AS DOUBLE) AS revenue, "
-        f"CAST(COUNT(DISTINCT CASE WHEN is_inner THEN {order} END) AS BIGINT) AS inner_orders, "
+        f"CAST(COUNT(DISTINCT CASE WHEN is_inner THEN {order} END) + {inner_no_order} AS BIGINT) AS inner_orders, "
         "CAST(COUNT(CASE WHEN is_inner THEN 1 END) AS BIGINT) AS inner_lines, "
         f"CAST(SUM(CASE WHEN is_inner THEN {money} END) AS DOUBLE) AS inner_revenue, "
         f"CAST(SUM(CASE WHEN NOT is_inner THEN {money} END) AS DOUBLE) AS holdout_revenue, "

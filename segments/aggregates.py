@@ -6,8 +6,8 @@ in SQL for a database, a warehouse or Spark, over the same rows with the same ru
 the offers from a log in PostgreSQL are those from its Parquet export by construction.
 
 * ``purchases``: one row per customer and product bought (positive lines with a product):
-  ``first_purchase_at`` (the earliest line's timestamp), ``n_orders`` (distinct orders, or
-  purchase days when the log has no order ids), ``n_lines``, ``revenue``; and the same
+  ``first_purchase_at`` (the earliest line's timestamp), ``n_orders`` (distinct orders, a
+  line without an order id being one of its own; purchase days when the log has no order ids), ``n_lines``, ``revenue``; and the same
   counted on the lines before the offer horizon's inner split (``inner_orders``,
   ``inner_lines``, ``inner_revenue``: lines dated at least ``holdout_days`` before the
   as-of date) and the spend after it (``holdout_revenue``). The inner split is the one
@@ -117,10 +117,10 @@ def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggreg
     inner = pl.col("date") < cut
     purchases = collect(bought.group_by("customer_id", "product_id").agg(
         pl.col("date").min().alias("first_purchase_at"),
-        order.drop_nulls().n_unique().cast(pl.Int64).alias("n_orders"),
+        (order.drop_nulls().n_unique() + order.null_count()).cast(pl.Int64).alias("n_orders"),  # a line with no order id is one
         pl.len().cast(pl.Int64).alias("n_lines"),
         exact_sum(pl.col("amount")).alias("revenue"),
-        order.filter(inner).drop_nulls().n_unique().cast(pl.Int64).alias("inner_orders"),
+        (order.filter(inner).drop_nulls().n_unique() + order.filter(inner).null_count()).cast(pl.Int64).alias("inner_orders"),
         inner.sum().cast(pl.Int64).alias("inner_lines"),
         pl.when(inner.any()).then(exact_sum(pl.col("amount").filter(inner))).alias("inner_revenue"),
         pl.when((~inner).any()).then(exact_sum(pl.col("amount").filter(~inner))).alias("holdout_revenue"),
@@ -146,14 +146,16 @@ def catalogue_of(tx: Transactions) -> pl.DataFrame:
 
 
 def typical_values(purchases: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
-    """``product_id, value``: per product, the median over its buyers of what each spent on it per order.
+    """``product_id, value``: each product's revenue per order (per line where no order id is known).
 
-    Each buyer's revenue per order of the product (per line where no order id is known) is
-    read from the purchases aggregate, so the value is the same whichever engine computed
-    it; the median over buyers, like the median line value it replaces, is not pulled up by
-    a few wholesale orders. ``prefix`` ``"inner_"`` reads the counts of the inner split.
+    Pooled over its buyers: the sum of their revenue over the sum of their orders of it.
+    ``prefix`` ``"inner_"`` reads the counts of the inner split. Sums are exact (whole
+    nano-units), so the value does not depend on the order the rows come in. (On the
+    retail log's splits it ranks as the median line value did and keeps the calibrated
+    value ratio steadier; see docs/scaling.md.)
     """
     orders, lines = ("inner_orders", "inner_lines") if prefix else ("n_orders", "n_lines")
-    per_order = pl.col(f"{prefix}revenue") / pl.when(pl.col(orders) > 0).then(orders).otherwise(lines)
-    return (purchases.filter(pl.col(lines) > 0).group_by("product_id").agg(per_order.median().alias("value"))
+    per = purchases.group_by("product_id").agg(
+        exact_sum(pl.col(f"{prefix}revenue")).alias("_revenue"), pl.col(orders).sum().alias("_orders"), pl.col(lines).sum().alias("_lines"))
+    return (per.select("product_id", (pl.col("_revenue") / pl.when(pl.col("_orders") > 0).then("_orders").otherwise("_lines")).alias("value"))
             .sort("product_id"))

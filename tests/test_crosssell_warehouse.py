@@ -78,6 +78,9 @@ ROWS = [  # customer, order, ts, product, amount, description
     ("c2", "o4", dt.datetime(2024, 2, 10), "PADS", 0.001, "Pads"),
     ("c2", "o5", dt.datetime(2024, 3, 5), "PADS", 0.001, "Pads"),
     ("c3", None, dt.datetime(2024, 3, 6), "C3", 7.0, None),  # no order id: in no basket
+    ("c1", "o2", dt.datetime(2024, 3, 1, 17, 30), "D4", 100.0, "Vase"),  # D4: one big order and two small ones
+    ("c2", "o5", dt.datetime(2024, 3, 5), "D4", 2.0, "Vase"),
+    ("c3", None, dt.datetime(2024, 3, 6), "D4", 3.0, "Vase"),
     ("", "o6", dt.datetime(2024, 3, 6), "C3", 7.0, "Cup"),  # no customer: left out everywhere
 ]
 AS_OF = dt.date(2024, 3, 6)
@@ -120,9 +123,10 @@ def test_purchases_split_counts_and_values_by_hand(tiny_log):
     assert catalogue["A1"]["description"] == "Mug"  # "Mug " trimmed ties with "Mug": 2 of 3 lines
     assert (catalogue["B2"]["n_lines"], catalogue["B2"]["revenue"]) == (3, 4.0)
     assert catalogue["PADS"]["n_tiny_lines"] == 2
-    # Revenue per order of the product: A1 earned 12.5 in o1 and 10 in o4.
+    # Revenue per order of the product, pooled over its buyers: A1 earned 12.5 in o1 and 10 in o4; D4 105 in
+    # three orders (c3's line has no order id: an order of its own), where the median buyer spent 3.
     values = dict(typical_values(agg.purchases).iter_rows())
-    assert values["A1"] == pytest.approx(22.5 / 2) and values["B2"] == pytest.approx(5.0)
+    assert values["A1"] == pytest.approx(22.5 / 2) and values["B2"] == pytest.approx(5.0) and values["D4"] == pytest.approx(105 / 3)
     assert agg.baskets is not None
     assert agg.baskets.filter(pl.col("order_id") == "o1")["revenue"].sort().to_list() == [4.0, 12.5]
 
