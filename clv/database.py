@@ -156,19 +156,29 @@ def typed_rfm(frame: pl.DataFrame) -> pl.DataFrame:
 
 def categories_from_database(db: Database, mapping: ColumnMapping, *, as_of: dt.date | None,
                              keep_placeholder_ids: bool = False) -> pl.DataFrame | None:
-    """(customer_id, category) pairs bought, from the products aggregate: the category column, else product ids."""
+    """(customer_id, category) pairs bought: the category column, else products' names (the catalogue), else product ids."""
     columns = db.columns(mapping)
     if columns.product is None:
         return None
-    return customer_categories_of(db.aggregate(Aggregate.products, columns, as_of=as_of, keep_placeholder_ids=keep_placeholder_ids))
+    products = db.aggregate(Aggregate.products, columns, as_of=as_of, keep_placeholder_ids=keep_placeholder_ids)
+    catalogue = None
+    if columns.category is None and columns.description is not None:
+        catalogue = db.aggregate(Aggregate.catalogue, columns, as_of=as_of, keep_placeholder_ids=keep_placeholder_ids)
+    return customer_categories_of(products, catalogue)
 
 
-def customer_categories_of(frame: pl.DataFrame) -> pl.DataFrame:
-    """(customer_id, category) pairs bought, from a products aggregate: its category column, else product ids."""
-    key = "category" if "category" in frame.columns else "product_id"
-    return (frame.select("customer_id", pl.col(key).cast(pl.String).str.strip_chars().alias("category"))
-            .drop_nulls().unique().with_columns(pl.col("category").cast(pl.Categorical)))
-
+def customer_categories_of(products: pl.DataFrame, catalogue: pl.DataFrame | None = None) -> pl.DataFrame:
+    """(customer_id, category) pairs bought, from a products aggregate: its category column, else each product's
+    description in ``catalogue`` (the catalogue aggregate), else product ids; as :func:`segments.pipeline.customer_categories`."""
+    if "category" in products.columns:
+        pairs = products.select("customer_id", pl.col("category").cast(pl.String).str.strip_chars())
+    elif catalogue is not None and "description" in catalogue.columns:
+        names = catalogue.select(pl.col("product_id").cast(pl.String), pl.col("description").cast(pl.String).alias("category"))
+        pairs = products.select("customer_id", pl.col("product_id").cast(pl.String)).join(names, on="product_id").select(
+            "customer_id", "category")
+    else:
+        pairs = products.select("customer_id", pl.col("product_id").cast(pl.String).str.strip_chars().alias("category"))
+    return pairs.with_columns(pl.col("customer_id").cast(pl.String)).drop_nulls().unique().with_columns(pl.col("category").cast(pl.Categorical))
 
 
 def crosssell_from_database(db: Database, mapping: ColumnMapping, *, as_of: dt.date | None, holdout_days: int,

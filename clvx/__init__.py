@@ -969,14 +969,15 @@ def folder_aggregates(source: Source, *, period: Period = Period.day, cross_sell
         assert rfm_file is not None
         summary = load_summary(rfm_file, source.columns.customer, options=source.read, exclude=source.exclude)
         products = files["products"]
-        categories = customer_categories_of(_read_aggregate(products)) if products is not None else None
+        catalogue = _read_aggregate(files["catalogue"]) if files["catalogue"] is not None else None
+        categories = customer_categories_of(_read_aggregate(products), catalogue) if products is not None else None
         cross = None
         if cross_sell:
             purchases_file, catalogue_file, baskets_file = files["purchases"], files["catalogue"], files["baskets"]
             assert purchases_file is not None and catalogue_file is not None
             purchases = _read_aggregate(purchases_file)
             days = to_int(purchases["holdout_days"].max(), null=0) if "holdout_days" in purchases.columns else 0
-            cross = CrossSellAggregates(purchases, _read_aggregate(catalogue_file),
+            cross = CrossSellAggregates(purchases, catalogue if catalogue is not None else _read_aggregate(catalogue_file),
                                         _read_aggregate(baskets_file) if baskets_file is not None else None, days)
     listener.summary_read(str(rfm_file), summary.height, period)
     if products is None:

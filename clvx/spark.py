@@ -87,9 +87,9 @@ def aggregates(lines: Any, *, columns: ColumnMapping = ColumnMapping(), as_of: d
         return frame
 
     baskets = collected(Aggregate.baskets) if columns.order is not None else None
-    return Aggregates(typed_rfm(collected(Aggregate.rfm)), customer_categories_of(collected(Aggregate.products)),
-                      CrossSellAggregates(collected(Aggregate.purchases), collected(Aggregate.catalogue), baskets, days),
-                      "Spark DataFrame", period)
+    catalogue = collected(Aggregate.catalogue)
+    return Aggregates(typed_rfm(collected(Aggregate.rfm)), customer_categories_of(collected(Aggregate.products), catalogue),
+                      CrossSellAggregates(collected(Aggregate.purchases), catalogue, baskets, days), "Spark DataFrame", period)
 
 
 def _scored_names(horizon: Horizon) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from clv.models import (
 )
 from clv.rfm import Period, ScoreBins, collect, exact_sum, rfm_summary, score_rfm
 from clv.scalars import to_int
-from segments.aggregates import CrossSellAggregates, crosssell_aggregates, holdout_days, typical_values
+from segments.aggregates import CrossSellAggregates, catalogue_of, crosssell_aggregates, holdout_days, typical_values
 from segments.associations import (
     MIN_BUNDLE_SUPPORT,
     TOP_BUNDLES,
@@ -94,20 +94,25 @@ class SegmentRun:
 
 
 def customer_categories(tx: Transactions) -> pl.DataFrame | None:
-    """(customer_id, category) pairs bought: the category column, else product names, else ids.
+    """(customer_id, category) pairs bought: the category column, else each product's name in the catalogue, else ids.
 
+    A product's name is its most frequent description (:func:`segments.aggregates.catalogue_of`),
+    so a database computes the same pairs from its products and catalogue aggregates.
     ``category`` is Categorical: the pairs are deduplicated on its small integer codes
     rather than on text, which takes a third less memory at the peak of a large run.
     """
-    for column in ("category", "description", "product_id"):
-        if tx.has(column):
-            return collect(
-                tx.frame.filter(pl.col("amount") > 0)
-                .select("customer_id", pl.col(column).str.strip_chars().cast(pl.Categorical).alias("category"))
-                .drop_nulls()
-                .unique()
-            )
-    return None
+    bought = tx.frame.filter(pl.col("amount") > 0)
+    if tx.has("category"):
+        pairs = bought.select("customer_id", pl.col("category").str.strip_chars())
+    elif tx.has("product_id") and tx.has("description"):
+        names = catalogue_of(tx).select("product_id", pl.col("description").alias("category"))
+        pairs = bought.filter(pl.col("product_id").is_not_null()).select("customer_id", "product_id").unique().join(
+            names.lazy(), on="product_id").select("customer_id", "category")
+    elif tx.has("product_id"):
+        pairs = bought.select("customer_id", pl.col("product_id").str.strip_chars().alias("category"))
+    else:
+        return None
+    return collect(pairs.drop_nulls().with_columns(pl.col("category").cast(pl.Categorical)).unique())
 
 
 def run_segmentation(

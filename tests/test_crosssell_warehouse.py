@@ -226,3 +226,36 @@ def test_report_from_aggregates_refuses_a_calibration_end_in_one_line(runner, tm
     assert res.exit_code == 2
     assert res.stderr == (f"Error: duckdb:///{sample_db}: --calibration-end holds back or windows the order lines, "
                           "which the aggregates no longer have; drop it for the report of the aggregates, or give the log's file\n")
+
+
+# --------------------------------------------------------------------------- a log with product names and no category
+
+
+@pytest.fixture(scope="session")
+def named_log(tmp_path_factory):
+    """The sample with its categories as product names, one product sold under two names: Parquet and a DuckDB copy."""
+    from clv.sample import bundled_sample_path
+
+    folder = tmp_path_factory.mktemp("named")
+    frame = pl.read_parquet(bundled_sample_path()).rename({"category": "description"})
+    other = (pl.col("product_id") == "CM-200") & pl.col("order_id").str.ends_with("7")
+    frame.with_columns(pl.when(other).then(pl.lit("Coffee machine (old name)")).otherwise("description").alias("description")).write_parquet(
+        folder / "named.parquet")
+    with duckdb.connect(str(folder / "named.db")) as con:
+        con.execute(f"CREATE TABLE sales AS SELECT * FROM read_parquet('{folder / 'named.parquet'}')")
+    return folder
+
+
+@pytest.mark.slow
+def test_segments_and_offers_of_a_named_log_in_duckdb_equal_the_parquet_files(runner, tmp_path, named_log):
+    """Without a category, segments are profiled by each product's most frequent name, in both paths."""
+    for command in (["segment", "--k", "4"], ["cross-sell", "--targets", str(tmp_path / "{}.csv")]):
+        outputs = []
+        for source in ([str(named_log / "named.parquet")], [f"duckdb:///{named_log / 'named.db'}", "--table", "sales"]):
+            args = [a.format(len(outputs)) for a in command]
+            res = runner.invoke(app, [args[0], *source, *args[1:], "-q", "-f", "csv"])
+            assert res.exit_code == 0, res.output
+            outputs.append(res.stdout)
+        assert outputs[0] == outputs[1], command[0]
+        assert "Coffee machine (old name)" not in outputs[0]
+    assert (tmp_path / "0.csv").read_text() == (tmp_path / "1.csv").read_text()
