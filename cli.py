@@ -154,7 +154,8 @@ class SourceArgs:
     PARAMS = (
         _opt("input", Annotated[Optional[str], typer.Argument(
             help="Transaction log or RFM summary: a CSV or Parquet file, or a quoted glob of them; or a database: "
-            "postgresql://user@host/db or duckdb:///path.db with --table or --query. Default: the bundled sample.",
+            "postgresql://user@host/db or duckdb:///path.db with --table or --query; or (segment, cross-sell, report) a folder "
+            "of the rows of clvx sql rfm, products, purchases, catalogue, baskets. Default: the bundled sample.",
             show_default=False)], None),
         _opt("customer_col", _col("--customer-col", "Customer id column \\[default: auto-detect, e.g. customer_id, CustomerID]"), None),
         _opt("date_col", _col("--date-col", "Date or datetime column \\[default: auto-detect, e.g. date, order_date, InvoiceDate]"), None),
