@@ -137,15 +137,19 @@ def total_interval(pred: intervals.Predictive, actual_total: float, level: float
 
 def decile_table(predicted: np.ndarray, actual: np.ndarray, n_groups: int = N_DECILES) -> pl.DataFrame:
     """Customers ranked by predicted purchases into ``n_groups`` equal groups (1 = lowest): mean predicted and actual."""
-    frame = pl.DataFrame({"predicted": np.asarray(predicted, float), "actual": np.asarray(actual, float)})
-    n = frame.height
-    return (
-        frame.with_columns(((pl.col("predicted").rank("ordinal") - 1) * n_groups // max(n, 1) + 1).cast(pl.Int64).alias("decile"))
-        .group_by("decile")
-        .agg(pl.len().alias("n_customers"), pl.col("predicted").mean().alias("predicted_mean"),
-             pl.col("actual").mean().alias("actual_mean"))
-        .sort("decile")
-    )
+    predicted, actual = np.asarray(predicted, float), np.asarray(actual, float)
+    n = len(predicted)
+    decile = pl.DataFrame({"predicted": predicted}).select(
+        ((pl.col("predicted").rank("ordinal") - 1) * n_groups // max(n, 1)).cast(pl.Int64))["predicted"].to_numpy()
+    # Sums in customer order (bincount), not in a multi-threaded group-by's: the same digits on every run.
+    counts = np.bincount(decile, minlength=n_groups)
+    used = counts > 0
+    return pl.DataFrame({
+        "decile": np.flatnonzero(used).astype(np.int64) + 1,
+        "n_customers": counts[used].astype(np.uint32),
+        "predicted_mean": np.bincount(decile, weights=predicted, minlength=n_groups)[used] / counts[used],
+        "actual_mean": np.bincount(decile, weights=actual, minlength=n_groups)[used] / counts[used],
+    })
 
 
 def tracking_table(
