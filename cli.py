@@ -154,7 +154,8 @@ class SourceArgs:
     PARAMS = (
         _opt("input", Annotated[Optional[str], typer.Argument(
             help="Transaction log or RFM summary: a CSV or Parquet file, or a quoted glob of them; or a database: "
-            "postgresql://user@host/db or duckdb:///path.db with --table or --query. Default: the bundled sample.",
+            "postgresql://user@host/db or duckdb:///path.db with --table or --query; or (segment, cross-sell, report) a folder "
+            "of the rows of clvx sql rfm, products, purchases, catalogue, baskets. Default: the bundled sample.",
             show_default=False)], None),
         _opt("customer_col", _col("--customer-col", "Customer id column \\[default: auto-detect, e.g. customer_id, CustomerID]"), None),
         _opt("date_col", _col("--date-col", "Date or datetime column \\[default: auto-detect, e.g. date, order_date, InvoiceDate]"), None),
@@ -926,7 +927,7 @@ def report(
 )
 def sql(
     run: RunArgs,
-    aggregate: Annotated[Aggregate, typer.Argument(help="rfm (the summary of clvx rfm), histories (what a fit needs: distinct (frequency, recency, T) and (frequency, monetary_value) rows with counts) or products (customer x product: first and last purchase, orders, revenue)")],
+    aggregate: Annotated[Aggregate, typer.Argument(help="rfm (the summary of clvx rfm), histories (what a fit needs: distinct (frequency, recency, T) and (frequency, monetary_value) rows with counts), products (customer x product: first and last purchase, orders, revenue), or what cross-sell reads: purchases (customer x product, split --offer-horizon before the end), catalogue (per product: its most frequent description and category, line counts, revenue) and baskets (order x product)")],
     dialect: Annotated[Dialect, typer.Option("--dialect", help="The engine that will run the query")] = Dialect.duckdb,
     table: Annotated[str, typer.Option("--table", help="The table of order lines, e.g. sales, schema.sales or project.dataset.sales")] = "transactions",
     query: Annotated[Optional[str], typer.Option("--query", help="A SELECT that returns the order lines, instead of --table", show_default=False)] = None,
@@ -938,6 +939,8 @@ def sql(
     order_col: _col("--order-col", "Order / invoice id column (adds n_orders to rfm)") = None,  # type: ignore[valid-type]
     product_col: _col("--product-col", "Product id column (needed by products)") = None,  # type: ignore[valid-type]
     category_col: _col("--category-col", "Product category column (a key of products)") = None,  # type: ignore[valid-type]
+    description_col: _col("--description-col", "Product name column (the catalogue's description)") = None,  # type: ignore[valid-type]
+    offer_horizon: Annotated[str, typer.Option("--offer-horizon", help="purchases: the cross-sell --offer-horizon its inner split is for: 90d, 12w, 6m")] = "90d",
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="End of observation, YYYY-MM-DD \\[default: the last day with a customer row, not after today]", show_default=False)] = None,
     period: Annotated[Period, typer.Option("--period", help="Time unit of frequency, recency and T (weeks start on Monday)")] = Period.day,
     keep_placeholder_ids: Annotated[bool, _flag("--keep-placeholder-ids", help="Count ids such as NULL, N/A and - as real customers")] = False,
@@ -947,14 +950,16 @@ def sql(
     One definition, translated by sqlglot: on the same rows it gives exactly clvx rfm's summary (purchases in one
     period are one purchase, returns netted against the latest purchase at or before them, rows without a customer,
     after today or after --as-of left out). Unnamed columns default to customer_id, date and amount. Every model
-    command and segment take the rfm result as INPUT.
+    command and segment take the rfm result as INPUT; cross-sell runs these queries itself on a database INPUT, and
+    clvx.spark.aggregates runs them in Spark.
     """
     import clvx
 
     columns = clvx.ColumnMapping(customer=customer_col, date=date_col, amount=amount_col, price=price_col, quantity=quantity_col,
-                                 order=order_col, product=product_col, category=category_col)
+                                 order=order_col, product=product_col, category=category_col, description=description_col)
     text = clvx.sql(aggregate.value, dialect=dialect.value, columns=columns, table=None if query else table, query=query,
-                    as_of=_parse_date(as_of, "--as-of"), period=period, keep_placeholder_ids=keep_placeholder_ids)
+                    as_of=_parse_date(as_of, "--as-of"), period=period, keep_placeholder_ids=keep_placeholder_ids,
+                    offer_horizon=_horizon(offer_horizon))
     typer.echo(text + ";")
 
 

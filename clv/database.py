@@ -24,7 +24,7 @@ from sqlglot import exp
 
 from clv.errors import InputError, option
 from clv.load import ColumnMapping, resolve_columns
-from clv.sql import Aggregate, Dialect, aggregate_sql
+from clv.sql import DEFAULT_HOLDOUT_DAYS, Aggregate, Dialect, aggregate_sql
 from clv.terms import Period
 
 SCHEMES = {"postgresql": Dialect.postgres, "postgres": Dialect.postgres, "duckdb": Dialect.duckdb}
@@ -128,10 +128,10 @@ class Database:
         return resolve_columns(mapping, probe.columns, self.label, need_amount=need_amount)
 
     def aggregate(self, aggregate: Aggregate, columns: ColumnMapping, *, as_of: dt.date | None = None, period: Period = Period.day,
-                  keep_placeholder_ids: bool = False) -> pl.DataFrame:
+                  keep_placeholder_ids: bool = False, holdout_days: int = DEFAULT_HOLDOUT_DAYS) -> pl.DataFrame:
         """One of clvx's aggregates (:mod:`clv.sql`), computed in the database."""
         sql = aggregate_sql(aggregate, self.dialect, columns=columns, table=self.table, query=self.query, as_of=as_of,
-                            period=period, keep_placeholder_ids=keep_placeholder_ids)
+                            period=period, keep_placeholder_ids=keep_placeholder_ids, holdout_days=holdout_days)
         return self.read(sql)
 
 
@@ -142,6 +142,11 @@ def rfm_from_database(db: Database, mapping: ColumnMapping, *, as_of: dt.date | 
     frame = db.aggregate(Aggregate.rfm, columns, as_of=as_of, period=period, keep_placeholder_ids=keep_placeholder_ids)
     if frame.height == 0:
         raise InputError(f"{db.label}: no rows with a customer up to the end of observation; check the table and {option('as_of')}")
+    return typed_rfm(frame)
+
+
+def typed_rfm(frame: pl.DataFrame) -> pl.DataFrame:
+    """An RFM aggregate read from an engine, typed and sorted as :func:`clv.rfm.rfm_summary` returns it."""
     ints = [c for c in ("frequency", "recency", "T", "n_orders") if c in frame.columns]
     return frame.with_columns(
         pl.col("customer_id").cast(pl.String), pl.col(ints).cast(pl.Int64),
@@ -151,12 +156,46 @@ def rfm_from_database(db: Database, mapping: ColumnMapping, *, as_of: dt.date | 
 
 def categories_from_database(db: Database, mapping: ColumnMapping, *, as_of: dt.date | None,
                              keep_placeholder_ids: bool = False) -> pl.DataFrame | None:
-    """(customer_id, category) pairs bought, from the products aggregate: the category column, else product ids."""
+    """(customer_id, category) pairs bought: the category column, else products' names (the catalogue), else product ids."""
     columns = db.columns(mapping)
     if columns.product is None:
         return None
-    frame = db.aggregate(Aggregate.products, columns, as_of=as_of, keep_placeholder_ids=keep_placeholder_ids)
-    key = "category" if "category" in frame.columns else "product_id"
-    return (frame.select("customer_id", pl.col(key).cast(pl.String).str.strip_chars().alias("category"))
-            .drop_nulls().unique().with_columns(pl.col("category").cast(pl.Categorical)))
+    products = db.aggregate(Aggregate.products, columns, as_of=as_of, keep_placeholder_ids=keep_placeholder_ids)
+    catalogue = None
+    if columns.category is None and columns.description is not None:
+        catalogue = db.aggregate(Aggregate.catalogue, columns, as_of=as_of, keep_placeholder_ids=keep_placeholder_ids)
+    return customer_categories_of(products, catalogue)
 
+
+def customer_categories_of(products: pl.DataFrame, catalogue: pl.DataFrame | None = None) -> pl.DataFrame:
+    """(customer_id, category) pairs bought, from a products aggregate: its category column, else each product's
+    description in ``catalogue`` (the catalogue aggregate), else product ids; as :func:`segments.pipeline.customer_categories`."""
+    if "category" in products.columns:
+        pairs = products.select("customer_id", pl.col("category").cast(pl.String).str.strip_chars())
+    elif catalogue is not None and "description" in catalogue.columns:
+        names = catalogue.select(pl.col("product_id").cast(pl.String), pl.col("description").cast(pl.String).alias("category"))
+        pairs = products.select("customer_id", pl.col("product_id").cast(pl.String)).join(names, on="product_id").select(
+            "customer_id", "category")
+    else:
+        pairs = products.select("customer_id", pl.col("product_id").cast(pl.String).str.strip_chars().alias("category"))
+    return pairs.with_columns(pl.col("customer_id").cast(pl.String)).drop_nulls().unique().with_columns(pl.col("category").cast(pl.Categorical))
+
+
+def crosssell_from_database(db: Database, mapping: ColumnMapping, *, as_of: dt.date | None, holdout_days: int,
+                            keep_placeholder_ids: bool = False) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
+    """What cross-sell reads (segments.aggregates), computed in the database: purchases, catalogue and, with orders, baskets.
+
+    The baskets (one row per order and product) are the only per-order rows; they are read
+    when the log has an order column, as cross-sell uses orders whenever a log has them.
+    """
+    columns = db.columns(mapping)
+    if columns.product is None:
+        raise InputError(f"{db.label}: cross-sell needs a product column; name it with {option('product_col')}")
+    options = dict(as_of=as_of, keep_placeholder_ids=keep_placeholder_ids)
+    purchases = db.aggregate(Aggregate.purchases, columns, holdout_days=holdout_days, **options)  # type: ignore[arg-type]
+    if purchases.height == 0:
+        raise InputError(f"{db.label}: no purchase line has a product id up to the end of observation; check the product column "
+                         f"and {option('as_of')}")
+    catalogue = db.aggregate(Aggregate.catalogue, columns, **options)  # type: ignore[arg-type]
+    baskets = db.aggregate(Aggregate.baskets, columns, **options) if columns.order is not None else None  # type: ignore[arg-type]
+    return purchases, catalogue, baskets

@@ -81,8 +81,11 @@ class Dialect(str, Enum):
 
 
 class Aggregate(str, Enum):
-    """What the query returns: the RFM summary, the distinct histories a fit needs, or customer x product."""
+    """What the query returns: the RFM summary, the distinct histories a fit needs, customer x product, or what cross-sell reads."""
 
     rfm = "rfm"
     histories = "histories"
     products = "products"
+    purchases = "purchases"  # cross-sell: customer x product with the offer horizon's inner split
+    catalogue = "catalogue"  # cross-sell: per product, its names, line counts and revenue
+    baskets = "baskets"  # cross-sell: order x product, for same-order timing, bundle relations and bundles

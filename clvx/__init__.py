@@ -31,7 +31,15 @@ import polars as pl
 from clv import __version__
 from clv import threads as _pools
 from clv.backtest import HoldoutBacktest, ModelChoice, choose_model, holdout_backtest
-from clv.database import Database, categories_from_database, is_database, mask, rfm_from_database
+from clv.database import (
+    Database,
+    categories_from_database,
+    crosssell_from_database,
+    customer_categories_of,
+    is_database,
+    mask,
+    rfm_from_database,
+)
 from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
 from clv.errors import ClvxError, InputError, ModelError, option, readable
 from clv.histories import is_histories, load_histories
@@ -53,8 +61,9 @@ from clv.models import (
 )
 from clv.rfm import Period, ScoreBins, collect, rfm_summary, score_rfm
 from clv.sample import Sample, SampleSpec, bundled_sample_path, generate
-from clv.scalars import to_float
+from clv.scalars import to_float, to_int
 from clv.terms import DEFAULT_PURCHASE_MODEL, MODEL_LABELS, Aggregate, Dialect, PurchaseModel
+from segments.aggregates import CrossSellAggregates, holdout_days
 from segments.associations import MIN_BUNDLE_SUPPORT, MIN_RULE_LIFT, MIN_RULE_SUPPORT, RULES_PER_PRODUCT, TOP_BUNDLES, RuleBounds
 from segments.campaign import CONTROL, CampaignMeasurement, hold_out_control, measure_campaign
 from segments.crosssell import CrossSellBacktest
@@ -68,6 +77,7 @@ from segments.pipeline import (
     crosssell_bundles,
     crosssell_rules,
     crosssell_targets,
+    report_from_aggregates,
     run_crosssell,
     run_segmentation,
 )
@@ -440,7 +450,7 @@ class CrossSellResult:
     run: CrossSellRun
     targets: pl.DataFrame | None
     rules: pl.DataFrame | None
-    transactions: Transactions
+    transactions: Transactions | None  # None when a database computed the aggregates
     notices: tuple[Notice, ...]
     choice: ModelChoice | None = None
     bundles: pl.DataFrame | None = None
@@ -450,7 +460,7 @@ class CrossSellResult:
 @dataclass(frozen=True)
 class ReportResult:
     data: ReportData
-    transactions: Transactions
+    transactions: Transactions | None  # None when the report was built from aggregates
     notices: tuple[Notice, ...]
     choice: ModelChoice | None = None
 
@@ -463,7 +473,10 @@ def load(source: Source, listener: Listener | None = None, *, need: Sequence[str
     listener = listener or Silent()
     if source.database is not None:
         raise InputError(f"{source.label}: this command needs the order lines, which clvx does not pull out of a database; "
-                         "rfm, fit, predict and segment run on a database INPUT, or export the log to Parquet")
+                         "rfm, fit, predict, segment and cross-sell run on a database INPUT, or export the log to Parquet")
+    if is_aggregates_folder(source):
+        raise InputError(f"{source.label}: this command needs the order lines, not a folder of aggregates; "
+                         "segment and cross-sell read aggregates, or give the log's file")
     if source.input is None:
         listener.notice(Notice("info", f"No INPUT given: using the bundled sample ({source.label})."))
     with listener.step("Reading and checking the transaction log"):
@@ -799,8 +812,15 @@ def segment(
     listener = _Recording(listener or Silent())
     tx: Transactions | None = None
     db = source.database
-    summary_input = db is not None or _is_summary_file(source)
-    data = summarize(source, model.unit, listener) if summary_input else None
+    folder = is_aggregates_folder(source)
+    summary_input = db is not None or folder or _is_summary_file(source)
+    categories = None
+    if folder:
+        aggregates = folder_aggregates(source, period=model.unit, cross_sell=False, listener=listener)
+        data: Summarized | None = Summarized(aggregates.summary, model.unit, None)
+        categories = aggregates.categories
+    else:
+        data = summarize(source, model.unit, listener) if summary_input else None
     if data is None:
         tx = load(source, listener)
     elif "total_spend" not in data.summary.columns:  # before any model is fitted on it
@@ -810,7 +830,6 @@ def segment(
     options = dict(model=name, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer,
                    engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step)
     if data is not None:
-        categories = None
         if db is not None:
             with listener.step("Counting customers' categories in the database"):
                 categories = categories_from_database(db, source.columns, as_of=source.as_of,
@@ -831,7 +850,7 @@ def segment(
 
 
 def cross_sell(
-    source: Source,
+    source: Source | Aggregates,
     *,
     model: ModelOptions = ModelOptions(),
     clv: CLVOptions = CLVOptions(),
@@ -839,16 +858,36 @@ def cross_sell(
     offers: CrossSellOptions = CrossSellOptions(),
     listener: Listener | None = None,
 ) -> CrossSellResult:
-    """Who should be offered which product: a ranking per segment, offers per customer, rules."""
+    """Who should be offered which product: a ranking per segment, offers per customer, rules.
+
+    ``source`` is a log (a file, the sample, a database whose aggregates are computed
+    there), or :class:`Aggregates` computed elsewhere (``clvx.spark.aggregates``): the
+    same aggregates give the same offers.
+    """
     listener = _Recording(listener or Silent())
-    tx = load(source, listener, need=("product",))
-    name, choice = resolve_model(model, listener, tx)
+    tx: Transactions | None = None
+    options: dict = {}
+    if isinstance(source, Source) and source.database is not None:
+        source = database_aggregates(source, offers, period=model.unit, listener=listener)
+    elif isinstance(source, Source) and is_aggregates_folder(source):
+        source = folder_aggregates(source, period=model.unit, listener=listener)
+    if isinstance(source, Aggregates):
+        if source.cross_sell is None:
+            raise InputError(f"{source.label}: cross-sell reads the purchases and catalogue aggregates; compute them with clvx sql")
+        if "total_spend" not in source.summary.columns:
+            raise InputError(f"{source.label}: cross-sell needs each customer's total_spend in the RFM summary; compute it with clvx sql rfm")
+        options = {"summary": source.summary, "categories": source.categories, "aggregates": source.cross_sell}
+        history_days = to_float(source.summary["T"].max(), null=0.0) * source.period.days
+    else:
+        tx = load(source, listener, need=("product",))
+        history_days = _log_days(tx)
+    name, choice = resolve_model(model, listener, tx, options.get("summary"))
     run = run_crosssell(
         tx, exclude_products=offers.exclude_products, offer_horizon=offers.offer_horizon, top=offers.top, period=model.unit,
         method=segments.method, k=segments.k, seed=segments.seed, penalizer=model.penalizer, engine=model.engine,
-        discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step, model=name,
+        discount_rate=clv.discount_rate, horizon=clv.horizon, step=listener.step, model=name, **options,
     )
-    listener.extend(data_notices(run.segments.segmentation.assignments, history_days=_log_days(tx)))
+    listener.extend(data_notices(run.segments.segmentation.assignments, history_days=history_days))
     listener.extend(fit_notices(run.segments.purchase_model, run.segments.gamma_gamma))
     targets = rules = bundles = None
     opted_out = read_customer_ids(offers.exclude_customers, tx) if offers.exclude_customers is not None else None
@@ -878,7 +917,7 @@ def cross_sell(
                 f"change {option('min_support')}, {option('min_lift')} or {option('rules_per_product')} to keep more")))
     if offers.bundles:
         with listener.step("Finding bundles bought in one order"):
-            found = crosssell_bundles(run, tx, min_support=offers.bundle_min_support, top=offers.top_bundles)
+            found = crosssell_bundles(run, min_support=offers.bundle_min_support, top=offers.top_bundles)
         bundles = found.bundles
         if found.n_candidates > bundles.height:
             listener.notice(Notice("info", (
@@ -887,6 +926,103 @@ def cross_sell(
     assignments = run.segments.segmentation.assignments
     return CrossSellResult(run, targets, rules, tx, listener.tuple(), bundles=bundles,
                            opted_out=_opted_out_count(assignments, opted_out), choice=choice)
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """A log's aggregates computed where it lives (a database, a warehouse, Spark): what the analyses read instead of its lines.
+
+    ``summary`` is the ``rfm`` aggregate (with ``total_spend``), ``categories`` the
+    (customer_id, category) pairs of the ``products`` aggregate (None: segments without
+    categories), ``cross_sell`` the purchases, catalogue and baskets of
+    :mod:`segments.aggregates`. :func:`cross_sell` on these gives the offers of the log.
+    """
+
+    summary: pl.DataFrame
+    categories: pl.DataFrame | None
+    cross_sell: CrossSellAggregates | None
+    label: str = "aggregates"
+    period: Period = Period.day
+
+
+AGGREGATE_FILES = ("rfm", "products", "purchases", "catalogue", "baskets")  # a folder of aggregates: <name>.parquet or <name>.csv
+AGGREGATE_IDS = ("customer_id", "product_id", "order_id", "category", "description")  # read as text, exactly as written
+
+
+def is_aggregates_folder(source: Source) -> bool:
+    """True when ``source.input`` is a folder (of aggregates computed elsewhere) rather than a file or a glob."""
+    return isinstance(source.input, (str, Path)) and not is_database(source.input) and Path(source.input).is_dir()
+
+
+def _aggregate_file(folder: Path, name: str) -> Path | None:
+    found = [folder / f"{name}{suffix}" for suffix in (".parquet", ".csv") if (folder / f"{name}{suffix}").is_file()]
+    return found[0] if found else None
+
+
+def _read_aggregate(path: Path) -> pl.DataFrame:
+    try:
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+            return frame.with_columns(pl.col(c).cast(pl.String) for c in AGGREGATE_IDS if c in frame.columns)
+        return pl.read_csv(path, schema_overrides={c: pl.String for c in AGGREGATE_IDS}, encoding="utf8-lossy")
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot be read as an aggregate ({str(exc).splitlines()[0]}); export the query's rows as Parquet or CSV") from None
+
+
+def folder_aggregates(source: Source, *, period: Period = Period.day, cross_sell: bool = True,
+                      listener: Listener | None = None) -> Aggregates:
+    """A folder of aggregates (``rfm``, ``products``, ``purchases``, ``catalogue``, ``baskets``: each ``.parquet`` or ``.csv``,
+    the rows of ``clvx sql <name>``): the summary and categories, and with ``cross_sell`` what cross-sell reads."""
+    listener = listener or Silent()
+    folder = Path(str(source.input))
+    files = {name: _aggregate_file(folder, name) for name in AGGREGATE_FILES}
+    need = ("rfm", "purchases", "catalogue") if cross_sell else ("rfm",)
+    missing = [name for name in need if files[name] is None]
+    if missing:
+        what = "cross-sell reads" if cross_sell else "segments read"
+        raise InputError(f"{folder}: a folder of aggregates needs {', '.join(f'{m}.parquet' for m in missing)} ({what} "
+                         f"{', '.join(need)}; products and baskets are optional); write each with clvx sql <name> in your database")
+    with listener.step("Reading the aggregates"):
+        rfm_file = files["rfm"]
+        assert rfm_file is not None
+        summary = load_summary(rfm_file, source.columns.customer, options=source.read, exclude=source.exclude)
+        products = files["products"]
+        catalogue = _read_aggregate(files["catalogue"]) if files["catalogue"] is not None else None
+        categories = customer_categories_of(_read_aggregate(products), catalogue) if products is not None else None
+        cross = None
+        if cross_sell:
+            purchases_file, catalogue_file, baskets_file = files["purchases"], files["catalogue"], files["baskets"]
+            assert purchases_file is not None and catalogue_file is not None
+            purchases = _read_aggregate(purchases_file)
+            days = to_int(purchases["holdout_days"].max(), null=0) if "holdout_days" in purchases.columns else 0
+            cross = CrossSellAggregates(purchases, catalogue if catalogue is not None else _read_aggregate(catalogue_file),
+                                        _read_aggregate(baskets_file) if baskets_file is not None else None, days)
+    listener.summary_read(str(rfm_file), summary.height, period)
+    if products is None:
+        listener.notice(Notice("info", f"{folder} has no products aggregate, so the segments use no categories; "
+                                       "add products.parquet (clvx sql products) for the segments of the log"))
+    if cross_sell and files["baskets"] is None:
+        listener.notice(Notice("info", f"{folder} has no baskets aggregate, so no offer is timed at checkout, none is a bundle "
+                                       "and there are no bundles; add baskets.parquet (clvx sql baskets) for the offers of the log"))
+    return Aggregates(summary, categories, cross, str(folder), period)
+
+
+def database_aggregates(source: Source, offers: CrossSellOptions = CrossSellOptions(), *, period: Period = Period.day,
+                        listener: Listener | None = None) -> Aggregates:
+    """The RFM summary, customers' categories and cross-sell's aggregates, each computed in ``source``'s database."""
+    listener = _Recording(listener or Silent())
+    db = source.database
+    if db is None:
+        raise InputError(f"{source.label} is not a database; give a postgresql:// or duckdb:/// INPUT")
+    data = summarize(source, period, listener)
+    keep = source.read.keep_placeholder_ids
+    with listener.step("Counting customers' categories in the database"):
+        categories = categories_from_database(db, source.columns, as_of=source.as_of, keep_placeholder_ids=keep)
+    days = holdout_days(offers.offer_horizon.days)
+    with listener.step("Computing cross-sell's aggregates in the database"):
+        purchases, catalogue, baskets = crosssell_from_database(db, source.columns, as_of=source.as_of, holdout_days=days,
+                                                                keep_placeholder_ids=keep)
+    return Aggregates(data.summary, categories, CrossSellAggregates(purchases, catalogue, baskets, days), db.label, period)
 
 
 def _read_table(path: Path, problem: str) -> pl.DataFrame:
@@ -1039,6 +1175,10 @@ def report(
     still count in the totals and the segments.
     """
     listener = _Recording(listener or Silent())
+    if source.database is not None or is_aggregates_folder(source):
+        return _report_from_aggregates(source, title=title, calibration_end=calibration_end, exclude_products=exclude_products,
+                                       model=model, clv=clv, segments=segments, campaign=campaign,
+                                       exclude_customers=exclude_customers, listener=listener)
     offers = read_targets(campaign.targets) if campaign is not None else None
     tx = load(source, listener, need=("product",) if campaign is not None else ())
     if calibration_end is not None:
@@ -1064,6 +1204,37 @@ def report(
     return ReportResult(data, tx, listener.tuple(), choice)
 
 
+def _report_from_aggregates(source: Source, *, title: str, calibration_end: dt.date | None, exclude_products: str | None,
+                            model: ModelOptions, clv: CLVOptions, segments: SegmentOptions, campaign: CampaignOptions | None,
+                            exclude_customers: str | Path | None, listener: _Recording) -> ReportResult:
+    """The report of a database or a folder of aggregates: segments, CLV and cross-sell, from aggregates only."""
+    if calibration_end is not None or campaign is not None:
+        what = option("calibration_end") if calibration_end is not None else option("campaign")
+        raise InputError(f"{source.label}: {what} holds back or windows the order lines, which the aggregates no longer have; "
+                         "drop it for the report of the aggregates, or give the log's file")
+    if source.database is not None:
+        found = database_aggregates(source, period=model.unit, listener=listener)
+    else:
+        found = folder_aggregates(source, period=model.unit, listener=listener)
+    assert found.cross_sell is not None
+    name, choice = resolve_model(model, listener, None, found.summary)
+    data = report_from_aggregates(
+        found.cross_sell, title=title, source=found.label.rsplit("/", 1)[-1] if source.database is None else found.label,
+        summary=found.summary, categories=found.categories, exclude_products=exclude_products, clvx_version=__version__,
+        step=listener.step, period=model.unit, method=segments.method, k=segments.k, seed=segments.seed,
+        penalizer=model.penalizer, engine=model.engine, discount_rate=clv.discount_rate, horizon=clv.horizon, model=name,
+    )
+    listener.extend(data_notices(data.customers, history_days=to_float(found.summary["T"].max(), null=0.0) * model.unit.days))
+    listener.extend(fit_notices(data.segments.purchase_model, data.segments.gamma_gamma))
+    if exclude_customers is not None:
+        opted_out = read_customer_ids(exclude_customers)
+        listener.notice(Notice("info", (
+            f"Opt-outs: {_opted_out_count(data.customers, opted_out):,} customers of {option('exclude_customers')} "
+            f"({opted_out.len():,} ids) left out of the report's customer list (they still count in the totals and segments).")))
+        data = replace(data, opted_out=opted_out)
+    return ReportResult(data, None, listener.tuple(), choice)
+
+
 def sql(
     aggregate: Aggregate | str,
     *,
@@ -1074,8 +1245,10 @@ def sql(
     as_of: dt.date | None = None,
     period: Period = Period.day,
     keep_placeholder_ids: bool = False,
+    offer_horizon: Horizon = CROSS_SELL_HORIZON,
 ) -> str:
-    """The SQL that computes one of clvx's aggregates (``rfm``, ``histories``, ``products``) in ``dialect``.
+    """The SQL that computes one of clvx's aggregates (``rfm``, ``histories``, ``products``; cross-sell's ``purchases``,
+    ``catalogue``, ``baskets``, the first split at ``offer_horizon``) in ``dialect``.
 
     One definition (clv/sql.py) translated by sqlglot; on the bundled sample it gives
     exactly ``clvx.rfm``'s summary on DuckDB, PostgreSQL and Spark.
@@ -1083,7 +1256,8 @@ def sql(
     from clv.sql import aggregate_sql  # sqlglot: loaded only to write SQL
 
     return aggregate_sql(Aggregate(aggregate), Dialect(dialect), columns=columns, table=table, query=query, as_of=as_of,
-                         period=period, keep_placeholder_ids=keep_placeholder_ids, pretty=True)
+                         period=period, keep_placeholder_ids=keep_placeholder_ids,
+                         holdout_days=holdout_days(offer_horizon.days), pretty=True)
 
 
 def sample(*, customers: int = 5_000, seed: int = 42, listener: Listener | None = None) -> Sample:

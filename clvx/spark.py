@@ -27,7 +27,7 @@ import polars as pl
 from clv.errors import InputError
 from clv.load import ColumnMapping
 from clv.models import Horizon, models_from_document, score_customers
-from clv.sql import Aggregate, Dialect, aggregate_sql
+from clv.sql import DEFAULT_HOLDOUT_DAYS, Aggregate, Dialect, aggregate_sql
 from clv.terms import Period
 from segments.cluster import SegmentCentres, customer_features
 
@@ -45,18 +45,51 @@ def aggregate(
     as_of: dt.date | None = None,
     period: Period = Period.day,
     keep_placeholder_ids: bool = False,
+    holdout_days: int = DEFAULT_HOLDOUT_DAYS,
 ) -> Any:
     """One of clvx's aggregates over ``lines``, a Spark DataFrame of order lines, as a Spark DataFrame.
 
     ``columns`` names the DataFrame's columns as the command line's column flags do
     (defaults ``customer_id``, ``date``, ``amount``). On the same rows the ``rfm`` result
     is exactly ``clvx rfm``'s summary (lifetimes' conventions, returns netted, as-of).
+    ``purchases``, ``catalogue`` and ``baskets`` are what cross-sell reads (``holdout_days``:
+    the offer horizon in days); collect them to the driver and pass them to
+    :func:`crosssell` for the offers of ``clvx cross-sell`` on the same rows.
     """
     view = f"clvx_lines_{next(_views)}"
     lines.createOrReplaceTempView(view)
     sql = aggregate_sql(Aggregate(what), Dialect.spark, columns=columns, table=view, as_of=as_of, period=period,
-                        keep_placeholder_ids=keep_placeholder_ids)
+                        keep_placeholder_ids=keep_placeholder_ids, holdout_days=holdout_days)
     return lines.sparkSession.sql(sql)
+
+
+def aggregates(lines: Any, *, columns: ColumnMapping = ColumnMapping(), as_of: dt.date | None = None, period: Period = Period.day,
+               keep_placeholder_ids: bool = False, offer_horizon: str = "90d") -> Any:
+    """What ``clvx.cross_sell`` reads, computed in Spark over ``lines`` and collected to the driver (a ``clvx.Aggregates``).
+
+    The RFM summary (one row per customer), the (customer, category) pairs, and per customer
+    and product the purchases; per product the catalogue; per order and product the baskets
+    (when ``columns`` names an order column). ``clvx.cross_sell(clvx.spark.aggregates(df,
+    ...))`` gives the offers ``clvx cross-sell`` gives on the same rows.
+    """
+    import polars as pl
+
+    from clv.database import customer_categories_of, typed_rfm
+    from clvx import Aggregates
+    from segments.aggregates import CrossSellAggregates, holdout_days
+
+    days = holdout_days(Horizon.parse(offer_horizon).days)
+
+    def collected(what: Aggregate) -> pl.DataFrame:
+        frame = pl.from_arrow(aggregate(lines, what, columns=columns, as_of=as_of, period=period,
+                                        keep_placeholder_ids=keep_placeholder_ids, holdout_days=days).toArrow())
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    baskets = collected(Aggregate.baskets) if columns.order is not None else None
+    catalogue = collected(Aggregate.catalogue)
+    return Aggregates(typed_rfm(collected(Aggregate.rfm)), customer_categories_of(collected(Aggregate.products), catalogue),
+                      CrossSellAggregates(collected(Aggregate.purchases), catalogue, baskets, days), "Spark DataFrame", period)
 
 
 def _scored_names(horizon: Horizon) -> tuple[str, str]:

@@ -23,17 +23,57 @@ WITH source AS (
     AND TRIM(customer_id) <> ''
     AND NOT LOWER(TRIM(customer_id)) IN ('null', 'none', 'nil', 'nan', 'n/a', 'na', '#n/a', '-')
     AND CAST(ts AS DATE) <= CURRENT_DATE
-), bounds AS (
+), known_days AS (
   SELECT
-    MAX(CAST(ts AS DATE)) AS as_of
-  FROM known
-), lines AS (
+    day,
+    ROW_NUMBER() OVER (ORDER BY day) - 1 AS i,
+    COUNT(*) OVER () AS n
+  FROM (
+    SELECT DISTINCT
+      CAST(ts AS DATE) AS day
+    FROM known
+  ) AS distinct_days
+), quartiles AS (
+  SELECT
+    MAX(CASE WHEN i = CAST(FLOOR(CAST(n - 1 AS DOUBLE) * 0.25) AS BIGINT) THEN day END) AS low,
+    MAX(
+      CASE
+        WHEN i = CAST(FLOOR(CAST(n - 1 AS DOUBLE) * 0.75) AS BIGINT) + CASE
+          WHEN CAST(n - 1 AS DOUBLE) * 0.75 - FLOOR(CAST(n - 1 AS DOUBLE) * 0.75) > 0.5
+          THEN 1
+          WHEN CAST(n - 1 AS DOUBLE) * 0.75 - FLOOR(CAST(n - 1 AS DOUBLE) * 0.75) = 0.5
+          AND CAST(FLOOR(CAST(n - 1 AS DOUBLE) * 0.75) AS BIGINT) % 2 = 1
+          THEN 1
+          ELSE 0
+        END
+        THEN day
+      END
+    ) AS high
+  FROM known_days
+), far_past AS (
+  SELECT
+    low,
+    GREATEST(5 * DATE_DIFF('DAY', low, high), 3653) AS gap_days
+  FROM quartiles
+), kept AS (
   SELECT
     known.*
   FROM known
+  CROSS JOIN far_past
+  WHERE
+    far_past.low IS NULL
+    OR DATE_DIFF('DAY', CAST(known.ts AS DATE), far_past.low) <= far_past.gap_days
+), bounds AS (
+  SELECT
+    MAX(CAST(ts AS DATE)) AS as_of
+  FROM kept
+), lines AS (
+  SELECT
+    kept.*
+  FROM kept
   CROSS JOIN bounds
   WHERE
-    CAST(known.ts AS DATE) <= bounds.as_of
+    CAST(kept.ts AS DATE) <= bounds.as_of
 ), anchored AS (
   SELECT
     customer_id,

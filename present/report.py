@@ -91,10 +91,18 @@ MODEL_SOURCES = {"bgnbd": "Fader, Hardie & Lee 2005", "mbgnbd": "Batislam, Deniz
 def methodology(data: ReportData) -> list[tuple[str, str]]:
     bg, gg, q = data.segments.purchase_model, data.segments.gamma_gamma, data.quality
     seg = data.segments.segmentation
+    if q is None:  # aggregates computed where the log lives: their SQL applied clvx's rules to the lines
+        data_rows = [("Data", f"{data.source}: {data.columns}, to {data.as_of}"),
+                     ("Excluded", "rows without a customer, dated after today, far before the rest or after the as-of date "
+                                  "(clvx's rules, applied in the aggregates' SQL)")]
+    else:
+        data_rows = [
+            ("Data", f"{data.source}: {q.n_rows:,} rows, {q.first_date.date() if q.first_date else '?'} to {data.as_of}; columns {data.columns}"),
+            ("Excluded", "; ".join(excluded(q)) or "nothing"),
+            *([("Kept", "; ".join(kept(q)))] if kept(q) else []),
+        ]
     rows = [
-        ("Data", f"{data.source}: {q.n_rows:,} rows, {q.first_date.date() if q.first_date else '?'} to {data.as_of}; columns {data.columns}"),
-        ("Excluded", "; ".join(excluded(q)) or "nothing"),
-        *([("Kept", "; ".join(kept(q)))] if kept(q) else []),
+        *data_rows,
         ("Purchases", f"{bg.label} ({MODEL_SOURCES[bg.MODEL]}) per {data.period}: "
                       + ", ".join(f"{n} = {v:.4f}" for n, v in zip(bg.NAMES, bg.params, strict=True))
                       + f"; log-likelihood {bg.log_likelihood:,.2f}; {bg.n_customers:,} customers; engine {bg.engine}"),

@@ -61,23 +61,34 @@ class Ownership:
 def non_product_ids(lines: pl.DataFrame | pl.LazyFrame, exclude: str | None = None) -> pl.DataFrame:
     """Products that are not products, with the rule that caught each (``product_id, reason``).
 
+    ``lines`` (lazy or not) has ``product_id, amount`` and optionally ``description``; they
+    are counted per product as in the catalogue aggregate (:mod:`segments.aggregates`) and
+    judged by :func:`excluded_products`.
+    """
+    lines = lines.lazy()
+    has_desc = "description" in lines.collect_schema().names()
+    per = collect(lines.group_by("product_id").agg(
+        pl.len().cast(pl.Int64).alias("n_lines"),
+        (pl.col("amount") <= TINY_AMOUNT).sum().cast(pl.Int64).alias("n_tiny_lines"),
+        *([pl.col("description").drop_nulls().mode().sort().first()] if has_desc else []),
+    ))
+    return excluded_products(per, exclude)
+
+
+def excluded_products(catalogue: pl.DataFrame, exclude: str | None = None) -> pl.DataFrame:
+    """Products of the catalogue (``product_id, n_lines, n_tiny_lines[, description]``) that are not products, with the rule.
+
     A product id is excluded when:
 
     1. it or its description matches ``exclude`` (a regular expression), or
     2. its description matches ``SERVICE_PATTERN`` (postage, carriage, fee, discount,
        manual, adjustment, bank charges, commission, samples, voucher, ...), or
     3. most ids (over 90%) contain a digit and this one has none (``POST``, ``DOT``, ``M``), or
-    4. its median line amount is at most 0.01 (``PADS`` at 0.001; adjustments and
-       discounts, which are negative).
-
-    ``lines`` (lazy or not) has ``product_id, amount`` and optionally ``description``.
+    4. at least half of its lines are at most 0.01 (``PADS`` at 0.001; adjustments and
+       discounts, which are negative): a count, so a database computes it exactly too.
     """
-    lines = lines.lazy()
-    has_desc = "description" in lines.collect_schema().names()
-    per = collect(lines.group_by("product_id").agg(
-        pl.col("amount").median().alias("_median"),
-        (pl.col("description").drop_nulls().first() if has_desc else pl.lit(None, dtype=pl.String)).alias("_desc"),
-    ))
+    desc = pl.col("description") if "description" in catalogue.columns else pl.lit(None, dtype=pl.String)
+    per = catalogue.select("product_id", desc.alias("_desc"), (2 * pl.col("n_tiny_lines") >= pl.col("n_lines")).alias("_tiny"))
     ids = per["product_id"]
     with_digit = to_float(ids.str.contains(r"\d").mean(), null=0.0)
     reasons = [
@@ -85,7 +96,7 @@ def non_product_ids(lines: pl.DataFrame | pl.LazyFrame, exclude: str | None = No
         if exclude else None,
         (pl.col("_desc").fill_null("").str.contains(SERVICE_PATTERN) | pl.col("product_id").str.contains(SERVICE_PATTERN), "service or fee line"),
         (~pl.col("product_id").str.contains(r"\d"), "service code (no digits, unlike most ids)") if with_digit > DIGIT_SHARE_FOR_CODE_RULE else None,
-        (pl.col("_median") <= TINY_AMOUNT, "zero, tiny or negative prices"),
+        (pl.col("_tiny"), "zero, tiny or negative prices"),
     ]
     reason = pl.lit(None, dtype=pl.String)
     for rule in reversed([r for r in reasons if r is not None]):
@@ -144,13 +155,16 @@ def validate_pattern(pattern: str | None) -> None:
         )
 
 
-def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | None = None) -> Ownership:
+def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | None = None, *,
+                    orders: pl.LazyFrame | pl.DataFrame | None = None) -> Ownership:
     """Ownership from purchase lines (``customer_id, product_id, date[, order_id]``, amounts > 0).
 
     ``customers`` fixes the row order (default: sorted ids in ``lines``); products are
     sorted ids. Only aggregates are collected (first purchase per customer and product,
     distinct order-product pairs), never the lines themselves. A line without an order id
     is in no basket; when no line has one there are no baskets, as without the column.
+    ``orders`` (``order_id, product_id, customer_id``: the baskets aggregate) gives the
+    baskets instead of the lines' own order ids.
     """
     lines = lines.lazy()
     first = collect(lines.group_by("customer_id", "product_id").agg(pl.col("date").min().alias("_first")))
@@ -173,22 +187,23 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     T = sparse.csr_matrix((days, (rows, cols)), shape=shape)
     del first
     baskets = basket_customer = None
-    if "order_id" in lines.collect_schema().names():
-        orders = collect(
-            lines.select("order_id", "product_id", "customer_id").drop_nulls("order_id")
+    source = orders.lazy() if orders is not None else lines if "order_id" in lines.collect_schema().names() else None
+    if source is not None:
+        basket_rows = collect(
+            source.select("order_id", "product_id", "customer_id").drop_nulls("order_id")
             .group_by("order_id", "product_id").agg(pl.col("customer_id").min())
             .join(prod_idx.lazy(), on="product_id")
             .join(cust_idx.lazy(), on="customer_id", how="left")
             .select(pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1, "_j", pl.col("_u").fill_null(-1))
         )
-        if orders.height:
-            n_orders = to_int(orders["_o"].max()) + 1
+        if basket_rows.height:
+            n_orders = to_int(basket_rows["_o"].max()) + 1
             baskets = sparse.csr_matrix(
-                (np.ones(orders.height), (orders["_o"].to_numpy(), orders["_j"].to_numpy())),
+                (np.ones(basket_rows.height), (basket_rows["_o"].to_numpy(), basket_rows["_j"].to_numpy())),
                 shape=(n_orders, len(products)),
             )
             # An order id shared by two customers (bad data) belongs to the first of them.
-            per_order = orders.group_by("_o").agg(pl.col("_u").min())
+            per_order = basket_rows.group_by("_o").agg(pl.col("_u").min())
             basket_customer = np.full(n_orders, -1, dtype=np.int64)
             basket_customer[per_order["_o"].to_numpy()] = per_order["_u"].to_numpy()
     return Ownership(X, T, customers, products, baskets, basket_customer)

@@ -19,9 +19,9 @@ all) x g(score)``, with P(buys at all) = 1 - P(no purchase in the horizon) from 
 (``clv.models.churn_risk``) and g an
 isotonic curve fitted on an inner split (the log without its last horizon of days, see
 :class:`Calibration`). Expected revenue of an offer = its probability x what this customer
-would spend on the product: its typical line value (median, shrunk toward the catalogue's
-for products few own) x the customer's line size, times the inner split's ratio of actual to
-predicted spend of new buyers in the same decile of prediction.
+would spend on the product: its revenue per order (pooled over its buyers, shrunk toward the
+catalogue's for products few own) x the customer's order size, times the inner split's ratio
+of actual to predicted spend of new buyers in the same decile of prediction.
 
 The segment x product table ranks, per segment, the products with the most expected
 revenue from the segment's non-owners: ``expected_buyers`` is the sum of their
@@ -42,7 +42,8 @@ from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from clv.errors import InputError
-from clv.rfm import collect, exact_sum
+from clv.rfm import exact_sum
+from segments.aggregates import typical_values
 from segments.associations import MIN_PAIR_COUNT, SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
 from segments.variants import split_variants, variant_pairs
 
@@ -74,7 +75,7 @@ CALIBRATION_TOLERANCE = 0.2  # expected over actual on a backtest beyond 1 +- th
 VALUE_BINS = 10  # deciles of predicted spend, each with its own ratio of actual to predicted spend
 MIN_VALUE_BIN_PURCHASES = 20  # inner first purchases per decile below which one overall ratio is used
 TYPICAL_PSEUDO_OWNERS = 5.0  # pseudo-owners at the catalogue's median line value in each product's typical value
-SCALE_PSEUDO_LINES = 5.0  # pseudo-lines at the typical value in each customer's line size
+SCALE_PSEUDO_LINES = 5.0  # pseudo-orders at the typical value in each customer's order size
 COMPETING_VARIANT = "variant"  # relation of an offer its owners chose instead (offered only when allowed)
 COLLECTED_VARIANT = "variant, often bought together"  # relation of another colour its owners also buy
 EXPLAIN_ENTRIES = 4_000_000  # (offer, owned product) entries looked at once when citing a reason
@@ -121,7 +122,7 @@ class CrossSellModel:
     trend: np.ndarray  # per product: share of customers who bought it for the first time in the log's last TREND_DAYS
     population_penetration: np.ndarray
     p_active: np.ndarray  # per customer
-    typical_value: np.ndarray  # per product: median line value (shrunk, see typical_line_values)
+    typical_value: np.ndarray  # per product: revenue per order (shrunk, see typical_order_values)
     substitutes: sparse.csr_matrix | None
     pairs: pl.DataFrame
     variants: sparse.csr_matrix | None = None  # products x products: competing variants, offered only when allowed (symmetric)
@@ -138,8 +139,8 @@ class Calibration:
     ``edges``) whose customer, having bought anything in the held-out days, bought that
     product for the first time: isotonic in the score (pool-adjacent-violators over the
     bins). An offer's probability is ``P(the customer buys in the horizon) x probability``.
-    What a new buyer spends on the product within the horizon is predicted as its typical
-    line value x the customer's line size (:func:`typical_line_values`,
+    What a new buyer spends on the product within the horizon is predicted as its revenue
+    per order x the customer's order size (:func:`typical_order_values`,
     :func:`customer_spend_scale`), then multiplied by the ratio of what the inner split's new
     buyers actually spent to that prediction, per decile of the prediction (``value_edges``,
     ``value_ratios``): small predictions run low and large ones high (regression to the mean),
@@ -272,40 +273,48 @@ def value_deciles(predicted: np.ndarray, paid: np.ndarray, overall: float) -> tu
     return edges, ratios
 
 
-def typical_line_values(lines: pl.LazyFrame) -> pl.DataFrame:
-    """``product_id, value``: each product's median line value, shrunk toward the catalogue's on a log scale.
+def typical_order_values(purchases: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
+    """``product_id, value``: each product's revenue per order (:func:`segments.aggregates.typical_values`),
+    shrunk toward the catalogue's on a log scale.
 
-    ``log value_j = (owners_j x log median_j + TYPICAL_PSEUDO_OWNERS x log m) / (owners_j +
-    TYPICAL_PSEUDO_OWNERS)``, m the median over products of their medians: a product one
-    customer bought once in bulk (74,215 storage jars in one line) would otherwise promise
-    every new buyer that line. ``lines`` has ``customer_id, product_id, amount`` (amounts > 0).
+    ``log value_j = (owners_j x log v_j + TYPICAL_PSEUDO_OWNERS x log m) / (owners_j +
+    TYPICAL_PSEUDO_OWNERS)``, m the median over products of their values: a product one
+    customer bought once in bulk (74,215 storage jars in one order) would otherwise promise
+    every new buyer that order. ``purchases`` is the purchases aggregate; ``prefix``
+    ``"inner_"`` reads its counts before the inner split.
     """
-    per = collect(lines.group_by("product_id").agg(pl.col("amount").median().alias("_median"),
-                                                   pl.col("customer_id").n_unique().alias("_owners")))
-    positive = per.filter(pl.col("_median") > 0)
+    lines = "inner_lines" if prefix else "n_lines"
+    owners = purchases.filter(pl.col(lines) > 0).group_by("product_id").agg(pl.len().alias("_owners"))
+    per = typical_values(purchases, prefix).join(owners, on="product_id", how="left").with_columns(pl.col("_owners").fill_null(0))
+    positive = per.filter(pl.col("value") > 0)
     if positive.height == 0:
-        return per.select("product_id", pl.col("_median").alias("value"))
-    log_m = float(np.log(positive["_median"].median()))  # type: ignore[arg-type]
-    shrunk = ((pl.col("_owners") * pl.col("_median").log() + TYPICAL_PSEUDO_OWNERS * log_m) / (pl.col("_owners") + TYPICAL_PSEUDO_OWNERS)).exp()
-    return per.select("product_id", pl.when(pl.col("_median") > 0).then(shrunk).otherwise(pl.col("_median")).alias("value"))
+        return per.select("product_id", "value")
+    log_m = float(np.log(positive["value"].median()))  # type: ignore[arg-type]
+    shrunk = ((pl.col("_owners") * pl.col("value").log() + TYPICAL_PSEUDO_OWNERS * log_m) / (pl.col("_owners") + TYPICAL_PSEUDO_OWNERS)).exp()
+    return per.select("product_id", pl.when(pl.col("value") > 0).then(shrunk).otherwise(pl.col("value")).alias("value"))
 
 
-def customer_spend_scale(lines: pl.LazyFrame, typical_values: pl.DataFrame) -> pl.DataFrame:
-    """``customer_id, scale``: the customer's line size, their spend over the typical values of their lines.
+def customer_spend_scale(purchases: pl.DataFrame, typical_values: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
+    """``customer_id, scale``: the customer's order size, their spend over the typical values of their orders.
 
     A wholesaler ordering by the carton has a scale of 10; a shop buying singles, 0.5. What
     a customer will spend on a product new to them is its typical value x their scale. The
-    ratio is shrunk toward 1 on a log scale with ``SCALE_PSEUDO_LINES`` typical lines
-    (``log scale = n_lines x log ratio / (n_lines + SCALE_PSEUDO_LINES)``): one bulk line
-    (74,215 jars, a ratio of 5,000) says little about the next purchase.
+    ratio is shrunk toward 1 on a log scale with ``SCALE_PSEUDO_LINES`` typical orders
+    (``log scale = n x log ratio / (n + SCALE_PSEUDO_LINES)``, n the customer's orders of
+    products): one bulk order (74,215 jars, a ratio of 5,000) says little about the next
+    purchase. From the purchases aggregate (``prefix`` as in :func:`typical_order_values`).
     """
+    orders = pl.when(pl.col(f"{prefix}orders" if prefix else "n_orders") > 0).then(pl.col(f"{prefix}orders" if prefix else "n_orders")) \
+        .otherwise(pl.col(f"{prefix}lines" if prefix else "n_lines"))
     ratio = pl.col("_spend") / pl.col("_typical")
-    return collect(
-        lines.join(typical_values.lazy(), on="product_id", how="inner")
+    return (
+        purchases.filter(pl.col(f"{prefix}lines" if prefix else "n_lines") > 0)
+        .join(typical_values, on="product_id", how="inner")
         .group_by("customer_id")
-        .agg(pl.col("amount").sum().alias("_spend"), pl.col("value").sum().alias("_typical"), pl.len().alias("_lines"))
+        .agg(exact_sum(pl.col(f"{prefix}revenue")).alias("_spend"), (orders * pl.col("value")).sum().alias("_typical"), orders.sum().alias("_n"))
         .filter((pl.col("_spend") > 0) & (pl.col("_typical") > 0))
-        .select("customer_id", (ratio.log() * pl.col("_lines") / (pl.col("_lines") + SCALE_PSEUDO_LINES)).exp().alias("scale"))
+        .select("customer_id", (ratio.log() * pl.col("_n") / (pl.col("_n") + SCALE_PSEUDO_LINES)).exp().alias("scale"))
+        .sort("customer_id")
     )
 
 
@@ -432,8 +441,8 @@ def build_model(
     """Fit the scorer: pair counts, shrunk confidences, segment penetration, substitutes.
 
     ``customers`` has ``customer_id, segment, p_active`` in ``own.customers`` order;
-    ``typical_values`` has ``product_id, value``: each product's typical line value
-    (:func:`typical_line_values`); ``customer_scale`` has ``customer_id, scale``
+    ``typical_values`` has ``product_id, value``: each product's revenue per order
+    (:func:`typical_order_values`); ``customer_scale`` has ``customer_id, scale``
     (:func:`customer_spend_scale`, 1 for customers not in it);
     ``categories`` has ``product_id, category``; ``products`` has ``product_id`` with
     ``description`` (and ``category``) for finding variants (blocked when competing, offered

@@ -28,6 +28,7 @@ from clv.models import (
 )
 from clv.rfm import Period, ScoreBins, collect, exact_sum, rfm_summary, score_rfm
 from clv.scalars import to_int
+from segments.aggregates import CrossSellAggregates, catalogue_of, crosssell_aggregates, holdout_days
 from segments.associations import (
     MIN_BUNDLE_SUPPORT,
     TOP_BUNDLES,
@@ -35,8 +36,8 @@ from segments.associations import (
     RuleBounds,
     association_rules,
     build_ownership,
+    excluded_products,
     find_bundles,
-    non_product_ids,
     pair_timing,
     scaled_timing,
     strong_pairs,
@@ -65,7 +66,7 @@ from segments.crosssell import (
     score_quantiles,
     segment_ranking,
     segment_ranking_calibration,
-    typical_line_values,
+    typical_order_values,
     uncalibrated,
     without_single_buyers,
 )
@@ -100,20 +101,25 @@ class SegmentRun:
 
 
 def customer_categories(tx: Transactions) -> pl.DataFrame | None:
-    """(customer_id, category) pairs bought: the category column, else product names, else ids.
+    """(customer_id, category) pairs bought: the category column, else each product's name in the catalogue, else ids.
 
+    A product's name is its most frequent description (:func:`segments.aggregates.catalogue_of`),
+    so a database computes the same pairs from its products and catalogue aggregates.
     ``category`` is Categorical: the pairs are deduplicated on its small integer codes
     rather than on text, which takes a third less memory at the peak of a large run.
     """
-    for column in ("category", "description", "product_id"):
-        if tx.has(column):
-            return collect(
-                tx.frame.filter(pl.col("amount") > 0)
-                .select("customer_id", pl.col(column).str.strip_chars().cast(pl.Categorical).alias("category"))
-                .drop_nulls()
-                .unique()
-            )
-    return None
+    bought = tx.frame.filter(pl.col("amount") > 0)
+    if tx.has("category"):
+        pairs = bought.select("customer_id", pl.col("category").str.strip_chars())
+    elif tx.has("product_id") and tx.has("description"):
+        names = catalogue_of(tx).select("product_id", pl.col("description").alias("category"))
+        pairs = bought.filter(pl.col("product_id").is_not_null()).select("customer_id", "product_id").unique().join(
+            names.lazy(), on="product_id").select("customer_id", "category")
+    elif tx.has("product_id"):
+        pairs = bought.select("customer_id", pl.col("product_id").str.strip_chars().alias("category"))
+    else:
+        return None
+    return collect(pairs.drop_nulls().with_columns(pl.col("category").cast(pl.Categorical)).unique())
 
 
 def run_segmentation(
@@ -190,16 +196,7 @@ class CrossSellRun:
     excluded: pl.DataFrame  # product_id, reason, lines, revenue
     products: pl.DataFrame  # product_id with description / category when known
     offer_horizon: Horizon  # of the offers' expected buyers and revenue
-
-
-def product_info(tx: Transactions) -> pl.DataFrame:
-    """One row per product: its most frequent description and category, when the log has them."""
-    extra = [c for c in ("description", "category") if tx.has(c)]
-    lines = tx.frame.filter(pl.col("product_id").is_not_null())
-    if not extra:
-        return collect(lines.select("product_id").unique().sort("product_id"))
-    aggs = [pl.col(c).drop_nulls().str.strip_chars().mode().sort().first().alias(c) for c in extra]
-    return collect(lines.group_by("product_id").agg(aggs).sort("product_id"))
+    baskets: pl.DataFrame | None = None  # the baskets aggregate of the products cross-sold, when orders are known
 
 
 def _purchase_lines(tx: Transactions) -> pl.LazyFrame:
@@ -207,50 +204,66 @@ def _purchase_lines(tx: Transactions) -> pl.LazyFrame:
     return tx.frame.filter(pl.col("product_id").is_not_null() & (pl.col("amount") > 0)).select(cols)
 
 
+def _first_purchases(purchases: pl.DataFrame) -> pl.LazyFrame:
+    """The purchases aggregate as the one line per customer and product that ownership needs (its first purchase)."""
+    return purchases.lazy().select("customer_id", "product_id", pl.col("first_purchase_at").alias("date"))
+
+
 def run_crosssell(
-    tx: Transactions,
+    tx: Transactions | None,
     *,
     exclude_products: str | None = None,
     offer_horizon: Horizon = CROSS_SELL_HORIZON,
     top: int = 5,
     step: Step = no_step,
+    aggregates: CrossSellAggregates | None = None,
     **segment_options,
 ) -> CrossSellRun:
-    """Segments, then the cross-sell scorer on their non-excluded purchases, then the segment x product ranking."""
-    if not tx.has("product_id"):
+    """Segments, then the cross-sell scorer on their non-excluded purchases, then the segment x product ranking.
+
+    Cross-sell reads the log only through its aggregates (:mod:`segments.aggregates`):
+    computed here from ``tx``, or given as ``aggregates`` (from a database, a warehouse or
+    Spark) with the RFM ``summary`` and ``categories`` of :func:`run_segmentation`
+    (``tx`` None). The same aggregates give the same offers.
+    """
+    if tx is not None and not tx.has("product_id"):
         from clv.errors import InputError, option
 
         raise InputError(f"cross-sell needs a product column; name it with {option('product_col')}")
     validate_pattern(exclude_products)
+    days = holdout_days(offer_horizon.days)
     seg = run_segmentation(tx, step=step, **segment_options)
     with step("Counting products bought together"):
-        products = product_info(tx)
-        all_lines = tx.frame.filter(pl.col("product_id").is_not_null()).select("product_id", "amount")
-        excluded = non_product_ids(all_lines.join(products.lazy(), on="product_id", how="left"), exclude_products)
-        excluded = excluded.join(
-            collect(all_lines.group_by("product_id").agg(pl.len().alias("lines"), exact_sum(pl.col("amount")).alias("revenue"))),
-            on="product_id", how="left",
-        )
-        lines = _purchase_lines(tx).join(excluded.lazy().select("product_id"), on="product_id", how="anti")
-        typical = typical_line_values(lines)
+        if aggregates is None:
+            assert tx is not None
+            aggregates = crosssell_aggregates(tx, days)
+        else:
+            aggregates = aggregates.checked(days)
+        catalogue = aggregates.catalogue
+        products = catalogue.select("product_id", *(c for c in ("description", "category") if c in catalogue.columns))
+        excluded = excluded_products(catalogue, exclude_products).join(
+            catalogue.select("product_id", pl.col("n_lines").alias("lines"), "revenue"), on="product_id", how="left")
+        purchases = aggregates.purchases.join(excluded.select("product_id"), on="product_id", how="anti")
+        baskets = aggregates.baskets.join(excluded.select("product_id"), on="product_id", how="anti") if aggregates.baskets is not None else None
+        typical = typical_order_values(purchases)
         assignments = seg.segmentation.assignments.sort("customer_id")
         x, tx_, T = float_columns(assignments, "frequency", "recency", "T")
         buys = 1.0 - churn_risk(seg.purchase_model, offer_horizon.periods(seg.period.days), x, tx_, T)  # P(a purchase in the horizon)
         customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", buys))
     with step("Calibrating offer probabilities on the last days of the log", total=1.0) as progress:
-        calibration = inner_calibration(tx, lines, customers, offer_horizon, advance=getattr(progress, "advance", None))
+        calibration = inner_calibration(purchases, customers, offer_horizon, advance=getattr(progress, "advance", None))
     with step("Fitting the item model", total=1.0) as progress:
-        own = without_single_buyers(build_ownership(lines, customers["customer_id"]))
+        own = without_single_buyers(build_ownership(_first_purchases(purchases), customers["customer_id"], orders=baskets))
         categories = products.select("product_id", "category") if "category" in products.columns else None
         model = build_model(own, customers, typical, categories=categories, products=products, ridge=calibration.ridge,
-                            customer_scale=customer_spend_scale(lines, typical), advance=getattr(progress, "advance", None))
+                            customer_scale=customer_spend_scale(purchases, typical), advance=getattr(progress, "advance", None))
         if calibration.n_purchases:
             calibration = replace(calibration, applied_edges=score_quantiles(model))
         model = replace(model, calibration=calibration)
     ranking = segment_ranking(model, top=top, products=products if products.width > 1 else None)
     order = {name: i for i, name in enumerate(seg.segmentation.profile["segment"].to_list())}
     ranking = ranking.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "rank")
-    run = CrossSellRun(seg, model, ranking, excluded, products, offer_horizon)
+    run = CrossSellRun(seg, model, ranking, excluded, products, offer_horizon, baskets)
     return replace(run, ranking=ranking_timing(run, ranking))
 
 
@@ -275,35 +288,37 @@ def offer_timing(run: CrossSellRun, offers: pl.DataFrame, *, cited: str, offered
     return out["timing"].fill_null(NO_PRODUCT_LINK)
 
 
-def inner_calibration(tx: Transactions, lines: pl.LazyFrame, customers: pl.DataFrame, horizon: Horizon, *,
+def inner_calibration(purchases: pl.DataFrame, customers: pl.DataFrame, horizon: Horizon, *,
                       advance: Callable[[float], None] | None = None) -> Calibration:
     """Fit offer probabilities on an inner split: the log without its last ``horizon`` days, scored on those days.
 
-    The inner model is built exactly as the real one (same products left out, same
-    segments); its customers who bought anything in the held-out days show how often a
-    score turns into a first purchase of that product within the horizon. ``advance`` is
-    told the share done, that of the inner item models (one per candidate lambda, solved together), the bulk of the work.
+    ``purchases`` is the purchases aggregate (:mod:`segments.aggregates`) of the products
+    cross-sold, split at those days: ``inner_*`` counts the lines before them,
+    ``holdout_revenue`` the spend in them. The inner model is built exactly as the real one
+    (same products left out, same segments); its customers who bought anything in the
+    held-out days show how often a score turns into a first purchase of that product
+    within the horizon. ``advance`` is told the share done, that of the inner item models
+    (one per candidate lambda, solved together), the bulk of the work.
     """
-    horizon_days = max(1, round(horizon.days))
-    end = dt.datetime.combine(tx.as_of + dt.timedelta(days=1), dt.time())
-    cut = end - dt.timedelta(days=horizon_days)
-    inner_lines = lines.filter(pl.col("date") < cut)
-    later = lines.filter((pl.col("date") >= cut) & (pl.col("date") < end))
-    inner_ids = collect(inner_lines.select("customer_id").unique())
+    horizon_days = holdout_days(horizon.days)
+    inner = purchases.filter(pl.col("inner_lines") > 0)
+    later = purchases.filter(pl.col("holdout_revenue").is_not_null())
+    inner_ids = inner.select("customer_id").unique()
     if inner_ids.height == 0:
         return uncalibrated(horizon_days)
     inner_customers = customers.join(inner_ids, on="customer_id", how="semi").sort("customer_id").with_columns(pl.lit(1.0).alias("p_active"))
-    own = without_single_buyers(build_ownership(inner_lines, inner_customers["customer_id"]))
-    typical = typical_line_values(inner_lines)
+    own = without_single_buyers(build_ownership(_first_purchases(inner), inner_customers["customer_id"]))
+    typical = typical_order_values(inner, "inner_")
     weights = item_weights_for(own.X, RIDGES, advance=advance)  # every candidate lambda at once: neighbours and Gram blocks shared
-    model = build_model(own, inner_customers, typical, customer_scale=customer_spend_scale(inner_lines, typical),
+    model = build_model(own, inner_customers, typical, customer_scale=customer_spend_scale(inner, typical, "inner_"),
                         weights=weights[RIDGES.index(RIDGE)])
-    spend = holdout_spend(later, own.customers, own.products)
+    spend = holdout_spend(later.lazy().select("customer_id", "product_id", pl.col("holdout_revenue").alias("amount")),
+                          own.customers, own.products)
     bought = sparse.csr_matrix((spend["amount"].to_numpy(), (spend["_u"].to_numpy(), spend["_j"].to_numpy())), shape=own.X.shape)
     new = bought - bought.multiply(own.X > 0)
     new.data = np.maximum(new.data, 0.0)
     new.eliminate_zeros()
-    buyers = collect(later.select("customer_id").unique())
+    buyers = later.select("customer_id").unique()
     active = np.flatnonzero(own.customers.is_in(buyers["customer_id"].implode()).to_numpy())
     truth = (new > 0).astype(np.float64).tocsr()
     ridge, model = choose_ridge(model, truth, weights=weights)
@@ -433,7 +448,7 @@ class ReportData:
     as_of: dt.date
     period: str
     columns: str
-    quality: DataQuality
+    quality: DataQuality | None  # None when the report was built from aggregates computed where the log lives
     segments: SegmentRun
     customers: pl.DataFrame  # segment assignments with CLV columns
     cross_sell: CrossSellRun | None
@@ -446,6 +461,36 @@ class ReportData:
     campaign: Any = None  # a CampaignMeasurement with its window (start, end), when a campaign is measured
     opted_out: pl.Series | None = None  # customer ids never listed one by one (they still count in totals)
     diagnostics: HoldoutDiagnostics | None = None  # interval coverage, PIT, tracking, deciles on the holdout
+
+
+def report_from_aggregates(
+    aggregates: CrossSellAggregates,
+    *,
+    title: str,
+    source: str,
+    summary: pl.DataFrame,
+    categories: pl.DataFrame | None = None,
+    exclude_products: str | None = None,
+    clvx_version: str = "",
+    step: Step = no_step,
+    **options,
+) -> ReportData:
+    """The report of a log known only by its aggregates (a database, a warehouse, Spark): segments, CLV and cross-sell.
+
+    The backtests hold back the days after a calibration date, which the aggregates no
+    longer have; the rest is what :func:`build_report` shows for the log itself.
+    """
+    cross = run_crosssell(None, exclude_products=exclude_products, step=step, aggregates=aggregates, summary=summary,
+                          categories=categories, **options)
+    as_of = aggregates.as_of
+    assert as_of is not None
+    return ReportData(
+        title=title, source=source, as_of=as_of, period=options.get("period", Period.day).value,
+        columns="aggregates computed where the log lives", quality=None, segments=cross.segments,
+        customers=cross.segments.segmentation.assignments, cross_sell=cross, rules=crosssell_rules(cross).rules,
+        bundles=crosssell_bundles(cross).bundles if cross.baskets is not None else None, backtest=None, cross_sell_backtest=None,
+        discount_rate=cross.segments.discount_rate, clvx_version=clvx_version,
+    )
 
 
 def build_report(
@@ -492,7 +537,7 @@ def build_report(
         customers=seg.segmentation.assignments,
         cross_sell=cross,
         rules=crosssell_rules(cross).rules if cross is not None else None,
-        bundles=crosssell_bundles(cross, tx).bundles if cross is not None and tx.has("order_id") else None,
+        bundles=crosssell_bundles(cross).bundles if cross is not None and cross.baskets is not None else None,
         backtest=backtest,
         cross_sell_backtest=cross_backtest,
         discount_rate=seg.discount_rate,
@@ -501,19 +546,18 @@ def build_report(
     )
 
 
-def crosssell_bundles(run: CrossSellRun, tx: Transactions, *, min_support: float = MIN_BUNDLE_SUPPORT, top: int = TOP_BUNDLES) -> Bundles:
+def crosssell_bundles(run: CrossSellRun, *, min_support: float = MIN_BUNDLE_SUPPORT, top: int = TOP_BUNDLES) -> Bundles:
     """Sets of 2-3 products bought together in one order (the cross-sell's products), with names."""
-    if not tx.has("order_id"):
+    if run.baskets is None:
         from clv.errors import InputError, option
 
-        raise InputError(f"bundles are products bought in one order, so they need an order column; name it with {option('order_col')}")
+        raise InputError("bundles are products bought in one order, so they need an order column (name it with "
+                         f"{option('order_col')}) or the baskets aggregate (clvx sql baskets)")
     products = run.model.own.products
-    lines = _purchase_lines(tx).filter(pl.col("order_id").is_not_null()).join(
-        pl.LazyFrame({"product_id": products, "_j": np.arange(len(products), dtype=np.int64)}), on="product_id")
-    per = collect(lines.group_by("order_id", "_j").agg(exact_sum(pl.col("amount")).alias("amount"))
-                  .with_columns(pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1))
+    per = collect(run.baskets.lazy().join(pl.LazyFrame({"product_id": products, "_j": np.arange(len(products), dtype=np.int64)}), on="product_id")
+                  .select("_j", "revenue", pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1))
     n_orders = to_int(per["_o"].max(), null=-1) + 1
-    revenue = sparse.csr_matrix((per["amount"].to_numpy(), (per["_o"].to_numpy(), per["_j"].to_numpy())), shape=(n_orders, len(products)))
+    revenue = sparse.csr_matrix((per["revenue"].to_numpy(), (per["_o"].to_numpy(), per["_j"].to_numpy())), shape=(n_orders, len(products)))
     found = find_bundles(revenue, products, min_support=min_support, top=top)
     named = with_names(found.bundles, run.products, {"product_1": "description_1", "product_2": "description_2", "product_3": "description_3"})
     return replace(found, bundles=named)

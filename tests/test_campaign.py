@@ -126,7 +126,7 @@ def test_bundle_metrics_match_their_definitions_on_hand_checked_orders():
 def test_bundles_need_orders_and_a_sane_support(sample_run, sample_tx):
     with pytest.raises(InputError, match="bundle_min_support='1.5' must be a share of orders"):
         find_bundles(sparse.csr_matrix((2, 2)), pl.Series(["a", "b"]), min_support=1.5)
-    found = crosssell_bundles(sample_run, sample_tx, min_support=0.001, top=5)
+    found = crosssell_bundles(sample_run, min_support=0.001, top=5)
     assert 0 < found.bundles.height <= 5 and found.n_candidates >= found.bundles.height
 
 

@@ -70,7 +70,7 @@ def test_query_reads_a_select_instead_of_a_table(runner, duck_file, from_file):
 
 
 def test_commands_that_need_order_lines_refuse_a_database_in_one_line(runner, duck_file):
-    res = runner.invoke(app, ["cross-sell", f"duckdb:///{duck_file}", "--table", "sales"])
+    res = runner.invoke(app, ["validate", f"duckdb:///{duck_file}", "--table", "sales", "--calibration-end", "2024-01-01"])
     assert res.exit_code == 2
     assert res.stderr.startswith(f"Error: duckdb:///{duck_file}: this command needs the order lines")
     assert res.stderr.count("\n") == 1

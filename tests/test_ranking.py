@@ -247,30 +247,36 @@ def test_calibration_warnings_name_each_sum_that_misses_by_more_than_a_fifth():
     assert calibration_warnings(offers.with_columns(pl.col("expected_revenue") * 1.5), ranking, 92) == ()
 
 
-def test_typical_values_shrink_a_single_bulk_line_toward_the_catalogue_on_a_log_scale():
-    from segments.crosssell import TYPICAL_PSEUDO_OWNERS, typical_line_values
-
-    # Three products bought by 20 shops at 10 a line; one bought once, in bulk, for 10,000.
-    lines = pl.DataFrame({"customer_id": [f"c{u}" for u in range(20)] * 3 + ["bulk"],
-                          "product_id": ["a"] * 20 + ["b"] * 20 + ["c"] * 20 + ["jar"],
-                          "amount": [10.0] * 60 + [10_000.0]})
-    values = dict(typical_line_values(lines.lazy()).iter_rows())
-    assert values["a"] == pytest.approx(10.0)  # the catalogue's median itself: nothing to shrink
-    expected = np.exp((np.log(10_000.0) + TYPICAL_PSEUDO_OWNERS * np.log(10.0)) / (1 + TYPICAL_PSEUDO_OWNERS))
-    assert values["jar"] == pytest.approx(expected) and values["jar"] < 40
+def _purchases(rows: list[tuple[str, str, int, float]]) -> pl.DataFrame:
+    """A purchases aggregate (customer, product, orders, revenue; one line per order) and its inner split equal to it."""
+    frame = pl.DataFrame(rows, schema=["customer_id", "product_id", "n_orders", "revenue"], orient="row")
+    return frame.with_columns(pl.col("n_orders").alias("n_lines"), pl.col("n_orders").alias("inner_orders"),
+                              pl.col("n_orders").alias("inner_lines"), pl.col("revenue").alias("inner_revenue"))
 
 
-def test_customer_scale_is_spend_over_the_typical_values_of_the_same_lines():
+def test_typical_values_shrink_a_single_bulk_order_toward_the_catalogue_on_a_log_scale():
+    from segments.crosssell import TYPICAL_PSEUDO_OWNERS, typical_order_values
+
+    # Three products bought by 20 shops at 10 an order; one bought once, in bulk, for 10,000.
+    purchases = _purchases([(f"c{u}", p, 1, 10.0) for p in "abc" for u in range(20)] + [("bulk", "jar", 1, 10_000.0)])
+    for prefix in ("", "inner_"):
+        values = dict(typical_order_values(purchases, prefix).iter_rows())
+        assert values["a"] == pytest.approx(10.0)  # the catalogue's median itself: nothing to shrink
+        expected = np.exp((np.log(10_000.0) + TYPICAL_PSEUDO_OWNERS * np.log(10.0)) / (1 + TYPICAL_PSEUDO_OWNERS))
+        assert values["jar"] == pytest.approx(expected) and values["jar"] < 40
+
+
+def test_customer_scale_is_spend_over_the_typical_values_of_the_same_orders():
     from segments.crosssell import SCALE_PSEUDO_LINES, customer_spend_scale
 
     typical = pl.DataFrame({"product_id": ["a", "b"], "value": [10.0, 20.0]})
-    lines = pl.DataFrame({"customer_id": ["shop", "shop", "carton", "carton"], "product_id": ["a", "b", "a", "a"],
-                          "amount": [5.0, 10.0, 100.0, 100.0]})
-    scale = dict(customer_spend_scale(lines.lazy(), typical).iter_rows())
-    shrink = 2 / (2 + SCALE_PSEUDO_LINES)  # two lines each against the pseudo-lines at the typical value
+    purchases = _purchases([("shop", "a", 1, 5.0), ("shop", "b", 1, 10.0), ("carton", "a", 2, 200.0)])
+    scale = dict(customer_spend_scale(purchases, typical).iter_rows())
+    shrink = 2 / (2 + SCALE_PSEUDO_LINES)  # two orders each against the pseudo-orders at the typical value
     assert scale == {"shop": pytest.approx(0.5**shrink), "carton": pytest.approx(10.0**shrink)}
-    one_bulk_line = pl.DataFrame({"customer_id": ["bulk"], "product_id": ["a"], "amount": [50_000.0]})
-    assert customer_spend_scale(one_bulk_line.lazy(), typical)["scale"].item() == pytest.approx(5_000 ** (1 / (1 + SCALE_PSEUDO_LINES)))
+    assert dict(customer_spend_scale(purchases, typical, "inner_").iter_rows()) == scale
+    one_bulk_order = _purchases([("bulk", "a", 1, 50_000.0)])
+    assert customer_spend_scale(one_bulk_order, typical)["scale"].item() == pytest.approx(5_000 ** (1 / (1 + SCALE_PSEUDO_LINES)))
 
 
 def test_spend_per_new_buyer_uses_the_ratio_of_its_decile_of_prediction():

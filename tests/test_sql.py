@@ -106,6 +106,23 @@ def test_products_without_a_product_column_is_an_input_error():
         aggregate_sql(Aggregate.products, Dialect.duckdb, table="sales")
 
 
+def far_past_lines() -> pl.DataFrame:
+    """Seven days of purchases in 2020 and placeholder dates in 1900: the loader's far-past rule drops the latter."""
+    days = [dt.datetime(2020, 1, 1) + dt.timedelta(days=3 * k) for k in range(7)]
+    rows = [(f"c{k % 3}", day, 10.0 + k) for k, day in enumerate(days)]
+    rows += [("c0", dt.datetime(1900, 1, 1), 5.0), ("c9", dt.datetime(1900, 1, 1), 7.0), ("c9", dt.datetime(1901, 6, 1), 1.0)]
+    return pl.DataFrame(rows, schema=["customer_id", "date", "amount"], orient="row")
+
+
+@pytest.fixture(scope="session")
+def far_past_tx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("far") / "far.parquet"
+    far_past_lines().write_parquet(path)
+    tx = load_transactions(path)
+    assert tx.quality.n_far_past_date == 3  # the oracle does drop them
+    return tx
+
+
 # --------------------------------------------------------------------------- DuckDB
 
 
@@ -149,6 +166,11 @@ def test_duckdb_products_equals_the_customer_product_group_by(sample_lines, samp
     assert got["revenue"].sum() == pytest.approx(collect(sample_tx.frame.filter(pl.col("amount") > 0).select(pl.col("amount").sum())).item())
 
 
+def test_duckdb_drops_far_past_placeholder_dates_like_the_loader(far_past_tx):
+    got = duck(far_past_lines()).sql(aggregate_sql(Aggregate.rfm, Dialect.duckdb, table="sales")).pl()
+    same_rows(got, ours(far_past_tx, Period.day).select(*SUMMARY_COLUMNS))
+
+
 def test_docs_rfm_summary_sql_is_the_generated_query():
     """docs/rfm_summary.sql is what `clvx sql rfm` prints for the documented columns, so it cannot drift."""
     doc = (Path(__file__).parents[1] / "docs" / "rfm_summary.sql").read_text()
@@ -172,6 +194,12 @@ def test_postgres_rfm_equals_clvx_rfm_on_the_sample(postgres, sample_tx, period)
 def test_postgres_rfm_nets_returns_like_clvx(postgres, returns_tx):
     sql = aggregate_sql(Aggregate.rfm, Dialect.postgres, columns=RETURNS_COLUMNS, table="returns_log")
     same_rows(read_pg(postgres, sql), ours(returns_tx, Period.day).select(*SUMMARY_COLUMNS, "n_orders"))
+
+
+def test_postgres_drops_far_past_placeholder_dates_like_the_loader(postgres, far_past_tx):
+    far_past_lines().write_database("far_past", postgres.uri(), engine="adbc", if_table_exists="replace")
+    same_rows(read_pg(postgres, aggregate_sql(Aggregate.rfm, Dialect.postgres, table="far_past")),
+              ours(far_past_tx, Period.day).select(*SUMMARY_COLUMNS))
 
 
 def test_postgres_histories_and_products_equal_clvx(postgres, sample_tx):
@@ -198,3 +226,10 @@ def test_spark_rfm_equals_clvx_rfm_on_the_sample(spark_sales, sample_tx, period)
     sql = aggregate_sql(Aggregate.rfm, Dialect.spark, columns=SAMPLE_COLUMNS, table="sales", period=period)
     got = pl.from_arrow(spark_sales.sql(sql).toArrow())
     same_rows(got, ours(sample_tx, period).select(*SUMMARY_COLUMNS, "n_orders"))
+
+
+@pytest.mark.slow
+def test_spark_drops_far_past_placeholder_dates_like_the_loader(spark, far_past_tx):
+    spark.createDataFrame(far_past_lines().to_arrow()).createOrReplaceTempView("far_past")
+    got = pl.from_arrow(spark.sql(aggregate_sql(Aggregate.rfm, Dialect.spark, table="far_past")).toArrow())
+    same_rows(got, ours(far_past_tx, Period.day).select(*SUMMARY_COLUMNS))

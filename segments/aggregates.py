@@ -1,0 +1,161 @@
+"""What cross-sell reads from the order lines, as three aggregates with one definition for polars and SQL.
+
+Cross-sell never reads the order lines themselves: it reads these aggregates, which
+:func:`crosssell_aggregates` computes from a loaded log in polars and :mod:`clv.sql` writes
+in SQL for a database, a warehouse or Spark, over the same rows with the same rules. So
+the offers from a log in PostgreSQL are those from its Parquet export by construction.
+
+* ``purchases``: one row per customer and product bought (positive lines with a product):
+  ``first_purchase_at`` (the earliest line's timestamp), ``n_orders`` (distinct orders, a
+  line without an order id being one of its own; purchase days when the log has no order ids), ``n_lines``, ``revenue``; and the same
+  counted on the lines before the offer horizon's inner split (``inner_orders``,
+  ``inner_lines``, ``inner_revenue``: lines dated at least ``holdout_days`` before the
+  as-of date) and the spend after it (``holdout_revenue``). The inner split is the one
+  the offer probabilities are calibrated on. ``holdout_days`` and ``as_of`` (the end of
+  observation) repeat on every row, so an exported aggregate says what it was computed for.
+* ``catalogue``: one row per product on any line (returns too): its most frequent
+  ``description`` and ``category`` (ties: the first in byte order; text trimmed of
+  spaces), ``n_lines``, ``n_tiny_lines`` (lines of at most ``TINY_AMOUNT``) and ``revenue``.
+* ``baskets``: one row per order and product bought in it (positive lines with an order id):
+  the order's ``customer_id`` (the smallest, should two share an id) and ``revenue``.
+  Only the same-order features need it: the "at checkout" timing, the ``bundle``
+  relation and bundles. Without it, the offers are those of a log without order ids.
+
+Medians of lines cannot be aggregated exactly (nor pushed into every engine alike), so
+cross-sell uses what can: a product's value to a new buyer is its revenue per order
+(:func:`typical_values`), and a product whose lines are mostly tiny is a non-product when
+at least half of its lines are at most ``TINY_AMOUNT``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from clv.errors import InputError, option
+from clv.load import Transactions
+from clv.rfm import collect, exact_sum
+from segments.associations import TINY_AMOUNT  # a line of at most this is a zero, tiny or negative price
+
+PURCHASE_COLUMNS = {
+    "customer_id": pl.String, "product_id": pl.String, "first_purchase_at": pl.Datetime("us"),
+    "n_orders": pl.Int64, "n_lines": pl.Int64, "revenue": pl.Float64,
+    "inner_orders": pl.Int64, "inner_lines": pl.Int64, "inner_revenue": pl.Float64, "holdout_revenue": pl.Float64,
+    "holdout_days": pl.Int64, "as_of": pl.Date,
+}
+CATALOGUE_COLUMNS = {"product_id": pl.String, "n_lines": pl.Int64, "n_tiny_lines": pl.Int64, "revenue": pl.Float64}
+CATALOGUE_NAMES = ("description", "category")  # optional, when the log has them
+BASKET_COLUMNS = {"order_id": pl.String, "product_id": pl.String, "customer_id": pl.String, "revenue": pl.Float64}
+
+
+def holdout_days(horizon_days: float) -> int:
+    """The whole days of the inner split the offers are calibrated on (at least one)."""
+    return max(1, round(horizon_days))
+
+
+@dataclass(frozen=True)
+class CrossSellAggregates:
+    """The three aggregates cross-sell reads (see the module's docstring); ``holdout_days`` is their inner split."""
+
+    purchases: pl.DataFrame
+    catalogue: pl.DataFrame
+    baskets: pl.DataFrame | None
+    holdout_days: int
+
+    @property
+    def as_of(self) -> dt.date | None:
+        """The end of observation the purchases were computed to (None when there are none)."""
+        value = self.purchases["as_of"].max() if "as_of" in self.purchases.columns else None
+        return value if isinstance(value, dt.date) else None
+
+    def checked(self, horizon_days: int) -> CrossSellAggregates:
+        """The aggregates typed and sorted as cross-sell expects; an :class:`InputError` when a column or the split is wrong."""
+        split = self.purchases["holdout_days"].unique().to_list() if "holdout_days" in self.purchases.columns else [self.holdout_days]
+        if split != [horizon_days] and self.purchases.height:
+            days = ", ".join(str(d) for d in split)
+            raise InputError(f"the purchases aggregate splits the log {days} days before its end, but the offer horizon is {horizon_days} "
+                             f"days; compute it again with clvx sql purchases {option('offer_horizon', f'{horizon_days}d')}")
+        return CrossSellAggregates(
+            _typed(self.purchases, PURCHASE_COLUMNS, "purchases").sort("customer_id", "product_id"),
+            _typed(self.catalogue, {**CATALOGUE_COLUMNS, **{c: pl.String for c in CATALOGUE_NAMES if c in self.catalogue.columns}},
+                   "catalogue").sort("product_id"),
+            _typed(self.baskets, BASKET_COLUMNS, "baskets").sort("order_id", "product_id") if self.baskets is not None else None,
+            horizon_days,
+        )
+
+
+def _typed(frame: pl.DataFrame, columns: Mapping[str, Any], name: str) -> pl.DataFrame:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"the {name} aggregate has no {', '.join(missing)} column; compute it with clvx sql {name}")
+
+    def typed(column: str, dtype: Any) -> pl.Expr:
+        # A CSV export holds timestamps and dates as text.
+        if frame.schema[column] == pl.String and dtype == pl.Datetime("us"):
+            return pl.col(column).str.to_datetime(time_unit="us")
+        if frame.schema[column] == pl.String and dtype == pl.Date:
+            return pl.col(column).str.to_date()
+        return pl.col(column).cast(dtype)
+
+    try:
+        return frame.select(typed(c, t) for c, t in columns.items())
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"the {name} aggregate has a column of the wrong type ({str(exc).splitlines()[0]}); "
+                         f"compute it with clvx sql {name}") from None
+
+
+def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggregates:
+    """The three aggregates of a loaded log, in polars: what :mod:`clv.sql` computes in a database."""
+    cut = dt.datetime.combine(tx.as_of + dt.timedelta(days=1 - horizon_days), dt.time())
+    with_product = tx.frame.filter(pl.col("product_id").is_not_null())
+    bought = with_product.filter(pl.col("amount") > 0)
+    order = pl.col("order_id") if tx.has("order_id") else pl.col("date").dt.date()
+    inner = pl.col("date") < cut
+    purchases = collect(bought.group_by("customer_id", "product_id").agg(
+        pl.col("date").min().alias("first_purchase_at"),
+        (order.drop_nulls().n_unique() + order.null_count()).cast(pl.Int64).alias("n_orders"),  # a line with no order id is one
+        pl.len().cast(pl.Int64).alias("n_lines"),
+        exact_sum(pl.col("amount")).alias("revenue"),
+        (order.filter(inner).drop_nulls().n_unique() + order.filter(inner).null_count()).cast(pl.Int64).alias("inner_orders"),
+        inner.sum().cast(pl.Int64).alias("inner_lines"),
+        pl.when(inner.any()).then(exact_sum(pl.col("amount").filter(inner))).alias("inner_revenue"),
+        pl.when((~inner).any()).then(exact_sum(pl.col("amount").filter(~inner))).alias("holdout_revenue"),
+    )).with_columns(pl.lit(horizon_days, dtype=pl.Int64).alias("holdout_days"), pl.lit(tx.as_of, dtype=pl.Date).alias("as_of"))
+    catalogue = catalogue_of(tx)
+    baskets = None
+    if tx.has("order_id"):
+        baskets = collect(bought.filter(pl.col("order_id").is_not_null()).group_by("order_id", "product_id").agg(
+            pl.col("customer_id").min(), exact_sum(pl.col("amount")).alias("revenue")))
+    return CrossSellAggregates(purchases, catalogue, baskets, horizon_days).checked(horizon_days)
+
+
+def catalogue_of(tx: Transactions) -> pl.DataFrame:
+    """The catalogue aggregate of a loaded log: per product on any line, its names, line counts and revenue."""
+    names = [c for c in CATALOGUE_NAMES if tx.has(c)]
+    return collect(tx.frame.filter(pl.col("product_id").is_not_null()).group_by("product_id").agg(
+        pl.len().cast(pl.Int64).alias("n_lines"),
+        (pl.col("amount") <= TINY_AMOUNT).sum().cast(pl.Int64).alias("n_tiny_lines"),
+        exact_sum(pl.col("amount")).alias("revenue"),
+        # Trimmed of spaces only, as SQL's TRIM does; ties go to the first in byte order, as ORDER BY in C collation.
+        *(pl.col(c).drop_nulls().str.strip_chars(" ").mode().sort().first().alias(c) for c in names),
+    ))
+
+
+def typical_values(purchases: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
+    """``product_id, value``: each product's revenue per order (per line where no order id is known).
+
+    Pooled over its buyers: the sum of their revenue over the sum of their orders of it.
+    ``prefix`` ``"inner_"`` reads the counts of the inner split. Sums are exact (whole
+    nano-units), so the value does not depend on the order the rows come in. (On the
+    retail log's splits it ranks as the median line value did and keeps the calibrated
+    value ratio steadier; see docs/scaling.md.)
+    """
+    orders, lines = ("inner_orders", "inner_lines") if prefix else ("n_orders", "n_lines")
+    per = purchases.group_by("product_id").agg(
+        exact_sum(pl.col(f"{prefix}revenue")).alias("_revenue"), pl.col(orders).sum().alias("_orders"), pl.col(lines).sum().alias("_lines"))
+    return (per.select("product_id", (pl.col("_revenue") / pl.when(pl.col("_orders") > 0).then("_orders").otherwise("_lines")).alias("value"))
+            .sort("product_id"))
