@@ -274,24 +274,33 @@ def value_deciles(predicted: np.ndarray, paid: np.ndarray, overall: float) -> tu
 
 
 def typical_order_values(purchases: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
-    """``product_id, value``: each product's revenue per order (:func:`segments.aggregates.typical_values`),
-    shrunk toward the catalogue's on a log scale.
+    """``product_id, value``: what a buyer typically spends on a product per order, shrunk toward the
+    catalogue's on a log scale.
 
-    ``log value_j = (owners_j x log v_j + TYPICAL_PSEUDO_OWNERS x log m) / (owners_j +
-    TYPICAL_PSEUDO_OWNERS)``, m the median over products of their values: a product one
-    customer bought once in bulk (74,215 storage jars in one order) would otherwise promise
-    every new buyer that order. ``purchases`` is the purchases aggregate; ``prefix``
-    ``"inner_"`` reads its counts before the inner split.
+    Per product, the geometric mean over its buyers of each buyer's revenue per order of it:
+    robust like a median (one wholesale order moves it by its share of buyers, not its share
+    of revenue), and a mean of logs, which the purchases aggregate gives exactly whatever
+    engine computed it. Then ``log value_j = (owners_j x log g_j + TYPICAL_PSEUDO_OWNERS x log
+    m) / (owners_j + TYPICAL_PSEUDO_OWNERS)``, m the median over products of their g: a
+    product one customer bought once in bulk (74,215 storage jars in one order) would
+    otherwise promise every new buyer that order. ``prefix`` ``"inner_"`` reads the counts
+    before the inner split.
     """
-    lines = "inner_lines" if prefix else "n_lines"
-    owners = purchases.filter(pl.col(lines) > 0).group_by("product_id").agg(pl.len().alias("_owners"))
-    per = typical_values(purchases, prefix).join(owners, on="product_id", how="left").with_columns(pl.col("_owners").fill_null(0))
-    positive = per.filter(pl.col("value") > 0)
-    if positive.height == 0:
-        return per.select("product_id", "value")
-    log_m = float(np.log(positive["value"].median()))  # type: ignore[arg-type]
-    shrunk = ((pl.col("_owners") * pl.col("value").log() + TYPICAL_PSEUDO_OWNERS * log_m) / (pl.col("_owners") + TYPICAL_PSEUDO_OWNERS)).exp()
-    return per.select("product_id", pl.when(pl.col("value") > 0).then(shrunk).otherwise(pl.col("value")).alias("value"))
+    revenue, orders, lines = (f"{prefix}revenue", f"{prefix}orders", f"{prefix}lines") if prefix else ("revenue", "n_orders", "n_lines")
+    per_order = pl.col(revenue) / pl.when(pl.col(orders) > 0).then(pl.col(orders)).otherwise(pl.col(lines))
+    per = (
+        purchases.filter((pl.col(lines) > 0) & (pl.col(revenue) > 0))
+        .group_by("product_id")
+        .agg(exact_sum(per_order.log()).alias("_log_sum"), pl.len().alias("_owners"))  # fixed point: the same bits in any order
+        .with_columns((pl.col("_log_sum") / pl.col("_owners")).alias("_log"))
+    )
+    if per.height == 0:
+        return typical_values(purchases, prefix)
+    log_m = float(per["_log"].median())  # type: ignore[arg-type]
+    shrunk = ((pl.col("_owners") * pl.col("_log") + TYPICAL_PSEUDO_OWNERS * log_m) / (pl.col("_owners") + TYPICAL_PSEUDO_OWNERS)).exp()
+    everyone = typical_values(purchases, prefix).select("product_id")  # products with no positive spend keep a value of 0
+    return (everyone.join(per.select("product_id", shrunk.alias("value")), on="product_id", how="left")
+            .with_columns(pl.col("value").fill_null(0.0)).sort("product_id"))
 
 
 def customer_spend_scale(purchases: pl.DataFrame, typical_values: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
