@@ -83,8 +83,8 @@ def test_pareto_nbd_piecewise_integral_equals_the_2f1_closed_form_of_fader_hardi
     np.testing.assert_allclose(grad, numeric, atol=1e-7)
 
 
-def test_pareto_nbd_piecewise_integral_holds_for_heavy_buyers_where_2f1_overflows():
-    """x = 400 bought over a long history: each term underflows a float, the sum of logs must not."""
+def test_pareto_nbd_piecewise_integral_holds_for_heavy_buyers_whose_terms_underflow():
+    """x = 400 bought over a long history: each piece underflows a float, the sums in logs must not."""
     x = np.array([0.0, 1.0, 400.0, 400.0, 3.0])
     tx = np.array([0.0, 2.0, 300.0, 710.0, 700.0])
     T = np.array([730.0, 730.0, 730.0, 730.0, 700.0])
@@ -92,6 +92,7 @@ def test_pareto_nbd_piecewise_integral_holds_for_heavy_buyers_where_2f1_overflow
     log_params = np.log([0.55, 10.0 / 730, 0.6, 12.0 / 730])
     value, grad = likelihood.pareto_grid_objective(log_params, d)
     assert np.isfinite(value) and np.all(np.isfinite(grad))
+    assert value == pytest.approx(likelihood._pareto_value(log_params, d, 0.0), rel=1e-10)  # the 2F1 closed form
     # the same rows one at a time: the grid of one row is its own [t_x, T]
     singles = [likelihood.pareto_grid_objective(log_params, likelihood.RowData.build(x[i:i + 1], tx[i:i + 1], T[i:i + 1], np.ones(1), scale=1 / 730))[0]
                for i in range(len(x))]
