@@ -159,23 +159,11 @@ def _bgnbd_refit(x, tx, T, w, initial_log_params):
     return likelihood.fit_bgnbd(x, tx, T, w, initial_log_params=initial_log_params, standard_errors=False)
 
 
-def _bgnbd_information(params, x, tx, T, w) -> np.ndarray:
-    """Minus the Hessian of the total BG/NBD log-likelihood in log-parameters, from the fit's analytic gradient."""
-    data = likelihood.BGNBDData.build(x, tx, T, w)
-    r, alpha, a, b = params
-    theta = np.log([r, alpha * data.scale, a, b])  # log alpha on rescaled time differs by a constant: same curvature
-    return likelihood._hessian(lambda v: likelihood.bgnbd_objective(v, data), theta) * float(np.sum(w))
-
-
-def _row_information(objective: Callable[..., tuple[float, np.ndarray]], time_scaled: tuple[int, ...]):
-    """Minus the Hessian of a total log-likelihood in log-parameters, from a fit objective's analytic gradient
-    on :class:`clv.likelihood.RowData` (alpha, and Pareto/NBD's beta, on rescaled time: the same curvature)."""
+def _information(objective: Callable[..., tuple[float, np.ndarray]], data, time_scaled: tuple[int, ...]):
+    """Minus the Hessian of a model's total log-likelihood in log-parameters, from its fit objective's
+    analytic gradient (:func:`clv.likelihood.log_information`)."""
     def information(params, x, tx, T, w) -> np.ndarray:
-        scale = 1.0 / float(np.max(T))
-        data = likelihood.RowData.build(x, tx, T, w, scale=scale)
-        theta = np.log(np.asarray(params, float))
-        theta[list(time_scaled)] += math.log(scale)
-        return likelihood._hessian(lambda v: objective(v, data), theta) * float(np.sum(w))
+        return likelihood.log_information(objective, data.build(x, tx, T, w, scale=1.0 / float(np.max(T))), params, time_scaled)
 
     return information
 
@@ -214,13 +202,13 @@ def _refit(fit: Callable[..., likelihood.Optimum]):
 # The models intervals know, by name.
 MODELS: dict[str, PredictiveModel] = {
     "bgnbd": PredictiveModel("bgnbd", bgnbd_alive_survival, expectations.bgnbd_p_alive, likelihood.bgnbd_log_likelihood,
-                             _bgnbd_refit, _bgnbd_new, _bgnbd_information),
+                             _bgnbd_refit, _bgnbd_new, _information(likelihood.bgnbd_objective, likelihood.BGNBDData, (1,))),
     "mbgnbd": PredictiveModel("mbgnbd", mbgnbd_alive_survival, expectations.mbgnbd_p_alive, likelihood.mbgnbd_log_likelihood,
                               _refit(likelihood.fit_mbgnbd), _new_customer(expectations.mbgnbd_p_alive, expectations.mbgnbd_unconditional_part),
-                              _row_information(likelihood.mbgnbd_objective, (1,))),
+                              _information(likelihood.mbgnbd_objective, likelihood.RowData, (1,))),
     "pareto": PredictiveModel("pareto", pareto_alive_survival, expectations.pareto_p_alive, likelihood.pareto_log_likelihood,
                               _refit(likelihood.fit_pareto), _new_customer(expectations.pareto_p_alive, expectations.pareto_unconditional_part),
-                              _row_information(likelihood.pareto_objective, (1, 3))),
+                              _information(likelihood.pareto_objective, likelihood.RowData, (1, 3))),
 }
 
 

@@ -23,6 +23,7 @@ results (parameters to 1e-6 relative).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -324,15 +325,20 @@ def fit_bgnbd(
     standard_errors: bool = True,
 ) -> Optimum:
     """Maximum-likelihood BG/NBD on compressed rows; ``params`` are ``(r, alpha, a, b)``, alpha in input time units."""
-    scale = 1.0 / float(np.max(T))  # the full data's, for the warm-start sample too
-    x, ok, message, ses, definite = _maximise(
-        bgnbd_objective, lambda *c: BGNBDData.build(*c, scale=scale), (frequency, recency, T), weights, 4,
-        penalizer=penalizer, initial_log_params=initial_log_params, tol=tol, standard_errors=standard_errors,
-    )
-    r, alpha, a, b = np.exp(x)
-    se = list(ses)
-    se[1] = se[1] / scale
-    return Optimum((float(r), float(alpha / scale), float(a), float(b)), tuple(se), ok, message, definite)
+    return _fit_on_rescaled_time(bgnbd_objective, BGNBDData, (1,), (frequency, recency, T), weights, penalizer=penalizer,
+                                 initial_log_params=initial_log_params, tol=tol, standard_errors=standard_errors)
+
+
+def _fit_on_rescaled_time(objective, data, time_scaled: tuple[int, ...], columns: tuple[np.ndarray, ...], weights: np.ndarray,
+                          **options) -> Optimum:
+    """:func:`_maximise` on lifetimes' rescaled time (largest T = 1), the parameters in ``time_scaled``
+    (alpha, and Pareto/NBD's beta) and their standard errors brought back to input time units."""
+    scale = 1.0 / float(np.max(columns[2]))  # the full data's, for the warm-start sample too
+    x, ok, message, ses, definite = _maximise(objective, lambda *c: data.build(*c, scale=scale), columns, weights, 4, **options)
+    params, se = np.exp(x), np.array(ses, dtype=float)
+    params[list(time_scaled)] /= scale
+    se[list(time_scaled)] /= scale
+    return Optimum(tuple(float(v) for v in params), tuple(float(v) for v in se), ok, message, definite)
 
 
 
@@ -499,15 +505,8 @@ def fit_mbgnbd(
     standard_errors: bool = True,
 ) -> Optimum:
     """Maximum-likelihood MBG/NBD on compressed rows; ``params`` are ``(r, alpha, a, b)``, alpha in input time units."""
-    scale = 1.0 / float(np.max(T))
-    x, ok, message, ses, definite = _maximise(
-        mbgnbd_objective, lambda *c: RowData.build(*c, scale=scale), (frequency, recency, T), weights, 4,
-        penalizer=penalizer, initial_log_params=initial_log_params, tol=tol, standard_errors=standard_errors,
-    )
-    r, alpha, a, b = np.exp(x)
-    se = list(ses)
-    se[1] = se[1] / scale
-    return Optimum((float(r), float(alpha / scale), float(a), float(b)), tuple(se), ok, message, definite)
+    return _fit_on_rescaled_time(mbgnbd_objective, RowData, (1,), (frequency, recency, T), weights, penalizer=penalizer,
+                                 initial_log_params=initial_log_params, tol=tol, standard_errors=standard_errors)
 
 
 # --------------------------------------------------------------------------- Pareto/NBD
@@ -795,32 +794,33 @@ def fit_pareto(
     standard_errors: bool = True,
 ) -> Optimum:
     """Maximum-likelihood Pareto/NBD on compressed rows; ``params`` are ``(r, alpha, s, beta)``, alpha and beta in input time."""
-    scale = 1.0 / float(np.max(T))
-    x, ok, message, ses, definite = _maximise(
-        pareto_objective, lambda *c: RowData.build(*c, scale=scale), (frequency, recency, T), weights, 4,
-        penalizer=penalizer, initial_log_params=initial_log_params, tol=tol, standard_errors=standard_errors,
-        maxiter=PARETO_MAX_ITERATIONS,
-    )
-    r, alpha, s, beta = np.exp(x)
-    se = list(ses)
-    se[1] /= scale
-    se[3] /= scale
-    return Optimum((float(r), float(alpha / scale), float(s), float(beta / scale)), tuple(se), ok, message, definite)
+    return _fit_on_rescaled_time(pareto_objective, RowData, (1, 3), (frequency, recency, T), weights, penalizer=penalizer,
+                                 initial_log_params=initial_log_params, tol=tol, standard_errors=standard_errors,
+                                 maxiter=PARETO_MAX_ITERATIONS)
 
 
 def standard_errors_at(objective, build, params: tuple[float, ...], columns: tuple[np.ndarray, ...], weights: np.ndarray,
-                       time_scaled: tuple[int, ...], scale: float) -> tuple[tuple[float, ...], bool]:
+                       time_scaled: tuple[int, ...]) -> tuple[tuple[float, ...], bool]:
     """Standard errors (delta method) and whether the Hessian is positive definite, at a given optimum.
 
     For fits whose optimiser reports no Hessian (lifetimes' Pareto/NBD runs Nelder-Mead).
     """
     d = build(*columns, weights)
-    log_params = np.log(np.asarray(params, float))
-    for i in time_scaled:
-        log_params[i] += np.log(scale)
-    with np.errstate(all="ignore"):
-        hess = _hessian(lambda p: objective(p, d, 0.0), log_params)
-    if not positive_definite(hess):
+    info = log_information(objective, d, params, time_scaled)
+    if not positive_definite(info):
         return tuple(float("nan") for _ in params), False
-    se = np.sqrt(np.diag(np.linalg.inv(hess) / d.weights.sum())) * np.asarray(params, float)
+    se = np.sqrt(np.diag(np.linalg.inv(info))) * np.asarray(params, float)
     return tuple(float(v) for v in se), True
+
+
+def log_information(objective, data, params: Sequence[float], time_scaled: tuple[int, ...]) -> np.ndarray:
+    """Minus the Hessian of the total log-likelihood in log-parameters at ``params`` (input time),
+    by central differences of the fit objective's analytic gradient on ``data``.
+
+    The log-parameters in ``time_scaled`` are shifted by log(data.scale) to the objective's
+    rescaled time, a constant that leaves the curvature as it is.
+    """
+    theta = np.log(np.asarray(params, float))
+    theta[list(time_scaled)] += np.log(data.scale)
+    with np.errstate(all="ignore"):
+        return _hessian(lambda p: objective(p, data, 0.0), theta) * float(np.sum(data.weights))

@@ -620,7 +620,7 @@ class _PurchaseEstimator(_Estimator):
         objective = getattr(likelihood, f"{self.MODEL}_objective")
         data = likelihood.BGNBDData if self.MODEL == "bgnbd" else likelihood.RowData
         ses, definite = likelihood.standard_errors_at(
-            objective, lambda *c: data.build(*c, scale=scale), fit.params, (x, tx, T), w, self.TIME_SCALED, scale,
+            objective, lambda *c: data.build(*c, scale=scale), fit.params, (x, tx, T), w, self.TIME_SCALED,
         )
         return Optimum(fit.params, ses, fit.converged, fit.message, definite)
 
