@@ -30,6 +30,7 @@ from clv.models import LOW_DROPOUT, MODEL_LABELS
 from present import render
 from present.output import atomic_write, atomic_write_bytes, column_kind, format_cell, terminal_text
 from present.progress import excluded, kept
+from segments.crosssell import CrossSellBacktest
 from segments.pipeline import ReportData
 
 REPORT_SUFFIXES = (".html", ".htm", ".xlsx", ".md")
@@ -37,6 +38,8 @@ PALETTE = ("#1b4965", "#5fa8d3", "#62b6cb", "#bee9e8", "#cae9ff", "#ef8354", "#f
 FREQUENCY_BINS = (0, 1, 2, 3, 5, 10)  # lower edges: 0, 1, 2, 3-4, 5-9, 10+
 RECENCY_BINS_DAYS = (0, 30, 90, 180, 365, 730)
 MAX_HEATMAP_PRODUCTS = 12
+CROSS_SELL_METRIC_HEADERS = {"model": "clvx", "random": "baseline: random", "popularity": "baseline: popularity",
+                             "segment_popularity": "baseline: segment popularity", "vs_popularity": "x popularity"}
 # A sheet holds at most this many rows of a table (Excel's own limit is 1,048,576), with a
 # note under the table saying how many there were and how to export them all.
 MAX_SHEET_ROWS = 100_000
@@ -165,6 +168,31 @@ def campaign_note(data: ReportData) -> str:
             f"customers; ROI = (incremental revenue x margin {m.margin:.0%} - cost) / cost at {m.cost_per_contact:,.2f} per contact. "
             "Not significant: the interval spans zero. Products: the 10 with most incremental revenue either way; about 1 in 20 "
             "product rows shows an effect by chance.")
+
+
+def cross_sell_backtest_note(cb: CrossSellBacktest) -> str:
+    return (f"Offers built from the log up to {cb.calibration_end}, checked against the products {cb.n_customers:,} customers "
+            f"bought for the first time in the {cb.horizon_days} days after it, beside simpler rankings. Expected buyers and "
+            "revenue are summed over the offers and set beside what those customers actually bought.")
+
+
+def cross_sell_backtest_tables(cb: CrossSellBacktest) -> list[tuple[str, str, pl.DataFrame, dict[str, int]]]:
+    """The cross-sell backtest as (sheet name, title, table, decimals): the ranking beside its baselines, then the
+    calibration of expected buyers and revenue by score decile and for the segment ranking."""
+    metrics = render.crosssell_metrics_frame(cb).rename(CROSS_SELL_METRIC_HEADERS, strict=False)
+    tables = [("cross-sell backtest", "Ranking: clvx beside the baselines (x popularity = clvx / popularity).", metrics,
+               dict.fromkeys(metrics.columns, 3))]
+    counts = {"expected_buyers": 1, "actual_buyers": 0, "expected_revenue": 0, "actual_revenue": 0}
+    if cb.calibration is not None:
+        tables.append(("cross-sell calibration", "Offers by score decile (10 = highest), expected against actual over the holdout.",
+                       cb.calibration, {"min_score": 3, **counts}))
+    if cb.segment_calibration is not None:
+        sums = [pl.col(c).sum() for c in counts]
+        by_segment = cb.segment_calibration.group_by("segment", maintain_order=True).agg(pl.len().alias("products"), *sums)
+        total = cb.segment_calibration.select(pl.lit("all").alias("segment"), pl.len().cast(pl.UInt32).alias("products"), *sums)
+        tables.append(("segment calibration", "Segment ranking: each segment's top products, expected against actual new buyers and revenue.",
+                       pl.concat([by_segment, total], how="vertical_relaxed"), counts))
+    return tables
 
 
 def customer_scores(data: ReportData) -> pl.DataFrame:
@@ -510,18 +538,13 @@ def html_report(data: ReportData) -> str:
         ]
     if data.cross_sell_backtest is not None:
         cb = data.cross_sell_backtest
-        rows = pl.DataFrame({
-            "ranking": ["clvx", *cb.baselines],
-            "hit_rate@5": [cb.model.hit_rate[5], *(b.hit_rate[5] for b in cb.baselines.values())],
-            "precision@5": [cb.model.precision[5], *(b.precision[5] for b in cb.baselines.values())],
-            "revenue_captured@5": [cb.model.revenue_captured[5], *(b.revenue_captured[5] for b in cb.baselines.values())],
-        })
         parts += [
-            f"<p class=\"note\">Backtest: offers built from the log up to {cb.calibration_end}, checked against products {cb.n_customers:,} "
-            "customers bought for the first time afterwards, beside simpler rankings.</p>",
-            _html_table(rows),
+            "<h2>Does cross-sell hold? Holdout backtest</h2>",
+            f'<p class="note">{html.escape(cross_sell_backtest_note(cb))}</p>',
             *(f'<p class="warning">{html.escape(w)}</p>' for w in cb.warnings),
         ]
+        for _, title, frame, decimals in cross_sell_backtest_tables(cb):
+            parts += [f'<p class="note">{html.escape(title)}</p>', _html_table(frame, None, decimals)]
     parts += [
         "<h2>Methodology</h2>",
         '<dl class="method">' + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in methodology(data)) + "</dl>",
@@ -593,6 +616,12 @@ def markdown_report(data: ReportData) -> str:
     bundles = top_bundles(data)
     if bundles is not None:
         parts += ["", "## Bundles bought together in one order", "", markdown_table(bundles)]
+    if data.cross_sell_backtest is not None:
+        cb = data.cross_sell_backtest
+        parts += ["", "## Cross-sell holdout backtest", "", md(cross_sell_backtest_note(cb)), ""]
+        parts += [f"> {md(w)}\n" for w in cb.warnings]
+        for _, title, frame, decimals in cross_sell_backtest_tables(cb):
+            parts += [md(title), "", markdown_table(frame, decimals), ""]
     campaign = campaign_rows(data)
     if campaign is not None:
         parts += ["", "## Campaign: did the offers work?", "", md(campaign_note(data)), "", markdown_table(campaign, {"roi": 2})]
@@ -733,6 +762,8 @@ def xlsx_report(data: ReportData, path: Path) -> None:
         sheets.append(("bundles", data.bundles))
     if data.campaign is not None:
         sheets.append(("campaign", data.campaign.measurement.table))
+    if data.cross_sell_backtest is not None:
+        sheets += [(sheet, frame) for sheet, _, frame, _ in cross_sell_backtest_tables(data.cross_sell_backtest)]
     if data.diagnostics is not None:
         sheets += [("interval coverage", render.coverage_frame(data.diagnostics)), ("tracking", data.diagnostics.tracking),
                    ("calibration deciles", data.diagnostics.deciles)]

@@ -85,6 +85,7 @@ def _sheets(workbook: dict[str, str]) -> list[str]:
 
 def test_workbook_has_the_tables_as_sheets(workbook):
     assert _sheets(workbook) == ["summary", "segments", "customer scores", "cross-sell ranking", "rules", "bundles",
+                                 "cross-sell backtest", "cross-sell calibration", "segment calibration",
                                  "interval coverage", "tracking", "calibration deciles"]
     assert "numFmt" in workbook["xl/styles.xml"]
 
@@ -137,7 +138,7 @@ def test_workbook_numbers_are_numbers_with_formats_under_human_headers(workbook)
 
 def test_every_table_sheet_has_an_autofilter_and_a_frozen_header(workbook):
     tables = [x for n, x in workbook.items() if n.startswith("xl/tables/")]
-    assert len(tables) == 8 and all("<autoFilter" in t for t in tables)
+    assert len(tables) == len(_sheets(workbook)) - 1 and all("<autoFilter" in t for t in tables)  # every sheet but the summary
     for i in range(1, len(_sheets(workbook)) + 1):
         assert 'ySplit="1"' in workbook[f"xl/worksheets/sheet{i}.xml"] and 'state="frozen"' in workbook[f"xl/worksheets/sheet{i}.xml"]
 
@@ -194,3 +195,25 @@ def test_markdown_and_html_carry_the_holdout_diagnostics(report_data, html_file,
     for title in ("### Interval coverage", "### Randomised PIT", "### Holdout total", "### Tracking", "### Calibration by decile"):
         assert title in text
     assert f"{d.total.actual:,.0f}" in html_file.read_text()
+
+
+def test_every_report_format_carries_the_cross_sell_backtest(report_data, html_file, workbook):
+    """The cross-sell backtest (ranking beside baselines, calibration by decile, the segment ranking's
+    expected against actual, and the warnings of missed expectations) is in the page, the Markdown and the workbook."""
+    from present.report import markdown_report
+
+    cb = report_data.cross_sell_backtest
+    assert cb is not None and cb.calibration is not None and cb.segment_calibration is not None
+    page, md = html.unescape(html_file.read_text()), markdown_report(report_data)
+    every_offer = cb.calibration.filter(pl.col("decile") == "all")
+    actual = f"{every_offer['actual_buyers'].item():,.0f}"
+    expected_segments = f"{cb.segment_calibration['expected_buyers'].sum():,.1f}"
+    assert "## Cross-sell holdout backtest" in md and "Does cross-sell hold?" in page
+    page = re.sub(r"</t[dh]></tr>", " |", re.sub(r"<tr><t[dh][^>]*>", "| ", re.sub(r"</t[dh]><t[dh][^>]*>", " | ", page)))  # rows as Markdown's
+    for text in (page, md):
+        assert f"| hit_rate@5 | {cb.model.hit_rate[5]:.3f} |" in text
+        assert f"| all | {every_offer['offers'].item():,} |" in text
+        assert actual in text and expected_segments in text
+        for warning in cb.warnings:
+            assert warning in text.replace("\\", "")
+    assert {"cross-sell backtest", "cross-sell calibration", "segment calibration"} <= set(_sheets(workbook))
