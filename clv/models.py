@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, Unpack
 
 import numpy as np
@@ -40,6 +40,8 @@ Z_95 = 1.959963984540054
 MIN_CUSTOMERS = 10
 MIN_REPEAT_CUSTOMERS = 10
 STUCK_TOLERANCE = 1e-4
+RIDGE_AGREEMENT = 1e-8  # relative log-likelihood gap under which stalled starts have found the same supremum
+RIDGE_DISTINCT = 1e-6  # log-parameter spread above which stalled starts stopped at distinct points of it
 CORRELATION_WARNING = 0.3
 LOW_DROPOUT = 0.01  # a / (a + b) below this: the fit sees (almost) no one leave
 RSE_POORLY_IDENTIFIED = 1.0  # standard error above the estimate itself: the data barely pins it down
@@ -48,6 +50,10 @@ RSE_POORLY_IDENTIFIED = 1.0  # standard error above the estimate itself: the dat
 # is the observed mean instead. Up to FLAT_SPEND_CV the same happens when the fit fails.
 NEAR_CONSTANT_SPEND_CV = 0.02
 FLAT_SPEND_CV = 0.25
+# Gamma-Gamma's q beyond this: the prior on customers' mean spend has a coefficient of variation
+# 1 / sqrt(q - 2) under 0.1%, i.e. the optimiser is running off along the ridge q, v -> infinity
+# (every customer the same); where it stops there, and whether the Hessian looks definite, is noise.
+GAMMA_GAMMA_Q_RIDGE = 1e6
 # Klaviyo's documented minimum for its predictive CLV: fewer customers or a shorter history
 # leave CLV and churn predictions unreliable.
 MIN_RELIABLE_CUSTOMERS = 500
@@ -410,13 +416,16 @@ def _choose_engine(engine: str, n_rows: int, lifetimes_max_rows: int = LIFETIMES
 
 def _fit_with_restarts(
     fit_once, starts, *, n_params: int, scale: float, valid=lambda fit: True, time_scaled: tuple[int, ...] = (),
+    stalled: list[Optimum] | None = None,
 ) -> tuple[Optimum | None, int, list[str]]:
     """The first fit, over deterministic starting points, that converged, moved, is ``valid``
     and sits at a proper maximum (positive definite Hessian).
 
     Returns the fit, the number of starts tried and why each failed. When no start
     gives a proper maximum, the first fit that only lacked one (its ``converged`` is
-    then reported false); None when nothing converged at all.
+    then reported false); None when nothing converged at all. Fits the optimiser gave up
+    on short of its tolerance (:func:`_stalled`) are appended to ``stalled``, for
+    :func:`_ridge_answer`.
     """
     problems: list[str] = []
     not_definite: Optimum | None = None
@@ -432,6 +441,8 @@ def _fit_with_restarts(
             fit = fit_once(None if start is None else np.asarray(start))
         if not _usable(fit):
             problems.append(fit.message or "did not converge")
+            if stalled is not None and _stalled(fit) and valid(fit):
+                stalled.append(fit)
         elif _stuck(fit, start, n_params, scale, time_scaled):
             problems.append("stopped at its starting point")
         elif not valid(fit):
@@ -442,6 +453,34 @@ def _fit_with_restarts(
         else:
             return fit, i, problems
     return not_definite, len(starts), problems
+
+
+def _stalled(fit: Optimum) -> bool:
+    """The optimiser stopped short of its tolerance where no step improved the objective (finite, positive parameters)."""
+    values = np.asarray(fit.params, dtype=float)
+    return "precision loss" in (fit.message or "") and values.size > 0 and bool(np.all(np.isfinite(values)) and np.all(values > 0))
+
+
+def _ridge_answer(stalled: list[Optimum], log_likelihood) -> Optimum | None:
+    """When no start converged with either engine: the stalled fits' supremum, if it is one.
+
+    On a flat ridge (no dropout at all: a and b run off together) BFGS stops with precision
+    loss wherever rounding stalls it, a different point from each start (and on each CPU),
+    all at one log-likelihood. At least two distinct points within ``RIDGE_AGREEMENT``
+    (relative) of the best log-likelihood make it the data's answer: the best of them,
+    reported as no proper maximum. Scattered log-likelihoods, or one point, are no answer.
+    """
+    if len(stalled) < 2:
+        return None
+    lls = np.array([log_likelihood(f.params) for f in stalled])
+    best = int(np.argmax(np.where(np.isfinite(lls), lls, -np.inf)))
+    if not np.isfinite(lls[best]):
+        return None
+    near = [f for f, ll in zip(stalled, lls, strict=True) if lls[best] - ll <= RIDGE_AGREEMENT * abs(lls[best])]
+    points = np.log(np.array([f.params for f in near], dtype=float))
+    if len(near) < 2 or np.ptp(points, axis=0).max() < RIDGE_DISTINCT:
+        return None
+    return replace(stalled[best], converged=False, hessian_positive_definite=False)
 
 
 def _proper_maximum(fit: Optimum) -> bool:
@@ -576,8 +615,10 @@ class _PurchaseEstimator(_Estimator):
         scale = 1.0 / T.max()
         fitters = self._fitters()
         tried: list[tuple[str, Optimum | None, int, list[str]]] = []
+        stalled: list[tuple[str, Optimum]] = []
         for engine in (first, "numpy" if first == "lifetimes" else "lifetimes"):
             fitter = fitters[engine]
+            stopped: list[Optimum] = []
             fit, n_starts, problems = _fit_with_restarts(
                 lambda start, fitter=fitter: self._checked(fitter(x, tx, T, w, penalizer=self.penalizer, initial_log_params=start,
                                                                  tol=self.tol, standard_errors=self.standard_errors), x, tx, T, w, scale),
@@ -585,11 +626,17 @@ class _PurchaseEstimator(_Estimator):
                 n_params=4,
                 scale=scale,
                 time_scaled=self.TIME_SCALED,
+                stalled=stopped,
             )
+            stalled += [(engine, f) for f in stopped]
             tried.append((engine, fit, n_starts, problems))
             if fit is not None:  # a converged fit, even at an improper maximum (a flat likelihood), is the data's answer
                 break
         usable = [t for t in tried if t[1] is not None]
+        ridge = None if usable else _ridge_answer([f for _, f in stalled], lambda params: self._log_likelihood(params, x, tx, T, w))
+        if ridge is not None:
+            on = next(e for e, f in stalled if f.params == ridge.params)
+            usable = [(on, ridge, sum(t[2] for t in tried), [])]
         if not usable:
             engine, _, n_starts, problems = tried[0]
             raise ModelError(
@@ -724,7 +771,7 @@ class GammaGamma(_Estimator):
                     f"{used.height:,} repeat customers, under {NEAR_CONSTANT_SPEND_CV:.0%}), so Gamma-Gamma has no fit",
             )
             return self
-        fit, n_starts, problems = None, 0, []
+        fit, n_starts, problems, ran_off = None, 0, [], False
         for candidate in (engine, "numpy" if engine == "lifetimes" else "lifetimes"):  # the other engine before giving up
             fitter = _lifetimes.fit_gamma_gamma if candidate == "lifetimes" else likelihood.fit_gamma_gamma
             found, n_starts, tried = _fit_with_restarts(
@@ -736,6 +783,9 @@ class GammaGamma(_Estimator):
                 valid=lambda f: f.params[1] > 1,  # q <= 1 leaves the mean spend undefined
             )
             problems += tried
+            if found is not None and found.params[1] > GAMMA_GAMMA_Q_RIDGE and spend_cv < FLAT_SPEND_CV:
+                ran_off = True  # the ridge q, v -> infinity: no interior maximum, however the Hessian came out there
+                continue
             if found is not None and (fit is None or _proper_maximum(found)):
                 fit, common["engine"] = found, candidate
             if fit is not None and _proper_maximum(fit):
@@ -743,8 +793,9 @@ class GammaGamma(_Estimator):
         if fit is None and spend_cv < FLAT_SPEND_CV:
             self.params_ = _observed_mean_spend(
                 mean_spend, n_starts=n_starts, **common,
-                why=f"Gamma-Gamma did not converge from {n_starts} starting points and spend per purchase varies "
-                    f"little (coefficient of variation {spend_cv:.1%}, under {FLAT_SPEND_CV:.0%})",
+                why=("Gamma-Gamma has no interior maximum (q runs to infinity: customers' mean spends differ no more than "
+                     "chance makes them)" if ran_off else f"Gamma-Gamma did not converge from {n_starts} starting points")
+                    + f" and spend per purchase varies little (coefficient of variation {spend_cv:.1%}, under {FLAT_SPEND_CV:.0%})",
             )
             return self
         if fit is None:
