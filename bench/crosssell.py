@@ -12,6 +12,9 @@ the truth is their first-time purchases. Methods:
 - EASE (Steck 2019, "Embarrassingly Shallow Autoencoders for Sparse Data", eq. 8):
   ``B = I - P diagMat(1 / diag(P))``, ``P = (X'X + lambda I)^-1``; lambda chosen on a
   split inside the training period (its last holdout-length days held out);
+- implicit ALS (Hu, Koren & Volinsky 2008, the `implicit` package): user and item factors
+  from the confidence-weighted ownership matrix, score = user factors x item factors;
+  factors, regularisation and alpha chosen on the same inner split as EASE's lambda;
 - clvx: the shipped ranking (segments.crosssell), run end to end on the calibration log.
 
 Metrics: HR@5 (share with a new purchase in the top 5) and NDCG@10 (binary gains), and
@@ -54,6 +57,8 @@ RETAIL_COLUMNS = ColumnMapping(customer="customer_id", date="invoice_date", pric
 SPLITS = ((dt.date(2011, 6, 1), dt.date(2011, 9, 1)), (dt.date(2011, 9, 1), dt.date(2011, 12, 9)),
           (dt.date(2011, 10, 15), dt.date(2011, 12, 9)))
 EASE_LAMBDAS = (100.0, 200.0, 400.0, 800.0)
+ALS_GRID = tuple((f, r, a) for f in (64, 128) for r in (0.01, 0.1, 1.0) for a in (1.0, 10.0, 40.0))  # factors, regularisation, alpha
+ALS_ITERATIONS = 15
 HR_K = 5
 NDCG_K = 10
 CHUNK = 512
@@ -149,10 +154,8 @@ def per_customer(lists: np.ndarray, truth: sparse.csr_matrix, rows: np.ndarray) 
     return hr, dcg / idcg
 
 
-def tune_ease(tx: Transactions, calibration_end: dt.date, holdout_days: int, seed: int) -> float:
-    """EASE's lambda by HR@5 on the inner split: the calibration log's last ``holdout_days`` days held out."""
-    inner_end = calibration_end - dt.timedelta(days=holdout_days)
-    split, _ = prepare(tx, inner_end, calibration_end, seed)
+def tune_ease(split: Split) -> float:
+    """EASE's lambda by HR@5 on the inner split (the calibration log's last holdout-length days held out)."""
     best, best_hr = EASE_LAMBDAS[0], -1.0
     for lam in EASE_LAMBDAS:
         B = ease_weights(split.X, lam)
@@ -160,6 +163,30 @@ def tune_ease(tx: Transactions, calibration_end: dt.date, holdout_days: int, see
         hr = per_customer(lists, split.truth, split.evaluated)[0].mean()
         if hr > best_hr:
             best, best_hr = lam, hr
+    return best
+
+
+def als_factors(X: sparse.csr_matrix, factors: int, regularization: float, alpha: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Implicit-feedback ALS (Hu, Koren & Volinsky 2008): user and item factors of confidence 1 + alpha x ownership."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):  # implicit runs its own threads; a threaded BLAS inside them oversubscribes
+        model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha, iterations=ALS_ITERATIONS,
+                                        random_state=seed, calculate_training_loss=False)
+        model.fit(X.astype(np.float32).tocsr(), show_progress=False)
+    return np.asarray(model.user_factors), np.asarray(model.item_factors)
+
+
+def tune_als(split: Split, seed: int) -> tuple[int, float, float]:
+    """ALS's (factors, regularisation, alpha) among ``ALS_GRID`` by HR@5 on the inner split."""
+    best, best_hr = ALS_GRID[0], -1.0
+    for setting in ALS_GRID:
+        U, V = als_factors(split.X, *setting, seed)
+        lists = top_lists(lambda sel, U=U, V=V: U[sel] @ V.T, split.X, split.evaluated)
+        hr = per_customer(lists, split.truth, split.evaluated)[0].mean()
+        if hr > best_hr:
+            best, best_hr = setting, hr
     return best
 
 
@@ -200,11 +227,18 @@ def evaluate(tx: Transactions, calibration_end: dt.date, holdout_end: dt.date, n
     with timed("item-kNN"):
         C = cosine_weights(X)
         methods["item-kNN (cosine)"] = top_lists(lambda sel: (X[sel] @ C).toarray(), X, rows)
+    with timed("clvx run on the inner split (EASE's and ALS's tuning)"):
+        inner, _ = prepare(tx, calibration_end - dt.timedelta(days=holdout_days), calibration_end, seed)
     with timed("EASE tuning on the inner split"):
-        lam = tune_ease(tx, calibration_end, holdout_days, seed)
+        lam = tune_ease(inner)
     with timed(f"EASE (lambda {lam:g})"):
         B = ease_weights(X, lam)
         methods["EASE"] = top_lists(lambda sel: X[sel] @ B, X, rows)
+    with timed("ALS tuning on the inner split"):
+        als = tune_als(inner, seed)
+    with timed("ALS (factors {}, regularisation {:g}, alpha {:g})".format(*als)):
+        U, V = als_factors(X, *als, seed)
+        methods["implicit ALS"] = top_lists(lambda sel: U[sel] @ V.T, X, rows)
     with timed("clvx ranking"):
         methods["clvx"] = evaluation_lists(run.model, rows, NDCG_K)
         methods["clvx, variants allowed"] = evaluation_lists(run.model, rows, NDCG_K, allow_variants=True)
@@ -215,6 +249,8 @@ def evaluate(tx: Transactions, calibration_end: dt.date, holdout_end: dt.date, n
     scores = {name: per_customer(lists, split.truth, rows) for name, lists in methods.items()}
     hr_ratio = ratio_interval(scores["clvx"][0], scores["EASE"][0], n_boot, seed)
     ndcg_ratio = ratio_interval(scores["clvx"][1], scores["EASE"][1], n_boot, seed)
+    als_ratios = (ratio_interval(scores["clvx"][0], scores["implicit ALS"][0], n_boot, seed),
+                  ratio_interval(scores["clvx"][1], scores["implicit ALS"][1], n_boot, seed))
     allowed = scores["clvx, variants allowed"]
     print("  clvx with variants allowed / EASE: HR@5 {:.2f} [{:.2f}, {:.2f}]".format(*ratio_interval(allowed[0], scores["EASE"][0], n_boot, seed))
           + ", NDCG@10 {:.2f} [{:.2f}, {:.2f}]".format(*ratio_interval(allowed[1], scores["EASE"][1], n_boot, seed)), file=sys.stderr)
@@ -223,13 +259,13 @@ def evaluate(tx: Transactions, calibration_end: dt.date, holdout_end: dt.date, n
     allowed_ratios = (ratio_interval(allowed[0], scores["EASE"][0], n_boot, seed), ratio_interval(allowed[1], scores["EASE"][1], n_boot, seed))
     for note in calibration_warnings(offers, segments, holdout_days):
         print(f"  warning: {note}", file=sys.stderr)
-    return {"split": split, "lambda": lam, "scores": scores, "hr_ratio": hr_ratio, "ndcg_ratio": ndcg_ratio,
+    return {"split": split, "lambda": lam, "als": als, "als_ratios": als_ratios, "scores": scores, "hr_ratio": hr_ratio, "ndcg_ratio": ndcg_ratio,
             "allowed_ratios": allowed_ratios, "offers": offers, "segments": segments,
             "warnings": calibration_warnings(offers, segments, holdout_days)}
 
 
 def markdown(results: list[dict]) -> str:
-    names = ["clvx", "clvx, variants allowed", "EASE", "item-kNN (cosine)", "popularity", "random"]
+    names = ["clvx", "clvx, variants allowed", "EASE", "implicit ALS", "item-kNN (cosine)", "popularity", "random"]
     lines = [
         "| split (holdout) | customers | " + " | ".join(f"{n} HR@5" for n in names) + " | clvx / EASE HR@5 [95%] |",
         "|---|---:|" + "---:|" * len(names) + "---:|",
@@ -246,6 +282,12 @@ def markdown(results: list[dict]) -> str:
         ratio = "{:.2f} [{:.2f}, {:.2f}]".format(*r["ndcg_ratio"])
         lines.append(f"| {s.calibration_end} (to {s.holdout_end}) | "
                      + " | ".join(f"{r['scores'][n][1].mean():.3f}" for n in names) + f" | {ratio} | {r['lambda']:g} |")
+    lines += ["", "| split (holdout) | clvx / implicit ALS HR@5 [95%] | NDCG@10 [95%] | ALS factors, regularisation, alpha |", "|---|---:|---:|---:|"]
+    for r in results:
+        s = r["split"]
+        hr, nd = r["als_ratios"]
+        lines.append(f"| {s.calibration_end} (to {s.holdout_end}) | {hr[0]:.2f} [{hr[1]:.2f}, {hr[2]:.2f}] | {nd[0]:.2f} [{nd[1]:.2f}, {nd[2]:.2f}] "
+                     "| {}, {:g}, {:g} |".format(*r["als"]))
     lines += ["", "| split (holdout) | clvx, variants allowed / EASE HR@5 [95%] | NDCG@10 [95%] |", "|---|---:|---:|"]
     for r in results:
         s = r["split"]
