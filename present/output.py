@@ -170,6 +170,22 @@ def guard_formulas(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(exprs) if exprs else df
 
 
+CSV_BLOCK_ROWS = 500_000  # rows rounded, guarded and formatted at once when a CSV is written to a file
+
+
+def write_csv_blocks(df: pl.DataFrame, path: Path, *, raw: bool = False) -> None:
+    """``df`` as the CSV of :func:`frame_bytes`, written to ``path`` ``CSV_BLOCK_ROWS`` rows at a time.
+
+    Rounding, the formula guard and the formatting are row by row, so the file is byte for
+    byte the one-piece CSV; only one block's text is in memory at once, not the whole
+    file's (twice, as text and as bytes: 1.4 GB for the 4.6M offers of a 10M-line log).
+    """
+    with path.open("wb") as fh:
+        for start in range(0, max(df.height, 1), CSV_BLOCK_ROWS):
+            block = round_for_export(df.slice(start, CSV_BLOCK_ROWS))
+            (block if raw else guard_formulas(block)).write_csv(fh, include_header=start == 0, float_precision=None)
+
+
 def frame_bytes(df: pl.DataFrame, fmt: Format, *, raw: bool = False) -> bytes:
     """``df`` as CSV, JSON or Parquet bytes.
 

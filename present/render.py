@@ -22,7 +22,18 @@ from clv.intervals import INTERVAL_COLUMNS
 from clv.models import GammaGammaParams, Horizon, PurchaseParams
 from clv.rfm import Period, ScoreBins
 from clv.sample import CUSTOMERS_FILE, TRUTH_FILE, Sample
-from present.output import Emitter, Format, Reporter, atomic_write, atomic_write_bytes, frame_bytes, frame_table, terminal_text, to_json
+from present.output import (
+    Emitter,
+    Format,
+    Reporter,
+    atomic_write,
+    atomic_write_bytes,
+    frame_bytes,
+    frame_table,
+    terminal_text,
+    to_json,
+    write_csv_blocks,
+)
 from segments.pipeline import SegmentRun
 
 
@@ -599,7 +610,11 @@ def export_format(path: Path) -> Format:
 
 def write_frame(frame: pl.DataFrame, path: Path, *, raw: bool = False) -> None:
     """A frame to a file in the format of its extension; ``raw`` CSV skips the spreadsheet-formula guard."""
-    atomic_write_bytes(path, frame_bytes(frame, export_format(path), raw=raw))
+    fmt = export_format(path)
+    if fmt is Format.csv:
+        atomic_write(path, lambda tmp: write_csv_blocks(frame, tmp, raw=raw))
+    else:
+        atomic_write_bytes(path, frame_bytes(frame, fmt, raw=raw))
 
 
 # --------------------------------------------------------------------------- campaign

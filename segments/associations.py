@@ -163,8 +163,8 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     sorted ids. Only aggregates are collected (first purchase per customer and product,
     distinct order-product pairs), never the lines themselves. A line without an order id
     is in no basket; when no line has one there are no baskets, as without the column.
-    ``orders`` (``order_id, product_id, customer_id``: the baskets aggregate) gives the
-    baskets instead of the lines' own order ids.
+    ``orders`` (``order_id, product_id, customer_id``: the baskets aggregate, one row per
+    order and product) gives the baskets instead of the lines' own order ids.
     """
     lines = lines.lazy()
     first = collect(lines.group_by("customer_id", "product_id").agg(pl.col("date").min().alias("_first")))
@@ -189,10 +189,11 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     baskets = basket_customer = None
     source = orders.lazy() if orders is not None else lines if "order_id" in lines.collect_schema().names() else None
     if source is not None:
+        source = source.select("order_id", "product_id", "customer_id").drop_nulls("order_id")
+        if orders is None:  # the baskets aggregate is one row per order and product already (checked where it enters)
+            source = source.group_by("order_id", "product_id").agg(pl.col("customer_id").min())
         basket_rows = collect(
-            source.select("order_id", "product_id", "customer_id").drop_nulls("order_id")
-            .group_by("order_id", "product_id").agg(pl.col("customer_id").min())
-            .join(prod_idx.lazy(), on="product_id")
+            source.join(prod_idx.lazy(), on="product_id")
             .join(cust_idx.lazy(), on="customer_id", how="left")
             .select(pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1, "_j", pl.col("_u").fill_null(-1))
         )
@@ -243,6 +244,10 @@ def _lookup(m: sparse.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarra
     return np.where(found, values[at] if len(keys) else 0.0, 0.0)
 
 
+PAIR_SCHEMA = {"i": pl.Int64, "j": pl.Int64, "co_owners": pl.Float64, "same_order": pl.Float64,
+               "days_sum_i": pl.Float64, "days_sum_j": pl.Float64}  # the columns of pair_counts
+
+
 def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame:
     """Ordered pairs (i != j) with at least ``min_count`` co-owners.
 
@@ -269,8 +274,7 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame
     Bt = B.T.tocsr() if B is not None else None
     products_per_customer = np.diff(X.tocsr().indptr).astype(np.float64)
     bounds = Xt @ products_per_customer
-    frames = [pl.DataFrame(schema={"i": pl.Int64, "j": pl.Int64, "co_owners": pl.Float64, "same_order": pl.Float64,
-                                   "days_sum_i": pl.Float64, "days_sum_j": pl.Float64})]
+    frames = [pl.DataFrame(schema=PAIR_SCHEMA)]
     for start, stop in _blocks(bounds):
         # Same patterns in the same index order give the same output order: the three data arrays
         # line up without sorting the products (T's values are positive, so no entry cancels).

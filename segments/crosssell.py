@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_limits
 from clv.errors import InputError
 from clv.rfm import exact_sum
 from segments.aggregates import typical_values
-from segments.associations import MIN_PAIR_COUNT, SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
+from segments.associations import MIN_PAIR_COUNT, PAIR_SCHEMA, SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
 from segments.variants import split_variants, variant_pairs
 
 Advance = Callable[[float], None]  # told the share of a step's work just done
@@ -445,6 +445,7 @@ def build_model(
     ridge: float = RIDGE,
     customer_scale: pl.DataFrame | None = None,
     weights: sparse.csr_matrix | None = None,
+    scoring_only: bool = False,
     advance: Advance | None = None,
 ) -> CrossSellModel:
     """Fit the scorer: pair counts, shrunk confidences, segment penetration, substitutes.
@@ -457,9 +458,13 @@ def build_model(
     ``description`` (and ``category``) for finding variants (blocked when competing, offered
     when collected: :func:`segments.variants.split_variants`). ``advance`` follows the item
     weights, the bulk of the work (see :func:`item_weights`); ``weights`` are those weights
-    when already computed for ``ridge``.
+    when already computed for ``ridge``. A ``scoring_only`` model (the inner split's, which
+    only ranks and calibrates) counts no pairs: only reasons, relations, timing, rules and
+    substitutes read them, so its ``pairs`` is empty (and it takes no ``categories``).
     """
-    pairs = pair_counts(own)
+    if scoring_only and categories is not None:
+        raise ValueError("a scoring-only model counts no pairs, so it cannot find substitutes: give no categories")
+    pairs = pair_counts(own) if not scoring_only else pl.DataFrame(schema=PAIR_SCHEMA)
     owners = own.owners
     if weights is None:
         weights = item_weights(own.X, ridge=ridge, advance=advance)

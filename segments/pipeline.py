@@ -199,6 +199,13 @@ class CrossSellRun:
     baskets: pl.DataFrame | None = None  # the baskets aggregate of the products cross-sold, when orders are known
 
 
+def _without_products(frame: pl.DataFrame, excluded: pl.DataFrame) -> pl.DataFrame:
+    """``frame``'s rows of products not in ``excluded`` (the frame itself when nothing is excluded: no copy)."""
+    if excluded.height == 0:
+        return frame
+    return frame.join(excluded.select("product_id"), on="product_id", how="anti")
+
+
 def _purchase_lines(tx: Transactions) -> pl.LazyFrame:
     cols = ["customer_id", "product_id", "date", "amount", *(c for c in ("order_id",) if tx.has(c))]
     return tx.frame.filter(pl.col("product_id").is_not_null() & (pl.col("amount") > 0)).select(cols)
@@ -243,8 +250,9 @@ def run_crosssell(
         products = catalogue.select("product_id", *(c for c in ("description", "category") if c in catalogue.columns))
         excluded = excluded_products(catalogue, exclude_products).join(
             catalogue.select("product_id", pl.col("n_lines").alias("lines"), "revenue"), on="product_id", how="left")
-        purchases = aggregates.purchases.join(excluded.select("product_id"), on="product_id", how="anti")
-        baskets = aggregates.baskets.join(excluded.select("product_id"), on="product_id", how="anti") if aggregates.baskets is not None else None
+        purchases = _without_products(aggregates.purchases, excluded)
+        baskets = _without_products(aggregates.baskets, excluded) if aggregates.baskets is not None else None
+        del aggregates  # the frames above replace its own: one copy of each in memory, not two
         typical = typical_order_values(purchases)
         assignments = seg.segmentation.assignments.sort("customer_id")
         x, tx_, T = float_columns(assignments, "frequency", "recency", "T")
@@ -257,6 +265,7 @@ def run_crosssell(
         categories = products.select("product_id", "category") if "category" in products.columns else None
         model = build_model(own, customers, typical, categories=categories, products=products, ridge=calibration.ridge,
                             customer_scale=customer_spend_scale(purchases, typical), advance=getattr(progress, "advance", None))
+        del purchases  # read by nothing after the models: its memory goes back before the ranking scores every customer
         if calibration.n_purchases:
             calibration = replace(calibration, applied_edges=score_quantiles(model))
         model = replace(model, calibration=calibration)
@@ -279,7 +288,12 @@ def offer_timing(run: CrossSellRun, offers: pl.DataFrame, *, cited: str, offered
     """Per offer, when to make it: at checkout, a follow-up N days after buying the ``cited`` product, or any time."""
     own = run.model.own
     frame = _product_index(own, cited, offers.select(cited, offered), "i")
-    frame = _product_index(own, offered, frame, "j")
+    return timing_of_pairs(run, _product_index(own, offered, frame, "j").select("i", "j"))
+
+
+def timing_of_pairs(run: CrossSellRun, frame: pl.DataFrame) -> pl.Series:
+    """:func:`offer_timing` of offers given by product indices: ``i`` the cited product's (null: none), ``j`` the offer's."""
+    own = run.model.own
     pairs = frame.select("i", "j").drop_nulls().unique()
     timed = scaled_timing(pairs.join(pair_timing(own, pairs), on=["i", "j"], how="left").join(
         run.model.pairs.select("i", "j", "co_owners"), on=["i", "j"], how="left"))
@@ -301,8 +315,10 @@ def inner_calibration(purchases: pl.DataFrame, customers: pl.DataFrame, horizon:
     (one per candidate lambda, solved together), the bulk of the work.
     """
     horizon_days = holdout_days(horizon.days)
-    inner = purchases.filter(pl.col("inner_lines") > 0)
-    later = purchases.filter(pl.col("holdout_revenue").is_not_null())
+    # Only the columns read below: the split's rows are a large share of the purchases.
+    inner = purchases.filter(pl.col("inner_lines") > 0).select(
+        "customer_id", "product_id", "first_purchase_at", "inner_orders", "inner_lines", "inner_revenue")
+    later = purchases.filter(pl.col("holdout_revenue").is_not_null()).select("customer_id", "product_id", "holdout_revenue")
     inner_ids = inner.select("customer_id").unique()
     if inner_ids.height == 0:
         return uncalibrated(horizon_days)
@@ -311,7 +327,7 @@ def inner_calibration(purchases: pl.DataFrame, customers: pl.DataFrame, horizon:
     typical = typical_order_values(inner, "inner_")
     weights = item_weights_for(own.X, RIDGES, advance=advance)  # every candidate lambda at once: neighbours and Gram blocks shared
     model = build_model(own, inner_customers, typical, customer_scale=customer_spend_scale(inner, typical, "inner_"),
-                        weights=weights[RIDGES.index(RIDGE)])
+                        weights=weights[RIDGES.index(RIDGE)], scoring_only=True)
     spend = holdout_spend(later.lazy().select("customer_id", "product_id", pl.col("holdout_revenue").alias("amount")),
                           own.customers, own.products)
     bought = sparse.csr_matrix((spend["amount"].to_numpy(), (spend["_u"].to_numpy(), spend["_j"].to_numpy())), shape=own.X.shape)
@@ -341,10 +357,11 @@ def crosssell_targets(run: CrossSellRun, *, top_k: int = 5, max_offers: int | No
     """
     k = top_k if max_offers is None else min(top_k, max_offers)
     targets = customer_targets(run.model, top_k=k, allow_substitutes=allow_substitutes, allow_variants=allow_variants, advance=advance)
-    offers = offer_relations(run.model, explain_targets(run.model, targets)).sort("customer_id", "rank")
+    # Customer rows follow the sorted ids, so (_u, rank) is the order of (customer_id, rank), sorted on integers.
+    offers = offer_relations(run.model, explain_targets(run.model, targets)).sort("_u", "rank")
     segments = run.segments.segmentation.assignments.select("customer_id", "segment")
     offers = offers.join(segments, on="customer_id", how="left", maintain_order="left").with_columns(
-        offer_timing(run, offers, cited="because_of").alias("timing"))
+        timing_of_pairs(run, offers.select(pl.col("_i").alias("i"), pl.col("_j").alias("j"))).alias("timing"))
     named = with_names(offers.select(*TARGET_COLUMNS), run.products, {"product_id": "description", "because_of": "because_of_description"})
     return named
 

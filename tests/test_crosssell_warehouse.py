@@ -259,3 +259,13 @@ def test_segments_and_offers_of_a_named_log_in_duckdb_equal_the_parquet_files(ru
         assert outputs[0] == outputs[1], command[0]
         assert "Coffee machine (old name)" not in outputs[0]
     assert (tmp_path / "0.csv").read_text() == (tmp_path / "1.csv").read_text()
+
+
+def test_a_baskets_aggregate_repeating_an_order_and_product_is_refused_in_one_line(tiny_log):
+    """Ownership reads the baskets aggregate as one row per order and product; a repeated row would double a basket."""
+    agg = _sql_aggregates(tiny_log)
+    assert agg.baskets is not None
+    repeated = pl.concat([agg.baskets, agg.baskets.filter(pl.col("order_id") == "o1")])
+    with pytest.raises(InputError, match=r"^the baskets aggregate has 2 repeated \(order_id, product_id\) rows \(first: order 'o1', "
+                                         r"product 'A1'\); it holds one row per order and product: compute it with clvx sql baskets$"):
+        CrossSellAggregates(agg.purchases, agg.catalogue, repeated, HOLDOUT_DAYS).checked(HOLDOUT_DAYS)

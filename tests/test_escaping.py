@@ -231,3 +231,17 @@ def test_chart_labels_with_dollars_and_backslashes_are_drawn_as_written():
     assert "<!-- $\\frac$ deal -->" in svg and "<!-- 50% off $5 - $10 -->" in svg
     assert "<script" not in svg and "&lt;script&gt;" in svg
     assert plain_labels(["a$b$", 3]) == [r"a\$b\$", "3"]
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_csv_written_in_blocks_is_byte_for_byte_the_one_piece_csv_oracle_frame_bytes(tmp_path: Path, monkeypatch, raw: bool) -> None:
+    """Blocks of 2 rows (the header once): guarded formulas, rounded money and scores, NaN and nulls as in one piece."""
+    from present import output
+
+    frame = pl.DataFrame({"customer_id": ["=cmd", "+1", None, "ok", "@x"], "expected_revenue": [1.005, 2.0, float("nan"), None, 1e9 / 3],
+                          "score": [0.123456789, -1.5, None, 3.0, 2.0], "rank": [1, 2, 3, 4, 5]})
+    monkeypatch.setattr(output, "CSV_BLOCK_ROWS", 2)
+    for rows in (frame, frame.head(0), frame.head(2)):
+        path = tmp_path / "blocks.csv"
+        write_frame(rows, path, raw=raw)
+        assert path.read_bytes() == output.frame_bytes(rows, output.Format.csv, raw=raw)

@@ -82,3 +82,28 @@ def test_item_weights_per_product_gram_blocks_equal_one_gram_matrix_oracle(monke
     blocks = crosssell.item_weights_for(X, (25.0, 400.0), neighbours=20)
     for a, b in zip(whole, blocks, strict=True):
         assert (a != b).nnz == 0 and a.nnz > 0
+
+
+def test_scoring_only_model_scores_as_the_full_model_oracle_full_build():
+    """The inner split's model counts no pairs; every score and probability is the full model's, bit for bit."""
+    import datetime as dt
+
+    from segments.crosssell import build_model, item_weights, model_scores
+
+    rng = np.random.default_rng(5)
+    rows = [{"customer_id": f"c{u:03d}", "product_id": f"p{int(j):02d}", "date": dt.datetime(2024, 1, 1) + dt.timedelta(days=int(d)),
+             "amount": 1.0} for u in range(80) for j, d in zip(rng.integers(0, 12, 5), rng.integers(0, 100, 5), strict=True)]
+    own = build_ownership(pl.DataFrame(rows))
+    customers = pl.DataFrame({"customer_id": own.customers, "segment": [f"s{u % 3}" for u in range(len(own.customers))],
+                              "p_active": np.linspace(0.2, 0.9, len(own.customers))})
+    typical = pl.DataFrame({"product_id": own.products, "value": np.arange(1.0, len(own.products) + 1)})
+    W = item_weights(own.X, neighbours=5)
+    full = build_model(own, customers, typical, weights=W)
+    scoring = build_model(own, customers, typical, weights=W, scoring_only=True)
+    assert scoring.pairs.height == 0 and scoring.pairs.columns == full.pairs.columns and full.pairs.height > 0
+    rows_ = np.arange(len(own.customers))
+    for got, expected in zip(model_scores(scoring, rows_), model_scores(full, rows_), strict=True):
+        assert np.array_equal(got, expected)
+    with pytest.raises(ValueError, match="scoring-only"):
+        build_model(own, customers, typical, weights=W, scoring_only=True, categories=pl.DataFrame({"product_id": own.products,
+                                                                                                   "category": ["x"] * len(own.products)}))
