@@ -22,7 +22,7 @@ STEPS = {
     "clvx": ("load",),
     "segments.pipeline": ("run_segmentation", "inner_calibration", "offer_timing", "ranking_timing", "crosssell_targets", "crosssell_rules"),
     "segments.associations": ("build_ownership", "pair_counts", "pair_timing", "non_product_ids", "association_rules"),
-    "segments.crosssell": ("build_model", "item_weights_for", "choose_ridge", "fit_calibration", "score_quantiles", "model_scores",
+    "segments.crosssell": ("build_model", "item_weights_for", "choose_ridge", "fit_calibration", "score_quantiles", "model_scores", "offer_scores",
                            "segment_ranking", "expected_buyers_by_segment", "customer_targets", "explain_targets", "offer_relations"),
     "present.render": ("write_frame",),
 }

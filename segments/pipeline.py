@@ -68,6 +68,7 @@ from segments.crosssell import (
     segment_ranking_calibration,
     typical_order_values,
     uncalibrated,
+    without_single_buyer_purchases,
     without_single_buyers,
 )
 
@@ -243,7 +244,7 @@ def run_crosssell(
         products = catalogue.select("product_id", *(c for c in ("description", "category") if c in catalogue.columns))
         excluded = excluded_products(catalogue, exclude_products).join(
             catalogue.select("product_id", pl.col("n_lines").alias("lines"), "revenue"), on="product_id", how="left")
-        purchases = aggregates.purchases.join(excluded.select("product_id"), on="product_id", how="anti")
+        purchases = without_single_buyer_purchases(aggregates.purchases.join(excluded.select("product_id"), on="product_id", how="anti"))
         baskets = aggregates.baskets.join(excluded.select("product_id"), on="product_id", how="anti") if aggregates.baskets is not None else None
         typical = typical_order_values(purchases)
         assignments = seg.segmentation.assignments.sort("customer_id")

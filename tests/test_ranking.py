@@ -208,7 +208,7 @@ def test_calibration_is_isotonic_in_the_score_and_matches_observed_rates(monkeyp
     spend = truth.multiply(3.0).tocsr()
     import segments.crosssell as cs
 
-    monkeypatch.setattr(cs, "model_scores", lambda m, rows, **_: (scores[rows], scores[rows]))
+    monkeypatch.setattr(cs, "offer_scores", lambda m, rows, **_: scores[rows])
     cal = fit_calibration(model, truth, spend, np.arange(n), 30)
     assert isinstance(cal, Calibration)
     assert np.all(np.diff(cal.probability) >= 0)
