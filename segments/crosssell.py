@@ -386,7 +386,8 @@ def item_weights(X: sparse.csr_matrix, *, neighbours: int = NEIGHBOURS, ridge: f
     ``neighbours`` nearest products N_j (by cosine): ``w_j = (X_N'X_N + lambda I)^-1 X_N'x_j``,
     the same normal equations restricted to N_j (and j left out of its own inputs, as EASE's
     diagonal constraint does). Memory: ``SOLVE_BATCH`` systems of ``k x k`` and, up to
-    ``UNION_MAX`` products, one Gram matrix; above it each product's own block. ``advance`` is
+    ``UNION_MAX`` products, one Gram matrix; above it each product's block, looked up in the sparse
+    X'X (:class:`_GramLookup`). ``advance`` is
     told the share of the products done after each batch (they sum to 1).
     """
     return item_weights_for(X, (ridge,), neighbours=neighbours, advance=advance)[0]
