@@ -29,7 +29,7 @@ STEPS = {
     "segments.pipeline": ("build_report", "run_crosssell", "crosssell_bundles", "run_segmentation", "customer_categories", "inner_calibration", "holdout_spend", "offer_timing", "timing_of_pairs", "ranking_timing", "crosssell_targets", "crosssell_rules"),
     "segments.associations": ("build_ownership", "pair_counts", "pair_timing", "non_product_ids", "association_rules",
                               "find_bundles"),
-    "segments.crosssell": ("build_model", "item_weights_for", "choose_ridge", "fit_calibration", "score_quantiles", "model_scores",
+    "segments.crosssell": ("build_model", "item_weights_for", "choose_ridge", "fit_calibration", "score_quantiles", "model_scores", "offer_scores",
                            "segment_ranking", "expected_buyers_by_segment", "expected_by_segment", "customer_targets", "explain_targets", "offer_relations",
                            "typical_order_values", "customer_spend_scale"),
     "segments.cluster": ("segment_customers",),

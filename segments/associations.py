@@ -210,15 +210,17 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     return Ownership(X, T, customers, products, baskets, basket_customer)
 
 
-def _blocks(bounds: np.ndarray) -> list[tuple[int, int]]:
-    """Consecutive column ranges whose summed ``bounds`` (at most the nonzeros each column of a product
-    can hold) stay within ``BLOCK_NONZEROS``; a column above it is a block of its own."""
+def _blocks(bounds: np.ndarray, limit: float | None = None) -> list[tuple[int, int]]:
+    """Consecutive ranges (of columns, or rows) whose summed ``bounds`` stay within ``limit`` (default
+    ``BLOCK_NONZEROS``: for pair counts, at most the nonzeros each column of a product can hold); an
+    entry above it is a block of its own."""
+    limit = BLOCK_NONZEROS if limit is None else limit
     ends = np.cumsum(bounds, dtype=np.float64)
     blocks = []
     start, n = 0, len(bounds)
     while start < n:
         done = ends[start - 1] if start else 0.0
-        stop = max(start + 1, int(np.searchsorted(ends, done + BLOCK_NONZEROS, side="right")))
+        stop = max(start + 1, int(np.searchsorted(ends, done + limit, side="right")))
         blocks.append((start, min(stop, n)))
         start = stop
     return blocks
@@ -248,8 +250,12 @@ PAIR_SCHEMA = {"i": pl.Int64, "j": pl.Int64, "co_owners": pl.Float64, "same_orde
                "days_sum_i": pl.Float64, "days_sum_j": pl.Float64}  # the columns of pair_counts
 
 
-def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame:
+def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT, *, counts_only: bool = False) -> pl.DataFrame:
     """Ordered pairs (i != j) with at least ``min_count`` co-owners.
+
+    ``counts_only`` leaves ``same_order`` and the day sums null: association rules need
+    only the co-owners (their timing is :func:`pair_timing`'s), so they skip three of the
+    four sparse products.
 
     Columns ``i, j, co_owners, same_order, days_sum_i, days_sum_j``. X'X, X'T and T'X
     share one sparsity pattern (T holds positive days where X holds ones), and the
@@ -268,9 +274,9 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame
     kept = np.flatnonzero(own.owners >= min_count)
     X = _canonical(own.X).tocsc()[:, kept]
     Xt = X.T.tocsr()
-    T = _canonical(own.first_day).tocsc()[:, kept]
-    Tt = T.T.tocsr()
-    B = own.baskets.tocsc()[:, kept] if own.baskets is not None else None
+    T = _canonical(own.first_day).tocsc()[:, kept] if not counts_only else X
+    Tt = T.T.tocsr() if not counts_only else Xt
+    B = own.baskets.tocsc()[:, kept] if own.baskets is not None and not counts_only else None
     Bt = B.T.tocsr() if B is not None else None
     products_per_customer = np.diff(X.tocsr().indptr).astype(np.float64)
     bounds = Xt @ products_per_customer
@@ -279,15 +285,16 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame
         # Same patterns in the same index order give the same output order: the three data arrays
         # line up without sorting the products (T's values are positive, so no entry cancels).
         C = Xt @ X[:, start:stop]
-        days_j = (Xt @ T[:, start:stop]).data
-        days_i = (Tt @ X[:, start:stop]).data
         coo = C.tocoo()
         keep = (coo.data >= min_count) & (coo.row != coo.col + start)
         rows, cols = coo.row[keep], coo.col[keep]
+        nothing = np.full(rows.size, np.nan)
+        days_j = (Xt @ T[:, start:stop]).data[keep] if not counts_only else nothing
+        days_i = (Tt @ X[:, start:stop]).data[keep] if not counts_only else nothing
         if Bt is not None and B is not None:
             same = _lookup(Bt @ B[:, start:stop], rows, cols)
         else:
-            same = np.full(rows.size, np.nan)
+            same = nothing
         frames.append(
             pl.DataFrame(
                 {
@@ -295,12 +302,12 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame
                     "j": kept[cols + start].astype(np.int64),
                     "co_owners": coo.data[keep],
                     "same_order": same,
-                    "days_sum_i": days_i[keep],
-                    "days_sum_j": days_j[keep],
+                    "days_sum_i": days_i,
+                    "days_sum_j": days_j,
                 }
             )
         )
-    pairs = pl.concat(frames).with_columns(pl.col("same_order").fill_nan(None))
+    pairs = pl.concat(frames).with_columns(pl.col("same_order", *(("days_sum_i", "days_sum_j") if counts_only else ())).fill_nan(None))
     return pairs.sort("i", "j")
 
 
@@ -309,7 +316,8 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> pl.DataFrame
 MIN_RULE_SUPPORT = 0.005  # share of customers who own both
 MIN_RULE_LIFT = 1.5
 RULES_PER_PRODUCT = 10  # strongest consequents kept per antecedent
-TIMING_ROWS_PER_BLOCK = 5_000_000  # co-owner rows joined at once when timing pairs
+TIMING_ROWS_PER_BLOCK = 5_000_000  # (antecedent, consequent) entries crossed at once when timing pairs
+PAIR_TABLE_CELLS = 16_000_000  # antecedents x consequents up to which wanted pairs are numbered by a table
 # Timing needs every co-owner's dates, so its cost grows with the log: above this many
 # customers it is estimated on an evenly spaced sample of them (every k-th by id), and its
 # counts are scaled up to the pair's co-owners. Shares and medians move little; the cost
@@ -341,41 +349,89 @@ def strong_pairs(own: Ownership, pairs: pl.DataFrame, bounds: RuleBounds = RuleB
     return kept.drop("_conf", "_lift").sort("i", "j")
 
 
-def _timing_blocks(ij: pl.DataFrame, cost_per_i: np.ndarray) -> list[pl.DataFrame]:
-    """``ij`` split by antecedent so that each block joins at most about ``TIMING_ROWS_PER_BLOCK`` rows (``cost_per_i``: rows per antecedent)."""
-    per_i = ij.group_by("i").len().sort("i")
-    cost = cost_per_i[per_i["i"].to_numpy()]
-    block = np.floor(np.cumsum(cost) / TIMING_ROWS_PER_BLOCK).astype(np.int64)
-    tagged = ij.join(per_i.select("i", pl.Series("_block", block)), on="i")
-    return [part.drop("_block") for part in tagged.partition_by("_block", maintain_order=False)] if tagged.height else []
+def _row_cross(A: sparse.csr_matrix, B: sparse.csr_matrix, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (entry of ``A``, entry of ``B``) in the same row, rows ``lo`` to ``hi``: indices into their data arrays."""
+    ca = np.diff(A.indptr[lo:hi + 1]).astype(np.int64)
+    cb = np.diff(B.indptr[lo:hi + 1]).astype(np.int64)
+    row_a = np.repeat(np.arange(lo, hi), ca)
+    reps = cb[row_a - lo]
+    ea = np.repeat(np.arange(A.indptr[lo], A.indptr[hi], dtype=np.int64), reps)
+    first = np.cumsum(reps) - reps
+    eb = np.repeat(B.indptr[row_a].astype(np.int64) - first, reps) + np.arange(int(reps.sum()), dtype=np.int64)
+    return ea, eb
 
 
-def _co_rows(entries: pl.DataFrame, entries_j: pl.DataFrame, key: str, part: pl.DataFrame, by_pair: bool) -> pl.DataFrame:
-    """Rows of ``entries`` (``key, i, ...``) beside the ``entries_j`` (``key, j, ...``) of the same key, for the pairs of ``part``.
+class _PairNumbers:
+    """The number of each wanted pair (``a[k], b[k]``: column numbers), looked up by columns; -1 for others.
 
-    Two exact ways to the same rows: by pair (each wanted pair joins all its antecedent's
-    entries, then keeps those whose key also holds the consequent) costs the antecedent's
-    entries once per wanted consequent; by key (each key's entries of wanted antecedents
-    joined to its entries of wanted consequents, then only wanted pairs kept) costs the
-    co-occurrences. The caller picks the cheaper one per antecedent.
+    A flat table when it is small (one gather per look-up), else a search in the sorted keys.
     """
-    if by_pair:
-        return entries.join(part, on="i").join(entries_j, on=[key, "j"])
-    left = entries.join(part.select("i").unique(), on="i", how="semi")
-    right = entries_j.join(part.select("j").unique(), on="j", how="semi")
-    return left.join(right, on=key).join(part, on=["i", "j"], how="semi")
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, n_a: int, n_b: int) -> None:
+        small = n_a * n_b <= PAIR_TABLE_CELLS
+        self.dtype: type[np.signedinteger] = np.int32 if small else np.int64  # small: cheaper keys, a table that stays in cache
+        self.n_b = int(n_b)
+        keys = a.astype(self.dtype) * self.n_b + b.astype(self.dtype)
+        self.table: np.ndarray | None = None
+        if small:  # small enough for int32 numbers too
+            self.table = np.full(n_a * n_b, -1, dtype=np.int32)
+            self.table[keys] = np.arange(len(a))
+        else:
+            self.order = np.argsort(keys, kind="stable")
+            self.keys = keys[self.order]
+
+    def __getitem__(self, ab: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        a, b = ab
+        wanted = a.astype(self.dtype, copy=False) * self.n_b + b.astype(self.dtype, copy=False)
+        if self.table is not None:
+            return self.table[wanted]
+        at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+        return np.where(self.keys[at] == wanted, self.order[at], -1)
 
 
-def _join_costs(entries: sparse.csr_matrix, ij: pl.DataFrame, n_products: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per antecedent, the rows joined by pair and by key (see :func:`_co_rows`) over ``entries`` (key x product, 0/1)."""
-    per_i = ij.group_by("i").len()
-    wanted = np.zeros(n_products)
-    wanted[per_i["i"].to_numpy()] = per_i["len"].to_numpy()
-    consequents = np.zeros(n_products)
-    consequents[ij["j"].unique().to_numpy()] = 1.0
-    by_pair = wanted * np.asarray(entries.sum(axis=0)).ravel()
-    by_key = entries.T @ (entries @ consequents)  # per antecedent: over its keys, the wanted consequents each holds
-    return by_pair, np.asarray(by_key).ravel()
+def _same_row_pairs(A: sparse.csr_matrix, B: sparse.csr_matrix, pair_of: _PairNumbers):
+    """Per block of rows: ``(pairs, ea, eb)`` of the entries of ``A`` and ``B`` in one row that form a wanted pair.
+
+    ``pair_of[a, b]`` is the wanted pair's number of ``A``'s column a and ``B``'s column b (-1: not wanted).
+    """
+    cost = np.diff(A.indptr).astype(np.float64) * np.diff(B.indptr)
+    for lo, hi in _blocks(cost, TIMING_ROWS_PER_BLOCK):
+        ea, eb = _row_cross(A, B, lo, hi)
+        pair = pair_of[A.indices[ea], B.indices[eb]]
+        hit = pair >= 0
+        yield pair[hit], ea[hit], eb[hit]
+
+
+def _same_order_owners(Ba: sparse.csr_matrix, Bb: sparse.csr_matrix, owner: np.ndarray, pair_of: _PairNumbers, n_pairs: int) -> np.ndarray:
+    """Per wanted pair, the customers with an order (a row of ``Ba``, ``Bb``; its customer ``owner``) holding both products.
+
+    One sparse product per block of customers: ``Ba' Bx``, where Bx puts each order's
+    consequents in its customer's own range of columns, so an entry (a, customer x b)
+    is that customer's orders holding both and each customer counts once per pair.
+    """
+    if not len(owner):
+        return np.zeros(n_pairs, dtype=np.int64)
+    by_owner = np.argsort(owner, kind="stable")
+    owner = owner[by_owner]
+    Ba, Bb = Ba[by_owner], Bb[by_owner]
+    new_owner = np.r_[True, owner[1:] != owner[:-1]]
+    code = np.cumsum(new_owner) - 1  # customers numbered 0.. in order
+    n_b = np.int64(Bb.shape[1])
+    per_block = max(1, int(PAIR_TABLE_CELLS // max(int(n_b), 1)))
+    counts = np.zeros(n_pairs, dtype=np.int64)
+    starts = np.flatnonzero(new_owner)
+    for first in range(0, len(starts), per_block):
+        lo = starts[first]
+        hi = starts[first + per_block] if first + per_block < len(starts) else len(owner)
+        part = Bb[lo:hi]
+        row = np.repeat(np.arange(hi - lo), np.diff(part.indptr))
+        cols = (code[lo:hi][row] - code[lo]) * n_b + part.indices
+        n_customers = int(code[hi - 1] - code[lo]) + 1
+        Bx = sparse.csr_matrix((np.ones(len(cols)), cols, part.indptr), shape=(hi - lo, n_customers * int(n_b)))
+        R = (Ba[lo:hi].T.tocsr() @ Bx).tocoo()
+        pair = pair_of[R.row, R.col % n_b]
+        counts += np.bincount(pair[pair >= 0], minlength=n_pairs)
+    return counts
 
 
 def pair_timing(own: Ownership, ij: pl.DataFrame, *, max_customers: int = TIMING_SAMPLE_CUSTOMERS) -> pl.DataFrame:
@@ -389,61 +445,52 @@ def pair_timing(own: Ownership, ij: pl.DataFrame, *, max_customers: int = TIMING
 
     With more than ``max_customers`` customers, every k-th customer is timed (k =
     ``ceil(customers / max_customers)``) and ``timed_owners`` says how many co-owners
-    were; :func:`scaled_timing` scales the counts up to all co-owners. Each antecedent's
-    co-owners are found whichever way joins fewer rows (:func:`_co_rows`); both give the
-    same rows, so the counts do not depend on the choice.
+    were; :func:`scaled_timing` scales the counts up to all co-owners. One vectorised
+    pass: each timed customer's (antecedent, consequent) entries are crossed within their
+    row of T (each order's within its basket for same-order owners), the wanted pairs
+    kept and counted, in blocks of about ``TIMING_ROWS_PER_BLOCK`` crossings.
     """
-    ij = ij.select(pl.col("i").cast(pl.Int64), pl.col("j").cast(pl.Int64)).unique()
-    n_p = own.X.shape[1]
-    stride = max(1, -(-own.X.shape[0] // max_customers))
-    timed = _canonical(own.first_day)[::stride] if stride > 1 else _canonical(own.first_day)
-    T = timed.tocoo()
-    first = pl.DataFrame({"_u": T.row.astype(np.int64) * stride, "i": T.col.astype(np.int64), "_day_i": T.data})
-    first_j = first.rename({"i": "j", "_day_i": "_day_j"})
-    owned = timed.copy()
-    owned.data = np.ones_like(owned.data)
-    by_pair, by_key = _join_costs(owned, ij, n_p)
-    has_baskets = own.baskets is not None and own.basket_customer is not None
-    if has_baskets:
-        B = own.baskets.tocoo()  # type: ignore[union-attr]
-        lines = pl.DataFrame({"_o": B.row.astype(np.int64), "i": B.col.astype(np.int64),
-                              "_u": own.basket_customer[B.row]})  # type: ignore[index]
-        if stride > 1:
-            lines = lines.filter(pl.col("_u") % stride == 0)
-        lines_j = lines.select("_o", pl.col("i").alias("j"))
-        in_basket = _canonical(own.baskets)
-        in_basket.data = np.ones_like(in_basket.data)
-        basket_by_pair, basket_by_key = _join_costs(in_basket, ij, n_p)  # all customers: an estimate, enough to choose
-        by_pair, by_key = np.maximum(by_pair, basket_by_pair), np.maximum(by_key, basket_by_key)
-    use_key = by_key < by_pair
-    frames = []
-    for key_side, cost in ((False, by_pair), (True, by_key)):
-        chosen = ij.filter(pl.Series(use_key[ij["i"].to_numpy()] == key_side))
-        for part in _timing_blocks(chosen, cost + 1):
-            gaps = (
-                _co_rows(first, first_j, "_u", part, not key_side)
-                .with_columns((pl.col("_day_j") - pl.col("_day_i")).alias("_gap"))
-                .group_by("i", "j")
-                .agg(
-                    pl.len().cast(pl.Int64).alias("timed_owners"),
-                    (pl.col("_gap") > 0).sum().cast(pl.Int64).alias("bought_after"),
-                    (pl.col("_gap") < 0).sum().cast(pl.Int64).alias("bought_before"),
-                    pl.col("_gap").filter(pl.col("_gap") > 0).median().alias("median_days_after"),
-                )
-            )
-            if has_baskets:
-                same = (
-                    _co_rows(lines, lines_j, "_o", part, not key_side)
-                    .select("_u", "i", "j").unique().group_by("i", "j").agg(pl.len().cast(pl.Int64).alias("same_order_owners"))
-                )
-                gaps = gaps.join(same, on=["i", "j"], how="left").with_columns(pl.col("same_order_owners").fill_null(0))
-            else:
-                gaps = gaps.with_columns(pl.lit(None, dtype=pl.Int64).alias("same_order_owners"))
-            frames.append(gaps)
+    ij = ij.select(pl.col("i").cast(pl.Int64), pl.col("j").cast(pl.Int64)).unique().sort("i", "j")
     schema = {"i": pl.Int64, "j": pl.Int64, "timed_owners": pl.Int64, "same_order_owners": pl.Int64, "bought_after": pl.Int64,
               "bought_before": pl.Int64, "median_days_after": pl.Float64}
-    out = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
-    return out.select(*schema)
+    if ij.height == 0:
+        return pl.DataFrame(schema=schema)
+    i, j = ij["i"].to_numpy(), ij["j"].to_numpy()
+    ants, a_of = np.unique(i, return_inverse=True)
+    cons, b_of = np.unique(j, return_inverse=True)
+    pair_of = _PairNumbers(a_of, b_of, len(ants), len(cons))
+    stride = max(1, -(-own.X.shape[0] // max_customers))
+    timed = _canonical(own.first_day)[::stride] if stride > 1 else _canonical(own.first_day)
+    Ta, Tb = timed[:, ants].tocsr(), timed[:, cons].tocsr()
+    n_pairs = len(i)
+    timed_owners, after, before = np.zeros(n_pairs, np.int64), np.zeros(n_pairs, np.int64), np.zeros(n_pairs, np.int64)
+    later_pair, later_gap = [], []
+    for pair, ea, eb in _same_row_pairs(Ta, Tb, pair_of):
+        gap = Tb.data[eb] - Ta.data[ea]
+        timed_owners += np.bincount(pair, minlength=n_pairs)
+        after += np.bincount(pair[gap > 0], minlength=n_pairs)
+        before += np.bincount(pair[gap < 0], minlength=n_pairs)
+        later_pair.append(pair[gap > 0])
+        later_gap.append(gap[gap > 0])
+    later = pl.DataFrame({"_p": np.concatenate(later_pair) if later_pair else np.zeros(0, np.int64),
+                          "_gap": np.concatenate(later_gap) if later_gap else np.zeros(0)})
+    median = later.group_by("_p").agg(pl.col("_gap").median().alias("median_days_after"))
+    same: pl.Series | None = None
+    if own.baskets is not None and own.basket_customer is not None:
+        basket = _canonical(own.baskets)
+        owner = own.basket_customer
+        if stride > 1:
+            sampled = np.flatnonzero(owner % stride == 0)
+            basket, owner = basket[sampled], owner[sampled]
+        same_owners = _same_order_owners(basket[:, ants].tocsr(), basket[:, cons].tocsr(), owner, pair_of, n_pairs)
+        same = pl.Series("same_order_owners", same_owners)
+    out = ij.with_columns(
+        pl.Series("timed_owners", timed_owners),
+        same if same is not None else pl.lit(None, dtype=pl.Int64).alias("same_order_owners"),
+        pl.Series("bought_after", after), pl.Series("bought_before", before),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("_p"),
+    ).join(median.with_columns(pl.col("_p").cast(pl.Int64)), on="_p", how="left", maintain_order="left")
+    return out.filter(pl.col("timed_owners") > 0).select(*schema)
 
 
 def scaled_timing(frame: pl.DataFrame) -> pl.DataFrame:

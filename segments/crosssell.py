@@ -59,6 +59,8 @@ RIDGE = 400.0  # EASE's lambda, in co-owners, until one of RIDGES is chosen on t
 RIDGES = (25.0, 100.0, 400.0)  # the lambdas tried there: small logs with small baskets need less
 NEIGHBOUR_BLOCK_CELLS = 8_000_000  # products x columns of X'X held at once when finding neighbours
 UNION_MAX = 4_000  # up to this many products, one Gram matrix (128 MB) serves every regression
+SPARSE_ABOVE = 4_000  # above this many products, neighbours come from the sparse X'X (see _pair_neighbours)
+HUB_CELLS = 4_000_000  # entries of X'X among the most frequent inputs held dense for the Gram blocks (32 MB)
 SOLVE_BATCH = 256  # regressions solved at once
 EVAL_KS = (1, 3, 5, 10)
 MIN_CONFIDENCE = 0.005
@@ -104,6 +106,19 @@ def without_single_buyers(own: Ownership) -> Ownership:
         baskets=own.baskets.tocsc()[:, kept].tocsr() if own.baskets is not None else None,
         basket_customer=own.basket_customer,
     )
+
+
+def without_single_buyer_purchases(purchases: pl.DataFrame) -> pl.DataFrame:
+    """The purchases aggregate (a row per customer and product) of a wide catalogue without products one customer bought.
+
+    The same products :func:`without_single_buyers` leaves out of the ownership, left out
+    before anything is built from them (typical values, order sizes, both ownerships), so
+    that no step follows the catalogue's long tail. Typical values and order sizes are
+    then those of the products offered; smaller catalogues are returned as they are.
+    """
+    if purchases["product_id"].n_unique() <= WIDE_CATALOGUE:
+        return purchases
+    return purchases.filter(pl.len().over("product_id") >= MIN_PAIR_COUNT)
 
 
 def _check_count(name: str, value: object, high: int) -> None:
@@ -209,7 +224,7 @@ def score_quantiles(model: CrossSellModel) -> np.ndarray:
     evenly spaced quantiles would pool them all into a bin or two.
     """
     n, p = model.own.X.shape
-    _, score = model_scores(model, _chunks(n, p)[0])
+    score = offer_scores(model, _chunks(n, p)[0])
     finite = score[np.isfinite(score)]
     edges = np.quantile(finite, CALIBRATION_LEVELS) if finite.size else np.zeros(CALIBRATION_BINS + 1)
     edges[0], edges[-1] = -np.inf, np.inf
@@ -237,7 +252,7 @@ def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: spar
     edges = score_quantiles(model)
     hits, totals = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
     for sel in _row_chunks(active, p):
-        _, pref = model_scores(model, sel)
+        pref = offer_scores(model, sel)
         y = truth[sel].toarray() > 0
         ok = np.isfinite(pref)
         b = np.clip(np.searchsorted(edges, pref[ok], side="right") - 1, 0, len(edges) - 2)
@@ -371,7 +386,8 @@ def item_weights(X: sparse.csr_matrix, *, neighbours: int = NEIGHBOURS, ridge: f
     ``neighbours`` nearest products N_j (by cosine): ``w_j = (X_N'X_N + lambda I)^-1 X_N'x_j``,
     the same normal equations restricted to N_j (and j left out of its own inputs, as EASE's
     diagonal constraint does). Memory: ``SOLVE_BATCH`` systems of ``k x k`` and, up to
-    ``UNION_MAX`` products, one Gram matrix; above it each product's own block. ``advance`` is
+    ``UNION_MAX`` products, one Gram matrix; above it each product's block, looked up in the sparse
+    X'X (:class:`_GramLookup`). ``advance`` is
     told the share of the products done after each batch (they sum to 1).
     """
     return item_weights_for(X, (ridge,), neighbours=neighbours, advance=advance)[0]
@@ -379,46 +395,137 @@ def item_weights(X: sparse.csr_matrix, *, neighbours: int = NEIGHBOURS, ridge: f
 
 def item_weights_for(X: sparse.csr_matrix, ridges: tuple[float, ...], *, neighbours: int = NEIGHBOURS,
                      advance: Advance | None = None) -> list[sparse.csr_matrix]:
-    """:func:`item_weights` for several ridges at once: neighbours and Gram blocks are shared, only the solves differ."""
+    """:func:`item_weights` for several ridges at once: neighbours and Gram blocks are shared, only the solves differ.
+
+    Above ``SPARSE_ABOVE`` products the neighbours come from the sparse X'X
+    (:func:`_pair_neighbours`: only products sharing ``MIN_PAIR_COUNT`` owners), and
+    products with fewer of them than ``neighbours`` are solved in smaller systems.
+    """
     n_p = X.shape[1]
     if n_p < 2:
         return [sparse.csr_matrix((n_p, n_p)) for _ in ridges]
-    N, _ = _cosine_neighbours(X, neighbours)
-    k = N.shape[1]
     Xc = X.tocsc()
+    C = _canonical_gram(Xc) if n_p > UNION_MAX else None
+    if n_p > SPARSE_ABOVE:
+        assert C is not None
+        N = _pair_neighbours(C, neighbours)
+    else:
+        N, _ = _cosine_neighbours(X, neighbours)
+    n_inputs = (N >= 0).sum(axis=1)
+    order = np.argsort(n_inputs, kind="stable") if n_p > SPARSE_ABOVE else np.arange(n_p)  # batches of like sizes
+    full = (Xc.T @ Xc).toarray() if C is None else None  # a small catalogue: one Gram matrix for all
+    gram = _GramLookup(Xc, C, N) if C is not None else None
     vals: list[list[np.ndarray]] = [[] for _ in ridges]
-    full = (Xc.T @ Xc).toarray() if n_p <= UNION_MAX else None  # a small catalogue: one Gram matrix for all
-    j = 0
-    while j < n_p:
-        stop = min(j + SOLVE_BATCH, n_p)
-        if full is not None:
-            pos = N[j:stop]  # (m, k)
-            A = full[pos[:, :, None], pos[:, None, :]]
-            rhs = full[pos, np.arange(j, stop)[:, None]][:, :, None]
-        else:
-            # Each target's own (k + 1) x (k + 1) Gram block from its columns: co-owner counts, exact
-            # integers however they are summed, so the systems are those of one big Gram matrix.
-            A, rhs = np.empty((stop - j, k, k)), np.empty((stop - j, k, 1))
-            for t in range(j, stop):
-                sub = Xc[:, np.r_[N[t], t]]
-                G = (sub.T @ sub).toarray()
-                A[t - j], rhs[t - j, :, 0] = G[:k, :k], G[:k, k]
-        for r, ridge in enumerate(ridges):
-            Ar = A.copy()
-            Ar[:, np.arange(k), np.arange(k)] += ridge
-            with threadpool_limits(1):  # many small systems: BLAS threads only contend (100x slower on a busy machine)
+    rows, cols = [], []
+    # Many small systems: BLAS threads only contend (100x slower on a busy machine). One limit for all
+    # of them: each limit finds the libraries again by reading the process's memory maps.
+    with threadpool_limits(1):
+        for start in range(0, n_p, SOLVE_BATCH):
+            targets = order[start:start + SOLVE_BATCH]
+            k = max(1, int(n_inputs[targets].max()))
+            pos = N[targets, :k]  # (m, k); -1 pads a product with fewer than k inputs
+            if full is not None:
+                A = full[pos[:, :, None], pos[:, None, :]]
+                rhs = full[pos, targets[:, None]][:, :, None]
+            else:
+                # Each target's Gram block looked up in the sparse X'X: co-owner counts, exact integers, so the
+                # systems are those of one big Gram matrix; padded inputs get zero rows and so zero weights.
+                assert gram is not None
+                valid = pos >= 0
+                at = np.where(valid, pos, 0)
+                A = gram(at[:, :, None], at[:, None, :])
+                A *= valid[:, :, None] & valid[:, None, :]
+                rhs = (gram(at, targets[:, None]) * valid)[:, :, None]
+            for r, ridge in enumerate(ridges):
+                Ar = A.copy()
+                Ar[:, np.arange(k), np.arange(k)] += ridge
                 vals[r].append(np.linalg.solve(Ar, rhs)[:, :, 0].ravel())
-        if advance is not None:
-            advance((stop - j) / n_p)
-        j = stop
-    rows = N.ravel()
-    cols = np.repeat(np.arange(n_p), k)
+            rows.append(pos.ravel())
+            cols.append(np.repeat(targets, k))
+            if advance is not None:
+                advance(len(targets) / n_p)
+    row, col = np.concatenate(rows), np.concatenate(cols)
+    real = row >= 0
     out = []
     for v in vals:
-        W = sparse.csr_matrix((np.concatenate(v), (rows, cols)), shape=(n_p, n_p))
+        W = sparse.csr_matrix((np.concatenate(v)[real], (row[real], col[real])), shape=(n_p, n_p))
         W.eliminate_zeros()
         out.append(W)
     return out
+
+
+def _canonical_gram(Xc: sparse.csc_matrix) -> sparse.csr_matrix:
+    """X'X (co-owners of every pair of products) in canonical CSR: sorted indices, no duplicates."""
+    C = (Xc.T @ Xc).tocsr()
+    C.sum_duplicates()
+    C.sort_indices()
+    return C
+
+
+class _GramLookup:
+    """``C[a, b]`` elementwise (broadcast) from X'X ``C`` (canonical CSR), 0 where it stores nothing.
+
+    Random searches in a large sorted array miss the cache at every step, so the block of
+    X'X among the hubs (the products that are most often someone's input, up to
+    ``HUB_CELLS`` entries) is held dense, straight from their columns of X; the other
+    entries are searched among C's sorted keys (``row x columns + column``).
+    """
+
+    def __init__(self, Xc: sparse.csc_matrix, C: sparse.csr_matrix, N: np.ndarray) -> None:
+        n_p = C.shape[1]
+        self.C = C
+        row = np.repeat(np.arange(n_p, dtype=np.int64), np.diff(C.indptr))
+        self.keys = row * np.int64(n_p) + C.indices
+        appearances = np.bincount(N[N >= 0], minlength=n_p)
+        n_hubs = min(int(np.sqrt(HUB_CELLS)), int((appearances > 1).sum()))
+        hubs = np.sort(np.argsort(-appearances, kind="stable")[:n_hubs])
+        self.hub_of = np.full(n_p, -1, dtype=np.int64)
+        self.hub_of[hubs] = np.arange(n_hubs)
+        Xh = Xc[:, hubs]
+        self.dense = (Xh.T @ Xh).toarray()
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = np.broadcast_arrays(a, b)
+        ha, hb = self.hub_of[a], self.hub_of[b]
+        both = (ha >= 0) & (hb >= 0)
+        out = np.empty(a.shape)
+        out[both] = self.dense[ha[both], hb[both]]
+        rest = ~both
+        wanted = a[rest].astype(np.int64) * np.int64(self.C.shape[1]) + b[rest]
+        if len(self.keys):
+            at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+            out[rest] = np.where(self.keys[at] == wanted, self.C.data[at], 0.0)
+        else:
+            out[rest] = 0.0
+        return out
+
+
+def _pair_neighbours(C: sparse.csr_matrix, k: int) -> np.ndarray:
+    """Per product, its ``k`` nearest products by cosine among those with at least ``MIN_PAIR_COUNT`` co-owners; -1 pads.
+
+    ``C`` is X'X (canonical, :func:`_canonical_gram`). Cosine as in
+    :func:`_cosine_neighbours`, ``C_ij / sqrt(n_i n_j)``; ties go to the smaller product
+    index. A product sharing one customer with another is that customer's basket, not a
+    relation (the same bound that keeps it out of the pairs), so it is no input; in a wide
+    catalogue most products are such, and this keeps each regression to what repeats.
+    Columns are trimmed to the most inputs any product has.
+    """
+    n_p = C.shape[0]
+    owners = C.diagonal()
+    coo = C.tocoo()
+    keep = (coo.data >= MIN_PAIR_COUNT) & (coo.row != coo.col)
+    j, i, c = coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64), coo.data[keep]
+    norms = np.sqrt(np.maximum(owners, 1.0))
+    cosine = c / (norms[j] * norms[i])
+    order = np.lexsort((i, -cosine, j))
+    j, i = j[order], i[order]
+    counts = np.bincount(j, minlength=n_p)
+    rank = np.arange(len(j)) - np.repeat(np.cumsum(counts) - counts, counts)
+    take = rank < k
+    width = max(1, min(k, int(counts.max()) if len(counts) else 1))
+    N = np.full((n_p, width), -1, dtype=np.int64)
+    N[j[take], rank[take]] = i[take]
+    return N
 
 
 def recent_first_buyers(own: Ownership) -> np.ndarray:
@@ -546,32 +653,44 @@ def _masked(scores: np.ndarray, owned: sparse.csr_matrix, *blocks: sparse.csr_ma
     return scores
 
 
-def model_scores(model: CrossSellModel, rows: slice | np.ndarray, *, allow_substitutes: bool = False,
-                 allow_variants: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(probability, score)`` for a block of customers (a slice of rows, or their indices).
+def offer_scores(model: CrossSellModel, rows: slice | np.ndarray, *, allow_substitutes: bool = False,
+                 allow_variants: bool = False) -> np.ndarray:
+    """``score`` of every product for a block of customers (a slice of rows, or their indices): -inf where not allowed.
 
+    ``score(u, j) = item + SEGMENT_WEIGHT * segment + TREND_WEIGHT * trend`` (module docstring).
     Each customer's row is computed alone (a row of ``owned @ W``), so it does not depend
     on which other customers share the block.
-
-    ``score`` ranks (-inf where an offer is not allowed); ``probability`` is P(the customer
-    buys the product for the first time within the offer horizon), calibrated (0 where not allowed).
     """
     owned = model.own.X[rows]
     item = np.asarray((owned @ model.weights).todense())
     seg = model.segment_penetration[model.segment_of[rows]]
     score = item + SEGMENT_WEIGHT * seg + TREND_WEIGHT * model.trend[None, :]
-    score = _masked(score, owned, None if allow_substitutes else model.substitutes, None if allow_variants else model.variants)
+    return _masked(score, owned, None if allow_substitutes else model.substitutes, None if allow_variants else model.variants)
+
+
+def offer_probability(model: CrossSellModel, rows: slice | np.ndarray, score: np.ndarray) -> np.ndarray:
+    """P(customer buys the product for the first time within the offer horizon) = P(buys at all) x g(score); 0 where not allowed.
+
+    ``score`` has a row per customer of ``rows`` and any columns (all products, or only the
+    offers kept), so only the scores needed are calibrated.
+    """
     calibration = model.calibration or uncalibrated(0)
     allowed = np.isfinite(score)
-    probability = np.where(allowed, calibration(np.where(allowed, score, 0.0)), 0.0) * model.p_active[rows][:, None]
-    return probability, score
+    return np.where(allowed, calibration(np.where(allowed, score, 0.0)), 0.0) * model.p_active[rows][:, None]
+
+
+def model_scores(model: CrossSellModel, rows: slice | np.ndarray, *, allow_substitutes: bool = False,
+                 allow_variants: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(probability, score)`` for a block of customers: :func:`offer_scores` and :func:`offer_probability` of all of them."""
+    score = offer_scores(model, rows, allow_substitutes=allow_substitutes, allow_variants=allow_variants)
+    return offer_probability(model, rows, score), score
 
 
 def evaluation_lists(model: CrossSellModel, rows: np.ndarray, k: int, *, allow_variants: bool = False) -> np.ndarray:
     """The ``k`` best products (indices) for customers ``rows`` (in that order), as offers rank them: for backtests."""
     out = []
     for sel in _row_chunks(rows, model.own.X.shape[1]):
-        _, score = model_scores(model, sel, allow_variants=allow_variants)
+        score = offer_scores(model, sel, allow_variants=allow_variants)
         out.append(_top_k(score, k)[0])
     return np.vstack(out) if out else np.zeros((0, k), dtype=np.int64)
 
@@ -592,13 +711,12 @@ def customer_targets(model: CrossSellModel, *, top_k: int = 5, allow_substitutes
     n, p = model.own.X.shape
     frames = []
     for rows in _chunks(n, p):
-        probability, score = model_scores(model, rows, allow_substitutes=allow_substitutes, allow_variants=allow_variants)
-        idx, vals = _top_k(score, top_k)
+        idx, vals = _top_k(offer_scores(model, rows, allow_substitutes=allow_substitutes, allow_variants=allow_variants), top_k)
         k = idx.shape[1]
         cust = np.repeat(np.arange(rows.start, rows.stop), k)
         frames.append(pl.DataFrame({
             "_u": cust, "_j": idx.ravel(), "rank": np.tile(np.arange(1, k + 1), rows.stop - rows.start), "score": vals.ravel(),
-            "purchase_probability": np.take_along_axis(probability, idx, axis=1).ravel(),
+            "purchase_probability": offer_probability(model, rows, vals).ravel(),  # only the offers kept are calibrated
         }))
         if advance is not None:
             advance((rows.stop - rows.start) / n)
@@ -851,7 +969,7 @@ def backtest_rankings(
         if not len(sel):
             continue
         block = slice(rows.start, rows.stop)
-        _, pref = model_scores(model, block)
+        pref = offer_scores(model, block)
         pref = pref[sel - rows.start]
         owned = model.own.X[sel]
         lists["model"].append(_top_k(pref, kmax)[0])

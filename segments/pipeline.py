@@ -68,6 +68,7 @@ from segments.crosssell import (
     segment_ranking_calibration,
     typical_order_values,
     uncalibrated,
+    without_single_buyer_purchases,
     without_single_buyers,
 )
 
@@ -250,7 +251,7 @@ def run_crosssell(
         products = catalogue.select("product_id", *(c for c in ("description", "category") if c in catalogue.columns))
         excluded = excluded_products(catalogue, exclude_products).join(
             catalogue.select("product_id", pl.col("n_lines").alias("lines"), "revenue"), on="product_id", how="left")
-        purchases = _without_products(aggregates.purchases, excluded)
+        purchases = without_single_buyer_purchases(_without_products(aggregates.purchases, excluded))
         baskets = _without_products(aggregates.baskets, excluded) if aggregates.baskets is not None else None
         del aggregates  # the frames above replace its own: one copy of each in memory, not two
         typical = typical_order_values(purchases)

@@ -132,3 +132,16 @@ def test_wide_catalogue_without_single_buyers_keeps_every_pair_oracle_full_count
         return pairs.with_columns(o.products.gather(pairs["i"]).alias("i"), o.products.gather(pairs["j"]).alias("j")).sort("i", "j")
 
     assert named(trimmed, pair_counts(trimmed)).equals(named(own, pair_counts(own)))
+
+
+def test_counts_only_pairs_have_the_same_co_owners_oracle_full_counts():
+    """Without the day sums and same-order counts, the pairs and their co-owners are those of the full counts."""
+    rng = np.random.default_rng(8)
+    lines = pl.DataFrame([{"customer_id": f"c{u}", "product_id": f"p{int(j)}", "order_id": f"o{u}-{int(o)}",
+                           "date": dt.datetime(2024, 1, 1) + dt.timedelta(days=int(d)), "amount": 1.0}
+                          for u in range(80) for j, o, d in zip(rng.integers(0, 20, 6), rng.integers(0, 2, 6), rng.integers(0, 90, 6), strict=True)])
+    own = build_ownership(lines)
+    full = pair_counts(own, min_count=3)
+    lean = pair_counts(own, min_count=3, counts_only=True)
+    assert lean.select("i", "j", "co_owners").equals(full.select("i", "j", "co_owners")) and full.height > 50
+    assert lean.select(pl.col("same_order", "days_sum_i", "days_sum_j").null_count()).row(0) == (lean.height,) * 3

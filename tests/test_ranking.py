@@ -208,7 +208,7 @@ def test_calibration_is_isotonic_in_the_score_and_matches_observed_rates(monkeyp
     spend = truth.multiply(3.0).tocsr()
     import segments.crosssell as cs
 
-    monkeypatch.setattr(cs, "model_scores", lambda m, rows, **_: (scores[rows], scores[rows]))
+    monkeypatch.setattr(cs, "offer_scores", lambda m, rows, **_: scores[rows])
     cal = fit_calibration(model, truth, spend, np.arange(n), 30)
     assert isinstance(cal, Calibration)
     assert np.all(np.diff(cal.probability) >= 0)
@@ -305,3 +305,19 @@ def test_segment_expected_revenue_sums_each_non_owners_probability_times_their_o
     np.testing.assert_allclose(revenue[0], (probability * value_per_buyer(model, u, j)).sum(axis=0))
     np.testing.assert_allclose(buyers[0], probability.sum(axis=0))
     assert np.allclose(value_per_buyer(model, np.array([0, 1]), np.array([0, 0])), [100.0, 5.0])  # typical 10 x scale, no calibration
+
+
+def test_offers_calibrate_only_their_scores_to_the_probabilities_of_every_score_oracle_model_scores():
+    """Offers' probabilities (only the kept scores calibrated) are, bit for bit, the full matrix's at the same cells."""
+    from segments.crosssell import model_scores
+
+    base = collector_model()
+    edges = np.r_[-np.inf, np.linspace(0.0, 0.6, 9), np.inf]
+    calibration = Calibration(edges, np.linspace(0.05, 0.9, len(edges) - 1), 1.0, 30, 10, 50)
+    model = type(base)(**{**base.__dict__, "calibration": calibration,
+                          "p_active": np.linspace(0.2, 0.9, base.own.X.shape[0])})
+    targets = customer_targets(model, top_k=3)
+    probability, _ = model_scores(model, slice(0, model.own.X.shape[0]))
+    expected = probability[targets["_u"].to_numpy(), targets["_j"].to_numpy()]
+    assert targets["purchase_probability"].to_numpy().tolist() == expected.tolist()
+    assert len(set(expected.tolist())) > 3  # the curve and P(active) both vary across the offers

@@ -48,29 +48,6 @@ def test_strongest_inputs_oracle_brute_force(monkeypatch, entries):
             assert (best_i[k], best_w[k]) == (-1, 0.0)
 
 
-@pytest.mark.parametrize("by_key", [False, True])
-def test_pair_timing_same_counts_either_join_oracle_each_other(monkeypatch, by_key):
-    """Joining by pair or by customer (the cost-based choice forced each way) gives the same timing for every pair."""
-    rng = np.random.default_rng(2)
-    import datetime as dt
-
-    rows = [{"customer_id": f"c{u}", "product_id": f"p{int(j)}", "order_id": f"o{u}-{int(o)}",
-             "date": dt.datetime(2024, 1, 1) + dt.timedelta(days=int(d)), "amount": 1.0}
-            for u in range(60) for j, o, d in zip(rng.integers(0, 15, 8), rng.integers(0, 3, 8), rng.integers(0, 200, 8), strict=True)]
-    own = build_ownership(pl.DataFrame(rows))
-    pairs = pair_counts(own).select("i", "j")
-    reference = pair_timing(own, pairs).sort("i", "j")
-    original = associations._join_costs
-
-    def forced(entries, ij, n):
-        by_pair, by_customer = original(entries, ij, n)
-        return (by_pair * 0 + 1, by_customer * 0 + 2) if not by_key else (by_pair * 0 + 2, by_customer * 0 + 1)
-
-    monkeypatch.setattr(associations, "_join_costs", forced)
-    assert pair_timing(own, pairs).sort("i", "j").equals(reference)
-    assert reference.height == pairs.height
-
-
 def test_item_weights_per_product_gram_blocks_equal_one_gram_matrix_oracle(monkeypatch):
     """Above UNION_MAX products each regression takes its own Gram block: the same weights, bit for bit, as from one matrix."""
     from segments import crosssell
@@ -107,3 +84,95 @@ def test_scoring_only_model_scores_as_the_full_model_oracle_full_build():
     with pytest.raises(ValueError, match="scoring-only"):
         build_model(own, customers, typical, weights=W, scoring_only=True, categories=pl.DataFrame({"product_id": own.products,
                                                                                                    "category": ["x"] * len(own.products)}))
+
+
+def pair_timing_brute_force(own, ij, stride):
+    """Per pair, loops over the timed customers (every stride-th row) and over the orders: the definitions, one at a time."""
+    T = own.first_day.toarray()
+    B = own.baskets.toarray() if own.baskets is not None else None
+    out = {}
+    for i, j in ij:
+        gaps = [T[u, j] - T[u, i] for u in range(0, T.shape[0], stride) if T[u, i] > 0 and T[u, j] > 0]
+        if not gaps:
+            continue
+        later = [g for g in gaps if g > 0]
+        same = None
+        if B is not None:
+            same = len({int(own.basket_customer[o]) for o in range(B.shape[0])
+                        if B[o, i] > 0 and B[o, j] > 0 and own.basket_customer[o] % stride == 0})
+        out[(i, j)] = (len(gaps), same, len(later), sum(g < 0 for g in gaps), float(np.median(later)) if later else None)
+    return out
+
+
+@pytest.mark.parametrize(("max_customers", "with_orders"), [(100_000, True), (7, True), (100_000, False)])
+def test_pair_timing_oracle_brute_force(monkeypatch, max_customers, with_orders):
+    """Timing of every pair (co-owners timed, same-order owners, bought after / before, median gap) equals loops over customers.
+
+    Small blocks and a searched (not tabled) pair index take the other code paths; an order of an
+    unknown customer counts as one more owner, as before.
+    """
+    import datetime as dt
+
+    monkeypatch.setattr(associations, "TIMING_ROWS_PER_BLOCK", 50)
+    monkeypatch.setattr(associations, "PAIR_TABLE_CELLS", 10 if max_customers == 7 else 16_000_000)
+    rng = np.random.default_rng(2)
+    rows = [{"customer_id": f"c{u:02d}", "product_id": f"p{int(j):02d}", "order_id": f"o{u}-{int(o)}",
+             "date": dt.datetime(2024, 1, 1) + dt.timedelta(days=int(d), hours=int(h)), "amount": 1.0}
+            for u in range(60) for j, o, d, h in zip(rng.integers(0, 15, 8), rng.integers(0, 3, 8), rng.integers(0, 200, 8),
+                                                     rng.integers(0, 24, 8), strict=True)]
+    lines = pl.DataFrame(rows)
+    if not with_orders:
+        lines = lines.drop("order_id")
+    own = build_ownership(lines)
+    if with_orders:  # one order of no known customer
+        own = type(own)(**{**own.__dict__, "basket_customer": np.where(np.arange(len(own.basket_customer)) == 3, -1, own.basket_customer)})
+    ij = pair_counts(own).select("i", "j")
+    timing = pair_timing(own, ij, max_customers=max_customers)
+    stride = -(-own.X.shape[0] // max_customers)
+    expected = pair_timing_brute_force(own, ij.rows(), stride)
+    got = {(r["i"], r["j"]): (r["timed_owners"], r["same_order_owners"], r["bought_after"], r["bought_before"], r["median_days_after"])
+           for r in timing.iter_rows(named=True)}
+    assert got.keys() == expected.keys() and len(got) > 20
+    for key, value in expected.items():
+        assert got[key][:4] == value[:4]
+        assert got[key][4] == pytest.approx(value[4], rel=1e-12) if value[4] is not None else got[key][4] is None
+
+
+def test_wide_catalogue_neighbours_and_weights_oracle_brute_force(monkeypatch):
+    """Above SPARSE_ABOVE products: each product's inputs are its nearest by cosine among those sharing two or more owners
+    (ties: product order), and its weights solve the normal equations restricted to them (Steck 2019, eq. 8 per product)."""
+    from segments import crosssell
+
+    monkeypatch.setattr(crosssell, "SPARSE_ABOVE", 10)
+    monkeypatch.setattr(crosssell, "UNION_MAX", 10)
+    monkeypatch.setattr(crosssell, "SOLVE_BATCH", 16)  # several batches of different sizes
+    rng = np.random.default_rng(5)
+    dense = (rng.random((120, 70)) < rng.uniform(0.01, 0.25, size=70)).astype(float)
+    X = sparse.csr_matrix(dense)
+    k, ridge = 12, 25.0
+    (W,) = crosssell.item_weights_for(X, (ridge,), neighbours=k)
+    W = W.toarray()
+    G = dense.T @ dense
+    n = np.sqrt(np.maximum(np.diag(G), 1.0))
+    fewer = 0
+    for j in range(G.shape[0]):
+        candidates = [i for i in range(G.shape[0]) if i != j and G[i, j] >= 2]
+        inputs = sorted(candidates, key=lambda i: (-(G[i, j] / (n[j] * n[i])), i))[:k]
+        fewer += len(inputs) < k
+        expected = np.zeros(G.shape[0])
+        if inputs:
+            expected[inputs] = np.linalg.solve(G[np.ix_(inputs, inputs)] + ridge * np.eye(len(inputs)), G[inputs, j])
+        np.testing.assert_allclose(W[:, j], expected, rtol=1e-9, atol=1e-12)
+        assert set(np.flatnonzero(W[:, j])) <= set(inputs)
+    assert 0 < fewer < G.shape[0]  # some products have fewer inputs than k: the padded systems are exercised
+
+
+def test_wide_catalogue_purchases_leave_out_single_buyer_products_oracle_counts(monkeypatch):
+    """Above WIDE_CATALOGUE products the purchases keep exactly the products with two or more buyers; below, all of them."""
+    from segments import crosssell
+
+    purchases = pl.DataFrame({"customer_id": ["a", "b", "a", "c", "b", "c"], "product_id": ["p1", "p1", "p2", "p3", "p3", "p4"]})
+    assert crosssell.without_single_buyer_purchases(purchases).equals(purchases)
+    monkeypatch.setattr(crosssell, "WIDE_CATALOGUE", 3)
+    kept = crosssell.without_single_buyer_purchases(purchases)
+    assert sorted(set(kept["product_id"])) == ["p1", "p3"] and kept.height == 4
