@@ -185,8 +185,10 @@ def pareto_survival_blocks(values: np.ndarray, frequency: np.ndarray, T: np.ndar
                 coef = np.ones((len(values), len(members), k_max))
                 coef[:, :, 1:] = (shape[:, :, None] + np.arange(k_max - 1)) / np.arange(1.0, k_max)
                 np.cumprod(coef, axis=2, out=coef)
-                pmf = coef * (np.exp(log_v) @ powers[:, :, :k_max])
-                out = np.clip(total_w - np.cumsum(pmf, axis=2), 0.0, 1.0).transpose(1, 2, 0)
+                surv = coef * (np.exp(log_v) @ powers[:, :, :k_max])  # the pmf m_i, then in place 1 - its cumulative sum
+                np.cumsum(surv, axis=2, out=surv)
+                np.subtract(total_w, surv, out=surv)
+                out = np.clip(surv, 0.0, 1.0, out=surv).transpose(1, 2, 0)
                 if not np.all(safe):  # far in the tail of double range: node by node, with the log recursion
                     deep = members[~safe]
                     out[~safe] = np.stack([pareto_alive_survival(tuple(v), x[deep], T[deep], t, k_max) for v in values], axis=2)
@@ -301,7 +303,7 @@ def _pareto_p_alive_draws(values: np.ndarray, frequency: np.ndarray, recency: np
 def _per_draw_p_alive(p_alive: Callable[..., np.ndarray]):
     """P(alive) for all draws, (rows, draws), from a model's P(alive), one draw at a time."""
     def over_draws(values: np.ndarray, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.stack([p_alive(tuple(v), frequency, recency, T) for v in values]).T)
+        return np.stack([p_alive(tuple(v), frequency, recency, T) for v in values], axis=1)
 
     return over_draws
 
@@ -501,12 +503,17 @@ class Predictive:
         return self._row_quantile(q)[self.customer_row]
 
     def _row_quantile(self, q: float) -> np.ndarray:
-        """Bisection on k per distinct row, on the rows not yet settled only (most tables are short)."""
+        """Bisection on k per distinct row, on the rows not yet settled only (most tables are short).
+
+        The first look is at k = 0: most customers' lower quantile is 0, settled by that one look.
+        """
         lo = np.zeros(self.p_alive.shape[1], np.int64)
         hi = self.lengths[self.row_pair].astype(np.int64)  # P(X >= k_max + 1) < tail: always far enough
         active = np.flatnonzero(lo < hi)
+        first = True
         while len(active):
-            mid = (lo[active] + hi[active]) // 2
+            mid = lo[active] if first else (lo[active] + hi[active]) // 2
+            first = False
             done = self._row_survival(active, mid + 1) <= 1.0 - q + 1e-12
             hi[active] = np.where(done, mid, hi[active])
             lo[active] = np.where(done, lo[active], mid + 1)
@@ -605,7 +612,7 @@ def predictive(
             ok = ~short
             lengths[members[ok]] = np.minimum(lengths[members[ok]], k_max)
             keep = np.arange(k_max)[None, :] < lengths[members[ok]][:, None]
-            parts.append(tab[ok][keep])  # pair-major, k ascending
+            parts.append((tab if ok.all() else tab[ok])[keep])  # pair-major, k ascending
             order.append(members[ok])
         todo = np.concatenate(again) if again else np.array([], dtype=np.int64)
     pair_order = np.concatenate(order)
