@@ -110,6 +110,17 @@ def test_pareto_predictive_over_all_draws_equals_the_draw_by_draw_predictive_wit
         np.testing.assert_array_equal(fast.quantile(q), slow.quantile(q))
 
 
+@pytest.mark.parametrize("q", [0.05, 0.5, 0.95])
+def test_quantiles_are_the_smallest_count_whose_distribution_function_reaches_q_by_a_scan_of_every_count(q):
+    values, x, tx, T_ = _random_pareto_rows(6, 300)
+    pred = iv.predictive(iv.MODELS["pareto"], iv.ParameterDraws(values, "covariance"), x, tx, T_, 39.0, tail=0.005)
+    ks = np.arange(int(pred.lengths.max()) + 2)
+    cdf_reached = np.stack([pred.survival(np.full(len(x), k + 1)) <= 1.0 - q + 1e-12 for k in ks], axis=1)
+    quantile = pred.quantile(q)
+    np.testing.assert_array_equal(quantile, cdf_reached.argmax(axis=1))
+    assert (quantile == 0).any() and (quantile > 0).any()
+
+
 def _simulate_future(model: str, params, x: float, T_: float, p_alive: float, t: float, n: int, rng) -> np.ndarray:
     """Brute force: alive with P(alive), lambda ~ Gamma(r + x, alpha + T), then each model's dropout."""
     r, alpha, c, d = params
