@@ -35,15 +35,18 @@ uncertainty, and the draws are refits on bootstrap resamples of the customers in
 
 Everything is computed once per distinct (x, T) pair (the survival given alive does
 not depend on t_x) and once per distinct (x, t_x, T) row (P(alive)), then joined back.
+The Pareto/NBD quadrature runs for all draws at once, as matrix products over the pairs that
+share a T (:func:`pareto_survival_blocks`), and its P(alive) integrals share one time grid.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import gammaln
 from scipy.stats import norm
 
 from clv import expectations, likelihood
@@ -130,6 +133,84 @@ def pareto_alive_survival(params: Sequence[float], frequency: np.ndarray, T: np.
     return np.clip(out, 0.0, 1.0)
 
 
+LOG_SAFE = 600.0  # |log| of a factor of the power-sum form below this: every product of two stays a normal double
+
+
+def pareto_survival_blocks(values: np.ndarray, frequency: np.ndarray, T: np.ndarray, t: float,
+                           sizes: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`pareto_alive_survival` for every draw (rows of ``values``) at once, by the same quadrature.
+
+    Yields, per distinct table length in ``sizes``, the indices of the rows of that length and their
+    tables (rows, length, draws). With the end point t as a 49th node of weight P(lifetime > t) and
+    the Gauss-Legendre nodes tau_j weighted by W_j = w_j Lomax(tau_j; s, beta + T), the quadrature is
+    sum_j W_j P(N(tau_j) >= k) = sum_j W_j - sum_{i<k} m_i, where the mixed negative binomial pmf
+    m_i = sum_j W_j f_i(tau_j) = c_i sum_j W_j (1 - q_j)^(r+x) q_j^i, with c_i = Gamma(r+x+i) / (Gamma(r+x) i!)
+    and q_j = tau_j / (alpha + T + tau_j). The powers q_j^i depend on T and the draw only, so for the
+    histories sharing a T the sums over nodes are one matrix product per draw. Rows whose factors
+    leave double range (f_0 or c_i beyond exp(+-LOG_SAFE)) are computed node by node in logs instead.
+    """
+    values = np.asarray(values, float)
+    x, T, sizes = np.asarray(frequency, float), np.asarray(T, float), np.asarray(sizes, np.int64)
+    r, alpha, s, beta = (values[:, i][:, None] for i in range(4))  # (draws, 1)
+    nodes, weights = np.polynomial.legendre.leggauss(QUADRATURE_NODES)
+    tau = np.append((nodes + 1.0) * t / 2.0, t)
+    lengths = np.unique(sizes)
+    slot = np.searchsorted(lengths, sizes)
+    position = np.empty(len(x), np.int64)  # each row's place among the rows of its length
+    tables = []
+    for j, k_max in enumerate(lengths):
+        rows_j = np.flatnonzero(slot == j)
+        position[rows_j] = np.arange(len(rows_j))
+        tables.append(np.empty((len(rows_j), int(k_max), len(values))))
+    by_T = np.argsort(T, kind="stable")
+    starts = np.flatnonzero(np.r_[True, T[by_T][1:] != T[by_T][:-1]])
+    with np.errstate(all="ignore"):
+        for group in np.split(by_T, starts[1:]):
+            a_post, b_post = alpha + T[group[0]], beta + T[group[0]]
+            q = tau / (a_post + tau)  # (draws, nodes)
+            log_w = np.concatenate([np.log(weights * t / 2.0) + np.log(s / b_post) + (s + 1.0) * np.log(b_post / (b_post + tau[:-1])),
+                                    s * np.log(b_post / (b_post + t))], axis=1)
+            k_group = int(sizes[group].max())
+            powers = np.ones((len(values), len(tau), k_group))  # q_j^i, i = 0..k_group - 1
+            powers[:, :, 1:] = q[:, :, None]
+            np.cumprod(powers, axis=2, out=powers)
+            total_w = np.exp(log_w).sum(axis=1)[:, None, None]
+            for j in np.unique(slot[group]):
+                members = group[slot[group] == j]
+                k_max = int(lengths[j])
+                shape = r + x[members][None, :]  # (draws, rows)
+                log_v = log_w[:, None, :] + shape[:, :, None] * np.log1p(-q)[:, None, :]
+                log_c = gammaln(shape + k_max - 1.0) - gammaln(shape) - gammaln(float(k_max))  # the largest c_i
+                safe = np.all(log_v > -LOG_SAFE, axis=(0, 2)) & np.all(log_c < LOG_SAFE, axis=0)
+                coef = np.ones((len(values), len(members), k_max))
+                coef[:, :, 1:] = (shape[:, :, None] + np.arange(k_max - 1)) / np.arange(1.0, k_max)
+                np.cumprod(coef, axis=2, out=coef)
+                surv = coef * (np.exp(log_v) @ powers[:, :, :k_max])  # the pmf m_i, then in place 1 - its cumulative sum
+                np.cumsum(surv, axis=2, out=surv)
+                np.subtract(total_w, surv, out=surv)
+                out = np.clip(surv, 0.0, 1.0, out=surv).transpose(1, 2, 0)
+                if not np.all(safe):  # far in the tail of double range: node by node, with the log recursion
+                    deep = members[~safe]
+                    out[~safe] = np.stack([pareto_alive_survival(tuple(v), x[deep], T[deep], t, k_max) for v in values], axis=2)
+                tables[j][position[members]] = out
+    for j in range(len(lengths)):
+        yield np.flatnonzero(slot == j), tables[j]
+
+
+def _per_draw_blocks(alive_survival: Callable[..., np.ndarray]):
+    """Survival tables by length for all draws from a model's survival function, one draw at a time."""
+    def blocks(values: np.ndarray, frequency: np.ndarray, T: np.ndarray, t: float,
+               sizes: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for k_max in np.unique(sizes):
+            rows = np.flatnonzero(sizes == k_max)
+            tab = np.empty((len(rows), int(k_max), len(values)))
+            for d, v in enumerate(values):
+                tab[:, :, d] = alive_survival(tuple(v), frequency[rows], T[rows], t, int(k_max))
+            yield rows, tab
+
+    return blocks
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -143,7 +224,10 @@ class PredictiveModel:
     the bootstrap (an :class:`clv.likelihood.Optimum`; None: no bootstrap);
     ``expected_new(params, t)`` is E[X(t)] for a customer who just made a first purchase
     (the tracking plot's model line); ``information``, when given, is the observed information
-    in log-parameters from analytic gradients (else the log-likelihood is differenced twice).
+    in log-parameters from analytic gradients (else the log-likelihood is differenced twice);
+    ``survival_blocks(values, x, T, t, sizes)``, when given, is ``alive_survival`` for every draw
+    at once, grouped by table length (:func:`pareto_survival_blocks`; else draw by draw), and
+    ``p_alive_draws(values, x, t_x, T)`` is ``p_alive`` for every draw, (rows, draws).
     """
 
     name: str
@@ -153,6 +237,8 @@ class PredictiveModel:
     fit: Callable[..., likelihood.Optimum] | None
     expected_new: Callable[[Sequence[float], np.ndarray], np.ndarray]
     information: Callable[..., np.ndarray] | None = None  # (params, x, t_x, T, weights): minus the log-scale Hessian
+    survival_blocks: Callable[..., Iterator[tuple[np.ndarray, np.ndarray]]] | None = None  # all draws at once
+    p_alive_draws: Callable[..., np.ndarray] | None = None  # (values, x, t_x, T): (rows, draws)
 
 
 def _bgnbd_refit(x, tx, T, w, initial_log_params):
@@ -199,6 +285,29 @@ def _refit(fit: Callable[..., likelihood.Optimum]):
     return refit
 
 
+def _pareto_p_alive(params: Sequence[float], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Note 009, eq. 21, with A_0 by the piecewise integral, as the fitted model's own P(alive) (to about 1e-13)."""
+    return expectations.pareto_p_alive(tuple(params), frequency, recency, T, log_a0=likelihood.pareto_log_a0)
+
+
+def _pareto_p_alive_draws(values: np.ndarray, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """:func:`_pareto_p_alive` for every draw, (rows, draws), on one time grid for the A_0 integrals."""
+    log_a0 = likelihood.pareto_log_a0_of(frequency, recency, T)
+
+    def p_alive(params: Sequence[float], *rows: np.ndarray) -> np.ndarray:
+        return expectations.pareto_p_alive(tuple(params), *rows, log_a0=lambda p, *_: log_a0(p))
+
+    return _per_draw_p_alive(p_alive)(values, frequency, recency, T)
+
+
+def _per_draw_p_alive(p_alive: Callable[..., np.ndarray]):
+    """P(alive) for all draws, (rows, draws), from a model's P(alive), one draw at a time."""
+    def over_draws(values: np.ndarray, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return np.stack([p_alive(tuple(v), frequency, recency, T) for v in values], axis=1)
+
+    return over_draws
+
+
 # The models intervals know, by name.
 MODELS: dict[str, PredictiveModel] = {
     "bgnbd": PredictiveModel("bgnbd", bgnbd_alive_survival, expectations.bgnbd_p_alive, likelihood.bgnbd_log_likelihood,
@@ -206,9 +315,10 @@ MODELS: dict[str, PredictiveModel] = {
     "mbgnbd": PredictiveModel("mbgnbd", mbgnbd_alive_survival, expectations.mbgnbd_p_alive, likelihood.mbgnbd_log_likelihood,
                               _refit(likelihood.fit_mbgnbd), _new_customer(expectations.mbgnbd_p_alive, expectations.mbgnbd_unconditional_part),
                               _information(likelihood.mbgnbd_objective, likelihood.RowData, (1,))),
-    "pareto": PredictiveModel("pareto", pareto_alive_survival, expectations.pareto_p_alive, likelihood.pareto_log_likelihood,
+    "pareto": PredictiveModel("pareto", pareto_alive_survival, _pareto_p_alive, likelihood.pareto_log_likelihood,
                               _refit(likelihood.fit_pareto), _new_customer(expectations.pareto_p_alive, expectations.pareto_unconditional_part),
-                              _information(likelihood.pareto_objective, likelihood.RowData, (1, 3))),
+                              _information(likelihood.pareto_objective, likelihood.RowData, (1, 3)), pareto_survival_blocks,
+                              _pareto_p_alive_draws),
 }
 
 
@@ -393,12 +503,17 @@ class Predictive:
         return self._row_quantile(q)[self.customer_row]
 
     def _row_quantile(self, q: float) -> np.ndarray:
-        """Bisection on k per distinct row, on the rows not yet settled only (most tables are short)."""
+        """Bisection on k per distinct row, on the rows not yet settled only (most tables are short).
+
+        The first look is at k = 0: most customers' lower quantile is 0, settled by that one look.
+        """
         lo = np.zeros(self.p_alive.shape[1], np.int64)
         hi = self.lengths[self.row_pair].astype(np.int64)  # P(X >= k_max + 1) < tail: always far enough
         active = np.flatnonzero(lo < hi)
+        first = True
         while len(active):
-            mid = (lo[active] + hi[active]) // 2
+            mid = lo[active] if first else (lo[active] + hi[active]) // 2
+            first = False
             done = self._row_survival(active, mid + 1) <= 1.0 - q + 1e-12
             hi[active] = np.where(done, mid, hi[active])
             lo[active] = np.where(done, lo[active], mid + 1)
@@ -476,7 +591,8 @@ def predictive(
         row_x, row_tx, row_T, customer_row = rows
     (pair_x, pair_T), row_pair = distinct(row_x, row_T)
     values = draws.values
-    p_alive = np.stack([model.p_alive(tuple(v), row_x, row_tx, row_T) for v in values])
+    # Rows by draws, so that a row's draws sit together for the quantiles' look-ups; Predictive holds its transpose.
+    p_alive = (model.p_alive_draws or _per_draw_p_alive(model.p_alive))(values, row_x, row_tx, row_T)
     lengths = _table_lengths(values, pair_x, pair_T, t, tail)
     parts: list[np.ndarray] = []
     order: list[np.ndarray] = []
@@ -485,12 +601,10 @@ def predictive(
         # Blocks of pairs whose lengths round up to the same quarter power of two: under 19% padding.
         size = np.ceil(2 ** (np.ceil(4 * np.log2(np.maximum(lengths[todo], 2))) / 4)).astype(np.int64)
         again = []
-        for s in np.unique(size):
-            members = todo[size == s]
-            k_max = int(s)
-            tab = np.empty((len(members), k_max, len(values)))
-            for d, v in enumerate(values):
-                tab[:, :, d] = model.alive_survival(tuple(v), pair_x[members], pair_T[members], t, k_max)
+        blocks = model.survival_blocks or _per_draw_blocks(model.alive_survival)
+        for block, tab in blocks(values, pair_x[todo], pair_T[todo], t, size):
+            members = todo[block]
+            k_max = tab.shape[1]
             short = (tab[:, -1, :].max(axis=1) >= tail) & (k_max < MAX_COUNT)
             if np.any(short):
                 lengths[members[short]] = min(2 * k_max, MAX_COUNT)
@@ -498,7 +612,7 @@ def predictive(
             ok = ~short
             lengths[members[ok]] = np.minimum(lengths[members[ok]], k_max)
             keep = np.arange(k_max)[None, :] < lengths[members[ok]][:, None]
-            parts.append(tab[ok][keep])  # pair-major, k ascending
+            parts.append((tab if ok.all() else tab[ok])[keep])  # pair-major, k ascending
             order.append(members[ok])
         todo = np.concatenate(again) if again else np.array([], dtype=np.int64)
     pair_order = np.concatenate(order)
@@ -506,7 +620,7 @@ def predictive(
     offsets = np.empty(len(pair_x), np.int64)
     offsets[pair_order] = block_start
     table = np.concatenate(parts, axis=0)
-    return Predictive(t, p_alive, row_pair, customer_row, table, offsets, lengths, draws)
+    return Predictive(t, p_alive.T, row_pair, customer_row, table, offsets, lengths, draws)
 
 
 # --------------------------------------------------------------------------- what predict adds

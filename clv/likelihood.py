@@ -23,7 +23,7 @@ results (parameters to 1e-6 relative).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -686,19 +686,30 @@ def pareto_log_a0(params: tuple[float, ...], frequency: np.ndarray, recency: np.
     """log A_0 of note 009 (eqs. 19-20) per row, by the piecewise integral of
     :func:`pareto_integral_pieces` (A_0 = (r+s+x) I), or by the 2F1 closed form of
     :func:`clv.expectations.pareto_log_a0` when the time grid is too fine. -inf where t_x = T."""
+    return pareto_log_a0_of(frequency, recency, T)(params)
+
+
+def pareto_log_a0_of(frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> Callable[[Sequence[float]], np.ndarray]:
+    """:func:`pareto_log_a0` on fixed rows as a function of the parameters: the time grid, which
+    depends on the rows only, is built once for any number of parameter vectors (draws)."""
     from clv.expectations import pareto_log_a0 as closed_form
 
     x = np.asarray(frequency, float)
     x_vals, x_idx = factorize(x)
     grid = ParetoGrid.build(x_idx, len(x_vals), np.asarray(recency, float), np.asarray(T, float))
-    if len(grid.piece_x) > PARETO_MAX_CELLS:
-        return closed_form(params, x, recency, T)
-    r, _, s, _ = params
-    log_p, _ = pareto_integral_pieces(params, x_vals[grid.piece_x], grid.Y[grid.piece_i], grid.Y[grid.piece_i + 1], derivatives=False)
-    with np.errstate(all="ignore"):
-        log_G = np.maximum(_suffix_sums(grid, len(x_vals), log_p), _EMPTY).ravel()
-        la, lb = log_G[grid.cell(x_idx, grid.start)], log_G[grid.cell(x_idx, grid.stop)]
-        return np.log(r + s + x) + la + np.log(-np.expm1(lb - la))
+
+    def log_a0(params: Sequence[float]) -> np.ndarray:
+        if len(grid.piece_x) > PARETO_MAX_CELLS:
+            return closed_form(tuple(params), x, recency, T)
+        r, _, s, _ = params
+        log_p, _ = pareto_integral_pieces(tuple(params), x_vals[grid.piece_x], grid.Y[grid.piece_i], grid.Y[grid.piece_i + 1],
+                                          derivatives=False)
+        with np.errstate(all="ignore"):
+            log_G = np.maximum(_suffix_sums(grid, len(x_vals), log_p), _EMPTY).ravel()
+            la, lb = log_G[grid.cell(x_idx, grid.start)], log_G[grid.cell(x_idx, grid.stop)]
+            return np.log(r + s + x) + la + np.log(-np.expm1(lb - la))
+
+    return log_a0
 
 
 def pareto_grid_objective(log_params: np.ndarray, d: RowData, penalizer: float = 0.0) -> tuple[float, np.ndarray]:
