@@ -1,11 +1,13 @@
 """Time each stage of clvx in one process and print JSON: load, RFM, fit, scoring, segments, cross-sell,
 then the RFM summary alone and a bare polars group-by over the same file (its floor).
 
-    python bench/stages.py log.parquet [--cross-sell] [--memory]
+    python bench/stages.py log.parquet [--cross-sell] [--memory] [--cpu]
 
 With --memory, prints instead each stage's memory: the process's peak resident set
 after the stage (MB), how much the stage raised that peak, and the resident set left
-when it ended, so the stage that sets the run's peak is named before code is changed.
+when it ended, so the stage that sets the run's peak is named before code is changed. With --cpu,
+each stage's CPU seconds (user + sys, every thread of the process), which a machine
+shared with other work inflates far less than wall time.
 """
 
 import contextlib
@@ -33,6 +35,12 @@ _sklearn.hide_pandas = True  # as in the command line's process
 
 times: dict[str, float] = {}
 memory: dict[str, dict[str, float]] = {}
+cpu: dict[str, float] = {}
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_mb() -> float:
@@ -46,9 +54,10 @@ def resident_mb() -> float:
 
 @contextlib.contextmanager
 def step(name: str, total: float | None = None):
-    start, peak_before = time.perf_counter(), peak_mb()
+    start, peak_before, cpu_before = time.perf_counter(), peak_mb(), cpu_seconds()
     yield
     times[name] = time.perf_counter() - start
+    cpu[name] = cpu_seconds() - cpu_before
     memory[name] = {"peak_mb": peak_mb(), "raised_peak_mb": peak_mb() - peak_before, "resident_after_mb": resident_mb()}
 
 
@@ -60,6 +69,9 @@ else:
     run_segmentation(tx, step=step)
 if "--memory" in sys.argv:
     print(json.dumps(memory))
+    sys.exit(0)
+if "--cpu" in sys.argv:
+    print(json.dumps(cpu))
     sys.exit(0)
 
 # The RFM summary alone, as `clvx rfm` computes it (the pipeline's RFM step also counts orders).

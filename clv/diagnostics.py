@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.stats import norm
+from scipy.special import ndtr  # the standard normal CDF, without loading scipy.stats (a second of start-up)
 
 from clv import intervals
 from clv.models import float_columns
@@ -126,7 +126,7 @@ def total_interval(pred: intervals.Predictive, actual_total: float, level: float
         lo, hi = float(np.min(means - 10 * sds)), float(np.max(means + 10 * sds))
         for _ in range(100):
             mid = (lo + hi) / 2
-            if float(np.mean(norm.cdf((mid - means) / sds))) < q:
+            if float(np.mean(ndtr((mid - means) / sds))) < q:
                 lo = mid
             else:
                 hi = mid

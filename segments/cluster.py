@@ -157,15 +157,26 @@ def _raw_features(features: pl.DataFrame) -> np.ndarray:
 
 def feature_scaling(features: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The winsorising bounds, means and scales :func:`feature_matrix` applies (saved with the segments)."""
-    raw = _raw_features(features)
+    return _scaling_of(_raw_features(features))
+
+
+def _scaling_of(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     lower, upper = np.quantile(raw, WINSOR_QUANTILES, axis=0)
     X = np.clip(raw, lower, upper)
     std = X.std(axis=0)
     return lower, upper, X.mean(axis=0), np.where(std > 0, std, 1.0)
 
 
+def _standardised(raw: np.ndarray, lower: np.ndarray, upper: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``raw`` winsorised and standardised, in place (it is the caller's own copy)."""
+    np.clip(raw, lower, upper, out=raw)
+    raw -= mean
+    raw /= scale
+    return raw
+
+
 def _scaled(features: pl.DataFrame, lower: np.ndarray, upper: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    return (np.clip(_raw_features(features), lower, upper) - mean) / scale
+    return _standardised(_raw_features(features), lower, upper, mean, scale)
 
 
 def _sample(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -348,11 +359,15 @@ def top_categories(assignments: pl.DataFrame, categories: pl.DataFrame, top: int
     """Per segment, the categories most over-represented: penetration in the segment / overall."""
     n = assignments.height
     seg_sizes = assignments.group_by("segment").agg(pl.len().alias("_size"))
-    owned = categories.join(assignments.select("customer_id", "segment"), on="customer_id")
-    overall = owned.group_by("category").agg((pl.len() / n).alias("_overall"))
+    # One pass over the (customer, category) pairs: a category's owners overall are its owners summed over segments.
+    owners = (
+        categories.lazy().join(assignments.lazy().select("customer_id", "segment"), on="customer_id")
+        .group_by("segment", "category").agg(pl.len().alias("_owners"))
+        .collect()
+    )
+    overall = owners.group_by("category").agg((pl.col("_owners").sum() / n).alias("_overall"))
     return (
-        owned.group_by("segment", "category")
-        .agg(pl.len().alias("_owners"))
+        owners
         .join(seg_sizes, on="segment")
         .join(overall, on="category")
         .with_columns(pl.col("category").cast(pl.String))  # sort and label as text, whatever the input type
@@ -398,8 +413,9 @@ def segment_customers(
     else:
         if n < MIN_CUSTOMERS:
             raise ModelError(f"clustering needs at least {MIN_CUSTOMERS} customers; got {n} (try {option('method', 'rfm')})")
-        scaling = feature_scaling(features)
-        X = _scaled(features, *scaling)
+        raw = _raw_features(features)
+        scaling = _scaling_of(raw)
+        X = _standardised(raw, *scaling)
         centres = None
         if k is None:
             chosen_k, candidates, centres = select_k(X, seed, advance=advance)
@@ -421,13 +437,12 @@ def segment_customers(
             .sort("_clv", "_cluster", descending=[True, False])
         )
         names = name_segments(centre_profile)
-        mapping = pl.DataFrame({"_cluster": centre_profile["_cluster"], "segment": names})
         by_cluster = dict(zip(centre_profile["_cluster"].to_list(), names, strict=True))
         lower, upper, mean, scale = (tuple(float(v) for v in a) for a in scaling)
         saved = SegmentCentres(lower=lower, upper=upper, mean=mean, scale=scale,
                                centres=tuple(tuple(float(v) for v in c) for c in final_centres),
                                names=tuple(by_cluster.get(i, f"unused {i}") for i in range(len(final_centres))))
-        labelled = labelled.join(mapping, on="_cluster", how="left", maintain_order="left").drop("_cluster")
+        labelled = labelled.with_columns(pl.col("_cluster").replace_strict(by_cluster, return_dtype=pl.String).alias("segment")).drop("_cluster")
     profile = profile_segments(labelled, categories=categories)
     order = {name: i for i, name in enumerate(profile["segment"].to_list())}
     # Stable: customers keep their order (the summary's, by customer_id) within a segment.

@@ -104,6 +104,14 @@ def test_start_up_imports_nothing_heavy(flag):
     assert "segment" in proc.stdout if flag == "--help" else proc.stdout.startswith("clvx ")
 
 
+def test_the_application_and_presentation_layers_load_without_scipy_stats():
+    """scipy.stats takes most of a second of CPU to import; the normal CDF and quantile come from scipy.special."""
+    code = "import sys, clvx, present.render\nprint('scipy.stats' in sys.modules)\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
 def test_default_run_uses_the_bundled_sample(runner):
     res = runner.invoke(app, ["rfm", "--format", "csv", "-q"])
     assert res.exit_code == 0
