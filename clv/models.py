@@ -461,8 +461,8 @@ def _stalled(fit: Optimum) -> bool:
     return "precision loss" in (fit.message or "") and values.size > 0 and bool(np.all(np.isfinite(values)) and np.all(values > 0))
 
 
-def _ridge_answer(stalled: list[Optimum], log_likelihood) -> Optimum | None:
-    """When no start converged with either engine: the stalled fits' supremum, if it is one.
+def _ridge_answer(stalled: list[tuple[str, Optimum]], log_likelihood) -> tuple[str, Optimum] | None:
+    """When no start converged with either engine: the stalled fits' (engine, fit) supremum, if it is one.
 
     On a flat ridge (no dropout at all: a and b run off together) BFGS stops with precision
     loss wherever rounding stalls it, a different point from each start (and on each CPU),
@@ -472,15 +472,16 @@ def _ridge_answer(stalled: list[Optimum], log_likelihood) -> Optimum | None:
     """
     if len(stalled) < 2:
         return None
-    lls = np.array([log_likelihood(f.params) for f in stalled])
+    lls = np.array([log_likelihood(f.params) for _, f in stalled])
     best = int(np.argmax(np.where(np.isfinite(lls), lls, -np.inf)))
     if not np.isfinite(lls[best]):
         return None
-    near = [f for f, ll in zip(stalled, lls, strict=True) if lls[best] - ll <= RIDGE_AGREEMENT * abs(lls[best])]
+    near = [f for (_, f), ll in zip(stalled, lls, strict=True) if lls[best] - ll <= RIDGE_AGREEMENT * abs(lls[best])]
     points = np.log(np.array([f.params for f in near], dtype=float))
     if len(near) < 2 or np.ptp(points, axis=0).max() < RIDGE_DISTINCT:
         return None
-    return replace(stalled[best], converged=False, hessian_positive_definite=False)
+    engine, fit = stalled[best]
+    return engine, replace(fit, converged=False, hessian_positive_definite=False)
 
 
 def _proper_maximum(fit: Optimum) -> bool:
@@ -633,10 +634,9 @@ class _PurchaseEstimator(_Estimator):
             if fit is not None:  # a converged fit, even at an improper maximum (a flat likelihood), is the data's answer
                 break
         usable = [t for t in tried if t[1] is not None]
-        ridge = None if usable else _ridge_answer([f for _, f in stalled], lambda params: self._log_likelihood(params, x, tx, T, w))
+        ridge = None if usable else _ridge_answer(stalled, lambda params: self._log_likelihood(params, x, tx, T, w))
         if ridge is not None:
-            on = next(e for e, f in stalled if f.params == ridge.params)
-            usable = [(on, ridge, sum(t[2] for t in tried), [])]
+            usable = [(ridge[0], ridge[1], sum(t[2] for t in tried), [])]
         if not usable:
             engine, _, n_starts, problems = tried[0]
             raise ModelError(

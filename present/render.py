@@ -385,8 +385,7 @@ def backtest(result: HoldoutBacktest, emitter: Emitter, *, cross_sell=None, diag
             caption="Targets built from the calibration period, scored against products each customer bought for the first time in "
             "the holdout. hit_rate@k = share with at least one new purchase in their top k; revenue_captured@k = share of new-product "
             "revenue in the top k; coverage = share of the catalogue recommended to anyone (top 10). x popularity = model / popularity.",
-            headers={"model": "clvx", "random": "baseline: random", "popularity": "baseline: popularity",
-                     "segment_popularity": "baseline: segment popularity", "vs_popularity": "x popularity"},
+            headers=CROSSSELL_METRIC_HEADERS,
             max_rows=None, decimals={c: 3 for c in cs_frame.columns},
         ))
         if cross_sell.calibration is not None:
@@ -508,6 +507,10 @@ def write_assignments(run: SegmentRun, path: Path, *, raw: bool = False) -> None
 
 
 # --------------------------------------------------------------------------- cross-sell
+
+
+CROSSSELL_METRIC_HEADERS = {"model": "clvx", "random": "baseline: random", "popularity": "baseline: popularity",
+                            "segment_popularity": "baseline: segment popularity", "vs_popularity": "x popularity"}
 
 
 def crosssell_metrics_frame(bt) -> pl.DataFrame:

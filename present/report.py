@@ -38,8 +38,6 @@ PALETTE = ("#1b4965", "#5fa8d3", "#62b6cb", "#bee9e8", "#cae9ff", "#ef8354", "#f
 FREQUENCY_BINS = (0, 1, 2, 3, 5, 10)  # lower edges: 0, 1, 2, 3-4, 5-9, 10+
 RECENCY_BINS_DAYS = (0, 30, 90, 180, 365, 730)
 MAX_HEATMAP_PRODUCTS = 12
-CROSS_SELL_METRIC_HEADERS = {"model": "clvx", "random": "baseline: random", "popularity": "baseline: popularity",
-                             "segment_popularity": "baseline: segment popularity", "vs_popularity": "x popularity"}
 # A sheet holds at most this many rows of a table (Excel's own limit is 1,048,576), with a
 # note under the table saying how many there were and how to export them all.
 MAX_SHEET_ROWS = 100_000
@@ -179,7 +177,7 @@ def cross_sell_backtest_note(cb: CrossSellBacktest) -> str:
 def cross_sell_backtest_tables(cb: CrossSellBacktest) -> list[tuple[str, str, pl.DataFrame, dict[str, int]]]:
     """The cross-sell backtest as (sheet name, title, table, decimals): the ranking beside its baselines, then the
     calibration of expected buyers and revenue by score decile and for the segment ranking."""
-    metrics = render.crosssell_metrics_frame(cb).rename(CROSS_SELL_METRIC_HEADERS, strict=False)
+    metrics = render.crosssell_metrics_frame(cb).rename(render.CROSSSELL_METRIC_HEADERS, strict=False)
     tables = [("cross-sell backtest", "Ranking: clvx beside the baselines (x popularity = clvx / popularity).", metrics,
                dict.fromkeys(metrics.columns, 3))]
     counts = {"expected_buyers": 1, "actual_buyers": 0, "expected_revenue": 0, "actual_revenue": 0}

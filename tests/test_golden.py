@@ -76,7 +76,6 @@ def test_every_command_writes_the_stored_output(tmp_path, monkeypatch):
     assert not changed, f"outputs changed: {changed}; if deliberate, run python tests/test_golden.py"
 
 
-
 def test_digests_ignore_the_last_bits_of_a_number_but_not_a_change():
     assert normalised(b"p,0.30000000000000004,1e-3") == normalised(b"p,0.3,0.001") == b"p,0.3,0.001"
     assert normalised(b"a/(a+b) = 1.4e-11") != normalised(b"a/(a+b) = 2.7e-11")
