@@ -88,6 +88,13 @@ KOpt = Annotated[str, typer.Option("--k", help="Number of segments, or auto (3 t
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed; the same input and seed give the same output")]
 ExcludeCustomersOpt = Annotated[Optional[Path], typer.Option("--exclude-customers", help="File of customer ids to leave out of every export (opt-outs, no consent): a customer_id column or a single column; .csv, .parquet or .json", exists=True, dir_okay=False, show_default=False)]
 ExcludeProductsOpt = Annotated[Optional[str], typer.Option("--exclude-products", help="Regular expression of product ids or descriptions that are not products (added to the built-in rules)", show_default=False)]
+# Rules and bundles: one definition for cross-sell's --rules/--bundles and the rules command.
+RulesPerProductOpt = Annotated[int, typer.Option("--rules-per-product", min=1, max=1000, help="Rules: the most confident rules kept per product bought first")]
+MinSupportOpt = Annotated[float, typer.Option("--min-support", min=0.0, max=1.0, help="Rules: least share of customers owning both products")]
+MinLiftOpt = Annotated[float, typer.Option("--min-lift", min=0.0, help="Rules: least lift (how many times likelier than by chance)")]
+BundlesOpt = Annotated[Optional[Path], typer.Option("--bundles", help="Write sets of 2-3 products bought together in one order (support, lift, attach rate, revenue); needs an order column", dir_okay=False, show_default=False)]
+BundleMinSupportOpt = Annotated[float, typer.Option("--bundle-min-support", min=0.0001, max=0.5, help="Bundles: least share of orders holding the whole set")]
+TopBundlesOpt = Annotated[int, typer.Option("--top-bundles", min=1, max=10_000, help="Bundles: how many to keep, best attach rate first")]
 
 
 def _parse_date(value: str | None, flag: str) -> dt.date | None:
@@ -759,12 +766,12 @@ def cross_sell(
     allow_substitutes: Annotated[bool, _flag("--allow-substitutes", help="Also offer substitutes of what a customer owns (same category, rarely owned together)")] = False,
     allow_variants: Annotated[bool, _flag("--allow-variants", help="Also offer competing variants of what a customer owns (another colour, size or pattern its owners rarely buy too)")] = False,
     rules: Annotated[Optional[Path], typer.Option("--rules", help="Write association rules (support, confidence, lift, leverage, conviction, timing), bounded by --min-support, --min-lift and --rules-per-product", dir_okay=False, show_default=False)] = None,
-    min_support: Annotated[float, typer.Option("--min-support", min=0.0, max=1.0, help="Rules: least share of customers owning both products")] = 0.005,
-    min_lift: Annotated[float, typer.Option("--min-lift", min=0.0, help="Rules: least lift (how many times likelier than by chance)")] = 1.5,
-    rules_per_product: Annotated[int, typer.Option("--rules-per-product", min=1, max=1000, help="Rules: the most confident rules kept per product bought first")] = 10,
-    bundles: Annotated[Optional[Path], typer.Option("--bundles", help="Write sets of 2-3 products bought together in one order (support, lift, attach rate, revenue); needs an order column", dir_okay=False, show_default=False)] = None,
-    bundle_min_support: Annotated[float, typer.Option("--bundle-min-support", min=0.0001, max=0.5, help="Bundles: least share of orders holding the whole set")] = 0.005,
-    top_bundles: Annotated[int, typer.Option("--top-bundles", min=1, max=10_000, help="Bundles: how many to keep, best attach rate first")] = 50,
+    min_support: MinSupportOpt = 0.005,
+    min_lift: MinLiftOpt = 1.5,
+    rules_per_product: RulesPerProductOpt = 10,
+    bundles: BundlesOpt = None,
+    bundle_min_support: BundleMinSupportOpt = 0.005,
+    top_bundles: TopBundlesOpt = 50,
     control: Annotated[float, typer.Option("--control", min=0.0, max=0.9, help="Hold out this share of targeted customers per segment as a control group (group = control in --targets; do not contact them), e.g. 0.1")] = 0.0,
     exclude_customers: ExcludeCustomersOpt = None,
     exclude_products: ExcludeProductsOpt = None,
@@ -805,14 +812,46 @@ def cross_sell(
         n_offers, n_customers = result.targets.height, result.targets["customer_id"].n_unique()
         when_written(lambda: listener.reporter.info(f"Wrote {n_offers:,} offers for {n_customers:,} customers to {targets}."))
     if rules is not None and result.rules is not None:
-        render.write_frame(result.rules, rules, raw=out.raw_csv)
-        n_rules = result.rules.height
-        when_written(lambda: listener.reporter.info(f"Wrote {n_rules:,} association rules to {rules}."))
+        render.export_rows(result.rules, rules, "association rules", listener.reporter, raw=out.raw_csv)
     if bundles is not None and result.bundles is not None:
-        render.write_frame(result.bundles, bundles, raw=out.raw_csv)
-        n_bundles = result.bundles.height
-        when_written(lambda: listener.reporter.info(f"Wrote {n_bundles:,} bundles to {bundles}."))
+        render.export_rows(result.bundles, bundles, "bundles", listener.reporter, raw=out.raw_csv)
     render.crosssell_ranking(result.run, out.emitter())
+
+
+@command(
+    summary="Association rules and bundles: products bought together",
+    help_example="clvx rules sales.parquet -o rules.csv --min-support 0.01 --bundles bundles.csv",
+)
+def rules(
+    source: SourceArgs,
+    out: OutputArgs,
+    run: RunArgs,
+    min_support: MinSupportOpt = 0.005,
+    min_lift: MinLiftOpt = 1.5,
+    rules_per_product: RulesPerProductOpt = 10,
+    bundles: BundlesOpt = None,
+    bundle_min_support: BundleMinSupportOpt = 0.005,
+    top_bundles: TopBundlesOpt = 50,
+    exclude_products: ExcludeProductsOpt = None,
+) -> None:
+    """Association rules between products (support, confidence, lift, leverage, conviction, timing), and bundles.
+
+    The rules cross-sell writes with --rules, byte for byte for the same options, without its segments, models
+    and offers: only the log is read and products owned together counted. Non-product lines (postage, fees,
+    discounts, manual adjustments) are detected and left out.
+    """
+    import clvx
+    from present import render
+
+    listener = run.listener()
+    options = clvx.RulesOptions(exclude_products=exclude_products, min_support=min_support, min_lift=min_lift,
+                                rules_per_product=rules_per_product, bundles=bundles is not None,
+                                bundle_min_support=bundle_min_support, top_bundles=top_bundles)
+    result = clvx.rules(source.options(), options, listener=listener)
+    render.excluded_products(result.run.excluded, listener.reporter)
+    if bundles is not None and result.bundles is not None:
+        render.export_rows(result.bundles, bundles, "bundles", listener.reporter, raw=out.raw_csv)
+    render.association_rules(result.rules, out.emitter(), listener.reporter)
 
 
 @command(

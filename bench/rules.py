@@ -18,8 +18,9 @@ The core, in one process, fastest of ``--repeat`` (CPU: user + sys of the proces
 
 The whole command, one child process each (wall, CPU of the child, peak RSS):
 
-- clvx: ``clvx cross-sell LOG --rules rules.csv --min-support S --min-lift 0
-  --rules-per-product 1000 -q``: loading, segments, the item model and ranking too;
+- clvx: ``clvx rules LOG -o rules.csv --min-support S --min-lift 0 --rules-per-product 1000
+  -q``: reading and checking the log, ownership, pair counts, the bounded rules with their
+  timing, the CSV (the file ``cross-sell --rules`` writes, without its segments and models);
 - mlxtend: a script doing what a user does: read the log, keep purchase lines of known
   customers, one-hot table, ``fpgrowth(max_len=2)``, ``association_rules``, write a CSV.
 
@@ -90,9 +91,9 @@ def child(argv: list[str]) -> tuple[float, float, float]:
 def whole_commands(log: Path, min_support: float) -> dict[str, float]:
     """The whole clvx command and the mlxtend script, one child process each (see the module docstring)."""
     with tempfile.TemporaryDirectory() as tmp:
-        clvx = [sys.executable, "-c", "import cli; cli.main()", "cross-sell", str(log), "--customer-col", "customer_id",
+        clvx = [sys.executable, "-c", "import cli; cli.main()", "rules", str(log), "--customer-col", "customer_id",
                 "--date-col", "invoice_date", "--price-col", "price", "--quantity-col", "quantity", "--order-col", "invoice",
-                "--product-col", "stock_code", "--rules", f"{tmp}/clvx.csv",
+                "--product-col", "stock_code", "-o", f"{tmp}/clvx.csv",
                 "--min-support", str(min_support), "--min-lift", "0", "--rules-per-product", "1000", "-q"]
         clvx_wall, clvx_cpu, clvx_mb = child(clvx)
         mlx_wall, mlx_cpu, mlx_mb = child([sys.executable, "-c", MLXTEND_SCRIPT, str(log), str(min_support), f"{tmp}/mlxtend.csv"])

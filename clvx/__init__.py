@@ -69,6 +69,7 @@ from segments.campaign import CONTROL, CampaignMeasurement, hold_out_control, me
 from segments.crosssell import CrossSellBacktest
 from segments.pipeline import (
     CROSS_SELL_HORIZON,
+    BasketRun,
     CrossSellRun,
     ReportData,
     SegmentRun,
@@ -78,6 +79,7 @@ from segments.pipeline import (
     crosssell_rules,
     crosssell_targets,
     report_from_aggregates,
+    run_baskets,
     run_crosssell,
     run_segmentation,
 )
@@ -106,6 +108,8 @@ __all__ = [
     "RFMResult",
     "ReadOptions",
     "ReportData",
+    "RulesOptions",
+    "RulesResult",
     "SegmentOptions",
     "SegmentResult",
     "Source",
@@ -119,6 +123,7 @@ __all__ = [
     "read_customer_ids",
     "report",
     "rfm",
+    "rules",
     "sample",
     "segment",
     "sql",
@@ -248,6 +253,23 @@ class CrossSellOptions:
     control: float = 0.0  # share of targeted customers held out as a control group
     seed: int = 42  # of the control group draw
     exclude_customers: str | Path | None = None  # opt-outs: never in any export
+
+
+@dataclass(frozen=True, kw_only=True)
+class RulesOptions:
+    """Which association rules (and, with ``bundles``, which bundles) :func:`rules` returns: cross-sell's bounds."""
+
+    exclude_products: str | None = None
+    min_support: float = MIN_RULE_SUPPORT  # share of customers owning both
+    min_lift: float = MIN_RULE_LIFT
+    rules_per_product: int = RULES_PER_PRODUCT
+    bundles: bool = False
+    bundle_min_support: float = MIN_BUNDLE_SUPPORT  # share of orders holding the set
+    top_bundles: int = TOP_BUNDLES
+
+    @property
+    def bounds(self) -> RuleBounds:
+        return RuleBounds(min_support=self.min_support, min_lift=self.min_lift, per_product=self.rules_per_product)
 
 
 def threads(n: int | None = None) -> AbstractContextManager[int]:
@@ -455,6 +477,15 @@ class CrossSellResult:
     choice: ModelChoice | None = None
     bundles: pl.DataFrame | None = None
     opted_out: int = 0  # customers of the log left out of every export by exclude_customers
+
+
+@dataclass(frozen=True)
+class RulesResult:
+    run: BasketRun
+    rules: pl.DataFrame
+    transactions: Transactions
+    notices: tuple[Notice, ...]
+    bundles: pl.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -907,22 +938,9 @@ def cross_sell(
                 "measure the campaign with clvx measure")))
     if offers.rules:
         bounds = RuleBounds(min_support=offers.min_support, min_lift=offers.min_lift, per_product=offers.rules_per_product)
-        with listener.step("Writing association rules"):
-            kept = crosssell_rules(run, bounds)
-        rules = kept.rules
-        if kept.n_dropped:
-            listener.notice(Notice("info", (
-                f"Kept {rules.height:,} of {kept.n_candidates:,} association rules (support >= {bounds.min_support:.2%}, "
-                f"lift >= {bounds.min_lift:g}, the {bounds.per_product} most confident per product); {kept.n_dropped:,} dropped: "
-                f"change {option('min_support')}, {option('min_lift')} or {option('rules_per_product')} to keep more")))
+        rules = _bounded_rules(run, bounds, listener)
     if offers.bundles:
-        with listener.step("Finding bundles bought in one order"):
-            found = crosssell_bundles(run, min_support=offers.bundle_min_support, top=offers.top_bundles)
-        bundles = found.bundles
-        if found.n_candidates > bundles.height:
-            listener.notice(Notice("info", (
-                f"Kept the top {bundles.height:,} of {found.n_candidates:,} bundles bought in at least "
-                f"{offers.bundle_min_support:.2%} of orders; change {option('bundle_min_support')} or {option('top_bundles')} to see more")))
+        bundles = _bundles(run, offers.bundle_min_support, offers.top_bundles, listener)
     assignments = run.segments.segmentation.assignments
     return CrossSellResult(run, targets, rules, tx, listener.tuple(), bundles=bundles,
                            opted_out=_opted_out_count(assignments, opted_out), choice=choice)
@@ -1055,6 +1073,44 @@ def read_customer_ids(path: str | Path, tx: Transactions | None = None) -> pl.Se
         raise InputError(f"{option('exclude_customers', str(path))} has no customer_id column (columns: {', '.join(frame.columns[:8])}); "
                          "name the column customer_id, or give a file with one column")
     return frame[names[0]].cast(pl.String).str.strip_chars().drop_nulls().unique()
+
+
+def _bounded_rules(run: CrossSellRun | BasketRun, bounds: RuleBounds, listener: _Recording) -> pl.DataFrame:
+    """The rules ``bounds`` keep, with a notice of how many they dropped and which options keep more."""
+    with listener.step("Writing association rules"):
+        kept = crosssell_rules(run, bounds)
+    if kept.n_dropped:
+        listener.notice(Notice("info", (
+            f"Kept {kept.rules.height:,} of {kept.n_candidates:,} association rules (support >= {bounds.min_support:.2%}, "
+            f"lift >= {bounds.min_lift:g}, the {bounds.per_product} most confident per product); {kept.n_dropped:,} dropped: "
+            f"change {option('min_support')}, {option('min_lift')} or {option('rules_per_product')} to keep more")))
+    return kept.rules
+
+
+def _bundles(run: CrossSellRun | BasketRun, min_support: float, top: int, listener: _Recording) -> pl.DataFrame:
+    """The ``top`` bundles bought in at least ``min_support`` of orders, with a notice when more were found."""
+    with listener.step("Finding bundles bought in one order"):
+        found = crosssell_bundles(run, min_support=min_support, top=top)
+    if found.n_candidates > found.bundles.height:
+        listener.notice(Notice("info", (
+            f"Kept the top {found.bundles.height:,} of {found.n_candidates:,} bundles bought in at least "
+            f"{min_support:.2%} of orders; change {option('bundle_min_support')} or {option('top_bundles')} to see more")))
+    return found.bundles
+
+
+def rules(source: Source, options: RulesOptions = RulesOptions(), listener: Listener | None = None) -> RulesResult:
+    """Association rules (and bundles) of a log, as cross-sell writes them, without segments, models or offers.
+
+    The same log and bounds give the same rules, byte for byte, as :func:`cross_sell` with
+    ``rules``: the ownership (every customer of the log, the non-excluded products) and
+    the pair counts are those the cross-sell builds, and nothing else is computed.
+    """
+    listener = _Recording(listener or Silent())
+    tx = load(source, listener, need=("product",))
+    run = run_baskets(tx, exclude_products=options.exclude_products, step=listener.step)
+    found = _bounded_rules(run, options.bounds, listener)
+    bundles = _bundles(run, options.bundle_min_support, options.top_bundles, listener) if options.bundles else None
+    return RulesResult(run, found, tx, listener.tuple(), bundles=bundles)
 
 
 def _without_opt_outs(frame: pl.DataFrame, opted_out: pl.Series, what: str, listener: Listener) -> pl.DataFrame:

@@ -583,6 +583,36 @@ def crosssell_ranking(run, emitter: Emitter) -> None:
     )
 
 
+def export_rows(frame: pl.DataFrame, path: Path, noun: str, reporter: Reporter, *, raw: bool = False) -> None:
+    """``frame`` to ``path`` (see :func:`write_frame`), and "Wrote N <noun> to <path>." once the file is in place."""
+    from present.files import when_written
+
+    write_frame(frame, path, raw=raw)
+    n = frame.height
+    when_written(lambda: reporter.info(f"Wrote {n:,} {noun} to {path}."))
+
+
+def association_rules(rules: pl.DataFrame, emitter: Emitter, reporter: Reporter) -> None:
+    """The rules of ``clvx rules``: a table on the terminal, the cross-sell ``--rules`` file's rows otherwise."""
+    from present.files import when_written
+
+    if emitter.output is not None:
+        n, path = rules.height, emitter.output
+        when_written(lambda: reporter.info(f"Wrote {n:,} association rules to {path}."))
+    if emitter.format.value == "table":  # the names and the timing's inputs stay in files
+        rules = rules.drop("antecedent_description", "consequent_description", "same_order_owners", "bought_after",
+                           "median_days_after", strict=False)
+    emitter.rows(
+        rules,
+        title="Association rules: customers who bought the antecedent also bought the consequent",
+        caption=("support = share of customers owning both; confidence = share of the antecedent's owners owning the consequent; "
+                 "lift = confidence / the consequent's share of customers. timing: at checkout when most co-owners bought both "
+                 "in one order, else a follow-up the median days after the antecedent."),
+        noun="rules",
+        priority=("consequent", "confidence", "lift"),
+    )
+
+
 def excluded_products(excluded: pl.DataFrame, reporter: Reporter) -> None:
     if excluded.height == 0:
         return

@@ -156,13 +156,16 @@ def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggreg
         pl.when(pl.col("n_lines") > inner_lines).then(units_amount(pl.col("_units") - pl.col("_inner_units"))).alias("holdout_revenue"),
     )).with_columns(pl.lit(horizon_days, dtype=pl.Int64).alias("holdout_days"), pl.lit(tx.as_of, dtype=pl.Date).alias("as_of"))
     catalogue = catalogue_of(tx)
-    baskets = None
-    if tx.has("order_id"):
-        baskets = collect(bought.filter(pl.col("order_id").is_not_null())
-                          .select("order_id", "product_id", "customer_id", amount_units(pl.col("amount")).alias("_units"))
-                          .group_by("order_id", "product_id").agg(pl.col("customer_id").min(), pl.col("_units").sum())
-                          .select("order_id", "product_id", "customer_id", units_amount(pl.col("_units")).alias("revenue")))
+    baskets = crosssell_baskets(tx) if tx.has("order_id") else None
     return CrossSellAggregates(purchases, catalogue, baskets, horizon_days).checked(horizon_days)
+
+
+def crosssell_baskets(tx: Transactions) -> pl.DataFrame:
+    """The baskets aggregate of a loaded log with order ids: per order and product bought in it, its customer and revenue."""
+    bought = tx.frame.filter(pl.col("product_id").is_not_null() & (pl.col("amount") > 0) & pl.col("order_id").is_not_null())
+    return collect(bought.select("order_id", "product_id", "customer_id", amount_units(pl.col("amount")).alias("_units"))
+                   .group_by("order_id", "product_id").agg(pl.col("customer_id").min(), pl.col("_units").sum())
+                   .select("order_id", "product_id", "customer_id", units_amount(pl.col("_units")).alias("revenue")))
 
 
 def catalogue_of(tx: Transactions) -> pl.DataFrame:

@@ -28,16 +28,18 @@ from clv.models import (
 )
 from clv.rfm import Period, ScoreBins, collect, exact_sum, rfm_summary, score_rfm
 from clv.scalars import to_int
-from segments.aggregates import CrossSellAggregates, catalogue_of, crosssell_aggregates, holdout_days
+from segments.aggregates import CrossSellAggregates, catalogue_of, crosssell_aggregates, crosssell_baskets, holdout_days
 from segments.associations import (
     MIN_BUNDLE_SUPPORT,
     TOP_BUNDLES,
     Bundles,
+    Ownership,
     RuleBounds,
     association_rules,
     build_ownership,
     excluded_products,
     find_bundles,
+    pair_counts,
     pair_timing,
     scaled_timing,
     strong_pairs,
@@ -396,11 +398,57 @@ class BoundedRules:
         return self.n_candidates - self.rules.height
 
 
-def crosssell_rules(run: CrossSellRun, bounds: RuleBounds = RuleBounds()) -> BoundedRules:
-    """Association rules passing ``bounds`` (minimum support and lift, the strongest per antecedent), with names."""
-    pairs = run.model.pairs
-    kept = strong_pairs(run.model.own, pairs, bounds)
-    return BoundedRules(association_rules(run.model.own, kept, run.products), pairs.height, bounds)
+def crosssell_rules(run: CrossSellRun | BasketRun, bounds: RuleBounds = RuleBounds()) -> BoundedRules:
+    """Association rules passing ``bounds`` (minimum support and lift, the strongest per antecedent), with names.
+
+    A :class:`BasketRun` (:func:`run_baskets`) holds the same ownership and pairs as the
+    cross-sell's model, so both give the same rules.
+    """
+    own, pairs = (run.model.own, run.model.pairs) if isinstance(run, CrossSellRun) else (run.own, run.pairs)
+    kept = strong_pairs(own, pairs, bounds)
+    return BoundedRules(association_rules(own, kept, run.products), pairs.height, bounds)
+
+
+@dataclass(frozen=True)
+class BasketRun:
+    """What association rules and bundles are mined from, without segments or item models.
+
+    The ownership, pairs (co-owner counts only), product names, excluded products and
+    baskets aggregate are those :func:`run_crosssell` builds from the same log.
+    """
+
+    own: Ownership
+    pairs: pl.DataFrame  # ordered pairs with at least MIN_PAIR_COUNT co-owners (pair_counts, counts only)
+    products: pl.DataFrame  # product_id with description / category when known
+    excluded: pl.DataFrame  # product_id, reason, lines, revenue
+    baskets: pl.DataFrame | None = None
+
+
+def run_baskets(tx: Transactions, *, exclude_products: str | None = None, step: Step = no_step) -> BasketRun:
+    """Ownership of the non-excluded products and its pair counts: the part of :func:`run_crosssell` rules and bundles read.
+
+    Customers are every customer of the log (the rows of its RFM summary), so support's
+    denominator is the cross-sell's; products and baskets follow the cross-sell's
+    aggregates (:func:`segments.aggregates.crosssell_aggregates`) without the columns only
+    its item model reads.
+    """
+    if not tx.has("product_id"):
+        from clv.errors import InputError, option
+
+        raise InputError(f"association rules need a product column; name it with {option('product_col')}")
+    validate_pattern(exclude_products)
+    with step("Counting products bought together"):
+        catalogue = catalogue_of(tx).sort("product_id")  # in the order the checked aggregates have
+        products = catalogue.select("product_id", *(c for c in ("description", "category") if c in catalogue.columns))
+        excluded = excluded_products(catalogue, exclude_products).join(
+            catalogue.select("product_id", pl.col("n_lines").alias("lines"), "revenue"), on="product_id", how="left")
+        first = collect(_purchase_lines(tx).group_by("customer_id", "product_id").agg(pl.col("date").min().alias("first_purchase_at")))
+        first = without_single_buyer_purchases(_without_products(first, excluded))
+        baskets = _without_products(crosssell_baskets(tx).sort("order_id", "product_id"), excluded) if tx.has("order_id") else None
+        customers = collect(tx.frame.select("customer_id").unique()).sort("customer_id")["customer_id"]
+        own = without_single_buyers(build_ownership(_first_purchases(first), customers, orders=baskets))
+        pairs = pair_counts(own, counts_only=True)
+    return BasketRun(own, pairs, products, excluded, baskets)
 
 
 def holdout_spend(lines: pl.LazyFrame, customers: pl.Series, products: pl.Series) -> pl.DataFrame:
@@ -564,14 +612,14 @@ def build_report(
     )
 
 
-def crosssell_bundles(run: CrossSellRun, *, min_support: float = MIN_BUNDLE_SUPPORT, top: int = TOP_BUNDLES) -> Bundles:
+def crosssell_bundles(run: CrossSellRun | BasketRun, *, min_support: float = MIN_BUNDLE_SUPPORT, top: int = TOP_BUNDLES) -> Bundles:
     """Sets of 2-3 products bought together in one order (the cross-sell's products), with names."""
     if run.baskets is None:
         from clv.errors import InputError, option
 
         raise InputError("bundles are products bought in one order, so they need an order column (name it with "
                          f"{option('order_col')}) or the baskets aggregate (clvx sql baskets)")
-    products = run.model.own.products
+    products = (run.model.own if isinstance(run, CrossSellRun) else run.own).products
     per = collect(run.baskets.lazy().join(pl.LazyFrame({"product_id": products, "_j": np.arange(len(products), dtype=np.int64)}), on="product_id")
                   .select("_j", "revenue", pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1))
     n_orders = to_int(per["_o"].max(), null=-1) + 1

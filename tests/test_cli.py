@@ -272,6 +272,47 @@ def test_cross_sell_ranking_targets_and_rules(runner, tmp_path):
     assert {"support", "confidence", "lift", "leverage", "conviction", "timing"} <= set(pl.read_parquet(rules).columns)
 
 
+RULE_FLAGS = ["--min-support", "0.01", "--min-lift", "0", "--rules-per-product", "1000", "--exclude-products", "^P00[0-4]$"]
+
+
+def test_rules_command_writes_the_cross_sell_rules_and_bundles_byte_for_byte(runner, tmp_path):
+    # The oracle is cross-sell's own --rules and --bundles files for the same flags.
+    res = runner.invoke(app, ["cross-sell", "-q", "--rules", str(tmp_path / "a.csv"), "--bundles", str(tmp_path / "a_b.csv"), *RULE_FLAGS])
+    assert res.exit_code == 0, res.stderr
+    res = runner.invoke(app, ["rules", "-o", str(tmp_path / "b.csv"), "--bundles", str(tmp_path / "b_b.csv"), *RULE_FLAGS])
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "b.csv").read_bytes() == (tmp_path / "a.csv").read_bytes()
+    assert (tmp_path / "b_b.csv").read_bytes() == (tmp_path / "a_b.csv").read_bytes()
+    rules = pl.read_csv(tmp_path / "b.csv")
+    assert rules.height > 0 and rules["support"].min() >= 0.01
+    assert not rules["antecedent"].is_in([f"P00{d}" for d in range(5)]).any()
+    assert f"Wrote {rules.height:,} association rules to {tmp_path / 'b.csv'}." in res.stderr
+    assert "Fitting" not in res.stderr and "Clustering" not in res.stderr  # no models, no segments
+
+
+def test_rules_command_says_how_many_rules_the_bounds_dropped(runner, tmp_path):
+    res = runner.invoke(app, ["rules", "-o", str(tmp_path / "r.csv"), "--rules-per-product", "1"])
+    assert res.exit_code == 0, res.stderr
+    kept = pl.read_csv(tmp_path / "r.csv").height
+    assert kept == pl.read_csv(tmp_path / "r.csv")["antecedent"].n_unique()  # one per product bought first
+    line = next(x for x in res.stderr.splitlines() if x.startswith("Kept "))
+    assert line.startswith(f"Kept {kept:,} of ") and "dropped: change --min-support, --min-lift or --rules-per-product" in line
+
+
+def test_rules_command_without_a_product_column_is_one_error_line(runner, tiny_csv, tmp_path):
+    res = runner.invoke(app, ["rules", "-q", str(tiny_csv), *TINY, "-o", str(tmp_path / "r.csv")])
+    assert res.exit_code == 2
+    assert res.stderr == "Error: this command needs a product column; name it with --product-col\n"
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_rules_command_with_a_bad_pattern_is_one_error_line(runner, tmp_path):
+    res = runner.invoke(app, ["rules", "-q", "-o", str(tmp_path / "r.csv"), "--exclude-products", "("])
+    assert res.exit_code == 2
+    assert res.stderr.startswith("Error: ") and res.stderr.count("\n") == 1, res.stderr
+    assert not (tmp_path / "r.csv").exists()
+
+
 def test_cross_sell_needs_a_product_column(runner, tiny_csv):
     res = runner.invoke(app, ["cross-sell", str(tiny_csv), *TINY])
     assert res.exit_code == 2

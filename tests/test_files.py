@@ -70,6 +70,9 @@ def test_missing_folder_or_directory_output_is_refused(tmp_path: Path) -> None:
         ["report", "{log}", "-o", "{dir}/ok.html", "-o", "{dir}/nodir/r.xlsx"],
         ["segment", "{log}", "--assignments", "{dir}/x.csv", "-o", "{dir}/x.csv"],
         ["cross-sell", "{log}", "--targets", "{dir}/x.csv", "--rules", "{dir}/x.csv"],
+        ["rules", "{log}", "-o", "{log}"],
+        ["rules", "{log}", "-o", "{dir}/x.csv", "--bundles", "{dir}/x.csv"],
+        ["rules", "{log}", "--bundles", "{dir}/nodir/b.csv"],
     ],
 )
 def test_cli_refuses_unsafe_outputs_before_reading_and_changes_nothing(runner, log: Path, args: list[str]) -> None:
