@@ -358,7 +358,35 @@ class CLVArgs:
         return CLVOptions(horizon=_horizon(self.horizon), discount_rate=self.discount_rate)
 
 
-GROUPS: tuple[type, ...] = (SourceArgs, OutputArgs, RunArgs, ModelArgs, CLVArgs)
+@dataclass(frozen=True)
+class RuleArgs:
+    """The bounds of association rules and bundles, shared by cross-sell and rules."""
+
+    min_support: float
+    min_lift: float
+    rules_per_product: int
+    bundle_min_support: float
+    top_bundles: int
+
+    PARAMS = (
+        _opt("min_support", MinSupportOpt, 0.005),
+        _opt("min_lift", MinLiftOpt, 1.5),
+        _opt("rules_per_product", RulesPerProductOpt, 10),
+        _opt("bundle_min_support", BundleMinSupportOpt, 0.005),
+        _opt("top_bundles", TopBundlesOpt, 50),
+    )
+
+    @classmethod
+    def build(cls, kw: dict[str, Any]) -> RuleArgs:
+        return cls(**kw)
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of ``clvx.CrossSellOptions`` and ``clvx.RulesOptions``."""
+        return {"min_support": self.min_support, "min_lift": self.min_lift, "rules_per_product": self.rules_per_product,
+                "bundle_min_support": self.bundle_min_support, "top_bundles": self.top_bundles}
+
+
+GROUPS: tuple[type, ...] = (SourceArgs, OutputArgs, RunArgs, ModelArgs, CLVArgs, RuleArgs)
 
 
 def command(*, summary: str, help_example: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -759,6 +787,7 @@ def cross_sell(
     clv: CLVArgs,
     out: OutputArgs,
     run: RunArgs,
+    bounds: RuleArgs,
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="Products per segment in the ranking")] = 5,
     targets: Annotated[Optional[Path], typer.Option("--targets", help="Write offers per customer (with reasons) to this file", dir_okay=False, show_default=False)] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="Offers per customer in --targets")] = 5,
@@ -766,12 +795,7 @@ def cross_sell(
     allow_substitutes: Annotated[bool, _flag("--allow-substitutes", help="Also offer substitutes of what a customer owns (same category, rarely owned together)")] = False,
     allow_variants: Annotated[bool, _flag("--allow-variants", help="Also offer competing variants of what a customer owns (another colour, size or pattern its owners rarely buy too)")] = False,
     rules: Annotated[Optional[Path], typer.Option("--rules", help="Write association rules (support, confidence, lift, leverage, conviction, timing), bounded by --min-support, --min-lift and --rules-per-product", dir_okay=False, show_default=False)] = None,
-    min_support: MinSupportOpt = 0.005,
-    min_lift: MinLiftOpt = 1.5,
-    rules_per_product: RulesPerProductOpt = 10,
     bundles: BundlesOpt = None,
-    bundle_min_support: BundleMinSupportOpt = 0.005,
-    top_bundles: TopBundlesOpt = 50,
     control: Annotated[float, typer.Option("--control", min=0.0, max=0.9, help="Hold out this share of targeted customers per segment as a control group (group = control in --targets; do not contact them), e.g. 0.1")] = 0.0,
     exclude_customers: ExcludeCustomersOpt = None,
     exclude_products: ExcludeProductsOpt = None,
@@ -796,8 +820,7 @@ def cross_sell(
         top=top, top_k=top_k, max_offers=max_offers, allow_substitutes=allow_substitutes, allow_variants=allow_variants,
         exclude_products=exclude_products,
         offer_horizon=_horizon(offer_horizon), targets=targets is not None, rules=rules is not None,
-        min_support=min_support, min_lift=min_lift, rules_per_product=rules_per_product, bundles=bundles is not None,
-        bundle_min_support=bundle_min_support, top_bundles=top_bundles, control=control, seed=seed,
+        bundles=bundles is not None, control=control, seed=seed, **bounds.options(),
         exclude_customers=exclude_customers,
     )
     if control > 0 and targets is None:
@@ -826,12 +849,8 @@ def rules(
     source: SourceArgs,
     out: OutputArgs,
     run: RunArgs,
-    min_support: MinSupportOpt = 0.005,
-    min_lift: MinLiftOpt = 1.5,
-    rules_per_product: RulesPerProductOpt = 10,
+    bounds: RuleArgs,
     bundles: BundlesOpt = None,
-    bundle_min_support: BundleMinSupportOpt = 0.005,
-    top_bundles: TopBundlesOpt = 50,
     exclude_products: ExcludeProductsOpt = None,
 ) -> None:
     """Association rules between products (support, confidence, lift, leverage, conviction, timing), and bundles.
@@ -844,9 +863,7 @@ def rules(
     from present import render
 
     listener = run.listener()
-    options = clvx.RulesOptions(exclude_products=exclude_products, min_support=min_support, min_lift=min_lift,
-                                rules_per_product=rules_per_product, bundles=bundles is not None,
-                                bundle_min_support=bundle_min_support, top_bundles=top_bundles)
+    options = clvx.RulesOptions(exclude_products=exclude_products, bundles=bundles is not None, **bounds.options())
     result = clvx.rules(source.options(), options, listener=listener)
     render.excluded_products(result.run.excluded, listener.reporter)
     if bundles is not None and result.bundles is not None:

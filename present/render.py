@@ -621,7 +621,7 @@ def excluded_products(excluded: pl.DataFrame, reporter: Reporter) -> None:
         f"{row['len']} {row['reason']} ({terminal_text(', '.join(row['product_id']))}{', ...' if row['len'] > 6 else ''})"
         for row in by_reason.iter_rows(named=True)
     ]
-    reporter.info(f"Not products, left out of cross-sell: {excluded.height} codes, {int(excluded['lines'].sum()):,} lines: " + "; ".join(parts) + ".")
+    reporter.info(f"Not products, left out: {excluded.height} codes, {int(excluded['lines'].sum()):,} lines: " + "; ".join(parts) + ".")
 
 
 EXPORT_FORMATS = {".csv": Format.csv, ".json": Format.json, ".parquet": Format.parquet, ".pq": Format.parquet}
