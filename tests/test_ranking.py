@@ -217,6 +217,50 @@ def test_calibration_is_isotonic_in_the_score_and_matches_observed_rates(monkeyp
     assert cal.value_ratio == pytest.approx(1.5)  # new buyers spent 3 against a median line of 2
 
 
+def test_customers_back_after_an_absence_get_the_first_purchase_rate_planted_for_their_decile(monkeypatch):
+    """Planted: customers away 100 days buy a pair of score s with probability 0.8 s, those away 5 days with 0.2 s.
+
+    One curve in the score alone says 0.5 s to both; the ratio per decile of days absent
+    recovers each group's rate, and the offers keep their order within each customer.
+    """
+    from dataclasses import replace
+
+    import segments.crosssell as cs
+
+    rng = np.random.default_rng(11)
+    n, p = 4_000, 40
+    own = build_ownership(pl.DataFrame({"customer_id": [f"c{u:04d}" for u in range(n)], "product_id": ["p00"] * n,
+                                        "date": [dt.datetime(2024, 1, 1)] * n}))
+    own = type(own)(sparse.csr_matrix((n, p)), sparse.csr_matrix((n, p)), own.customers, pl.Series([f"p{j:02d}" for j in range(p)]), None)
+    customers = pl.DataFrame({"customer_id": own.customers, "segment": ["all"] * n, "p_active": [1.0] * n})
+    away = np.arange(n) % 2 == 0
+    model = replace(build_model(own, customers, pl.DataFrame({"product_id": own.products, "value": [2.0] * p})),
+                    absence=np.where(away, 100.0, 5.0))
+    scores = rng.random((n, p))
+    rate = np.where(away[:, None], 0.8, 0.2) * scores
+    truth = sparse.csr_matrix((rng.random((n, p)) < rate).astype(float))
+    monkeypatch.setattr(cs, "offer_scores", lambda m, rows, **_: scores[rows])
+    cal = fit_calibration(model, truth, truth.multiply(3.0).tocsr(), np.arange(n), 30)
+    np.testing.assert_allclose(cal(np.array([0.2, 0.5, 0.8])), [0.1, 0.25, 0.4], atol=0.05)  # the pooled curve
+    np.testing.assert_allclose(cal.absence_ratio(np.array([100.0, 5.0])), [1.6, 0.4], rtol=0.1)
+    probability = cs.offer_probability(replace(model, calibration=cal), np.arange(n), scores)
+    np.testing.assert_allclose(probability[away].sum() / rate[away].sum(), 1.0, rtol=0.05)
+    np.testing.assert_allclose(probability[~away].sum() / rate[~away].sum(), 1.0, rtol=0.05)
+    same_order = np.argsort(-probability, axis=1, kind="stable") == np.argsort(-cal(scores), axis=1, kind="stable")
+    assert same_order.all()
+    assert cal.absence_ratio(None) == 1.0
+
+
+def test_days_absent_counts_from_each_customers_last_first_purchase_to_the_logs_last():
+    """Hand-made: first purchases on days 0 and 10 (a), 3 (b), 30 (c): absences 20, 27 and 0 days."""
+    from segments.crosssell import days_absent
+
+    day = lambda d: dt.datetime(2024, 1, 1) + dt.timedelta(days=d)  # noqa: E731
+    own = build_ownership(pl.DataFrame({"customer_id": ["a", "a", "b", "c"], "product_id": ["x", "y", "x", "z"],
+                                        "date": [day(0), day(10), day(3), day(30)]}))
+    np.testing.assert_allclose(days_absent(own), [20.0, 27.0, 0.0])
+
+
 def test_the_item_model_and_the_offers_report_their_progress_in_shares_that_sum_to_one(monkeypatch):
     import segments.crosssell as crosssell
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from lifetimes.utils import calibration_and_holdout_data, summary_data_from_transaction_data
 
@@ -135,6 +135,40 @@ def test_rfm_properties_and_lifetimes_oracle(rows, period, rnd):
     np.testing.assert_allclose(out["recency"].to_numpy(), ref["recency"].to_numpy(), atol=1e-9)
     np.testing.assert_allclose(out["T"].to_numpy(), ref["T"].to_numpy(), atol=1e-9)
     np.testing.assert_allclose(out["monetary_value"].to_numpy(), ref["monetary_value"].to_numpy(), atol=1e-6)
+
+
+orders_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "00c"]),
+        st.integers(min_value=0, max_value=20),
+        st.sampled_from(["1", "01", "2", "A-7", "", None]),  # text that differs only by a zero, empty, missing
+        st.sampled_from([-5.0, 0.0, 3.5, 12.0]),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(orders_strategy, st.sampled_from([Period.day, Period.week]))
+# Ids of one customer and day that a text-blind key would merge: "1" / "2" / "01", empty / missing; a return-only order.
+@example([("a", 0, "1", 3.5), ("a", 0, "2", 3.5), ("a", 0, "01", 3.5), ("a", 0, "", 3.5), ("a", 0, None, 3.5), ("a", 0, "A-7", -5.0)],
+         Period.day)
+def test_n_orders_matches_pandas_distinct_order_ids_with_a_sale(rows, period):
+    """Orders are grouped on a hash of their id: the count is still each customer's distinct ids with a positive line."""
+    base = dt.datetime(2024, 1, 1)
+    tx = pl.DataFrame(
+        {"customer_id": [r[0] for r in rows], "date": [base + dt.timedelta(days=r[1]) for r in rows],
+         "order_id": [r[2] for r in rows], "amount": [r[3] for r in rows]},
+        schema={"customer_id": pl.String, "date": pl.Datetime("us"), "order_id": pl.String, "amount": pl.Float64},
+    )
+    out = rfm_summary(tx.lazy(), tx["date"].max().date(), period, count_orders=True).collect(engine="streaming")
+    lines = tx.to_pandas()
+    lines["period"] = lines["date"].dt.to_period("W" if period is Period.week else "D")
+    lines["order"] = lines["order_id"].fillna("<missing>")  # a missing id is one order of its own, as in a group-by
+    sales = lines.groupby(["customer_id", "period", "order"])["amount"].apply(lambda a: bool((a > 0).any()))
+    expected = sales.groupby(level="customer_id").sum()
+    assert dict(zip(out["customer_id"], out["n_orders"], strict=True)) == {c: int(n) for c, n in expected.items()}
 
 
 # --------------------------------------------------------------------------- money
