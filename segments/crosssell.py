@@ -919,7 +919,8 @@ def expected_by_segment(model: CrossSellModel, *, allow_substitutes: bool = Fals
     n_seg = len(model.segments)
     calibration = model.calibration or uncalibrated(0)
     codes = model.segment_of
-    p_active = np.asarray(model.p_active, dtype=np.float64)
+    # offer_probability's per-customer factor: P(active) x the calibration's absence ratio
+    p_active = np.broadcast_to(np.asarray(model.p_active, dtype=np.float64) * calibration.absence_ratio(model.absence), (n,)).copy()
     base_score = SEGMENT_WEIGHT * model.segment_penetration + TREND_WEIGHT * model.trend[None, :]
     g_base = calibration(base_score)
     # Sums over the customers scored one by one (the exceptions), to take out of the segment's totals.
