@@ -908,110 +908,19 @@ def expected_by_segment(model: CrossSellModel, *, allow_substitutes: bool = Fals
     """Segments x products: non-owners' expected buyers (sum of probabilities) and expected revenue within the horizon.
 
     Revenue sums each non-owner's probability x what they would spend (:func:`value_per_buyer`).
-    Without a dense customers x products matrix: a customer for whom product j is neither
-    reached through the item weights (no entry of ``X W``), nor owned, nor masked has the
-    score ``SEGMENT_WEIGHT * segment + TREND_WEIGHT * trend`` of their segment, so the
-    segment's sums are ``g(base) x`` the sums of P(active) (and of P(active) x spend, see
-    :func:`_spend_sums`) over those customers; only the sparse entries of ``X W`` and the
-    masks are scored one by one. Same cells as :func:`model_scores`, summed in another order.
     """
     n, p = model.own.X.shape
-    n_seg = len(model.segments)
-    calibration = model.calibration or uncalibrated(0)
-    codes = model.segment_of
-    # offer_probability's per-customer factor: P(active) x the calibration's absence ratio
-    p_active = np.broadcast_to(np.asarray(model.p_active, dtype=np.float64) * calibration.absence_ratio(model.absence), (n,)).copy()
-    base_score = SEGMENT_WEIGHT * model.segment_penetration + TREND_WEIGHT * model.trend[None, :]
-    g_base = calibration(base_score)
-    # Sums over the customers scored one by one (the exceptions), to take out of the segment's totals.
-    n_exc = np.zeros(n_seg * p)
-    p_exc = np.zeros(n_seg * p)
-    spend_exc = np.zeros(n_seg * p)
-    buyers_exc = np.zeros(n_seg * p)
-    revenue_exc = np.zeros(n_seg * p)
-    masks = [m for m in (None if allow_substitutes else model.substitutes, None if allow_variants else model.variants) if m is not None]
-    X, W = model.own.X, model.weights
-    per_customer = X @ (np.diff(W.indptr).astype(np.float64) + 1.0 + sum(np.diff(m.tocsr().indptr) for m in masks))
-    cuts = np.searchsorted(np.cumsum(per_customer), np.arange(EXPLAIN_ENTRIES, per_customer.sum(), EXPLAIN_ENTRIES), side="right")
-    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
-        if hi <= lo:
-            continue
-        owned = X[lo:hi]
-        item = (owned @ W).tocoo()
-        blocked = [owned.tocoo()] + [(owned @ m).tocoo() for m in masks]
-        item_keys = item.row.astype(np.int64) * p + item.col
-        blocked_keys = np.unique(np.concatenate([b.row.astype(np.int64) * p + b.col for b in blocked]))
-        keys = np.union1d(item_keys, blocked_keys)
-        value = np.zeros(len(keys))
-        order = np.argsort(item_keys, kind="stable")
-        value[np.searchsorted(keys, item_keys[order])] = item.data[order]  # canonical X W: one entry per cell
-        allowed = ~np.isin(keys, blocked_keys, assume_unique=True)
-        u, j = keys // p + lo, keys % p
-        s = codes[u]
-        score = value + SEGMENT_WEIGHT * model.segment_penetration[s, j] + TREND_WEIGHT * model.trend[j]
-        probability = np.where(allowed, calibration(np.where(allowed, score, 0.0)), 0.0) * p_active[u]
-        spend = value_per_buyer(model, u, j)
-        cell = s * p + j
-        n_exc += np.bincount(cell, minlength=n_seg * p)
-        p_exc += np.bincount(cell, weights=p_active[u], minlength=n_seg * p)
-        spend_exc += np.bincount(cell, weights=p_active[u] * spend, minlength=n_seg * p)
-        buyers_exc += np.bincount(cell, weights=probability, minlength=n_seg * p)
-        revenue_exc += np.bincount(cell, weights=probability * spend, minlength=n_seg * p)
-    sizes = np.bincount(codes, minlength=n_seg)
-    everyone = n_exc.reshape(n_seg, p) >= sizes[:, None]  # no customer of the segment left at the base score
-    rest_p = np.where(everyone, 0.0, np.maximum(np.bincount(codes, weights=p_active, minlength=n_seg)[:, None] - p_exc.reshape(n_seg, p), 0.0))
-    rest_spend = np.where(everyone, 0.0, np.maximum(_spend_sums(model, p_active) - spend_exc.reshape(n_seg, p), 0.0))
-    return g_base * rest_p + buyers_exc.reshape(n_seg, p), g_base * rest_spend + revenue_exc.reshape(n_seg, p)
-
-
-def _spend_sums(model: CrossSellModel, weight: np.ndarray) -> np.ndarray:
-    """Segments x products: ``sum over the segment's customers u of weight[u] x value_per_buyer(u, j)``, without a customers x products matrix.
-
-    ``value_per_buyer(u, j) = x ratio(x)`` with ``x = typical_value[j] x scale[u]`` and the
-    ratio constant on each of the calibration's spend bins (:meth:`Calibration.spend`). ``x``
-    grows with the scale, so per segment and product the customers in each bin are a run of
-    the segment's customers sorted by scale: cumulative sums of ``weight x scale`` over that
-    order give each bin's sum, found by a search per bin edge (checked on the product itself,
-    ``typical x scale >= edge``, so each customer lands in the bin its own spend falls in).
-    """
-    n, p = model.own.X.shape
-    n_seg = len(model.segments)
-    calibration = model.calibration
-    if calibration is None:
-        edges, ratios = np.array([-np.inf, np.inf]), np.ones(1)
-    elif calibration.value_edges is None or calibration.value_ratios is None:
-        edges, ratios = np.array([-np.inf, np.inf]), np.array([calibration.value_ratio])
-    else:
-        edges, ratios = calibration.value_edges, calibration.value_ratios
-    # count of edges <= x -> the bin searchsorted(edges, x, "right") - 1, clipped, gives it
-    ratio_of_count = ratios[np.clip(np.arange(len(edges) + 1) - 1, 0, len(ratios) - 1)]
-    scale = np.ones(n) if model.customer_scale is None else np.asarray(model.customer_scale, dtype=np.float64)
-    typical = np.asarray(model.typical_value, dtype=np.float64)
-    t = np.where(typical > 0, typical, 1.0)
-    out = np.zeros((n_seg, p))
-    for seg in range(n_seg):
-        members = np.flatnonzero(model.segment_of == seg)
-        if not len(members):
-            continue
-        values, inverse = np.unique(scale[members], return_inverse=True)
-        mass = np.bincount(inverse, weights=weight[members] * scale[members], minlength=len(values))
-        above = np.r_[np.cumsum(mass[::-1])[::-1], 0.0]  # above[k]: mass of the scales values[k:]
-        m = len(values)
-        # G[e, j]: mass of customers with t_j x scale >= edges[e]
-        G = np.empty((len(edges), p))
-        for e, edge in enumerate(edges):
-            cut = np.searchsorted(values, edge / t, side="left")
-            for _ in range(64):  # the division's rounding: move to the first value whose product reaches the edge
-                back = (cut > 0) & (t * values[np.maximum(cut - 1, 0)] >= edge)
-                ahead = (cut < m) & (t * values[np.minimum(cut, m - 1)] < edge)
-                if not (back.any() or ahead.any()):
-                    break
-                cut = cut - back + ahead
-            G[e] = above[cut]
-        total = above[0]
-        counts = np.vstack([total - G[0], G[:-1] - G[1:], G[-1]])  # mass with 0, 1, ..., len(edges) edges <= x
-        out[seg] = typical * (ratio_of_count[:, None] * counts).sum(axis=0)
-    return out
+    buyers = np.zeros((len(model.segments), p))
+    revenue = np.zeros((len(model.segments), p))
+    products = np.arange(p)
+    for rows in _chunks(n, p):
+        probability, _ = model_scores(model, rows, allow_substitutes=allow_substitutes, allow_variants=allow_variants)
+        codes = model.segment_of[rows]
+        onehot = segment_onehot(codes, len(model.segments))
+        buyers += onehot @ probability
+        u = np.arange(rows.start, rows.stop)
+        revenue += onehot @ (probability * value_per_buyer(model, u[:, None], products[None, :]))
+    return buyers, revenue
 
 
 def segment_ranking(model: CrossSellModel, *, top: int = 5, products: pl.DataFrame | None = None) -> pl.DataFrame:

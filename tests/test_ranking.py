@@ -365,29 +365,3 @@ def test_offers_calibrate_only_their_scores_to_the_probabilities_of_every_score_
     expected = probability[targets["_u"].to_numpy(), targets["_j"].to_numpy()]
     assert targets["purchase_probability"].to_numpy().tolist() == expected.tolist()
     assert len(set(expected.tolist())) > 3  # the curve and P(active) both vary across the offers
-
-
-def test_segment_sums_without_a_dense_matrix_match_the_dense_oracle_model_scores():
-    """Oracle: every customer x product cell of model_scores summed by segment, with a calibrated curve and spend deciles."""
-    from segments.crosssell import expected_by_segment, model_scores, value_per_buyer
-
-    base = collector_model()
-    n, p = base.own.X.shape
-    edges = np.r_[-np.inf, np.linspace(0.0, 0.6, 9), np.inf]
-    value_edges = np.r_[-np.inf, 2.0, 5.0, 9.99, 10.0, 50.0, np.inf]
-    calibration = Calibration(edges, np.linspace(0.05, 0.9, len(edges) - 1), 1.3, 30, 10, 50,
-                              value_edges=value_edges, value_ratios=np.array([3.0, 2.0, 1.5, 1.0, 0.7, 0.4]))
-    scale = np.where(np.arange(n) % 7 == 0, 10.0, np.where(np.arange(n) % 3 == 0, 1.0, 0.5))
-    model = type(base)(**{**base.__dict__, "calibration": calibration, "customer_scale": scale,
-                          "segment_of": np.arange(n) % 2, "segments": ["a", "b"],
-                          "segment_penetration": np.vstack([base.segment_penetration[0], base.segment_penetration[0][::-1]]),
-                          "p_active": np.linspace(0.2, 0.9, n)})
-    buyers, revenue = expected_by_segment(model)
-    probability, _ = model_scores(model, slice(0, n))
-    u, j = np.meshgrid(np.arange(n), np.arange(p), indexing="ij")
-    cell_revenue = probability * value_per_buyer(model, u, j)
-    for seg in (0, 1):
-        rows = model.segment_of == seg
-        np.testing.assert_allclose(buyers[seg], probability[rows].sum(axis=0), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(revenue[seg], cell_revenue[rows].sum(axis=0), rtol=1e-12, atol=1e-12)
-    assert len(np.unique(value_per_buyer(model, u, j) / np.maximum(model.typical_value[j] * scale[u], 1e-300))) > 2  # several spend bins used
