@@ -48,6 +48,7 @@ PURCHASE_COLUMNS = {
     "holdout_days": pl.Int64, "as_of": pl.Date,
 }
 CATALOGUE_COLUMNS = {"product_id": pl.String, "n_lines": pl.Int64, "n_tiny_lines": pl.Int64, "revenue": pl.Float64}
+BOUGHT = pl.col("product_id").is_not_null() & (pl.col("amount") > 0)  # a purchase: a positive line with a product
 CATALOGUE_NAMES = ("description", "category")  # optional, when the log has them
 BASKET_COLUMNS = {"order_id": pl.String, "product_id": pl.String, "customer_id": pl.String, "revenue": pl.Float64}
 
@@ -162,7 +163,7 @@ def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggreg
 
 def crosssell_baskets(tx: Transactions) -> pl.DataFrame:
     """The baskets aggregate of a loaded log with order ids: per order and product bought in it, its customer and revenue."""
-    bought = tx.frame.filter(pl.col("product_id").is_not_null() & (pl.col("amount") > 0) & pl.col("order_id").is_not_null())
+    bought = tx.frame.filter(BOUGHT & pl.col("order_id").is_not_null())
     return collect(bought.select("order_id", "product_id", "customer_id", amount_units(pl.col("amount")).alias("_units"))
                    .group_by("order_id", "product_id").agg(pl.col("customer_id").min(), pl.col("_units").sum())
                    .select("order_id", "product_id", "customer_id", units_amount(pl.col("_units")).alias("revenue")))

@@ -287,9 +287,10 @@ def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: spar
     used = totals > 0
     iso = IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0).fit(np.flatnonzero(used), hits[used] / totals[used], sample_weight=totals[used])
     probability = iso.predict(np.arange(len(totals)))
+    bought = truth[active]
     absence_edges, absence_ratios = (None, None) if model.absence is None else decile_ratios(
-        model.absence[active], np.asarray(truth[active].sum(axis=1)).ravel(), in_bin @ probability, ABSENCE_BINS, MIN_ABSENCE_BIN_CUSTOMERS)
-    t = truth[active].tocoo()
+        model.absence[active], np.asarray(bought.sum(axis=1)).ravel(), in_bin @ probability, ABSENCE_BINS, MIN_ABSENCE_BIN_CUSTOMERS)
+    t = bought.tocoo()
     predicted = predicted_spend(model, active[t.row], t.col)
     paid = np.asarray(spend[active][t.row, t.col]).ravel()
     ratio = float(paid.sum() / predicted.sum()) if predicted.sum() > 0 else 1.0

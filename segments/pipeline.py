@@ -28,7 +28,7 @@ from clv.models import (
 )
 from clv.rfm import Period, ScoreBins, collect, exact_sum, rfm_summary, score_rfm
 from clv.scalars import to_int
-from segments.aggregates import CrossSellAggregates, catalogue_of, crosssell_aggregates, crosssell_baskets, holdout_days
+from segments.aggregates import BOUGHT, CrossSellAggregates, catalogue_of, crosssell_aggregates, crosssell_baskets, holdout_days
 from segments.associations import (
     MIN_BUNDLE_SUPPORT,
     TOP_BUNDLES,
@@ -211,7 +211,7 @@ def _without_products(frame: pl.DataFrame, excluded: pl.DataFrame) -> pl.DataFra
 
 def _purchase_lines(tx: Transactions) -> pl.LazyFrame:
     cols = ["customer_id", "product_id", "date", "amount", *(c for c in ("order_id",) if tx.has(c))]
-    return tx.frame.filter(pl.col("product_id").is_not_null() & (pl.col("amount") > 0)).select(cols)
+    return tx.frame.filter(BOUGHT).select(cols)
 
 
 def _first_purchases(purchases: pl.DataFrame) -> pl.LazyFrame:

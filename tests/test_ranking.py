@@ -194,15 +194,20 @@ def test_offer_relations_tell_accessories_and_set_members_from_complements():
     assert offer_relations(model, bag_to_teapot)["relation"].item() == "bundle"  # bought in the red bag's order
 
 
-def test_calibration_is_isotonic_in_the_score_and_matches_observed_rates(monkeypatch):
-    """Planted: a pair with score s is bought with probability s / 2; the fitted curve recovers it within noise."""
-    rng = np.random.default_rng(7)
-    n, p = 4_000, 40
+def blank_model(n: int, p: int):
+    """A model of ``n`` customers (one segment, P(active) 1) and ``p`` products nobody owns: for planting scores in its place."""
     own = build_ownership(pl.DataFrame({"customer_id": [f"c{u:04d}" for u in range(n)], "product_id": ["p00"] * n,
                                         "date": [dt.datetime(2024, 1, 1)] * n}))
     own = type(own)(sparse.csr_matrix((n, p)), sparse.csr_matrix((n, p)), own.customers, pl.Series([f"p{j:02d}" for j in range(p)]), None)
     customers = pl.DataFrame({"customer_id": own.customers, "segment": ["all"] * n, "p_active": [1.0] * n})
-    model = build_model(own, customers, pl.DataFrame({"product_id": own.products, "value": [2.0] * p}))
+    return build_model(own, customers, pl.DataFrame({"product_id": own.products, "value": [2.0] * p}))
+
+
+def test_calibration_is_isotonic_in_the_score_and_matches_observed_rates(monkeypatch):
+    """Planted: a pair with score s is bought with probability s / 2; the fitted curve recovers it within noise."""
+    rng = np.random.default_rng(7)
+    n, p = 4_000, 40
+    model = blank_model(n, p)
     scores = rng.random((n, p))  # planted in place of the item model's
     truth = sparse.csr_matrix((rng.random((n, p)) < scores / 2).astype(float))
     spend = truth.multiply(3.0).tocsr()
@@ -229,13 +234,8 @@ def test_customers_back_after_an_absence_get_the_first_purchase_rate_planted_for
 
     rng = np.random.default_rng(11)
     n, p = 4_000, 40
-    own = build_ownership(pl.DataFrame({"customer_id": [f"c{u:04d}" for u in range(n)], "product_id": ["p00"] * n,
-                                        "date": [dt.datetime(2024, 1, 1)] * n}))
-    own = type(own)(sparse.csr_matrix((n, p)), sparse.csr_matrix((n, p)), own.customers, pl.Series([f"p{j:02d}" for j in range(p)]), None)
-    customers = pl.DataFrame({"customer_id": own.customers, "segment": ["all"] * n, "p_active": [1.0] * n})
     away = np.arange(n) % 2 == 0
-    model = replace(build_model(own, customers, pl.DataFrame({"product_id": own.products, "value": [2.0] * p})),
-                    absence=np.where(away, 100.0, 5.0))
+    model = replace(blank_model(n, p), absence=np.where(away, 100.0, 5.0))
     scores = rng.random((n, p))
     rate = np.where(away[:, None], 0.8, 0.2) * scores
     truth = sparse.csr_matrix((rng.random((n, p)) < rate).astype(float))
