@@ -2,6 +2,7 @@
 
     python bench/crosssell_stages.py log.parquet [clvx cross-sell options, e.g. --targets offers.csv]
     python bench/crosssell_stages.py report log.parquet -o r.html -o r.xlsx -o r.md   # clvx report instead
+    python bench/crosssell_stages.py rules log.parquet -o rules.csv                    # clvx rules instead
 
 Runs the command line in this process with a timer around each step named in STEPS
 (cumulative: a step's time includes the steps it calls, e.g. ``choose_ridge`` includes its
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 STEPS = {
     "clvx": ("load",),
     "segments.aggregates": ("crosssell_aggregates", "catalogue_of"),
-    "segments.pipeline": ("build_report", "run_crosssell", "crosssell_bundles", "run_segmentation", "customer_categories", "inner_calibration", "holdout_spend", "offer_timing", "timing_of_pairs", "ranking_timing", "crosssell_targets", "crosssell_rules"),
+    "segments.pipeline": ("build_report", "run_crosssell", "run_baskets", "crosssell_bundles", "run_segmentation", "customer_categories", "inner_calibration", "holdout_spend", "offer_timing", "timing_of_pairs", "ranking_timing", "crosssell_targets", "crosssell_rules"),
     "segments.associations": ("build_ownership", "pair_counts", "pair_timing", "non_product_ids", "association_rules",
                               "find_bundles"),
     "segments.crosssell": ("build_model", "item_weights_for", "choose_ridge", "fit_calibration", "score_quantiles", "model_scores", "offer_scores",
@@ -94,8 +95,8 @@ if __name__ == "__main__":
     threading.Thread(target=sample_rss, daemon=True).start()
     import cli
 
-    command = ["report"] if sys.argv[1:2] == ["report"] else ["cross-sell"]
-    sys.argv = ["clvx", *command, *sys.argv[1 + (command == ["report"]):], "-q"]
+    command = sys.argv[1:2] if sys.argv[1:2] in (["report"], ["rules"]) else ["cross-sell"]
+    sys.argv = ["clvx", *command, *sys.argv[1 + (command != ["cross-sell"]):], "-q"]
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         cli.main()

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import polars as pl
-from sqlglot import exp
 
 from clv.errors import InputError, option
+from clv.lazy import lazy_module
 from clv.load import ColumnMapping, resolve_columns
 from clv.sql import DEFAULT_HOLDOUT_DAYS, Aggregate, Dialect, aggregate_sql
 from clv.terms import Period
+
+sqlglot = lazy_module("sqlglot")  # loaded when SQL is first written or parsed: a log on disk never needs it
 
 SCHEMES = {"postgresql": Dialect.postgres, "postgres": Dialect.postgres, "duckdb": Dialect.duckdb}
 
@@ -84,7 +86,7 @@ class Database:
         if self.query is not None:
             return f"({self.query}) AS custom"
         assert self.table is not None
-        return exp.to_table(self.table, dialect=self.dialect.value).sql(self.dialect.value)
+        return sqlglot.exp.to_table(self.table, dialect=self.dialect.value).sql(self.dialect.value)
 
     def read(self, sql: str) -> pl.DataFrame:
         """Run ``sql`` in the database; any failure becomes one :class:`InputError` line without the password."""

@@ -29,11 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.special import ndtr  # the standard normal CDF, without loading scipy.stats (a second of start-up)
 
 from clv import intervals
+from clv.lazy import lazy_module
 from clv.models import float_columns
 from clv.rfm import Period, calibration_holdout, collect, period_start, period_start_of, periods_between
+
+special = lazy_module("scipy.special")  # ndtr (the standard normal CDF, without loading scipy.stats: a second of start-up)
 
 COVERAGE_LEVELS = (0.5, 0.8, 0.9)
 TOTAL_LEVEL = 0.9
@@ -126,7 +128,7 @@ def total_interval(pred: intervals.Predictive, actual_total: float, level: float
         lo, hi = float(np.min(means - 10 * sds)), float(np.max(means + 10 * sds))
         for _ in range(100):
             mid = (lo + hi) / 2
-            if float(np.mean(ndtr((mid - means) / sds))) < q:
+            if float(np.mean(special.ndtr((mid - means) / sds))) < q:
                 lo = mid
             else:
                 hi = mid

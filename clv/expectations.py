@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import expit, hyp2f1
 
+from clv.lazy import lazy_module
+
+special = lazy_module("scipy.special")  # expit, hyp2f1: loaded when a model is first scored
 
 def bgnbd_p_alive(params: tuple[float, ...], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
     """P(alive | x, t_x, T) = 1 / (1 + delta(x>0) a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x)) (Fader, Hardie & Lee 2008, note 021, eq. 2)."""
     r, alpha, a, b = params
     x = np.asarray(frequency, float)
     log_div = (r + x) * np.log((alpha + T) / (alpha + recency)) + np.log(a / (b + np.maximum(x, 1) - 1))
-    return np.where(x == 0, 1.0, expit(-log_div))
+    return np.where(x == 0, 1.0, special.expit(-log_div))
 
 
 def bgnbd_p_any_purchase(params: tuple[float, ...], t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -60,10 +62,10 @@ def _beta_geometric_part(params: tuple[float, ...], t: float, frequency: np.ndar
     _a, _b, _c = r + x, b + x + dropouts_at_start, a + b + x + (dropouts_at_start - 1)
     z = t / (alpha + T + t)
     with np.errstate(all="ignore"):
-        ln_hyp = np.log(hyp2f1(_a, _b, _c, z))
+        ln_hyp = np.log(special.hyp2f1(_a, _b, _c, z))
         bad = ~np.isfinite(ln_hyp)
         if bad.any():
-            alt = np.log(hyp2f1(_c - _a, _c - _b, _c, z)) + (_c - _a - _b) * np.log1p(-z)
+            alt = np.log(special.hyp2f1(_c - _a, _c - _b, _c, z)) + (_c - _a - _b) * np.log1p(-z)
             ln_hyp = np.where(bad, alt, ln_hyp)
         return _c / (a - 1) * (1 - np.exp(ln_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T))))
 
@@ -100,7 +102,7 @@ def mbgnbd_p_alive(params: tuple[float, ...], frequency: np.ndarray, recency: np
     r, alpha, a, b = params
     x = np.asarray(frequency, float)
     log_div = (r + x) * (np.log(alpha + T) - np.log(alpha + recency)) + np.log(a) - np.log(b + x)
-    return expit(-log_div)
+    return special.expit(-log_div)
 
 
 def mbgnbd_unconditional_part(params: tuple[float, ...], t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -118,7 +120,7 @@ def mbgnbd_unconditional_part(params: tuple[float, ...], t: float, frequency: np
 def _log_hyp_unit(b: np.ndarray, c: np.ndarray, z: np.ndarray) -> np.ndarray:
     """log 2F1(1, b; c; z) for c > b > 0 and 0 <= z < 1: a series of positive terms bounded by 1 / (1 - z)."""
     with np.errstate(all="ignore"):
-        return np.log(hyp2f1(1.0, b, c, z))
+        return np.log(special.hyp2f1(1.0, b, c, z))
 
 
 def pareto_log_a0(params: tuple[float, ...], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -156,7 +158,7 @@ def pareto_p_alive(params: tuple[float, ...], frequency: np.ndarray, recency: np
     r, alpha, s, beta = params
     x = np.asarray(frequency, float)
     log_div = np.log(s) - np.log(r + s + x) + (r + x) * np.log(alpha + T) + s * np.log(beta + T) + log_a0(params, x, recency, T)
-    return expit(-log_div)
+    return special.expit(-log_div)
 
 
 def _shrink(s: float, log_ratio: np.ndarray) -> np.ndarray:
@@ -194,7 +196,7 @@ def pareto_dies_first(r: np.ndarray | float, alpha: np.ndarray | float, s: float
         z = np.where(ge, 1 - beta / alpha, 1 - alpha / beta)
         second = np.where(ge, r, s + 1.0)
         factor = np.where(ge, 1.0, alpha / beta)
-        return s / (r + s) * factor * hyp2f1(1.0, second, r + s + 1.0, z)
+        return s / (r + s) * factor * special.hyp2f1(1.0, second, r + s + 1.0, z)
 
 
 def pareto_no_purchase_if_alive(params: tuple[float, ...], t: float, frequency: np.ndarray, T: np.ndarray) -> np.ndarray:

@@ -46,10 +46,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import gammaln, ndtri  # ndtri: the standard normal quantile, without loading scipy.stats (a second of start-up)
 
 from clv import expectations, likelihood
 from clv.errors import InputError, option
+from clv.lazy import lazy_module
+
+special = lazy_module("scipy.special")  # gammaln, ndtri (the standard normal quantile, without loading scipy.stats: a second of start-up)
 
 DEFAULT_DRAWS = 32  # parameter draws in the mixture (covariance draws are cheap; each costs one table)
 BOOTSTRAP_REFITS = 24  # refits on resampled customers when the optimum is on a boundary
@@ -179,7 +181,7 @@ def pareto_survival_blocks(values: np.ndarray, frequency: np.ndarray, T: np.ndar
                 k_max = int(lengths[j])
                 shape = r + x[members][None, :]  # (draws, rows)
                 log_v = log_w[:, None, :] + shape[:, :, None] * np.log1p(-q)[:, None, :]
-                log_c = gammaln(shape + k_max - 1.0) - gammaln(shape) - gammaln(float(k_max))  # the largest c_i
+                log_c = special.gammaln(shape + k_max - 1.0) - special.gammaln(shape) - special.gammaln(float(k_max))  # the largest c_i
                 safe = np.all(log_v > -LOG_SAFE, axis=(0, 2)) & np.all(log_c < LOG_SAFE, axis=0)
                 coef = np.ones((len(values), len(members), k_max))
                 coef[:, :, 1:] = (shape[:, :, None] + np.arange(k_max - 1)) / np.arange(1.0, k_max)
@@ -561,7 +563,7 @@ def _table_lengths(params: np.ndarray, x: np.ndarray, T: np.ndarray, t: float, t
     odds = t / (alpha + T[None, :])
     mean = shape * odds
     sd = np.sqrt(mean * (1.0 + odds))
-    z = 1.5 * float(-ndtri(tail))
+    z = 1.5 * float(-special.ndtri(tail))
     return np.minimum(np.ceil(np.max(mean + z * sd + 3.0, axis=0)).astype(np.int64), MAX_COUNT)
 
 

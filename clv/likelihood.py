@@ -29,9 +29,11 @@ from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import betaln, digamma, gammaln
 
 from clv import threads
+from clv.lazy import lazy_module
+
+special = lazy_module("scipy.special")  # betaln, digamma, gammaln: loaded when a model is first fitted or scored
 
 LIFETIMES_DEFAULT_START = 0.1
 HESSIAN_STEP = 1e-5
@@ -145,8 +147,8 @@ def bgnbd_log_likelihood(params: tuple[float, ...], frequency: np.ndarray, recen
     r, alpha, a, b = params
     x = np.asarray(frequency, dtype=float)
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = betaln(a, b + x) - betaln(a, b)
+    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    a2 = special.betaln(a, b + x) - special.betaln(a, b)
     a3 = -(r + x) * np.log(alpha + T)
     a4 = np.where(x > 0, np.log(a) - np.log(b + np.maximum(x, 1) - 1) - (r + x) * np.log(alpha + recency), -np.inf)
     return float(np.sum(w * (a1 + a2 + np.logaddexp(a3, a4))))
@@ -159,7 +161,7 @@ def gamma_gamma_log_likelihood(params: tuple[float, ...], frequency: np.ndarray,
     m = np.asarray(monetary_value, dtype=float)
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
     ll = (
-        gammaln(p * x + q) - gammaln(p * x) - gammaln(q) + q * np.log(v)
+        special.gammaln(p * x + q) - special.gammaln(p * x) - special.gammaln(q) + q * np.log(v)
         + (p * x - 1) * np.log(m) + p * x * np.log(x) - (p * x + q) * np.log(x * m + v)
     )
     return float(np.sum(w * ll))
@@ -176,7 +178,7 @@ def bgnbd_objective(log_params: np.ndarray, d: BGNBDData, penalizer: float = 0.0
     xv = d.x_vals
     n = d.weights.sum()
     # Terms of x alone, summed with a weight per distinct x.
-    a12_x = gammaln(r + xv) - gammaln(r) + gammaln(b + xv) - gammaln(a + b + xv) - gammaln(b) + gammaln(a + b)
+    a12_x = special.gammaln(r + xv) - special.gammaln(r) + special.gammaln(b + xv) - special.gammaln(a + b + xv) - special.gammaln(b) + special.gammaln(a + b)
     log_b_x = np.log(b + np.maximum(xv, 1) - 1)
     l_T = np.log(alpha + d.T_vals)
     l_tx = np.log(alpha + d.tx_vals)
@@ -184,10 +186,10 @@ def bgnbd_objective(log_params: np.ndarray, d: BGNBDData, penalizer: float = 0.0
     inv_tx = 1.0 / (alpha + d.tx_vals)
     # x = 0: ll = r log(alpha) - r log(alpha + T)
     ll_sum = float(d.w_x @ a12_x) + n * r * np.log(alpha) - r * float(d.zero_w_T @ l_T)
-    d_r = float(d.w_x @ (digamma(r + xv) - digamma(r))) + n * np.log(alpha) - float(d.zero_w_T @ l_T)
+    d_r = float(d.w_x @ (special.digamma(r + xv) - special.digamma(r))) + n * np.log(alpha) - float(d.zero_w_T @ l_T)
     d_alpha = n * r / alpha - r * float(d.zero_w_T @ inv_T)
-    d_a = float(d.w_x @ (digamma(a + b) - digamma(a + b + xv)))
-    d_b = float(d.w_x @ (digamma(b + xv) - digamma(a + b + xv) - digamma(b) + digamma(a + b)))
+    d_a = float(d.w_x @ (special.digamma(a + b) - special.digamma(a + b + xv)))
+    d_b = float(d.w_x @ (special.digamma(b + xv) - special.digamma(a + b + xv) - special.digamma(b) + special.digamma(a + b)))
     # x > 0: both branches, mixed per row.
     w = d.rep_w
     rx = r + d.rep_x
@@ -371,14 +373,14 @@ def gamma_gamma_objective(log_params: np.ndarray, d: GammaGammaData, penalizer: 
     px = p * x
     l_xmv = np.log(x * d.m + v)
     ll = (
-        (gammaln(p * xv + q) - gammaln(p * xv) + p * xv * np.log(xv))[d.x_idx]
-        - gammaln(q) + q * np.log(v) + (px - 1) * d.log_m - (px + q) * l_xmv
+        (special.gammaln(p * xv + q) - special.gammaln(p * xv) + p * xv * np.log(xv))[d.x_idx]
+        - special.gammaln(q) + q * np.log(v) + (px - 1) * d.log_m - (px + q) * l_xmv
     )
     params = np.array([p, q, v])
     value = -float(np.dot(w, ll)) / n + penalizer * float(np.sum(params**2))
-    psi_pxq = digamma(p * xv + q)
-    d_p = (xv * (psi_pxq - digamma(p * xv) + np.log(xv)))[d.x_idx] + x * d.log_m - x * l_xmv
-    d_q = psi_pxq[d.x_idx] - digamma(q) + np.log(v) - l_xmv
+    psi_pxq = special.digamma(p * xv + q)
+    d_p = (xv * (psi_pxq - special.digamma(p * xv) + np.log(xv)))[d.x_idx] + x * d.log_m - x * l_xmv
+    d_q = psi_pxq[d.x_idx] - special.digamma(q) + np.log(v) - l_xmv
     d_v = q / v - (px + q) / (x * d.m + v)
     grad_natural = -np.array([np.dot(w, d_p), np.dot(w, d_q), np.dot(w, d_v)]) / n
     return value, grad_natural * params + 2 * penalizer * params**2
@@ -455,8 +457,8 @@ def mbgnbd_log_likelihood(params: tuple[float, ...], frequency: np.ndarray, rece
     r, alpha, a, b = params
     x = np.asarray(frequency, dtype=float)
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = betaln(a, b + x + 1) - betaln(a, b)
+    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    a2 = special.betaln(a, b + x + 1) - special.betaln(a, b)
     a3 = -(r + x) * np.log(alpha + T)
     a4 = np.log(a) - np.log(b + x) - (r + x) * np.log(alpha + recency)
     return float(np.sum(w * (a1 + a2 + np.logaddexp(a3, a4))))
@@ -480,12 +482,13 @@ def mbgnbd_objective(log_params: np.ndarray, d: RowData, penalizer: float = 0.0)
     pv = np.exp(v - ll_mix)  # weight of "left after the last purchase"
     pu = 1.0 - pv
     w_x = np.bincount(ix, weights=w, minlength=len(xv))
-    a12_x = gammaln(r + xv) - gammaln(r) + gammaln(a + b) + gammaln(b + xv + 1) - gammaln(b) - gammaln(a + b + xv + 1)
+    a12_x = (special.gammaln(r + xv) - special.gammaln(r) + special.gammaln(a + b) + special.gammaln(b + xv + 1) - special.gammaln(b)
+             - special.gammaln(a + b + xv + 1))
     ll_sum = float(w_x @ a12_x) + n * r * np.log(alpha) + float(w @ ll_mix)
-    d_r = float(w_x @ (digamma(r + xv) - digamma(r))) + n * np.log(alpha) - float(w @ (pu * l_T + pv * l_tx))
+    d_r = float(w_x @ (special.digamma(r + xv) - special.digamma(r))) + n * np.log(alpha) - float(w @ (pu * l_T + pv * l_tx))
     d_alpha = n * r / alpha - float(w @ (rx * (pu / (alpha + d.T) + pv / (alpha + d.tx))))
-    d_a = float(w_x @ (digamma(a + b) - digamma(a + b + xv + 1))) + float(w @ pv) / a
-    d_b = float(w_x @ (digamma(a + b) + digamma(b + xv + 1) - digamma(b) - digamma(a + b + xv + 1)))
+    d_a = float(w_x @ (special.digamma(a + b) - special.digamma(a + b + xv + 1))) + float(w @ pv) / a
+    d_b = float(w_x @ (special.digamma(a + b) + special.digamma(b + xv + 1) - special.digamma(b) - special.digamma(a + b + xv + 1)))
     d_b -= float(np.bincount(ix, weights=w * pv, minlength=len(xv)) @ (1.0 / (b + xv)))
     params = np.array([r, alpha, a, b])
     value = -ll_sum / n + penalizer * float(np.sum(params**2))
@@ -585,7 +588,7 @@ def _pareto_row_log_likelihood(params: tuple[float, ...], x: np.ndarray, tx: np.
     from clv.expectations import pareto_log_a0
 
     r, alpha, s, beta = params
-    first = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    first = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta)
     stay = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
     leave = np.log(s) - np.log(r + s + x) + pareto_log_a0(params, x, tx, T)
     return first + np.logaddexp(stay, leave)
@@ -757,9 +760,10 @@ def pareto_grid_objective(log_params: np.ndarray, d: RowData, penalizer: float =
     w_x = d.weights_per_x
     ws_cell = np.bincount(fb, weights=w * (1.0 - p_leave), minlength=log_G.size).reshape(shape)  # weight of staying per (x, T)
     w_cell = np.bincount(fb, weights=w, minlength=log_G.size)
-    ll = float(w_x @ (gammaln(r + xv) - gammaln(r))) + n * (r * np.log(alpha) + s * np.log(beta)) + float(w_cell @ stay_cell) + float(w @ log_mix)
+    ll = (float(w_x @ (special.gammaln(r + xv) - special.gammaln(r))) + n * (r * np.log(alpha) + s * np.log(beta))
+          + float(w_cell @ stay_cell) + float(w @ log_mix))
     w_leave = float(w @ p_leave)
-    d_r = float(w_x @ (digamma(r + xv) - digamma(r))) + n * np.log(alpha) - float((ws_cell @ l_aY).sum()) + R[0]
+    d_r = float(w_x @ (special.digamma(r + xv) - special.digamma(r))) + n * np.log(alpha) - float((ws_cell @ l_aY).sum()) + R[0]
     d_alpha = n * r / alpha - float(((ws_cell @ (1.0 / (alpha + grid.Y))) * rx[:, 0]).sum()) + R[1]
     d_s = n * np.log(beta) - float((ws_cell @ l_bY).sum()) + w_leave / s + R[2]
     d_beta = n * s / beta - s * float((ws_cell @ (1.0 / (beta + grid.Y))).sum()) + R[3]

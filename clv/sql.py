@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-import sqlglot
-from sqlglot import exp
-
 from clv.errors import InputError, option
+from clv.lazy import lazy_module
 from clv.load import FAR_PAST_MIN_GAP, FAR_PAST_QUANTILE, FAR_PAST_SPANS, PLACEHOLDER_IDS, ColumnMapping
 from clv.terms import Aggregate, Dialect, Period
+
+sqlglot = lazy_module("sqlglot")  # loaded when SQL is first written or parsed: a log on disk never needs it
 
 # The dialect the one definition is written in; every other dialect is a translation.
 SOURCE_DIALECT = "duckdb"
@@ -48,16 +48,16 @@ MONEY = "DECIMAL(38, 9)"
 
 def _ident(name: str) -> str:
     """A user's column name as a quoted identifier: any spelling, no injection."""
-    return exp.to_identifier(name, quoted=True).sql(SOURCE_DIALECT)
+    return sqlglot.exp.to_identifier(name, quoted=True).sql(SOURCE_DIALECT)
 
 
 def _table(table: str, dialect: Dialect) -> str:
     """The table as the user wrote it for their engine (``schema.sales``, ```project.ds.sales```)."""
     try:
-        parsed = exp.to_table(table, dialect=dialect.value)
+        parsed = sqlglot.exp.to_table(table, dialect=dialect.value)
     except sqlglot.errors.ParseError as exc:
         raise InputError(f"{option('table', table)} is not a table name in {dialect.value} SQL: {str(exc).splitlines()[0]}") from None
-    if not isinstance(parsed, exp.Table) or not parsed.name:
+    if not isinstance(parsed, sqlglot.exp.Table) or not parsed.name:
         raise InputError(f"{option('table', table)} is not a table name; give a name such as sales or schema.sales")
     return parsed.sql(SOURCE_DIALECT)
 
@@ -297,13 +297,13 @@ def translate(text: str, dialect: Dialect, *, pretty: bool = False) -> str:
     if dialect is Dialect.postgres:
         # Text is compared byte by byte, as clvx (polars) and the other engines compare it, not by the
         # server's locale: the ties of the catalogue's names and an order's customer come out the same.
-        for column in [*(o.this for o in tree.find_all(exp.Ordered)), *(m.this for m in tree.find_all(exp.Min))]:
-            if isinstance(column, exp.Column) and column.name in BYTE_ORDERED:
-                column.replace(exp.Collate(this=column.copy(), expression=exp.Identifier(this="C", quoted=True)))
+        for column in [*(o.this for o in tree.find_all(sqlglot.exp.Ordered)), *(m.this for m in tree.find_all(sqlglot.exp.Min))]:
+            if isinstance(column, sqlglot.exp.Column) and column.name in BYTE_ORDERED:
+                column.replace(sqlglot.exp.Collate(this=column.copy(), expression=sqlglot.exp.Identifier(this="C", quoted=True)))
     if dialect is Dialect.bigquery:
         # BigQuery's WEEK starts on Sunday; clvx's weeks (and pandas' W) start on Monday.
-        for trunc in tree.find_all(exp.DateTrunc, exp.TimestampTrunc):
+        for trunc in tree.find_all(sqlglot.exp.DateTrunc, sqlglot.exp.TimestampTrunc):
             unit = trunc.args.get("unit")
             if unit is not None and unit.name.upper() == "WEEK":
-                trunc.set("unit", exp.var("ISOWEEK"))
+                trunc.set("unit", sqlglot.exp.var("ISOWEEK"))
     return tree.sql(dialect=dialect.value, pretty=pretty, unsupported_level=sqlglot.ErrorLevel.RAISE)

@@ -1107,7 +1107,7 @@ def rules(source: Source, options: RulesOptions = RulesOptions(), listener: List
     """
     listener = _Recording(listener or Silent())
     tx = load(source, listener, need=("product",))
-    run = run_baskets(tx, exclude_products=options.exclude_products, step=listener.step)
+    run = run_baskets(tx, exclude_products=options.exclude_products, min_support=options.bounds.min_support, step=listener.step)
     found = _bounded_rules(run, options.bounds, listener)
     bundles = _bundles(run, options.bundle_min_support, options.top_bundles, listener) if options.bundles else None
     return RulesResult(run, found, tx, listener.tuple(), bundles=bundles)

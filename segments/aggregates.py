@@ -171,14 +171,26 @@ def crosssell_baskets(tx: Transactions) -> pl.DataFrame:
 
 def catalogue_of(tx: Transactions) -> pl.DataFrame:
     """The catalogue aggregate of a loaded log: per product on any line, its names, line counts and revenue."""
-    names = [c for c in CATALOGUE_NAMES if tx.has(c)]
-    return collect(tx.frame.filter(pl.col("product_id").is_not_null()).group_by("product_id").agg(
+    with_product = tx.frame.filter(pl.col("product_id").is_not_null())
+    catalogue = with_product.group_by("product_id").agg(
         pl.len().cast(pl.Int64).alias("n_lines"),
         (pl.col("amount") <= TINY_AMOUNT).sum().cast(pl.Int64).alias("n_tiny_lines"),
         exact_sum(pl.col("amount")).alias("revenue"),
-        # Trimmed of spaces only, as SQL's TRIM does; ties go to the first in byte order, as ORDER BY in C collation.
-        *(pl.col(c).drop_nulls().str.strip_chars(" ").mode().sort().first().alias(c) for c in names),
-    ))
+    )
+    for c in (c for c in CATALOGUE_NAMES if tx.has(c)):
+        catalogue = catalogue.join(_most_frequent(with_product, c), on="product_id", how="left")
+    return collect(catalogue)
+
+
+def _most_frequent(lines: pl.LazyFrame, column: str) -> pl.LazyFrame:
+    """``product_id, <column>``: each product's most frequent non-null text in ``column``.
+
+    Trimmed of spaces only, as SQL's TRIM does; ties go to the first in byte order, as
+    ORDER BY in C collation. Counted per (product, text) and the top one taken, rather
+    than a mode over each product's lines: the lines' texts are never gathered per product.
+    """
+    counts = lines.filter(pl.col(column).is_not_null()).group_by("product_id", pl.col(column).str.strip_chars(" ")).agg(pl.len().alias("_n"))
+    return counts.sort("product_id", "_n", column, descending=[False, True, False]).unique("product_id", keep="first").select("product_id", column)
 
 
 def typical_values(purchases: pl.DataFrame, prefix: str = "") -> pl.DataFrame:

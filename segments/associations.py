@@ -16,6 +16,7 @@ N)``, ``conviction = (1 - n_j / N) / (1 - confidence)`` (infinite when confidenc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,7 +168,23 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     order and product) gives the baskets instead of the lines' own order ids.
     """
     lines = lines.lazy()
-    first = collect(lines.group_by("customer_id", "product_id").agg(pl.col("date").min().alias("_first")))
+    first = collect(lines.group_by("customer_id", "product_id").agg(pl.col("date").min().alias("first_purchase_at")))
+    if orders is None and "order_id" in lines.collect_schema().names():
+        orders = lines.select("order_id", "product_id", "customer_id").drop_nulls("order_id").group_by("order_id", "product_id").agg(
+            pl.col("customer_id").min())
+    return ownership_of(first, customers, orders=orders)
+
+
+def ownership_of(first: pl.DataFrame, customers: pl.Series | None = None, *, orders: pl.LazyFrame | pl.DataFrame | None = None) -> Ownership:
+    """Ownership from first purchases: one row per customer and product (``customer_id, product_id, first_purchase_at``).
+
+    The purchases aggregate is such a frame already, so cross-sell builds its ownership
+    from it without grouping the rows again. ``customers`` and ``orders`` (the baskets
+    aggregate, one row per order and product) are as in :func:`build_ownership`. Rows
+    sorted by customer (as the checked aggregates are) are numbered by one pass over the
+    runs of equal ids, and baskets sorted by order alike; other orders give the same
+    ownership by joins and a ranking.
+    """
     if first.height == 0:
         raise InputError(
             "no purchase line has a product id, so there is nothing to cross-sell; "
@@ -178,24 +195,24 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
     products = first["product_id"].unique().sort()
     cust_idx = pl.DataFrame({"customer_id": customers, "_u": np.arange(len(customers), dtype=np.int64)})
     prod_idx = pl.DataFrame({"product_id": products, "_j": np.arange(len(products), dtype=np.int64)})
-    first = first.join(cust_idx, on="customer_id").join(prod_idx, on="product_id")
-    day0 = first["_first"].min()
-    days = ((first["_first"] - day0).dt.total_seconds() / 86_400.0).to_numpy() + 1.0  # +1: keep day 0 non-zero
+    first = first.select(_row_numbers(first["customer_id"], cust_idx, "_u"), "product_id", "first_purchase_at").drop_nulls("_u").join(
+        prod_idx, on="product_id")
+    day0 = first["first_purchase_at"].min()
+    days = ((first["first_purchase_at"] - day0).dt.total_seconds() / 86_400.0).to_numpy() + 1.0  # +1: keep day 0 non-zero
     shape = (len(customers), len(products))
     rows, cols = first["_u"].to_numpy(), first["_j"].to_numpy()
     X = sparse.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=shape)
     T = sparse.csr_matrix((days, (rows, cols)), shape=shape)
     del first
     baskets = basket_customer = None
-    source = orders.lazy() if orders is not None else lines if "order_id" in lines.collect_schema().names() else None
-    if source is not None:
-        source = source.select("order_id", "product_id", "customer_id").drop_nulls("order_id")
-        if orders is None:  # the baskets aggregate is one row per order and product already (checked where it enters)
-            source = source.group_by("order_id", "product_id").agg(pl.col("customer_id").min())
+    if orders is not None:
+        sorted_orders = isinstance(orders, pl.DataFrame) and orders["order_id"].is_sorted()
+        order_code = pl.col("order_id").rle_id() if sorted_orders else pl.col("order_id").rank("dense") - 1
         basket_rows = collect(
-            source.join(prod_idx.lazy(), on="product_id")
-            .join(cust_idx.lazy(), on="customer_id", how="left")
-            .select(pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1, "_j", pl.col("_u").fill_null(-1))
+            orders.lazy().select("order_id", "product_id", "customer_id").drop_nulls("order_id")
+            .join(prod_idx.lazy(), on="product_id", maintain_order="left")
+            .join(cust_idx.lazy(), on="customer_id", how="left", maintain_order="left")
+            .select(order_code.cast(pl.Int64).alias("_o"), "_j", pl.col("_u").fill_null(-1))
         )
         if basket_rows.height:
             n_orders = to_int(basket_rows["_o"].max()) + 1
@@ -208,6 +225,20 @@ def build_ownership(lines: pl.LazyFrame | pl.DataFrame, customers: pl.Series | N
             basket_customer = np.full(n_orders, -1, dtype=np.int64)
             basket_customer[per_order["_o"].to_numpy()] = per_order["_u"].to_numpy()
     return Ownership(X, T, customers, products, baskets, basket_customer)
+
+
+def _row_numbers(ids: pl.Series, index: pl.DataFrame, name: str) -> pl.Series:
+    """Each id's number in ``index`` (``customer_id, <name>``; null when absent), by runs of equal ids when ``ids`` is sorted.
+
+    A sorted column of millions of ids holds far fewer distinct ones: those are joined,
+    and each row takes its run's number, instead of a join of every row.
+    """
+    if ids.is_sorted():
+        runs = ids.rle_id()
+        distinct = pl.DataFrame({"customer_id": ids.gather(runs.arg_unique())})  # arg_unique: each run's first row, in order
+        numbers = distinct.join(index, on="customer_id", how="left", maintain_order="left")[name]
+        return numbers.gather(runs).alias(name)
+    return ids.to_frame("customer_id").join(index, on="customer_id", how="left", maintain_order="left")[name]
 
 
 def _blocks(bounds: np.ndarray, limit: float | None = None) -> list[tuple[int, int]]:
@@ -233,17 +264,72 @@ def _canonical(m: sparse.spmatrix) -> sparse.csr_matrix:
     return m
 
 
+LOOKUP_TABLE_CELLS = 4_000_000  # rows x columns up to which entries are looked up in a dense table (32 MB)
+
+
+class EntryLookup:
+    """``m[rows[k], cols[k]]`` for many k (0 where ``m`` holds nothing), from one preparation of ``m``.
+
+    A dense table when ``m`` has at most ``LOOKUP_TABLE_CELLS`` cells (one gather per
+    look-up: a catalogue of hundreds or a few thousand products), else ``m``'s entries
+    sorted once and searched (any size, memory of its entries).
+    """
+
+    def __init__(self, m: sparse.spmatrix):
+        self.width = np.int64(m.shape[1])
+        self.table: np.ndarray | None = None
+        if m.shape[0] * m.shape[1] <= LOOKUP_TABLE_CELLS:
+            self.table = np.asarray(m.toarray(), dtype=np.float64).ravel()
+            return
+        coo = m.tocoo()
+        keys = coo.row.astype(np.int64) * self.width + coo.col
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.values = keys[order], coo.data[order]
+
+    def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        wanted = rows.astype(np.int64) * self.width + cols
+        if self.table is not None:
+            return self.table[wanted]
+        if not len(self.keys):
+            return np.zeros(len(wanted))
+        at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+        return np.where(self.keys[at] == wanted, self.values[at], 0.0)
+
+
 def _lookup(m: sparse.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``m[rows[k], cols[k]]`` for every k (0 where ``m`` holds nothing), by one sort of ``m``'s own entries."""
-    coo = m.tocoo()
-    width = np.int64(m.shape[1])
-    keys = coo.row.astype(np.int64) * width + coo.col
-    order = np.argsort(keys, kind="stable")
-    keys, values = keys[order], coo.data[order]
-    wanted = rows.astype(np.int64) * width + cols
-    at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
-    found = (keys[at] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
-    return np.where(found, values[at] if len(keys) else 0.0, 0.0)
+    """``m[rows[k], cols[k]]`` for every k (0 where ``m`` holds nothing): :class:`EntryLookup` used once."""
+    return EntryLookup(m)(rows, cols)
+
+
+def _owned_columns(own: Ownership, min_count: int) -> tuple[np.ndarray, sparse.csc_matrix, sparse.csr_matrix, np.ndarray]:
+    """The products with at least ``min_count`` owners (the only ones that can be in such a pair): their numbers,
+    X's columns of them and its transpose, and per column the bound on its block of X'X that :func:`_blocks` cuts by."""
+    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
+        raise InputError(f"min_count = {min_count!r} must be a whole number of co-owners, at least 1")
+    kept = np.flatnonzero(own.owners >= min_count)
+    X = _canonical(own.X).tocsc()[:, kept]
+    Xt = X.T.tocsr()
+    return kept, X, Xt, Xt @ np.diff(X.tocsr().indptr).astype(np.float64)
+
+
+def count_pairs(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> int:
+    """How many ordered pairs (i != j) have at least ``min_count`` co-owners: the rows :func:`pair_counts` would
+    return, counted from X'X's blocks without building them."""
+    _, X, Xt, bounds = _owned_columns(own, min_count)
+    n = 0
+    for start, stop in _blocks(bounds):
+        C = (Xt @ X[:, start:stop]).tocoo()
+        n += int(np.count_nonzero((C.data >= min_count) & (C.row != C.col + start)))
+    return n
+
+
+def rule_min_co_owners(n_customers: int, min_support: float) -> int:
+    """The fewest co-owners a rule with support at least ``min_support`` has (never below ``MIN_PAIR_COUNT``).
+
+    ``co_owners >= min_support x n`` (as :func:`strong_pairs` filters) holds for a whole
+    number of co-owners exactly when it holds for the ceiling of the float product.
+    """
+    return max(MIN_PAIR_COUNT, math.ceil(min_support * float(n_customers)))
 
 
 PAIR_SCHEMA = {"i": pl.Int64, "j": pl.Int64, "co_owners": pl.Float64, "same_order": pl.Float64,
@@ -269,17 +355,11 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT, *, counts_only:
     of how many products each owns), so a block never outgrows ``BLOCK_NONZEROS`` however
     the purchases are spread, and the counts stay exact.
     """
-    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
-        raise InputError(f"min_count = {min_count!r} must be a whole number of co-owners, at least 1")
-    kept = np.flatnonzero(own.owners >= min_count)
-    X = _canonical(own.X).tocsc()[:, kept]
-    Xt = X.T.tocsr()
+    kept, X, Xt, bounds = _owned_columns(own, min_count)
     T = _canonical(own.first_day).tocsc()[:, kept] if not counts_only else X
     Tt = T.T.tocsr() if not counts_only else Xt
     B = own.baskets.tocsc()[:, kept] if own.baskets is not None and not counts_only else None
     Bt = B.T.tocsr() if B is not None else None
-    products_per_customer = np.diff(X.tocsr().indptr).astype(np.float64)
-    bounds = Xt @ products_per_customer
     frames = [pl.DataFrame(schema=PAIR_SCHEMA)]
     for start, stop in _blocks(bounds):
         # Same patterns in the same index order give the same output order: the three data arrays
@@ -316,7 +396,7 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT, *, counts_only:
 MIN_RULE_SUPPORT = 0.005  # share of customers who own both
 MIN_RULE_LIFT = 1.5
 RULES_PER_PRODUCT = 10  # strongest consequents kept per antecedent
-TIMING_ROWS_PER_BLOCK = 5_000_000  # (antecedent, consequent) entries crossed at once when timing pairs
+TIMING_ROWS_PER_BLOCK = 1_000_000  # (antecedent, consequent) entries crossed at once when timing pairs (5M: 12% slower, from page faults)
 PAIR_TABLE_CELLS = 16_000_000  # antecedents x consequents up to which wanted pairs are numbered by a table
 # Timing needs every co-owner's dates, so its cost grows with the log: above this many
 # customers it is estimated on an evenly spaced sample of them (every k-th by id), and its

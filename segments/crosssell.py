@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_limits
 from clv.errors import InputError
 from clv.rfm import exact_sum
 from segments.aggregates import typical_values
-from segments.associations import MIN_PAIR_COUNT, PAIR_SCHEMA, SAME_ORDER_BUNDLE, Ownership, pair_counts, substitute_pairs
+from segments.associations import MIN_PAIR_COUNT, PAIR_SCHEMA, SAME_ORDER_BUNDLE, EntryLookup, Ownership, pair_counts, substitute_pairs
 from segments.variants import split_variants, variant_pairs
 
 Advance = Callable[[float], None]  # told the share of a step's work just done
@@ -813,14 +813,13 @@ def explain_targets(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFram
     return out.drop("_ante", "_share", "_w", "_seg_share", "_segment")
 
 
-def _strongest_inputs(X: sparse.csr_matrix, W: sparse.csr_matrix, u: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _strongest_inputs(X: sparse.csr_matrix, W: sparse.csr_matrix | EntryLookup, u: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per offer ``(u[k], j[k])``: the owned product i with the largest positive weight ``W[i, j]`` (ties: the smallest i) and that weight.
 
     -1 (and 0) where no owned product has a positive weight toward the offer. Vectorised
     over every (offer, owned product) entry: one look-up of W, one maximum per offer.
     """
-    from segments.associations import _lookup
-
+    weight = W if isinstance(W, EntryLookup) else EntryLookup(W)  # prepared once for every run of offers
     n = len(u)
     counts = np.diff(X.indptr)[u].astype(np.int64)
     total = int(counts.sum())
@@ -831,13 +830,13 @@ def _strongest_inputs(X: sparse.csr_matrix, W: sparse.csr_matrix, u: np.ndarray,
         cuts = np.searchsorted(np.cumsum(counts), np.arange(EXPLAIN_ENTRIES, total, EXPLAIN_ENTRIES), side="right")
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
             if hi > lo:
-                best_i[lo:hi], best_w[lo:hi] = _strongest_inputs(X, W, u[lo:hi], j[lo:hi])
+                best_i[lo:hi], best_w[lo:hi] = _strongest_inputs(X, weight, u[lo:hi], j[lo:hi])
         return best_i, best_w
     ends = np.cumsum(counts)
     starts = ends - counts
     pos = np.arange(total, dtype=np.int64) - np.repeat(starts, counts) + np.repeat(X.indptr[u].astype(np.int64), counts)
     i = X.indices[pos].astype(np.int64)
-    w = _lookup(W, i, np.repeat(j.astype(np.int64), counts))
+    w = weight(i, np.repeat(j.astype(np.int64), counts))
     w = np.where(w > 0, w, -np.inf)
     some = counts > 0
     first = starts[some]

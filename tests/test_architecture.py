@@ -10,6 +10,8 @@ import statement, including those inside functions.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,24 @@ def test_the_wheel_ships_every_layer():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     shipped = config["tool"]["hatch"]["build"]["targets"]["wheel"]["only-include"]
     assert sorted(shipped) == sorted(["cli.py" if layer == "cli" else layer for layer in LAYERS])
+
+
+LOADED = ("import atexit, sys\n"
+          "def loaded():\n"
+          "    heavy = ('scipy.special', 'scipy.optimize', 'sqlglot', 'lifetimes', 'sklearn', 'pandas', 'xlsxwriter', 'matplotlib')\n"
+          "    print('loaded:', *(m for m in heavy if m in sys.modules and type(sys.modules[m]).__name__ != '_LazyModule'), file=sys.stderr)\n"
+          "atexit.register(loaded)\n"
+          "import cli\n"
+          "sys.argv = ['clvx', *sys.argv[1:]]\n"
+          "cli.main()\n")
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["rules", "-o", "{out}/rules.csv", "-q"], ""),  # counting pairs: no model, no SQL, no clustering
+    (["rfm", "-o", "{out}/rfm.csv", "-q"], ""),
+    (["fit", "-q"], "scipy.special scipy.optimize lifetimes pandas"),  # a control: a fit loads its optimiser, and the check sees it
+])
+def test_a_command_loads_only_the_libraries_it_uses(tmp_path: Path, args: list[str], expected: str) -> None:
+    done = subprocess.run([sys.executable, "-c", LOADED, *(a.format(out=tmp_path) for a in args)], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    assert [line for line in done.stderr.splitlines() if line.startswith("loaded:")] == [f"loaded: {expected}".strip()]

@@ -96,3 +96,40 @@ def test_an_order_column_empty_on_every_row_means_no_baskets():
     own = build_ownership(_orders([None, None, None, None]))
     assert own.baskets is None
     assert pair_counts(own, min_count=1)["same_order"].is_nan().all()
+
+
+def _same_ownership(a, b) -> bool:
+    def canon(m):
+        m = m.tocsr().copy()
+        m.sort_indices()
+        return m
+    parts = [(a.X, b.X), (a.first_day, b.first_day)] + ([(a.baskets, b.baskets)] if a.baskets is not None else [])
+    return (all(canon(x).shape == canon(y).shape and (canon(x) != canon(y)).nnz == 0 for x, y in parts)
+            and a.customers.equals(b.customers) and a.products.equals(b.products)
+            and ((a.basket_customer is None and b.basket_customer is None) or (a.basket_customer == b.basket_customer).all()))
+
+
+def test_ownership_of_first_purchases_sorted_or_not_is_that_of_the_lines():
+    """Rows numbered by runs of sorted ids (the checked aggregates) or by joins (any order) give one ownership."""
+    import numpy as np
+
+    from segments.associations import ownership_of
+
+    rng = np.random.default_rng(3)
+    n = 400
+    lines = pl.DataFrame({
+        "customer_id": [f"c{int(u):02d}" for u in rng.integers(0, 30, n)], "product_id": [f"p{int(j)}" for j in rng.integers(0, 12, n)],
+        "order_id": [f"o{int(o):03d}" for o in rng.integers(0, 90, n)], "amount": [1.0] * n,
+        "date": [dt.datetime(2024, 1, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 200, n)],
+    })
+    customers = pl.Series("customer_id", [f"c{u:02d}" for u in range(32)])  # two customers with no purchase
+    expected = build_ownership(lines, customers)
+    first = lines.group_by("customer_id", "product_id").agg(pl.col("date").min().alias("first_purchase_at"))
+    orders = lines.group_by("order_id", "product_id").agg(pl.col("customer_id").min())
+    for frame, baskets in ((first.sort("customer_id", "product_id"), orders.sort("order_id", "product_id")),
+                           (first.sample(fraction=1.0, shuffle=True, seed=1), orders.sample(fraction=1.0, shuffle=True, seed=2))):
+        got = ownership_of(frame, customers, orders=baskets)
+        assert _same_ownership(got, expected) and got.baskets is not None and got.X.shape == (32, 12)
+    # a customer missing from the list is left out, as by the join
+    partial = ownership_of(first.sort("customer_id"), customers.filter(customers != "c05"))
+    assert partial.X.shape[0] == 31 and partial.X.nnz == expected.X.nnz - expected.X[5].nnz

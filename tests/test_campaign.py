@@ -15,7 +15,7 @@ from clv.load import load_transactions
 from clv.sample import bundled_sample_path
 from segments.associations import RuleBounds, association_rules, build_ownership, find_bundles, pair_counts
 from segments.campaign import CONTROL, NOT_SIGNIFICANT, TREATMENT, hold_out_control, measure_campaign
-from segments.pipeline import crosssell_bundles, crosssell_rules, crosssell_targets, run_crosssell
+from segments.pipeline import crosssell_bundles, crosssell_rules, crosssell_targets, run_baskets, run_crosssell
 from tests.conftest import ONLINE_RETAIL, RETAIL_FLAGS, requires_retail
 
 # --------------------------------------------------------------------------- timing
@@ -337,3 +337,16 @@ def test_measure_is_the_same_for_any_order_of_the_rows():
         again = measure_campaign(offers.sample(fraction=1.0, shuffle=True, seed=shuffle),
                                  lines.sample(fraction=1.0, shuffle=True, seed=shuffle), n_bootstrap=100, seed=1).table
         assert first.equals(again)
+
+
+def test_rules_from_the_support_bounded_pairs_equal_those_from_all_pairs():
+    """The rules command builds only the pairs its support can keep; rules and the candidate count are those of all pairs."""
+    tx = load_transactions(bundled_sample_path())
+    bounds = RuleBounds(min_support=0.05, min_lift=0.0, per_product=1000)
+    lean = run_baskets(tx, min_support=bounds.min_support)
+    full = run_baskets(tx)
+    assert lean.min_co_owners > 2 and 0 < lean.pairs.height < full.pairs.height and lean.n_candidates == full.pairs.height
+    got, expected = crosssell_rules(lean, bounds), crosssell_rules(full, bounds)
+    assert got.rules.equals(expected.rules) and got.rules.height > 10 and got.n_candidates == expected.n_candidates
+    with pytest.raises(ValueError, match="needs run_baskets"):
+        crosssell_rules(lean, RuleBounds(min_support=0.01))

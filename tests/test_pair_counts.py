@@ -145,3 +145,21 @@ def test_counts_only_pairs_have_the_same_co_owners_oracle_full_counts():
     lean = pair_counts(own, min_count=3, counts_only=True)
     assert lean.select("i", "j", "co_owners").equals(full.select("i", "j", "co_owners")) and full.height > 50
     assert lean.select(pl.col("same_order", "days_sum_i", "days_sum_j").null_count()).row(0) == (lean.height,) * 3
+
+
+@pytest.mark.parametrize("min_count", [1, 2, 3])
+def test_counted_pairs_are_the_rows_pair_counts_builds_brute_force(wide: pl.DataFrame, min_count: int, monkeypatch) -> None:
+    own = build_ownership(wide)
+    expected = _brute_force(wide, min_count).height
+    assert associations.count_pairs(own, min_count) == pair_counts(own, min_count).height == expected > 0
+    monkeypatch.setattr(associations, "BLOCK_NONZEROS", 50)  # many blocks: each column counted once
+    assert associations.count_pairs(own, min_count) == expected
+
+
+@pytest.mark.parametrize(("n_customers", "min_support", "least"), [(4339, 0.01, 44), (100, 0.03, 3), (100, 0.0, 2), (100, 0.005, 2),
+                                                                    (3, 1 / 3, 2), (1000, 0.007, 7)])
+def test_fewest_co_owners_of_a_rule_match_the_support_filter(n_customers: int, min_support: float, least: int) -> None:
+    assert associations.rule_min_co_owners(n_customers, min_support) == least
+    # the strong_pairs filter itself: least passes (unless below two co-owners), least - 1 does not
+    assert least >= min_support * n_customers or least == associations.MIN_PAIR_COUNT
+    assert not (least - 1 >= min_support * n_customers) or least == associations.MIN_PAIR_COUNT

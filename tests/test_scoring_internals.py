@@ -27,11 +27,13 @@ def test_top_k_breaks_ties_by_product_order_oracle_sorted():
 
 
 @pytest.mark.parametrize("entries", [4_000_000, 7])
-def test_strongest_inputs_oracle_brute_force(monkeypatch, entries):
+@pytest.mark.parametrize("table_cells", [4_000_000, 0])
+def test_strongest_inputs_oracle_brute_force(monkeypatch, entries, table_cells):
     """The cited product of an offer: the owned product with the largest positive weight toward it, the smallest index on ties."""
-    from segments import crosssell
+    from segments import associations, crosssell
 
     monkeypatch.setattr(crosssell, "EXPLAIN_ENTRIES", entries)  # 7: the offers in many small runs
+    monkeypatch.setattr(associations, "LOOKUP_TABLE_CELLS", table_cells)  # 0: the weights looked up by a search, as in a wide catalogue
     rng = np.random.default_rng(1)
     X = sparse.csr_matrix((rng.random((30, 12)) < 0.35).astype(float))
     W = rng.choice([-0.5, 0.0, 0.25, 0.5], size=(12, 12))
