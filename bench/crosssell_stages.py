@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 STEPS = {
     "clvx": ("load",),
-    "segments.aggregates": ("crosssell_aggregates", "catalogue_of"),
+    "segments.aggregates": ("crosssell_aggregates", "catalogue_of", "crosssell_baskets"),
     "segments.pipeline": ("build_report", "run_crosssell", "run_baskets", "crosssell_bundles", "run_segmentation", "customer_categories", "inner_calibration", "holdout_spend", "offer_timing", "timing_of_pairs", "ranking_timing", "crosssell_targets", "crosssell_rules"),
-    "segments.associations": ("build_ownership", "pair_counts", "pair_timing", "non_product_ids", "association_rules",
+    "segments.associations": ("build_ownership", "ownership_of", "pair_counts", "pair_timing", "non_product_ids", "association_rules",
                               "find_bundles"),
     "segments.crosssell": ("build_model", "item_weights_for", "choose_ridge", "fit_calibration", "score_quantiles", "model_scores", "offer_scores",
                            "segment_ranking", "expected_buyers_by_segment", "expected_by_segment", "customer_targets", "explain_targets", "offer_relations",
