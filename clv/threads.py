@@ -138,7 +138,7 @@ def allocator_options(threads: int) -> str:
     polars' freed pages stayed resident under theirs and set the run's peak. A
     background thread returns them (``muzzy_decay_ms:0``: in one stage), and one arena
     per polars thread lets a query reuse pages another thread freed. ``clvx segment`` on
-    3M lines: peak 466-501 -> 424-431 MB at the same CPU (bench/results.md).
+    3M lines: peak 466-501 -> 421-431 MB at the same CPU (bench/results.md).
     """
     return f"background_thread:true,dirty_decay_ms:{ALLOCATOR_DECAY_MS},muzzy_decay_ms:0,narenas:{threads}"
 
