@@ -14,8 +14,9 @@ for minutes. So clvx
 - caps OpenMP and BLAS with threadpoolctl around each step that uses them
   (:func:`limits`): k-means, the model fits;
 - asks, before those libraries load, for OpenMP threads that sleep rather than spin
-  when idle, and for polars' pool size (:func:`environment`; polars reads its size
-  when it is imported, so only an entry point that runs before any import can set it).
+  when idle, for polars' pool size, and for a polars allocator that gives freed memory
+  back (:func:`environment`; polars reads its size and its allocator's options when it
+  is imported, so only an entry point that runs before any import can set them).
 
 Nothing here reads or writes data; :func:`environment` returns variables, the caller
 (the command line, a test session) decides to set them.
@@ -38,6 +39,10 @@ POLARS_THREADS_ENV = "POLARS_MAX_THREADS"
 # libgomp and LLVM's OpenMP: idle threads block instead of spinning (read when the library loads).
 OPENMP_WAIT_ENV = "OMP_WAIT_POLICY"
 OPENMP_WAIT_POLICY = "PASSIVE"
+# polars' allocator (jemalloc, prefixed `_rjem_` in its build) reads its options from this variable when
+# polars loads; polars' __init__ puts its own defaults first and ours after them, so ours win.
+ALLOCATOR_ENV = "_RJEM_MALLOC_CONF"
+ALLOCATOR_DECAY_MS = 300
 
 _threads: ContextVar[int | None] = ContextVar("clvx_threads", default=None)
 
@@ -123,13 +128,30 @@ def limited(load: Callable[[], object] | None = None) -> Callable[[Callable[P, R
     return decorate
 
 
+def allocator_options(threads: int) -> str:
+    """jemalloc options for polars: freed pages go back to the system within ``ALLOCATOR_DECAY_MS``.
+
+    polars asks jemalloc to return freed pages after 0.5 s (and 1 s more in a second,
+    "muzzy" stage), in one arena per 4 threads per CPU; but jemalloc returns them only
+    while the process allocates through it again. A clvx run frees its group-by tables
+    and then spends seconds in numpy, scipy and scikit-learn, which allocate elsewhere:
+    polars' freed pages stayed resident under theirs and set the run's peak. A
+    background thread returns them (``muzzy_decay_ms:0``: in one stage), and one arena
+    per polars thread lets a query reuse pages another thread freed. ``clvx segment`` on
+    3M lines: peak 466-501 -> 421-431 MB at the same CPU (bench/results.md).
+    """
+    return f"background_thread:true,dirty_decay_ms:{ALLOCATOR_DECAY_MS},muzzy_decay_ms:0,narenas:{threads}"
+
+
 def environment(threads: int | None = None, current: dict[str, str] | None = None) -> dict[str, str]:
     """Variables to set before polars, numpy or scikit-learn are imported, leaving alone any the user set.
 
-    ``POLARS_MAX_THREADS`` (polars' pool, fixed at import) and ``OMP_WAIT_POLICY=PASSIVE``
-    (idle OpenMP threads sleep instead of spinning on a core another process needs).
-    ``current`` is the environment to compare with (default ``os.environ``).
+    ``POLARS_MAX_THREADS`` (polars' pool, fixed at import), ``OMP_WAIT_POLICY=PASSIVE``
+    (idle OpenMP threads sleep instead of spinning on a core another process needs) and
+    ``_RJEM_MALLOC_CONF`` (:func:`allocator_options`). ``current`` is the environment to
+    compare with (default ``os.environ``).
     """
     env = os.environ if current is None else current
-    wanted = {POLARS_THREADS_ENV: str(resolve(threads)), OPENMP_WAIT_ENV: OPENMP_WAIT_POLICY}
+    n = resolve(threads)
+    wanted = {POLARS_THREADS_ENV: str(n), OPENMP_WAIT_ENV: OPENMP_WAIT_POLICY, ALLOCATOR_ENV: allocator_options(n)}
     return {name: value for name, value in wanted.items() if not env.get(name)}

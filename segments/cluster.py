@@ -424,6 +424,7 @@ def segment_customers(
                 raise InputError(f"{option('k', k)} is out of range for {n:,} customers (2 to {n // 10:,})")
             chosen_k = k
         labels, n_fit, final_centres = fit_kmeans_centres(X, chosen_k, seed, centres)
+        del raw, X  # the profile and the sorted assignments below are the step's peak
         labelled = features.with_columns(pl.Series("_cluster", labels))
         centre_profile = (
             labelled.group_by("_cluster")

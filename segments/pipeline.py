@@ -153,10 +153,14 @@ def run_segmentation(
     database, a warehouse, Spark: it needs ``total_spend``) and ``categories`` the
     (customer_id, category) pairs bought, when known.
     """
-    if summary is None:
-        assert tx is not None
+    if tx is not None:
         with step("Computing RFM"):
-            summary = collect(rfm_summary(tx.frame, tx.as_of, period, count_orders=tx.has("order_id")))
+            if summary is None:
+                summary = collect(rfm_summary(tx.frame, tx.as_of, period, count_orders=tx.has("order_id")))
+            # The second pass over the log runs now, while little else is resident: after the fits
+            # and the scoring, beside their frames and scikit-learn, it set the run's peak.
+            categories = customer_categories(tx)
+    assert summary is not None
     if models is None:
         # Segments and offers use the point estimates only: no Hessian for standard errors.
         estimator = purchase_estimator(model, penalizer=penalizer, engine=engine, standard_errors=False)
@@ -179,11 +183,12 @@ def run_segmentation(
         features = customer_features(scored, period.days)
         if "n_orders" not in features.columns:  # no order ids: each purchase period is an order
             features = features.with_columns((pl.col("frequency") + 1).alias("n_orders"))
+        # score_rfm's join copied every column: the summary's own copy (and the arrays) would
+        # stay resident through the clustering, whose end is near the run's peak.
+        del summary, scored, x, tx_, T
     choosing_k = method == "kmeans" and k is None
     with step("Clustering customers" if method == "kmeans" else "Grouping customers by RFM segment",
               total=K_RANGE[1] - K_RANGE[0] + 1 if choosing_k else None) as progress:
-        if tx is not None:
-            categories = customer_categories(tx)
         seg = segment_customers(features, method=method, k=k, seed=seed, categories=categories,
                                 advance=getattr(progress, "advance", None))
     return SegmentRun(seg, bg, gg, bins, period, discount_rate, horizon)

@@ -9,7 +9,8 @@ from clv import threads as _pools
 
 # As the command line does, before polars and scikit-learn load: polars' pool sized to the
 # CPUs this process may use, idle OpenMP threads asleep rather than spinning against the
-# other tests' processes on a busy machine (a variable already set is left alone).
+# other tests' processes on a busy machine, polars' freed memory given back (a variable
+# already set is left alone).
 os.environ.update(_pools.environment())
 
 import polars as pl  # noqa: E402

@@ -122,8 +122,23 @@ def test_a_bad_api_value_names_the_setting() -> None:
 
 
 def test_the_environment_leaves_what_the_user_set() -> None:
-    assert pools.environment(3, current={}) == {"POLARS_MAX_THREADS": "3", "OMP_WAIT_POLICY": "PASSIVE"}
-    assert pools.environment(3, current={"POLARS_MAX_THREADS": "8", "OMP_WAIT_POLICY": "active"}) == {}
+    assert pools.environment(3, current={}) == {
+        "POLARS_MAX_THREADS": "3", "OMP_WAIT_POLICY": "PASSIVE",
+        "_RJEM_MALLOC_CONF": "background_thread:true,dirty_decay_ms:300,muzzy_decay_ms:0,narenas:3",
+    }
+    mine = {"POLARS_MAX_THREADS": "8", "OMP_WAIT_POLICY": "active", "_RJEM_MALLOC_CONF": "narenas:1"}
+    assert pools.environment(3, current=mine) == {}
+
+
+def test_polars_allocator_reads_the_options_clvx_sets() -> None:
+    # jemalloc names an option it does not know on stderr: proof that polars' build reads this variable.
+    env = {**os.environ, pools.ALLOCATOR_ENV: "clvx_probe:1"}
+    script = "import polars; polars.DataFrame({'a': [1, 2]}).sum()"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert "clvx_probe" in out.stderr
+    env[pools.ALLOCATOR_ENV] = pools.allocator_options(2)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert "jemalloc" not in out.stderr
 
 
 def _polars_pool_after_entry(args: list[str], env: dict[str, str], tmp_path: Path) -> str:
@@ -132,22 +147,26 @@ def _polars_pool_after_entry(args: list[str], env: dict[str, str], tmp_path: Pat
         "import sys, cli, typer\n"
         "group = typer.main.get_command(cli.app)\n"
         f"cli._size_pools_before_imports({args!r}, group.commands)\n"
-        "import polars, os\n"
-        "print(polars.thread_pool_size(), os.environ.get('OMP_WAIT_POLICY'))\n"
+        "import os\n"
+        "allocator = os.environ.get('_RJEM_MALLOC_CONF')  # polars prepends its own defaults to it when it loads\n"
+        "import polars\n"
+        "print(polars.thread_pool_size(), os.environ.get('OMP_WAIT_POLICY'), allocator)\n"
     )
-    clean = {k: v for k, v in os.environ.items() if k not in ("POLARS_MAX_THREADS", "OMP_WAIT_POLICY", pools.THREADS_ENV)}
+    clean = {k: v for k, v in os.environ.items() if k not in ("POLARS_MAX_THREADS", "OMP_WAIT_POLICY", pools.ALLOCATOR_ENV, pools.THREADS_ENV)}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env={**clean, **env}, check=True)
     return out.stdout.strip()
 
 
 def test_the_command_line_sizes_polars_pool_before_importing_it(tmp_path: Path) -> None:
-    assert _polars_pool_after_entry(["rfm", "--threads", "1"], {}, tmp_path) == "1 PASSIVE"
-    assert _polars_pool_after_entry(["rfm"], {"CLVX_THREADS": "1"}, tmp_path) == "1 PASSIVE"
+    one = f"1 PASSIVE {pools.allocator_options(1)}"
+    assert _polars_pool_after_entry(["rfm", "--threads", "1"], {}, tmp_path) == one
+    assert _polars_pool_after_entry(["rfm"], {"CLVX_THREADS": "1"}, tmp_path) == one
     config = tmp_path / "clvx.toml"
     config.write_text("threads = 2\n[rfm]\nthreads = 1\n")
-    assert _polars_pool_after_entry(["rfm", "--config", str(config)], {}, tmp_path) == "1 PASSIVE"
+    assert _polars_pool_after_entry(["rfm", "--config", str(config)], {}, tmp_path) == one
     # The user's own settings win.
-    assert _polars_pool_after_entry(["rfm", "--threads", "1"], {"POLARS_MAX_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE"}, tmp_path) == "2 ACTIVE"
+    mine = {"POLARS_MAX_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE", "_RJEM_MALLOC_CONF": "narenas:1"}
+    assert _polars_pool_after_entry(["rfm", "--threads", "1"], mine, tmp_path) == "2 ACTIVE narenas:1"
 
 
 def test_threads_option_from_the_command_line_and_a_settings_file(runner, tiny_csv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
