@@ -281,11 +281,12 @@ def _bin_labels(edges: tuple[int, ...], unit: str = "") -> list[str]:
 def chart_p_alive(customers: pl.DataFrame) -> str:
     f_idx = np.searchsorted(FREQUENCY_BINS, customers["frequency"].to_numpy(), side="right") - 1
     r_idx = np.searchsorted(RECENCY_BINS_DAYS, customers["days_since_last_purchase"].to_numpy(), side="right") - 1
-    counts = np.zeros((len(FREQUENCY_BINS), len(RECENCY_BINS_DAYS)))
-    p = customers["p_alive"].to_numpy()
-    np.add.at(counts, (f_idx, r_idx), 1)
-    sums = np.zeros_like(counts)
-    np.add.at(sums, (f_idx, r_idx), p)
+    shape = (len(FREQUENCY_BINS), len(RECENCY_BINS_DAYS))
+    # bincount adds each customer in turn, as np.add.at did (the same sums to the bit), in a tenth of the time;
+    # "wrap" reads an index of -1 as the last bin, as np.add.at's indexing did.
+    cell = np.ravel_multi_index((f_idx, r_idx), shape, mode="wrap")
+    counts = np.bincount(cell, minlength=shape[0] * shape[1]).reshape(shape).astype(np.float64)
+    sums = np.bincount(cell, weights=customers["p_alive"].to_numpy(), minlength=shape[0] * shape[1]).reshape(shape)
     grid = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     fig, ax = _figure(7.0, 3.8)
     im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
