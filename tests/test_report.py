@@ -12,6 +12,8 @@ import zipfile
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from clv.load import load_transactions
 from clv.sample import bundled_sample_path
@@ -141,6 +143,92 @@ def test_every_table_sheet_has_an_autofilter_and_a_frozen_header(workbook):
     assert len(tables) == len(_sheets(workbook)) - 1 and all("<autoFilter" in t for t in tables)  # every sheet but the summary
     for i in range(1, len(_sheets(workbook)) + 1):
         assert 'ySplit="1"' in workbook[f"xl/worksheets/sheet{i}.xml"] and 'state="frozen"' in workbook[f"xl/worksheets/sheet{i}.xml"]
+
+
+def _column_widths(workbook: dict[str, str], sheet: int) -> dict[str, float]:
+    """Each table column's width in sheet number ``sheet`` (1-based), by header, in Excel's character units."""
+    xml = workbook[f"xl/worksheets/sheet{sheet}.xml"]
+    table_part = re.search(r'Target="\.\./tables/(table\d+\.xml)"', workbook[f"xl/worksheets/_rels/sheet{sheet}.xml.rels"]).group(1)
+    names = re.findall(r'<tableColumn id="\d+" name="([^"]+)"', workbook[f"xl/tables/{table_part}"])
+    widths = {}
+    for first, last, width in re.findall(r'<col min="(\d+)" max="(\d+)" width="([^"]+)"', xml):
+        for col in range(int(first), int(last) + 1):
+            widths[html.unescape(names[col - 1])] = float(width)
+    return widths
+
+
+def test_workbook_columns_are_as_wide_as_their_text(workbook):
+    """The widths autofit would give: the planted product name (41 characters) widens its column past the short ranks'."""
+    from xlsxwriter.utility import xl_pixel_width
+
+    ranking = _column_widths(workbook, _sheets(workbook).index("cross-sell ranking") + 1)
+    assert ranking["Product"] > ranking["Rank"] + 20
+    assert ranking["Product"] * 7 >= xl_pixel_width(HOSTILE_PRODUCT)  # Excel's width unit is a digit, 7 pixels
+    for i, sheet in enumerate(_sheets(workbook)[1:], start=2):
+        assert _column_widths(workbook, i), f"sheet '{sheet}' has no column widths"
+
+
+def _workbook_widths(frame: pl.DataFrame, autofit: bool, monkeypatch) -> list[tuple[str, str, str]]:
+    """(first, last, width) of each <col> of a one-table workbook, our widths or xlsxwriter's autofit of the same cells."""
+    import io
+
+    import xlsxwriter
+
+    from present.report import XLSX_OPTIONS, _xlsx_table
+
+    buffer = io.BytesIO()
+    with monkeypatch.context() as m:
+        if autofit:
+            m.setattr(xlsxwriter.worksheet.Worksheet, "set_column_pixels", lambda *a, **k: 0)
+        wb = xlsxwriter.Workbook(buffer, {**XLSX_OPTIONS, "in_memory": True})
+        _xlsx_table(wb, "rules", frame, {"bold": True})
+        if autofit:
+            wb.worksheets()[0].autofit()
+        wb.close()
+    with zipfile.ZipFile(buffer) as z:
+        return re.findall(r'<col min="(\d+)" max="(\d+)" width="([^"]+)"', z.read("xl/worksheets/sheet1.xml").decode())
+
+
+_finite_or_not = st.one_of(st.none(), st.floats(), st.floats(min_value=-1e-3, max_value=1e-3), st.floats(min_value=1e14, max_value=1e18))
+_tables = st.integers(min_value=0, max_value=12).flatmap(lambda n: st.fixed_dictionaries({
+    "lift": st.lists(_finite_or_not, min_size=n, max_size=n),
+    "co_owners": st.lists(st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1)), min_size=n, max_size=n),
+    "antecedent": st.lists(st.one_of(st.none(), st.text(max_size=60)), min_size=n, max_size=n),
+    "flag": st.lists(st.one_of(st.none(), st.booleans()), min_size=n, max_size=n),
+}))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=_tables, max_rows=st.sampled_from([3, 100]))
+@example(table={"lift": [1e-05, 0.30000000000000004, 1e16, -0.0, float("nan")], "co_owners": [1, -5, None, 7, 2**62],
+                "antecedent": ["W" * 300, "a\nbb\nccc", "", "é😀", None], "flag": [True, False, None, True, True]}, max_rows=3)
+def test_column_widths_are_what_xlsxwriter_autofit_gives(table, max_rows, monkeypatch):
+    """Widths computed with polars from the frame, the same as autofit's walk over the written cells (numbers, text with
+    several lines or characters autofit does not list, blanks, headers, the note under a cut table), to the pixel."""
+    import present.report
+
+    frame = pl.DataFrame(table, schema={"lift": pl.Float64, "co_owners": pl.Int64, "antecedent": pl.String, "flag": pl.Boolean})
+    monkeypatch.setattr(present.report, "MAX_SHEET_ROWS", max_rows)
+    assert _workbook_widths(frame, False, monkeypatch) == _workbook_widths(frame, True, monkeypatch)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=50))
+@example([0.0, -0.0, 1e-4, 9.999999999999999e-05, 1e-05, 1e16, 9999999999999998.0, 5e-324, 1.7976931348623157e308, 1e-100, 123.0])
+def test_number_lengths_are_pythons(values):
+    from present.report import python_repr_lengths
+
+    assert python_repr_lengths(pl.Series(values, dtype=pl.Float64)).to_list() == [len(str(v)) for v in values]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=20))
+def test_text_widths_are_xlsxwriters(texts):
+    from xlsxwriter.utility import xl_pixel_width
+
+    from present.report import text_width_px
+
+    assert text_width_px(pl.Series(texts)) == max(xl_pixel_width(line) for t in texts for line in t.split("\n"))
 
 
 def test_planted_markup_is_inert_in_html_and_markdown(html_file, report_data, tmp_path):
