@@ -206,8 +206,7 @@ def ownership_of(first: pl.DataFrame, customers: pl.Series | None = None, *, ord
     del first
     baskets = basket_customer = None
     if orders is not None:
-        sorted_orders = isinstance(orders, pl.DataFrame) and orders["order_id"].is_sorted()
-        order_code = pl.col("order_id").rle_id() if sorted_orders else pl.col("order_id").rank("dense") - 1
+        order_code = order_numbers(orders)
         basket_rows = collect(
             orders.lazy().select("order_id", "product_id", "customer_id").drop_nulls("order_id")
             .join(prod_idx.lazy(), on="product_id", maintain_order="left")
@@ -225,6 +224,17 @@ def ownership_of(first: pl.DataFrame, customers: pl.Series | None = None, *, ord
             basket_customer = np.full(n_orders, -1, dtype=np.int64)
             basket_customer[per_order["_o"].to_numpy()] = per_order["_u"].to_numpy()
     return Ownership(X, T, customers, products, baskets, basket_customer)
+
+
+def order_numbers(orders: pl.LazyFrame | pl.DataFrame) -> pl.Expr:
+    """Each row's order numbered 0, 1, ... in the order of the ids: by runs of equal ids when ``orders`` is a frame
+    sorted by ``order_id`` (the checked baskets aggregate), else by a dense rank (a sort of every id).
+
+    Applied to ``orders``'s rows, or to rows taken from them in their order (an inner join
+    that keeps the left order drops rows, never reorders them: the runs stay sorted)."""
+    if isinstance(orders, pl.DataFrame) and orders["order_id"].is_sorted():
+        return pl.col("order_id").rle_id()
+    return pl.col("order_id").rank("dense") - 1
 
 
 def _row_numbers(ids: pl.Series, index: pl.DataFrame, name: str) -> pl.Series:

@@ -40,6 +40,7 @@ from segments.associations import (
     count_pairs,
     excluded_products,
     find_bundles,
+    order_numbers,
     ownership_of,
     pair_counts,
     pair_timing,
@@ -280,11 +281,12 @@ def run_crosssell(
         if calibration.n_purchases:
             calibration = replace(calibration, applied_edges=score_quantiles(model))
         model = replace(model, calibration=calibration)
-    ranking = segment_ranking(model, top=top, products=products if products.width > 1 else None)
-    order = {name: i for i, name in enumerate(seg.segmentation.profile["segment"].to_list())}
-    ranking = ranking.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "rank")
-    run = CrossSellRun(seg, model, ranking, excluded, products, offer_horizon, baskets)
-    return replace(run, ranking=ranking_timing(run, ranking))
+    with step("Ranking products per segment"):  # every customer scored against every product: seconds on millions
+        ranking = segment_ranking(model, top=top, products=products if products.width > 1 else None)
+        order = {name: i for i, name in enumerate(seg.segmentation.profile["segment"].to_list())}
+        ranking = ranking.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "rank")
+        run = CrossSellRun(seg, model, ranking, excluded, products, offer_horizon, baskets)
+        return replace(run, ranking=ranking_timing(run, ranking))
 
 
 NO_PRODUCT_LINK = "any time (popular in the segment; no product it follows)"
@@ -640,8 +642,9 @@ def crosssell_bundles(run: CrossSellRun | BasketRun, *, min_support: float = MIN
         raise InputError("bundles are products bought in one order, so they need an order column (name it with "
                          f"{option('order_col')}) or the baskets aggregate (clvx sql baskets)")
     products = (run.model.own if isinstance(run, CrossSellRun) else run.own).products
-    per = collect(run.baskets.lazy().join(pl.LazyFrame({"product_id": products, "_j": np.arange(len(products), dtype=np.int64)}), on="product_id")
-                  .select("_j", "revenue", pl.col("order_id").rank("dense").cast(pl.Int64).alias("_o") - 1))
+    index = pl.LazyFrame({"product_id": products, "_j": np.arange(len(products), dtype=np.int64)})
+    per = collect(run.baskets.lazy().join(index, on="product_id", maintain_order="left")
+                  .select("_j", "revenue", order_numbers(run.baskets).cast(pl.Int64).alias("_o")))
     n_orders = to_int(per["_o"].max(), null=-1) + 1
     revenue = sparse.csr_matrix((per["revenue"].to_numpy(), (per["_o"].to_numpy(), per["_j"].to_numpy())), shape=(n_orders, len(products)))
     found = find_bundles(revenue, products, min_support=min_support, top=top)
