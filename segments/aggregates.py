@@ -87,17 +87,14 @@ class CrossSellAggregates:
         baskets = _typed(self.baskets, BASKET_COLUMNS, "baskets").sort("order_id", "product_id") if self.baskets is not None else None
         if baskets is not None:
             _check_one_row_per_basket_item(baskets)
+        purchases = _typed(self.purchases, PURCHASE_COLUMNS, "purchases")
         return CrossSellAggregates(
-            _sorted(_typed(self.purchases, PURCHASE_COLUMNS, "purchases"), not purchases_sorted, "customer_id", "product_id"),
+            purchases if purchases_sorted else purchases.sort("customer_id", "product_id"),
             _typed(self.catalogue, {**CATALOGUE_COLUMNS, **{c: pl.String for c in CATALOGUE_NAMES if c in self.catalogue.columns}},
                    "catalogue").sort("product_id"),
             baskets,
             horizon_days,
         )
-
-
-def _sorted(frame: pl.DataFrame, sort: bool, *by: str) -> pl.DataFrame:
-    return frame.sort(*by) if sort else frame
 
 
 def _check_one_row_per_basket_item(baskets: pl.DataFrame) -> None:

@@ -274,41 +274,53 @@ def _canonical(m: sparse.spmatrix) -> sparse.csr_matrix:
     return m
 
 
+class _FlatLookup:
+    """Values stored at flat keys (row x width + column), read back for many keys at once; ``missing`` at any other key.
+
+    A dense table of ``size`` cells when ``dense`` (one gather per look-up), else the keys
+    sorted once and searched (memory of the keys only). The keys are unique.
+    """
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray, size: int, missing: float, *, dense: bool) -> None:
+        self.missing = missing
+        self.table: np.ndarray | None = None
+        if dense:
+            self.table = np.full(size, missing, dtype=values.dtype)
+            self.table[keys] = values
+        else:
+            order = np.argsort(keys, kind="stable")
+            self.keys, self.values = keys[order], values[order]
+
+    def __call__(self, wanted: np.ndarray) -> np.ndarray:
+        if self.table is not None:
+            return self.table[wanted]
+        if not len(self.keys):
+            return np.full(len(wanted), self.missing, dtype=self.values.dtype)
+        at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+        return np.where(self.keys[at] == wanted, self.values[at], self.missing)
+
+
 LOOKUP_TABLE_CELLS = 4_000_000  # rows x columns up to which entries are looked up in a dense table (32 MB)
 
 
 class EntryLookup:
     """``m[rows[k], cols[k]]`` for many k (0 where ``m`` holds nothing), from one preparation of ``m``.
 
-    A dense table when ``m`` has at most ``LOOKUP_TABLE_CELLS`` cells (one gather per
-    look-up: a catalogue of hundreds or a few thousand products), else ``m``'s entries
-    sorted once and searched (any size, memory of its entries).
+    A dense table when ``m`` has at most ``LOOKUP_TABLE_CELLS`` cells (a catalogue of
+    hundreds or a few thousand products), else ``m``'s entries sorted once and searched
+    (any size, memory of its entries).
     """
 
-    def __init__(self, m: sparse.spmatrix):
-        self.width = np.int64(m.shape[1])
-        self.table: np.ndarray | None = None
-        if m.shape[0] * m.shape[1] <= LOOKUP_TABLE_CELLS:
-            self.table = np.asarray(m.toarray(), dtype=np.float64).ravel()
-            return
+    def __init__(self, m: sparse.spmatrix) -> None:
         coo = m.tocoo()
-        keys = coo.row.astype(np.int64) * self.width + coo.col
-        order = np.argsort(keys, kind="stable")
-        self.keys, self.values = keys[order], coo.data[order]
+        coo.sum_duplicates()  # a copy's: ``m`` is left as it is
+        self.width = np.int64(m.shape[1])
+        size = m.shape[0] * m.shape[1]
+        self._entries = _FlatLookup(coo.row.astype(np.int64) * self.width + coo.col, coo.data.astype(np.float64), size, 0.0,
+                                    dense=size <= LOOKUP_TABLE_CELLS)
 
     def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        wanted = rows.astype(np.int64) * self.width + cols
-        if self.table is not None:
-            return self.table[wanted]
-        if not len(self.keys):
-            return np.zeros(len(wanted))
-        at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
-        return np.where(self.keys[at] == wanted, self.values[at], 0.0)
-
-
-def _lookup(m: sparse.spmatrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``m[rows[k], cols[k]]`` for every k (0 where ``m`` holds nothing): :class:`EntryLookup` used once."""
-    return EntryLookup(m)(rows, cols)
+        return self._entries(rows.astype(np.int64) * self.width + cols)
 
 
 def _owned_columns(own: Ownership, min_count: int) -> tuple[np.ndarray, sparse.csc_matrix, sparse.csr_matrix, np.ndarray]:
@@ -382,7 +394,7 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT, *, counts_only:
         days_j = (Xt @ T[:, start:stop]).data[keep] if not counts_only else nothing
         days_i = (Tt @ X[:, start:stop]).data[keep] if not counts_only else nothing
         if Bt is not None and B is not None:
-            same = _lookup(Bt @ B[:, start:stop], rows, cols)
+            same = EntryLookup(Bt @ B[:, start:stop])(rows, cols)
         else:
             same = nothing
         frames.append(
@@ -462,21 +474,11 @@ class _PairNumbers:
         self.dtype: type[np.signedinteger] = np.int32 if small else np.int64  # small: cheaper keys, a table that stays in cache
         self.n_b = int(n_b)
         keys = a.astype(self.dtype) * self.n_b + b.astype(self.dtype)
-        self.table: np.ndarray | None = None
-        if small:  # small enough for int32 numbers too
-            self.table = np.full(n_a * n_b, -1, dtype=np.int32)
-            self.table[keys] = np.arange(len(a))
-        else:
-            self.order = np.argsort(keys, kind="stable")
-            self.keys = keys[self.order]
+        self._numbers = _FlatLookup(keys, np.arange(len(a), dtype=self.dtype), n_a * n_b, -1, dense=small)
 
     def __getitem__(self, ab: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         a, b = ab
-        wanted = a.astype(self.dtype, copy=False) * self.n_b + b.astype(self.dtype, copy=False)
-        if self.table is not None:
-            return self.table[wanted]
-        at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
-        return np.where(self.keys[at] == wanted, self.order[at], -1)
+        return self._numbers(a.astype(self.dtype, copy=False) * self.n_b + b.astype(self.dtype, copy=False))
 
 
 def _same_row_pairs(A: sparse.csr_matrix, B: sparse.csr_matrix, pair_of: _PairNumbers):

@@ -435,11 +435,11 @@ class BasketRun:
 
     own: Ownership
     pairs: pl.DataFrame  # ordered pairs with at least min_co_owners co-owners (pair_counts, counts only)
+    min_co_owners: int  # the fewest co-owners of a rule the bounds it was built for can keep
+    n_candidates: int  # ordered pairs with at least MIN_PAIR_COUNT co-owners: the candidate rules
     products: pl.DataFrame  # product_id with description / category when known
     excluded: pl.DataFrame  # product_id, reason, lines, revenue
     baskets: pl.DataFrame | None = None
-    min_co_owners: int = MIN_PAIR_COUNT
-    n_candidates: int = 0  # ordered pairs with at least MIN_PAIR_COUNT co-owners: the candidate rules
 
 
 def run_baskets(tx: Transactions, *, exclude_products: str | None = None, min_support: float = 0.0, step: Step = no_step) -> BasketRun:
@@ -470,7 +470,7 @@ def run_baskets(tx: Transactions, *, exclude_products: str | None = None, min_su
         least = rule_min_co_owners(own.X.shape[0], min_support)
         pairs = pair_counts(own, least, counts_only=True)
         n_candidates = pairs.height if least == MIN_PAIR_COUNT else count_pairs(own)
-    return BasketRun(own, pairs, products, excluded, baskets, least, n_candidates)
+    return BasketRun(own, pairs, least, n_candidates, products, excluded, baskets)
 
 
 def holdout_spend(lines: pl.LazyFrame, customers: pl.Series, products: pl.Series) -> pl.DataFrame:
