@@ -69,9 +69,9 @@ class Timing(clvx.Silent):
 args = sys.argv[1:]
 out = Path(args[args.index("--out") + 1]) if "--out" in args else Path(tempfile.mkdtemp(prefix="report-stages-"))
 out.mkdir(parents=True, exist_ok=True)
-# Work the analysis does outside its progress steps.
-timed(pipeline, "segment_ranking", lambda *a, **k: "Segment ranking (segment_ranking, no progress step)")
-timed(pipeline, "ranking_timing", lambda *a, **k: "Ranking timing (ranking_timing, no progress step)")
+# Parts of the analysis timed on their own, inside or outside its progress steps.
+timed(pipeline, "segment_ranking", lambda *a, **k: "Segment ranking (segment_ranking)")
+timed(pipeline, "ranking_timing", lambda *a, **k: "Ranking timing (ranking_timing)")
 timed(clvx, "resolve_model", lambda *a, **k: "Model choice (resolve_model)")
 timed(clvx, "data_notices", lambda *a, **k: "Notices (data_notices)")
 timed(pipeline, "crosssell_rules", lambda *a, **k: "Rules (crosssell_rules)")

@@ -712,8 +712,9 @@ def text_width_px(texts: pl.Series) -> int:
     if lines.is_empty():
         return 0
     cumulative = np.concatenate([[0], np.cumsum(_byte_px()[np.frombuffer("".join(lines.to_list()).encode(), dtype=np.uint8)])])
-    ends = np.cumsum(lines.str.len_bytes().to_numpy())
-    return int((cumulative[ends] - cumulative[ends - lines.str.len_bytes().to_numpy()]).max())
+    n_bytes = lines.str.len_bytes().to_numpy()
+    ends = np.cumsum(n_bytes)
+    return int((cumulative[ends] - cumulative[ends - n_bytes]).max())
 
 
 def python_repr_lengths(values: pl.Series) -> pl.Series:
