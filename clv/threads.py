@@ -25,9 +25,12 @@ Nothing here reads or writes data; :func:`environment` returns variables, the ca
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import ParamSpec, TypeVar
 
@@ -48,6 +51,7 @@ _threads: ContextVar[int | None] = ContextVar("clvx_threads", default=None)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def available_cpus() -> int:
@@ -126,6 +130,30 @@ def limited(load: Callable[[], object] | None = None) -> Callable[[Callable[P, R
         return wrapper
 
     return decorate
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int | None = None) -> Iterator[R]:
+    """``map(fn, items)`` on :func:`resolve`'s count of threads, the results in the order of ``items``.
+
+    For blocks of numpy and scipy work, which release the GIL while they compute: at most
+    ``threads`` blocks are alive at once (those computing and the one handed back), so
+    memory grows by that many blocks' results and no more. Each result is the same
+    whatever thread computed it, and a caller that folds them in the order given gets the
+    same bits as a loop. Each block runs in a copy of the caller's context (its
+    :func:`use`).
+    """
+    n = resolve(threads)
+    if n <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="clvx-block") as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(contextvars.copy_context().run, fn, item))
+            if len(pending) >= n:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def allocator_options(threads: int) -> str:

@@ -109,3 +109,18 @@ def test_a_command_loads_only_the_libraries_it_uses(tmp_path: Path, args: list[s
     done = subprocess.run([sys.executable, "-c", LOADED, *(a.format(out=tmp_path) for a in args)], cwd=ROOT,
                           capture_output=True, text=True, check=True)
     assert [line for line in done.stderr.splitlines() if line.startswith("loaded:")] == [f"loaded: {expected}".strip()]
+
+
+def test_ordered_map_gives_loop_order_on_any_thread_count():
+    """Blocks finish out of order on threads; the results come back in the order given, and each sees the caller's thread count."""
+    import time
+
+    from clv import threads
+
+    def slow_first(i: int) -> tuple[int, int]:
+        time.sleep(0.02 if i == 0 else 0.0)
+        return i, threads.resolve()
+
+    for n in (1, 2, 3):
+        with threads.use(n):
+            assert list(threads.ordered_map(slow_first, range(7))) == [(i, n) for i in range(7)]
