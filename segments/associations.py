@@ -481,17 +481,98 @@ class _PairNumbers:
         return self._numbers(a.astype(self.dtype, copy=False) * self.n_b + b.astype(self.dtype, copy=False))
 
 
-def _same_row_pairs(A: sparse.csr_matrix, B: sparse.csr_matrix, pair_of: _PairNumbers):
-    """Per block of rows: ``(pairs, ea, eb)`` of the entries of ``A`` and ``B`` in one row that form a wanted pair.
+def _row_triangle(A: sparse.csr_matrix, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every two entries of ``A`` in the same row, the first left of the second, rows ``lo`` to ``hi``: indices into its data array."""
+    counts = np.diff(A.indptr[lo:hi + 1]).astype(np.int64)
+    e = np.arange(A.indptr[lo], A.indptr[hi], dtype=np.int64)
+    reps = np.repeat(A.indptr[lo + 1:hi + 1].astype(np.int64), counts) - e - 1  # the entries right of each in its row
+    first = np.cumsum(reps) - reps
+    ea = np.repeat(e, reps)
+    eb = np.repeat(e + 1 - first, reps) + np.arange(int(reps.sum()), dtype=np.int64)
+    return ea, eb
 
-    ``pair_of[a, b]`` is the wanted pair's number of ``A``'s column a and ``B``'s column b (-1: not wanted).
+
+def _co_owned_pairs(entry: sparse.csr_matrix, i: np.ndarray, j: np.ndarray):
+    """Per block of rows: ``(pairs, ia, ib)``, a wanted pair ``k`` (antecedent ``i[k]``, consequent ``j[k]``) for every
+    row holding both products, with the row's two entries (``entry``'s data: each entry's number) of ``i[k]`` and ``j[k]``.
+
+    Each row's antecedents are crossed with its consequents, or, when that takes fewer
+    crossings (the rule set holds most pairs both ways, as with a low lift bound), each
+    two of its products in either set are crossed once, left to right, and give the pair
+    each way it is wanted: half the crossings of a symmetric rule set.
     """
-    cost = np.diff(A.indptr).astype(np.float64) * np.diff(B.indptr)
-    for lo, hi in _blocks(cost, TIMING_ROWS_PER_BLOCK):
-        ea, eb = _row_cross(A, B, lo, hi)
-        pair = pair_of[A.indices[ea], B.indices[eb]]
-        hit = pair >= 0
-        yield pair[hit], ea[hit], eb[hit]
+    ants, a_of = np.unique(i, return_inverse=True)
+    cons, b_of = np.unique(j, return_inverse=True)
+    union = np.union1d(ants, cons)
+    rows = np.repeat(np.arange(entry.shape[0]), np.diff(entry.indptr))
+
+    def per_row(products: np.ndarray) -> np.ndarray:
+        member = np.zeros(entry.shape[1], dtype=bool)
+        member[products] = True
+        return np.bincount(rows[member[entry.indices]], minlength=entry.shape[0]).astype(np.float64)
+
+    n_a, n_b, n_u = per_row(ants), per_row(cons), per_row(union)
+    if (n_u * (n_u - 1) / 2).sum() >= (n_a * n_b).sum():
+        A, B = entry[:, ants].tocsr(), entry[:, cons].tocsr()
+        pair_of = _PairNumbers(a_of, b_of, len(ants), len(cons))
+        for lo, hi in _blocks(n_a * n_b, TIMING_ROWS_PER_BLOCK):
+            ea, eb = _row_cross(A, B, lo, hi)
+            pair = pair_of[A.indices[ea], B.indices[eb]]
+            hit = pair >= 0
+            yield pair[hit], A.data[ea[hit]], B.data[eb[hit]]
+        return
+    U = entry[:, union].tocsr()
+    U.sort_indices()
+    p, q = np.searchsorted(union, i), np.searchsorted(union, j)
+    width = len(union)
+    keys, unordered = np.unique(np.minimum(p, q).astype(np.int64) * width + np.maximum(p, q), return_inverse=True)
+    number = np.arange(len(i), dtype=np.int64)
+    forward, backward = np.full(len(keys), -1, dtype=np.int64), np.full(len(keys), -1, dtype=np.int64)
+    forward[unordered[p < q]] = number[p < q]  # the pair left to right in the row
+    backward[unordered[p > q]] = number[p > q]
+    pair_of = _PairNumbers(keys // width, keys % width, width, width)
+    for lo, hi in _blocks(n_u * (n_u - 1) / 2, TIMING_ROWS_PER_BLOCK):
+        es, et = _row_triangle(U, lo, hi)
+        m = pair_of[U.indices[es], U.indices[et]]
+        hit = m >= 0
+        m, left, right = m[hit], U.data[es[hit]], U.data[et[hit]]
+        f, b = forward[m], backward[m]
+        fw, bw = f >= 0, b >= 0
+        yield np.r_[f[fw], b[bw]], np.r_[left[fw], right[bw]], np.r_[right[fw], left[bw]]
+
+MASK_ORDERS = 64  # orders of one customer a mask holds: the bits of an unsigned 64-bit integer
+
+
+def _order_masks(timed: sparse.csr_matrix, basket: sparse.csr_matrix, owner: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per entry of ``timed`` (customer ``stride x row`` x product), the customer's orders holding the product as bits,
+    and the rows of ``basket`` (order x product, its customer ``owner``) whose customer no mask describes.
+
+    Bit r of a mask is the customer's r-th order (in basket row order), so two products
+    were bought in one order exactly when their masks share a bit. A customer is left to
+    the returned rows when they have more than ``MASK_ORDERS`` orders, an order holds a
+    product they do not own (an order id shared by two customers: it is the first's), or
+    they are no known customer (``owner`` -1); their masks stay 0.
+    """
+    n_orders = basket.shape[0]
+    known = owner >= 0
+    orders_of = np.bincount(owner[known], minlength=timed.shape[0] * stride)
+    fits = orders_of <= MASK_ORDERS
+    by_owner = np.argsort(owner, kind="stable")
+    first = np.r_[True, owner[by_owner][1:] != owner[by_owner][:-1]] if n_orders else np.zeros(0, bool)
+    rank = np.empty(n_orders, dtype=np.int64)
+    rank[by_owner] = np.arange(n_orders) - np.maximum.accumulate(np.where(first, np.arange(n_orders), 0))
+    order = np.repeat(np.arange(n_orders), np.diff(basket.indptr))
+    customer = np.where(known, owner, 0)[order]
+    width = np.int64(timed.shape[1])
+    keys = np.repeat(np.arange(timed.shape[0], dtype=np.int64), np.diff(timed.indptr)) * width + timed.indices  # sorted: canonical
+    wanted = (customer // stride) * width + basket.indices
+    at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    owned = known[order] & (keys[at] == wanted) if len(keys) else np.zeros(len(wanted), bool)
+    fits[customer[known[order] & ~owned]] = False
+    masked = owned & fits[customer]
+    masks = np.zeros(timed.nnz, dtype=np.uint64)
+    np.bitwise_or.at(masks, at[masked], np.left_shift(np.uint64(1), rank[order[masked]].astype(np.uint64)))
+    return masks, np.flatnonzero(~known | ~fits[np.where(known, owner, 0)])
 
 
 def _same_order_owners(Ba: sparse.csr_matrix, Bb: sparse.csr_matrix, owner: np.ndarray, pair_of: _PairNumbers, n_pairs: int) -> np.ndarray:
@@ -538,9 +619,11 @@ def pair_timing(own: Ownership, ij: pl.DataFrame, *, max_customers: int = TIMING
     With more than ``max_customers`` customers, every k-th customer is timed (k =
     ``ceil(customers / max_customers)``) and ``timed_owners`` says how many co-owners
     were; :func:`scaled_timing` scales the counts up to all co-owners. One vectorised
-    pass: each timed customer's (antecedent, consequent) entries are crossed within their
-    row of T (each order's within its basket for same-order owners), the wanted pairs
-    kept and counted, in blocks of about ``TIMING_ROWS_PER_BLOCK`` crossings.
+    pass: each timed customer's products are crossed within their row of T
+    (:func:`_co_owned_pairs`), the wanted pairs kept and counted, in blocks of about
+    ``TIMING_ROWS_PER_BLOCK`` crossings. A crossed pair was bought in one order when the two entries' order masks
+    (:func:`_order_masks`) share a bit; the customers whose orders no mask holds are
+    counted by :func:`_same_order_owners` from their baskets.
     """
     ij = ij.select(pl.col("i").cast(pl.Int64), pl.col("j").cast(pl.Int64)).unique().sort("i", "j")
     schema = {"i": pl.Int64, "j": pl.Int64, "timed_owners": pl.Int64, "same_order_owners": pl.Int64, "bought_after": pl.Int64,
@@ -548,33 +631,43 @@ def pair_timing(own: Ownership, ij: pl.DataFrame, *, max_customers: int = TIMING
     if ij.height == 0:
         return pl.DataFrame(schema=schema)
     i, j = ij["i"].to_numpy(), ij["j"].to_numpy()
-    ants, a_of = np.unique(i, return_inverse=True)
-    cons, b_of = np.unique(j, return_inverse=True)
-    pair_of = _PairNumbers(a_of, b_of, len(ants), len(cons))
     stride = max(1, -(-own.X.shape[0] // max_customers))
     timed = _canonical(own.first_day)[::stride] if stride > 1 else _canonical(own.first_day)
-    Ta, Tb = timed[:, ants].tocsr(), timed[:, cons].tocsr()
-    n_pairs = len(i)
-    timed_owners, after, before = np.zeros(n_pairs, np.int64), np.zeros(n_pairs, np.int64), np.zeros(n_pairs, np.int64)
-    later_pair, later_gap = [], []
-    for pair, ea, eb in _same_row_pairs(Ta, Tb, pair_of):
-        gap = Tb.data[eb] - Ta.data[ea]
-        timed_owners += np.bincount(pair, minlength=n_pairs)
-        after += np.bincount(pair[gap > 0], minlength=n_pairs)
-        before += np.bincount(pair[gap < 0], minlength=n_pairs)
-        later_pair.append(pair[gap > 0])
-        later_gap.append(gap[gap > 0])
-    later = pl.DataFrame({"_p": np.concatenate(later_pair) if later_pair else np.zeros(0, np.int64),
-                          "_gap": np.concatenate(later_gap) if later_gap else np.zeros(0)})
-    median = later.group_by("_p").agg(pl.col("_gap").median().alias("median_days_after"))
-    same: pl.Series | None = None
+    days = timed.data
+    # Each co-owned pair's two entries are read back by their numbers in ``timed``: their days, and their orders' masks.
+    entry = sparse.csr_matrix((np.arange(timed.nnz, dtype=np.int64), timed.indices, timed.indptr), shape=timed.shape)
+    masks = rest = None
     if own.baskets is not None and own.basket_customer is not None:
         basket = _canonical(own.baskets)
         owner = own.basket_customer
         if stride > 1:
             sampled = np.flatnonzero(owner % stride == 0)
             basket, owner = basket[sampled], owner[sampled]
-        same_owners = _same_order_owners(basket[:, ants].tocsr(), basket[:, cons].tocsr(), owner, pair_of, n_pairs)
+        masks, rest = _order_masks(timed, basket, owner, stride)
+    n_pairs = len(i)
+    timed_owners, after, before = np.zeros(n_pairs, np.int64), np.zeros(n_pairs, np.int64), np.zeros(n_pairs, np.int64)
+    same_owners = np.zeros(n_pairs, np.int64)
+    later_pair, later_gap = [], []
+    for pair, ia, ib in _co_owned_pairs(entry, i, j):
+        gap = days[ib] - days[ia]
+        timed_owners += np.bincount(pair, minlength=n_pairs)
+        after += np.bincount(pair[gap > 0], minlength=n_pairs)
+        before += np.bincount(pair[gap < 0], minlength=n_pairs)
+        later_pair.append(pair[gap > 0])
+        later_gap.append(gap[gap > 0])
+        if masks is not None:
+            same_owners += np.bincount(pair[(masks[ia] & masks[ib]) != 0], minlength=n_pairs)
+    later = pl.DataFrame({"_p": np.concatenate(later_pair) if later_pair else np.zeros(0, np.int64),
+                          "_gap": np.concatenate(later_gap) if later_gap else np.zeros(0)})
+    median = later.group_by("_p").agg(pl.col("_gap").median().alias("median_days_after"))
+    same: pl.Series | None = None
+    if masks is not None and rest is not None:
+        if len(rest):
+            ants, a_of = np.unique(i, return_inverse=True)
+            cons, b_of = np.unique(j, return_inverse=True)
+            others = basket[rest]
+            same_owners += _same_order_owners(others[:, ants].tocsr(), others[:, cons].tocsr(), owner[rest],
+                                              _PairNumbers(a_of, b_of, len(ants), len(cons)), n_pairs)
         same = pl.Series("same_order_owners", same_owners)
     out = ij.with_columns(
         pl.Series("timed_owners", timed_owners),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from scipy import sparse
 
 from segments import associations
@@ -139,6 +141,48 @@ def test_pair_timing_oracle_brute_force(monkeypatch, max_customers, with_orders)
         assert got[key][:4] == value[:4]
         assert got[key][4] == pytest.approx(value[4], rel=1e-12) if value[4] is not None else got[key][4] is None
 
+
+
+lines_strategy = st.lists(
+    st.tuples(st.integers(0, 7), st.integers(0, 5), st.integers(0, 5), st.integers(0, 40)),  # customer, order, product, day
+    min_size=1, max_size=60,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(lines_strategy, st.sampled_from([0, 1, 2, 64]), st.sampled_from([100_000, 3]), st.booleans(),
+       st.sampled_from(["all", "forward", "few antecedents"]))
+@example([(0, 0, 0, 0), (1, 0, 0, 0), (1, 0, 1, 0), (2, 1, 0, 0), (2, 1, 1, 0)], 64, 100_000, True, "all")  # c1's line in c0's order
+def test_pair_timing_order_masks_and_fallback_oracle_brute_force(lines, mask_orders, max_customers, shared, wanted):
+    """Same-order owners from order masks equal loops over orders, whichever customers the masks leave to the basket count:
+    more orders than a mask holds (``MASK_ORDERS`` 0, 1, 2), an order id two customers share (it is the first one's), sampled customers; and the
+    other timing columns too, whether each customer's products are crossed two by two (pairs wanted both ways) or
+    antecedents with consequents (one way, few antecedents)."""
+    import datetime as dt
+
+    frame = pl.DataFrame(
+        [{"customer_id": f"c{u}", "product_id": f"p{j}", "order_id": f"shared{u // 2}" if shared and o == 0 else f"o{u}-{o}",
+          "date": dt.datetime(2024, 1, 1) + dt.timedelta(days=d), "amount": 1.0} for u, o, j, d in lines],
+        schema={"customer_id": pl.String, "product_id": pl.String, "order_id": pl.String, "date": pl.Datetime("us"), "amount": pl.Float64},
+    )
+    own = build_ownership(frame)
+    ij = pair_counts(own, 1).select("i", "j")
+    if wanted == "forward":
+        ij = ij.filter(pl.col("i") < pl.col("j"))
+    elif wanted == "few antecedents":
+        ij = ij.filter(pl.col("i") <= pl.col("i").min())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(associations, "MASK_ORDERS", mask_orders)
+        patch.setattr(associations, "TIMING_ROWS_PER_BLOCK", 7)
+        timing = pair_timing(own, ij, max_customers=max_customers)
+    stride = -(-own.X.shape[0] // max_customers)
+    expected = pair_timing_brute_force(own, ij.rows(), stride)
+    got = {(r["i"], r["j"]): (r["timed_owners"], r["same_order_owners"], r["bought_after"], r["bought_before"], r["median_days_after"])
+           for r in timing.iter_rows(named=True)}
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key][:4] == value[:4]
+        assert got[key][4] == pytest.approx(value[4], rel=1e-12) if value[4] is not None else got[key][4] is None
 
 def test_wide_catalogue_neighbours_and_weights_oracle_brute_force(monkeypatch):
     """Above SPARSE_ABOVE products: each product's inputs are its nearest by cosine among those sharing two or more owners
