@@ -1122,7 +1122,7 @@ def main() -> None:
     _size_pools_before_imports(sys.argv[1:], getattr(group, "commands", {}))
     from segments import _sklearn
 
-    _sklearn.hide_pandas = True  # this process is clvx's own: scikit-learn loads without pandas (see segments/_sklearn.py)
+    _sklearn.lean = True  # this process is clvx's own: scikit-learn's k-means loads alone (see segments/_sklearn.py)
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so pending output files are removed.
     signal.signal(signal.SIGTERM, _terminated)
     if "--debug" not in sys.argv and not _debug_from_environment():

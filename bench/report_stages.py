@@ -31,7 +31,7 @@ import clvx  # noqa: E402
 from present import report  # noqa: E402
 from segments import _sklearn, pipeline  # noqa: E402
 
-_sklearn.hide_pandas = True  # as in the command line's process
+_sklearn.lean = True  # as in the command line's process
 
 stages: dict[str, dict[str, float]] = {}
 

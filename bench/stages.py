@@ -31,7 +31,7 @@ from clv.rfm import collect, rfm_summary  # noqa: E402
 from segments import _sklearn  # noqa: E402
 from segments.pipeline import run_crosssell, run_segmentation  # noqa: E402
 
-_sklearn.hide_pandas = True  # as in the command line's process
+_sklearn.lean = True  # as in the command line's process
 
 times: dict[str, float] = {}
 memory: dict[str, dict[str, float]] = {}

@@ -10,7 +10,16 @@ from clv.errors import InputError, ModelError
 from clv.load import load_transactions
 from clv.rfm import Period
 from clv.sample import bundled_sample_dir, bundled_sample_path
-from segments.cluster import MIN_SEGMENT_SHARE, SELECTION_SAMPLE, feature_matrix, fit_kmeans, name_segments, select_k
+from segments.cluster import (
+    MIN_SEGMENT_SHARE,
+    SELECTION_SAMPLE,
+    SilhouetteSample,
+    adjusted_rand_index,
+    feature_matrix,
+    fit_kmeans,
+    name_segments,
+    select_k,
+)
 from segments.pipeline import run_segmentation
 
 
@@ -92,6 +101,25 @@ def test_refined_sample_solution_is_as_good_as_restarts_on_everyone():
     ours = sum(((X[labels == j] - X[labels == j].mean(axis=0)) ** 2).sum() for j in range(k))
     full = KMeans(n_clusters=k, n_init=10, random_state=0).fit(X).inertia_
     assert ours <= full * 1.01
+
+
+def test_silhouettes_and_stability_are_scikit_learns_to_the_bit(sample_run):
+    """The criteria choosing k: scikit-learn's silhouette_score on the same fixed-seed sample, and its adjusted_rand_score."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, silhouette_score
+
+    rng = np.random.default_rng(5)
+    X = np.vstack([feature_matrix(sample_run.segmentation.assignments), rng.normal(0, 1, size=(300, 5))])
+    for size in (2_000, len(X) + 10):  # a sample, and every point (in permuted order)
+        sample = SilhouetteSample(X, size, seed=7)
+        for k in (2, 3, 6):
+            labels = KMeans(n_clusters=k, n_init=1, random_state=0).fit(X).labels_
+            assert sample.score(labels) == silhouette_score(X, labels, sample_size=size, random_state=7)
+    singletons = np.r_[np.zeros(len(X) - 2, int), 1, 2]  # clusters of one point score 0, as in scikit-learn
+    assert SilhouetteSample(X, len(X), seed=0).score(singletons) == silhouette_score(X, singletons, sample_size=len(X), random_state=0)
+    for a, b in ((rng.integers(0, 4, 5_000), rng.integers(0, 6, 5_000)), (np.r_[np.zeros(50, int), np.ones(50, int)], np.r_[np.ones(50, int) * 7, np.zeros(50, int)]),
+                 (np.arange(10), np.zeros(10, int)), (rng.integers(0, 3, 200) * 5, rng.integers(0, 3, 200))):
+        assert adjusted_rand_index(a, b) == adjusted_rand_score(a, b)
 
 
 def test_collisions_get_qualifiers_and_names_stay_unique():
