@@ -345,6 +345,29 @@ def count_pairs(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> int:
     return n
 
 
+def co_owner_pairs(own: Ownership, min_count: int, min_counted: int = MIN_PAIR_COUNT) -> tuple[pl.DataFrame, int]:
+    """:func:`pair_counts` with ``counts_only`` (pairs of at least ``min_count`` co-owners), and how many ordered pairs
+    have at least ``min_counted`` (at most ``min_count``): one pass over X'X's blocks serves both.
+
+    A pair of ``min_count`` co-owners has ``min_counted`` too, so the blocks of the products
+    with ``min_counted`` owners hold every pair kept.
+    """
+    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < min_counted:
+        raise InputError(f"min_count = {min_count!r} must be a whole number of co-owners, at least {min_counted}")
+    kept, X, Xt, bounds = _owned_columns(own, min_counted)
+    n = 0
+    frames = [pl.DataFrame(schema=PAIR_SCHEMA)]
+    for start, stop in _blocks(bounds):
+        C = (Xt @ X[:, start:stop]).tocoo()
+        off_diagonal = C.row != C.col + start
+        n += int(np.count_nonzero((C.data >= min_counted) & off_diagonal))
+        keep = (C.data >= min_count) & off_diagonal
+        frames.append(pl.DataFrame({"i": kept[C.row[keep]].astype(np.int64), "j": kept[C.col[keep] + start].astype(np.int64),
+                                    "co_owners": C.data[keep]}).with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in PAIR_SCHEMA
+                                                                             if c not in ("i", "j", "co_owners")))
+    return pl.concat(frames).sort("i", "j"), n
+
+
 def rule_min_co_owners(n_customers: int, min_support: float) -> int:
     """The fewest co-owners a rule with support at least ``min_support`` has (never below ``MIN_PAIR_COUNT``).
 

@@ -31,18 +31,16 @@ from clv.scalars import to_int
 from segments.aggregates import BOUGHT, CrossSellAggregates, catalogue_of, crosssell_aggregates, crosssell_baskets, holdout_days
 from segments.associations import (
     MIN_BUNDLE_SUPPORT,
-    MIN_PAIR_COUNT,
     TOP_BUNDLES,
     Bundles,
     Ownership,
     RuleBounds,
     association_rules,
-    count_pairs,
+    co_owner_pairs,
     excluded_products,
     find_bundles,
     order_numbers,
     ownership_of,
-    pair_counts,
     pair_timing,
     rule_min_co_owners,
     scaled_timing,
@@ -468,8 +466,7 @@ def run_baskets(tx: Transactions, *, exclude_products: str | None = None, min_su
         customers = collect(tx.frame.select("customer_id").unique()).sort("customer_id")["customer_id"]
         own = without_single_buyers(ownership_of(_first_purchases(first), customers, orders=baskets))
         least = rule_min_co_owners(own.X.shape[0], min_support)
-        pairs = pair_counts(own, least, counts_only=True)
-        n_candidates = pairs.height if least == MIN_PAIR_COUNT else count_pairs(own)
+        pairs, n_candidates = co_owner_pairs(own, least)
     return BasketRun(own, pairs, least, n_candidates, products, excluded, baskets)
 
 
