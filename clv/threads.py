@@ -30,9 +30,11 @@ import functools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 from clv.errors import InputError, option
 
@@ -146,6 +148,8 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int | None = 
     if n <= 1:
         yield from map(fn, items)
         return
+    from concurrent.futures import ThreadPoolExecutor  # here, not at start-up: `clvx --help` never loads it
+
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="clvx-block") as pool:
         pending: deque[Future[R]] = deque()
         for item in items:
