@@ -334,20 +334,10 @@ def _owned_columns(own: Ownership, min_count: int) -> tuple[np.ndarray, sparse.c
     return kept, X, Xt, Xt @ np.diff(X.tocsr().indptr).astype(np.float64)
 
 
-def count_pairs(own: Ownership, min_count: int = MIN_PAIR_COUNT) -> int:
-    """How many ordered pairs (i != j) have at least ``min_count`` co-owners: the rows :func:`pair_counts` would
-    return, counted from X'X's blocks without building them."""
-    _, X, Xt, bounds = _owned_columns(own, min_count)
-    n = 0
-    for start, stop in _blocks(bounds):
-        C = (Xt @ X[:, start:stop]).tocoo()
-        n += int(np.count_nonzero((C.data >= min_count) & (C.row != C.col + start)))
-    return n
-
-
 def co_owner_pairs(own: Ownership, min_count: int, min_counted: int = MIN_PAIR_COUNT) -> tuple[pl.DataFrame, int]:
     """:func:`pair_counts` with ``counts_only`` (pairs of at least ``min_count`` co-owners), and how many ordered pairs
-    have at least ``min_counted`` (at most ``min_count``): one pass over X'X's blocks serves both.
+    (i != j) have at least ``min_counted`` (at most ``min_count``), counted from X'X's blocks without building them:
+    one pass over the blocks serves both.
 
     A pair of ``min_count`` co-owners has ``min_counted`` too, so the blocks of the products
     with ``min_counted`` owners hold every pair kept.
