@@ -35,7 +35,7 @@ def _standard_errors(fitter) -> tuple[float, ...]:
         return tuple(float("nan") for _ in fitter.params_)
 
 
-@threads.limited()
+@threads.limited(blas=1)  # as clv.likelihood's fits: vector work, which BLAS threads only slow
 def _fit(fitter, names: tuple[str, ...], *data: np.ndarray, weights: np.ndarray, initial_log_params, tol: float) -> Optimum:
     """Run a lifetimes fitter quietly; a failure becomes an unconverged :class:`Optimum`."""
     from lifetimes.fitters import ConvergenceError

@@ -259,7 +259,12 @@ def _warm_start(objective, start: np.ndarray, tol: float) -> tuple[np.ndarray, d
     return pre.x, {"hess_inv0": hess_inv}
 
 
-@threads.limited()
+# One BLAS thread: the objectives are elementwise numpy and dot products of vectors, which
+# BLAS threads do not speed up; each dot woke OpenBLAS's pool, whose threads then spin for a
+# while, and on a busy machine they took the CPU from the fit (3M lines, one other process
+# running: 1.4 -> 0.4 s of CPU). A vector's dot summed by one thread also gives the same bits
+# on any machine, whatever its number of CPUs.
+@threads.limited(blas=1)
 def _optimise(
     objective, start: np.ndarray, n: float, tol: float, warm=None, standard_errors: bool = True, maxiter: int | None = None,
 ) -> tuple[np.ndarray, bool, str, tuple[float, ...], bool | None]:

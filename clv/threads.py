@@ -105,28 +105,30 @@ def use(threads: int | None) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def limits(threads: int | None = None) -> Iterator[int]:
+def limits(threads: int | None = None, *, blas: int | None = None) -> Iterator[int]:
     """Cap the OpenMP and BLAS pools loaded now at :func:`resolve`'s count while the block runs.
 
-    Enter it after importing the library whose pool it should cap (threadpoolctl sees
-    only the libraries already loaded).
+    ``blas`` caps the BLAS pool lower (1: the caller's own thread). Enter it after
+    importing the library whose pool it should cap (threadpoolctl sees only the
+    libraries already loaded).
     """
     from threadpoolctl import threadpool_limits
 
     n = resolve(threads)
-    with threadpool_limits(limits=n):
+    with threadpool_limits(limits=n if blas is None else {"openmp": n, "blas": min(n, blas)}):
         yield n
 
 
-def limited(load: Callable[[], object] | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a function to run inside :func:`limits`, after ``load()`` has imported the libraries whose pools it should cap."""
+def limited(load: Callable[[], object] | None = None, *, blas: int | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function to run inside :func:`limits` (``blas`` as there), after ``load()`` has imported the
+    libraries whose pools it should cap."""
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if load is not None:
                 load()
-            with limits():
+            with limits(blas=blas):
                 return fn(*args, **kwargs)
 
         return wrapper
