@@ -28,6 +28,7 @@ from clv.rfm import collect
 from clv.scalars import to_float, to_int
 
 BLOCK_NONZEROS = 20_000_000  # entries of a dense-ish product block before pruning
+TRIANGLE_BLOCKS = 8  # column blocks X'X is cut into at least, when only its upper triangle is formed
 MIN_PAIR_COUNT = 2
 SAME_ORDER_BUNDLE = 0.5  # pairs co-bought in one order by at least half their co-owners are bundles
 SUBSTITUTE_LIFT = 0.5  # same category, co-owned at under half the rate independence predicts
@@ -340,22 +341,30 @@ def co_owner_pairs(own: Ownership, min_count: int, min_counted: int = MIN_PAIR_C
     one pass over the blocks serves both.
 
     A pair of ``min_count`` co-owners has ``min_counted`` too, so the blocks of the products
-    with ``min_counted`` owners hold every pair kept.
+    with ``min_counted`` owners hold every pair kept. X'X is symmetric: each block of
+    columns j is formed only for the rows i < j (the products before the block's end),
+    and each pair found gives both ordered pairs. In at least ``TRIANGLE_BLOCKS`` blocks
+    that is about half the product's work (the retail log's 8.2M entries of X'X).
     """
     if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < min_counted:
         raise InputError(f"min_count = {min_count!r} must be a whole number of co-owners, at least {min_counted}")
     kept, X, Xt, bounds = _owned_columns(own, min_counted)
     n = 0
-    frames = [pl.DataFrame(schema=PAIR_SCHEMA)]
-    for start, stop in _blocks(bounds):
-        C = (Xt @ X[:, start:stop]).tocoo()
-        off_diagonal = C.row != C.col + start
-        n += int(np.count_nonzero((C.data >= min_counted) & off_diagonal))
-        keep = (C.data >= min_count) & off_diagonal
-        frames.append(pl.DataFrame({"i": kept[C.row[keep]].astype(np.int64), "j": kept[C.col[keep] + start].astype(np.int64),
-                                    "co_owners": C.data[keep]}).with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in PAIR_SCHEMA
-                                                                             if c not in ("i", "j", "co_owners")))
-    return pl.concat(frames).sort("i", "j"), n
+    i_parts, j_parts, counts = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float64)]
+    for start, stop in _blocks(bounds, min(BLOCK_NONZEROS, float(bounds.sum()) / TRIANGLE_BLOCKS)):
+        C = (Xt[:stop] @ X[:, start:stop]).tocoo()
+        col = C.col.astype(np.int64) + start
+        upper = C.row < col  # i < j: each unordered pair once
+        data = C.data[upper]
+        n += 2 * int(np.count_nonzero(data >= min_counted))
+        keep = data >= min_count
+        i, j = kept[C.row[upper][keep]].astype(np.int64), kept[col[upper][keep]].astype(np.int64)
+        i_parts += [i, j]
+        j_parts += [j, i]
+        counts += [data[keep], data[keep]]
+    pairs = pl.DataFrame({"i": np.concatenate(i_parts), "j": np.concatenate(j_parts), "co_owners": np.concatenate(counts)})
+    nulls = [pl.lit(None, dtype=pl.Float64).alias(c) for c in PAIR_SCHEMA if c not in ("i", "j", "co_owners")]
+    return pairs.with_columns(nulls).sort("i", "j"), n
 
 
 def rule_min_co_owners(n_customers: int, min_support: float) -> int:
