@@ -51,6 +51,7 @@ from segments.pipeline import _purchase_lines  # noqa: E402
 RETAIL = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail.parquet"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from crosssell import RETAIL_COLUMNS  # noqa: E402
+from run import ROOT, compiled  # noqa: E402
 
 
 def fastest(repeat: int, fn):
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--any-size", action="store_true", help="Also time mlxtend with itemsets of any size (minutes at 0.01)")
     parser.add_argument("--no-command", action="store_true", help="Skip the whole-command comparison (two child processes)")
     args = parser.parse_args()
+    compiled(ROOT)
     import pandas as pd
     from mlxtend.frequent_patterns import association_rules as mlx_rules
     from mlxtend.frequent_patterns import fpgrowth

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import PY, ROOT, busy_case, clvx, load_average, log_file, measure  # noqa: E402
+from run import PY, ROOT, busy_case, clvx, compiled, load_average, log_file, measure  # noqa: E402
 
 
 def segment_in(tree: Path, log: str) -> tuple[list[str], dict[str, str]]:
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--busy", action="store_true", help="Also `clvx segment` idle and beside a CPU burner (1M lines)")
     args = parser.parse_args()
+    compiled(ROOT, args.before.resolve())
     print(f"Load average before: {load_average()}", file=sys.stderr)
     rows = []
     for lines in args.lines:
