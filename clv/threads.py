@@ -162,6 +162,26 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int | None = 
             yield pending.popleft().result()
 
 
+@contextlib.contextmanager
+def beside(fn: Callable[[], R], threads: int | None = None) -> Iterator[Callable[[], R]]:
+    """Run ``fn`` on a thread of its own while the block runs; the block gets a function that waits for its result.
+
+    For a polars query (which releases the GIL) beside numpy work that uses one core: on
+    two cores the two overlap. With one thread (:func:`resolve`), ``fn`` runs at once, in
+    the caller's thread, before the block. The thread is waited for when the block ends,
+    however it ends; ``fn`` runs in a copy of the caller's context (its :func:`use`).
+    """
+    if resolve(threads) <= 1:
+        value = fn()
+        yield lambda: value
+        return
+    from concurrent.futures import ThreadPoolExecutor  # here, not at start-up: `clvx --help` never loads it
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clvx-beside") as pool:
+        future = pool.submit(contextvars.copy_context().run, fn)
+        yield future.result
+
+
 def allocator_options(threads: int) -> str:
     """jemalloc options for polars: freed pages go back to the system within ``ALLOCATOR_DECAY_MS``.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
+from clv import threads
 from clv.backtest import HoldoutBacktest
 from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
 from clv.load import DataQuality, Transactions
@@ -152,24 +153,28 @@ def run_segmentation(
     database, a warehouse, Spark: it needs ``total_spend``) and ``categories`` the
     (customer_id, category) pairs bought, when known.
     """
-    if tx is not None:
-        with step("Computing RFM"):
-            if summary is None:
-                summary = collect(rfm_summary(tx.frame, tx.as_of, period, count_orders=tx.has("order_id")))
-            # The second pass over the log runs now, while little else is resident: after the fits
-            # and the scoring, beside their frames and scikit-learn, it set the run's peak.
-            categories = customer_categories(tx)
-    assert summary is not None
-    if models is None:
-        # Segments and offers use the point estimates only: no Hessian for standard errors.
-        estimator = purchase_estimator(model, penalizer=penalizer, engine=engine, standard_errors=False)
-        with step(f"Fitting {estimator.label} and Gamma-Gamma"):
-            fitted = estimator.fit(summary).params_
-            assert not isinstance(fitted, GammaGammaParams)
-            bg = fitted
-            gg = GammaGamma(penalizer=penalizer, engine=engine, standard_errors=False).fit(summary).params_
-    else:
-        bg, gg = models
+    with ExitStack() as stack:
+        bought = lambda: categories  # noqa: E731
+        if tx is not None:
+            with step("Computing RFM"):
+                if summary is None:
+                    summary = collect(rfm_summary(tx.frame, tx.as_of, period, count_orders=tx.has("order_id")))
+            # The second pass over the log runs now, while little else is resident (after the fits
+            # and the scoring, beside their frames and scikit-learn, it set the run's peak), on a
+            # thread of its own: polars' pool takes the cores the fits' one thread leaves.
+            bought = stack.enter_context(threads.beside(lambda: customer_categories(tx)))
+        assert summary is not None
+        if models is None:
+            # Segments and offers use the point estimates only: no Hessian for standard errors.
+            estimator = purchase_estimator(model, penalizer=penalizer, engine=engine, standard_errors=False)
+            with step(f"Fitting {estimator.label} and Gamma-Gamma"):
+                fitted = estimator.fit(summary).params_
+                assert not isinstance(fitted, GammaGammaParams)
+                bg = fitted
+                gg = GammaGamma(penalizer=penalizer, engine=engine, standard_errors=False).fit(summary).params_
+        else:
+            bg, gg = models
+        categories = bought()
     with step("Scoring customers"):
         scored = score_customers(summary, bg, gg, period_days=period.days, horizon=horizon, annual_discount_rate=discount_rate)
         x, tx_, T = float_columns(scored, "frequency", "recency", "T")

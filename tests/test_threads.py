@@ -98,6 +98,58 @@ def test_the_model_fit_and_its_hessian_run_with_blas_capped(monkeypatch: pytest.
     assert seen and all(sizes["blas"] == {1} for sizes in seen)
 
 
+def test_the_model_fit_uses_one_blas_thread_whatever_the_thread_count_and_gives_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clv.load import load_transactions
+    from clv.models import BGNBD
+    from clv.rfm import collect, rfm_summary
+    from clv.sample import bundled_sample_path
+
+    seen: list[dict[str, set[int]]] = []
+    hessian = likelihood._hessian
+
+    def recording(objective, log_params):
+        seen.append(_pool_sizes())
+        return hessian(objective, log_params)
+
+    monkeypatch.setattr(likelihood, "_hessian", recording)
+    tx = load_transactions(bundled_sample_path())
+    summary = collect(rfm_summary(tx.frame, tx.as_of))
+    fits = {}
+    for n in (1, 2):
+        with clvx.threads(n):
+            fits[n] = BGNBD(engine="numpy").fit(summary).params_
+    assert seen and all(sizes["blas"] == {1} for sizes in seen)
+    assert fits[1].params == fits[2].params and fits[1].standard_errors == fits[2].standard_errors
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_beside_gives_the_result_and_waits_for_the_thread_however_the_block_ends(n: int) -> None:
+    import threading
+    import time
+
+    started: list[str] = []
+
+    def work() -> int:
+        started.append(threading.current_thread().name)
+        return 42
+
+    with pools.beside(work, threads=n) as result:
+        if n == 1:
+            assert started == [threading.current_thread().name]  # at once, in the caller's thread
+        assert result() == 42
+    assert len(started) == 1
+
+    def failing() -> int:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"), pools.beside(failing, threads=n) as result:
+        result()
+    finished: list[int] = []
+    with pytest.raises(KeyError), pools.beside(lambda: time.sleep(0.05) or finished.append(1), threads=n):
+        raise KeyError("the block's own error")  # the thread is still waited for
+    assert finished == [1] and not [t for t in threading.enumerate() if t.name.startswith("clvx-beside")]
+
+
 def test_default_is_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(pools.THREADS_ENV, raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
