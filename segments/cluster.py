@@ -426,8 +426,11 @@ def top_categories(assignments: pl.DataFrame, categories: pl.DataFrame, top: int
     n = assignments.height
     seg_sizes = assignments.group_by("segment").agg(pl.len().alias("_size"))
     # One pass over the (customer, category) pairs: a category's owners overall are its owners summed over segments.
+    # A category with fewer than MIN_CATEGORY_BUYERS buyers has fewer in every segment, so it is never listed: it
+    # is left out first (a wide catalogue's product names: 2.1M pairs of 2M products -> 72k pairs, 1.1 s -> 0.01 s).
     owners = (
-        categories.lazy().join(assignments.lazy().select("customer_id", "segment"), on="customer_id")
+        categories.lazy().filter(pl.len().over("category") >= MIN_CATEGORY_BUYERS)
+        .join(assignments.lazy().select("customer_id", "segment"), on="customer_id")
         .group_by("segment", "category").agg(pl.len().alias("_owners"))
         .collect()
     )
