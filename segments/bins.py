@@ -16,7 +16,8 @@ class EdgeBins:
     the left end of the value's cell; the value then steps up past each further edge ``<=
     x`` and down past each counted edge ``> x``, compared exactly, so the result is
     searchsorted's whatever the rounding of the cell. Nearly every guess is already right
-    (99% on the 10M-line log's scores), so the steps touch few values. ``x`` holds no NaN.
+    (99% on the 10M-line log's scores), so the steps touch few values; a run of equal edges
+    (the quantiles of tied scores) is one step. ``x`` holds no NaN.
     """
 
     def __init__(self, edges: np.ndarray) -> None:
@@ -29,6 +30,11 @@ class EdgeBins:
         self.start = np.searchsorted(self.edges, left, side="right")  # edges <= each cell's left end
         self.next_edge = np.r_[self.edges, np.nan]  # edges[count]: NaN past the last (never <= x)
         self.last_counted = np.r_[np.nan, self.edges]  # edges[count - 1]: NaN before the first (never > x)
+        # Equal edges (quantiles of tied scores) are passed in one step: up to the end of the run of
+        # edges[count], down to the start of the run of edges[count - 1].
+        n = len(self.edges)
+        self.run_end = np.r_[np.searchsorted(self.edges, self.edges, side="right"), n]
+        self.run_start = np.r_[0, np.searchsorted(self.edges, self.edges, side="left")]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
@@ -36,10 +42,10 @@ class EdgeBins:
             cell = np.fmin(np.fmax(np.floor((x - self.lo) * self.per_cell), 0), GRID_CELLS - 1).astype(np.int64)
         count = self.start.take(cell)
         flat, values = count.reshape(-1), x.reshape(-1)
-        for table, step in ((self.next_edge, 1), (self.last_counted, -1)):
-            active = np.flatnonzero(table.take(flat) <= values) if step > 0 else np.flatnonzero(table.take(flat) > values)
+        for table, jump, up in ((self.next_edge, self.run_end, True), (self.last_counted, self.run_start, False)):
+            active = np.flatnonzero(table.take(flat) <= values) if up else np.flatnonzero(table.take(flat) > values)
             while len(active):
-                flat[active] += step
+                flat[active] = jump.take(flat[active])
                 ahead = table.take(flat[active])
-                active = active[ahead <= values[active]] if step > 0 else active[ahead > values[active]]
+                active = active[ahead <= values[active]] if up else active[ahead > values[active]]
         return count - 1
