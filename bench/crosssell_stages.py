@@ -91,6 +91,11 @@ def install() -> None:
 
 
 if __name__ == "__main__":
+    # As the command line does before any data library loads: polars reads its pool size and its
+    # allocator's options when it is imported, and install() imports it.
+    from clv import threads as pools
+
+    os.environ.update(pools.environment())
     install()
     threading.Thread(target=sample_rss, daemon=True).start()
     import cli
