@@ -365,3 +365,55 @@ def test_offers_calibrate_only_their_scores_to_the_probabilities_of_every_score_
     expected = probability[targets["_u"].to_numpy(), targets["_j"].to_numpy()]
     assert targets["purchase_probability"].to_numpy().tolist() == expected.tolist()
     assert len(set(expected.tolist())) > 3  # the curve and P(active) both vary across the offers
+
+
+def test_rank_bands_follow_the_customers_own_list_and_ties_share_the_better_band():
+    from segments.crosssell import SPEND_RANK_EDGES, rank_bands
+
+    assert SPEND_RANK_EDGES == (5, 20, 100)
+    score = np.r_[np.arange(150, 0, -1.0), -np.inf][None, :].repeat(2, axis=0)  # ranks 1..150 and a product not allowed
+    score[1, 5] = score[1, 4]  # the 6th ties with the 5th
+    band = rank_bands(score)
+    assert band[0, :5].tolist() == [0] * 5 and band[0, 5:20].tolist() == [1] * 15 and band[0, 20:100].tolist() == [2] * 80
+    assert band[0, 100:].tolist() == [3] * 51  # below the top 100, and the -inf
+    assert band[1, 5] == 0 and band[1, 6] == 1
+    shuffled = np.random.default_rng(0).permutation(score.shape[1])
+    assert (rank_bands(score[:, shuffled]) == band[:, shuffled]).all()  # a product's band follows its score, not its column
+
+
+def test_spend_rank_ratios_recover_a_planted_premium_of_top_offers_and_keep_the_total():
+    """Planted: buyers of a customer's top-5 products spend twice the prediction, the rest exactly it (heavy tail aside)."""
+    from segments.crosssell import MIN_VALUE_BIN_PURCHASES, rank_ratios_of
+
+    band = np.r_[np.zeros(100, dtype=np.int64), np.full(900, 3)]
+    predicted = np.ones(1000)
+    paid = np.where(band == 0, 2.0, 1.0)
+    ratios = rank_ratios_of(band, predicted, paid)
+    assert ratios is not None
+    assert ratios[0] / ratios[3] == pytest.approx(2.0)
+    assert ratios[1] == ratios[2] == pytest.approx(ratios[3] * np.exp(np.mean(np.log(paid))))  # no purchases there: 1 before the scaling
+    assert (predicted * ratios[band]).sum() == pytest.approx(paid.sum())  # the inner split's total still holds
+    paid_tail = paid.copy()
+    paid_tail[0] = 1_000.0  # one huge order among the top 5 moves their factor by a geometric share, not its revenue share
+    assert rank_ratios_of(band, predicted, paid_tail)[0] / rank_ratios_of(band, predicted, paid_tail)[3] < 2.3
+    assert rank_ratios_of(band[:MIN_VALUE_BIN_PURCHASES - 1], predicted[:MIN_VALUE_BIN_PURCHASES - 1], paid[:MIN_VALUE_BIN_PURCHASES - 1]) is None
+
+
+def test_offers_and_segment_table_spend_use_the_same_rank_band_of_each_customers_list():
+    """Oracle: an offer's expected revenue is its probability x value_per_buyer at the band rank_bands gives the full row."""
+    from segments.crosssell import expected_by_segment, model_scores, rank_bands, value_per_buyer
+
+    base = collector_model()
+    edges = np.r_[-np.inf, np.linspace(0.0, 0.6, 9), np.inf]
+    calibration = Calibration(edges, np.linspace(0.05, 0.9, len(edges) - 1), 1.0, 30, 10, 50, rank_ratios=np.array([3.0, 2.0, 1.0, 0.5]))
+    n = base.own.X.shape[0]
+    model = type(base)(**{**base.__dict__, "calibration": calibration, "p_active": np.linspace(0.2, 0.9, n)})
+    probability, score = model_scores(model, slice(0, n))
+    u, j = np.meshgrid(np.arange(n), np.arange(score.shape[1]), indexing="ij")
+    revenue = probability * value_per_buyer(model, u, j, rank_bands(score))
+    targets = customer_targets(model, top_k=3)
+    tu, tj = targets["_u"].to_numpy(), targets["_j"].to_numpy()
+    np.testing.assert_allclose(targets["expected_revenue"].to_numpy(), revenue[tu, tj])
+    np.testing.assert_allclose(expected_by_segment(model)[1][0], revenue.sum(axis=0))
+    plain = value_per_buyer(model, tu, tj)
+    assert np.allclose(targets["expected_revenue"].to_numpy(), targets["purchase_probability"].to_numpy() * plain * 3.0)  # top 3: band 0
