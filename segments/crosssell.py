@@ -859,13 +859,15 @@ def customer_targets(model: CrossSellModel, *, top_k: int = 5, allow_substitutes
     n, p = model.own.X.shape
 
     def offers_of(rows: slice) -> pl.DataFrame:
-        score = offer_scores(model, rows, allow_substitutes=allow_substitutes, allow_variants=allow_variants)
-        idx, vals = _top_k(score, top_k)
+        idx, vals = _top_k(offer_scores(model, rows, allow_substitutes=allow_substitutes, allow_variants=allow_variants), top_k)
         k = idx.shape[1]
+        # An offer's band from the kept scores alone: the e-th best score of each edge e within the top k is vals[:, e - 1];
+        # no offer ranks below an edge beyond k. The same bands rank_bands gives the full row.
+        band = sum(((vals < vals[:, e - 1:e]) for e in SPEND_RANK_EDGES if e <= k), np.zeros(vals.shape, dtype=np.int8))
         return pl.DataFrame({
             "_u": np.repeat(np.arange(rows.start, rows.stop), k), "_j": idx.ravel(), "rank": np.tile(np.arange(1, k + 1), rows.stop - rows.start),
             "score": vals.ravel(), "purchase_probability": offer_probability(model, rows, vals).ravel(),  # only the offers kept are calibrated
-            "_band": rank_bands(vals, rank_cuts(score)[:, None, :]).ravel(),
+            "_band": np.asarray(band, dtype=np.int8).ravel(),
         })
 
     chunks = _chunks(n, p)

@@ -403,17 +403,21 @@ def test_offers_and_segment_table_spend_use_the_same_rank_band_of_each_customers
     """Oracle: an offer's expected revenue is its probability x value_per_buyer at the band rank_bands gives the full row."""
     from segments.crosssell import expected_by_segment, model_scores, rank_bands, value_per_buyer
 
-    base = collector_model()
-    edges = np.r_[-np.inf, np.linspace(0.0, 0.6, 9), np.inf]
+    n, p = 4, 40
+    trend = np.linspace(1.0, 0.1, p)
+    trend[5] = trend[4]  # the 6th product ties with the 5th: both in the top band
+    trend[21] = trend[19]  # the 22nd ties with the 20th
+    edges = np.r_[-np.inf, np.linspace(0.0, 1.0, 9), np.inf]
     calibration = Calibration(edges, np.linspace(0.05, 0.9, len(edges) - 1), 1.0, 30, 10, 50, rank_ratios=np.array([3.0, 2.0, 1.0, 0.5]))
-    n = base.own.X.shape[0]
-    model = type(base)(**{**base.__dict__, "calibration": calibration, "p_active": np.linspace(0.2, 0.9, n)})
+    model = type(blank := blank_model(n, p))(**{**blank.__dict__, "trend": trend, "calibration": calibration, "p_active": np.linspace(0.2, 0.9, n)})
     probability, score = model_scores(model, slice(0, n))
-    u, j = np.meshgrid(np.arange(n), np.arange(score.shape[1]), indexing="ij")
-    revenue = probability * value_per_buyer(model, u, j, rank_bands(score))
-    targets = customer_targets(model, top_k=3)
+    u, j = np.meshgrid(np.arange(n), np.arange(p), indexing="ij")
+    band = rank_bands(score)
+    assert band[0, :6].tolist() == [0] * 6 and band[0, 6:20].tolist() == [1] * 14 and band[0, 21] == 1 and band[0, 20] == 2
+    revenue = probability * value_per_buyer(model, u, j, band)
+    targets = customer_targets(model, top_k=30)  # offers below the top 5 and the top 20 too
     tu, tj = targets["_u"].to_numpy(), targets["_j"].to_numpy()
     np.testing.assert_allclose(targets["expected_revenue"].to_numpy(), revenue[tu, tj])
     np.testing.assert_allclose(expected_by_segment(model)[1][0], revenue.sum(axis=0))
-    plain = value_per_buyer(model, tu, tj)
-    assert np.allclose(targets["expected_revenue"].to_numpy(), targets["purchase_probability"].to_numpy() * plain * 3.0)  # top 3: band 0
+    plain = targets["purchase_probability"].to_numpy() * value_per_buyer(model, tu, tj)
+    assert sorted(set(np.round(targets["expected_revenue"].to_numpy() / plain, 9).tolist())) == [1.0, 2.0, 3.0]
