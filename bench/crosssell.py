@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import itertools
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clv.load import ColumnMapping, Transactions, load_transactions  # noqa: E402
 from clv.models import Horizon  # noqa: E402
 from segments.crosssell import (  # noqa: E402
+    SPEND_RANK_EDGES,
     _top_k,
     calibration_warnings,
     customer_targets,
@@ -244,7 +246,10 @@ def evaluate(tx: Transactions, calibration_end: dt.date, holdout_end: dt.date, n
         methods["clvx, variants allowed"] = evaluation_lists(run.model, rows, NDCG_K, allow_variants=True)
     cal = run.model.calibration
     if cal is not None:
-        print(f"  calibration: ridge {cal.ridge:g}, value ratio {cal.value_ratio:.2f}, {cal.n_customers:,} inner customers, "
+        places = [f"top {SPEND_RANK_EDGES[0]}", *(f"{lo + 1}-{hi}" for lo, hi in itertools.pairwise(SPEND_RANK_EDGES)), "below"]
+        bands = "" if cal.rank_ratios is None else (f", spend by place in the list ({', '.join(places)}) "
+                                                    + " / ".join(f"{r:.2f}" for r in cal.rank_ratios))
+        print(f"  calibration: ridge {cal.ridge:g}, value ratio {cal.value_ratio:.2f}{bands}, {cal.n_customers:,} inner customers, "
               f"{cal.n_purchases:,} first purchases", file=sys.stderr)
     scores = {name: per_customer(lists, split.truth, rows) for name, lists in methods.items()}
     hr_ratio = ratio_interval(scores["clvx"][0], scores["EASE"][0], n_boot, seed)
