@@ -21,7 +21,9 @@ isotonic curve fitted on an inner split (the log without its last horizon of day
 :class:`Calibration`). Expected revenue of an offer = its probability x what this customer
 would spend on the product: its revenue per order (pooled over its buyers, shrunk toward the
 catalogue's for products few own) x the customer's order size, times the inner split's ratio
-of actual to predicted spend of new buyers in the same decile of prediction.
+of actual to predicted spend of new buyers in the same decile of prediction, and that of the
+product's place in the customer's list (top 5, 6-20, 21-100, below): customers spend more on
+the products that fit them best.
 
 The segment x product table ranks, per segment, the products with the most expected
 revenue from the segment's non-owners: ``expected_buyers`` is the sum of their
