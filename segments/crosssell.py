@@ -313,12 +313,14 @@ def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: spar
     def counts_of(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per customer of ``sel``, the allowed products per score bin; the first purchases per bin; and their rank bands."""
         pref = offer_scores(model, sel)
-        y = truth[sel].toarray() > 0
-        ok = np.isfinite(pref)
-        b = np.clip(bins(pref[ok]), 0, n_bins - 1)
-        per_customer = np.bincount(np.nonzero(ok)[0] * n_bins + b, minlength=len(sel) * n_bins).reshape(len(sel), n_bins)
+        # Each score's bin, and bin n_bins for the products not allowed: counted in place, never gathered.
+        b = np.where(np.isfinite(pref), np.clip(bins(pref), 0, n_bins - 1), n_bins)
+        y = (truth[sel] > 0).tocoo()
+        hits = np.bincount(b[y.row, y.col], minlength=n_bins + 1)[:n_bins].astype(float)
+        b += np.arange(len(sel))[:, None] * (n_bins + 1)
+        per_customer = np.bincount(b.ravel(), minlength=len(sel) * (n_bins + 1)).reshape(len(sel), n_bins + 1)[:, :n_bins]
         t = truth[sel].tocoo()  # the block's first purchases in the order truth[active].tocoo() lists them
-        return per_customer.astype(float), np.bincount(b, weights=y[ok], minlength=n_bins), rank_bands(pref[t.row, t.col], rank_cuts(pref)[t.row])
+        return per_customer.astype(float), hits, rank_bands(pref[t.row, t.col], rank_cuts(pref)[t.row])
 
     blocks = list(ordered_map(counts_of, _row_chunks(active, p)))  # integer counts: the same on any thread count
     in_bin = np.vstack([c for c, _, _ in blocks]) if blocks else np.zeros((0, n_bins))  # per customer: allowed products per score bin
