@@ -77,28 +77,7 @@ def test_the_caps_are_lifted_after_the_step(seen_in_kmeans) -> None:
     assert _pool_sizes() == before
 
 
-def test_the_model_fit_and_its_hessian_run_with_blas_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    from clv.load import load_transactions
-    from clv.models import BGNBD
-    from clv.rfm import collect, rfm_summary
-    from clv.sample import bundled_sample_path
-
-    seen: list[dict[str, set[int]]] = []
-    hessian = likelihood._hessian
-
-    def recording(objective, log_params):
-        seen.append(_pool_sizes())
-        return hessian(objective, log_params)
-
-    monkeypatch.setattr(likelihood, "_hessian", recording)
-    tx = load_transactions(bundled_sample_path())
-    summary = collect(rfm_summary(tx.frame, tx.as_of))
-    with clvx.threads(1):
-        BGNBD(engine="numpy").fit(summary)
-    assert seen and all(sizes["blas"] == {1} for sizes in seen)
-
-
-def test_the_model_fit_uses_one_blas_thread_whatever_the_thread_count_and_gives_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_model_fit_and_its_hessian_run_with_one_blas_thread_at_any_thread_count_and_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
     from clv.load import load_transactions
     from clv.models import BGNBD
     from clv.rfm import collect, rfm_summary
