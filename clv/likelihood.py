@@ -58,6 +58,13 @@ class Optimum:
     hessian_positive_definite: bool | None = None
 
 
+def load_libraries() -> None:
+    """Import what a fit runs on now (scipy's optimiser and special functions), rather than at the first fit."""
+    from scipy.optimize import minimize  # noqa: F401
+
+    _ = special.gammaln  # the lazily loaded module runs its code on this first read
+
+
 def positive_definite(matrix: npt.ArrayLike) -> bool:
     """True when a symmetric matrix is finite and positive definite (a Cholesky factor exists)."""
     m = np.asarray(matrix, dtype=float)

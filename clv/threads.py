@@ -12,7 +12,8 @@ for minutes. So clvx
   process may run on (``os.sched_getaffinity``, which honours ``taskset`` and cgroup
   cpusets, unlike ``os.cpu_count``);
 - caps OpenMP and BLAS with threadpoolctl around each step that uses them
-  (:func:`limits`): k-means, the model fits;
+  (:func:`limits`): k-means and the model fits run on one thread each, since their
+  work is too small per call for a pool to pay (below);
 - asks, before those libraries load, for OpenMP threads that sleep rather than spin
   when idle, for polars' pool size, and for a polars allocator that gives freed memory
   back (:func:`environment`; polars reads its size and its allocator's options when it
@@ -105,30 +106,33 @@ def use(threads: int | None) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def limits(threads: int | None = None, *, blas: int | None = None) -> Iterator[int]:
+def limits(threads: int | None = None, *, blas: int | None = None, openmp: int | None = None) -> Iterator[int]:
     """Cap the OpenMP and BLAS pools loaded now at :func:`resolve`'s count while the block runs.
 
-    ``blas`` caps the BLAS pool lower (1: the caller's own thread). Enter it after
-    importing the library whose pool it should cap (threadpoolctl sees only the
+    ``blas`` and ``openmp`` cap one pool lower (1: the caller's own thread). Enter it
+    after importing the library whose pool it should cap (threadpoolctl sees only the
     libraries already loaded).
     """
     from threadpoolctl import threadpool_limits
 
     n = resolve(threads)
-    with threadpool_limits(limits=n if blas is None else {"openmp": n, "blas": min(n, blas)}):
+    caps = {"openmp": n if openmp is None else min(n, openmp), "blas": n if blas is None else min(n, blas)}
+    with threadpool_limits(limits=n if blas is None and openmp is None else caps):
         yield n
 
 
-def limited(load: Callable[[], object] | None = None, *, blas: int | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a function to run inside :func:`limits` (``blas`` as there), after ``load()`` has imported the
-    libraries whose pools it should cap."""
+def limited(
+    load: Callable[[], object] | None = None, *, blas: int | None = None, openmp: int | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function to run inside :func:`limits` (``blas`` and ``openmp`` as there), after ``load()`` has
+    imported the libraries whose pools it should cap."""
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if load is not None:
                 load()
-            with limits(blas=blas):
+            with limits(blas=blas, openmp=openmp):
                 return fn(*args, **kwargs)
 
         return wrapper
