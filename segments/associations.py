@@ -16,13 +16,16 @@ N)``, ``conviction = (1 - n_j / N) / (1 - confidence)`` (infinite when confidenc
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 from scipy import sparse
 
+from clv import threads
 from clv.errors import InputError, option
 from clv.rfm import collect
 from clv.scalars import to_float, to_int
@@ -514,14 +517,19 @@ def _row_triangle(A: sparse.csr_matrix, lo: int, hi: int) -> tuple[np.ndarray, n
     return ea, eb
 
 
-def _co_owned_pairs(entry: sparse.csr_matrix, i: np.ndarray, j: np.ndarray):
-    """Per block of rows: ``(pairs, ia, ib)``, a wanted pair ``k`` (antecedent ``i[k]``, consequent ``j[k]``) for every
-    row holding both products, with the row's two entries (``entry``'s data: each entry's number) of ``i[k]`` and ``j[k]``.
+Crossings = Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def _co_owned_pairs(entry: sparse.csr_matrix, i: np.ndarray, j: np.ndarray) -> list[Crossings]:
+    """Blocks of rows, each a function giving ``(pairs, ia, ib)``: a wanted pair ``k`` (antecedent ``i[k]``, consequent
+    ``j[k]``) for every row holding both products, with the row's two entries (``entry``'s data: each entry's number) of
+    ``i[k]`` and ``j[k]``.
 
     Each row's antecedents are crossed with its consequents, or, when that takes fewer
     crossings (the rule set holds most pairs both ways, as with a low lift bound), each
     two of its products in either set are crossed once, left to right, and give the pair
-    each way it is wanted: half the crossings of a symmetric rule set.
+    each way it is wanted: half the crossings of a symmetric rule set. The blocks only
+    read what is built here, so they can run on threads of their own.
     """
     ants, a_of = np.unique(i, return_inverse=True)
     cons, b_of = np.unique(j, return_inverse=True)
@@ -536,13 +544,15 @@ def _co_owned_pairs(entry: sparse.csr_matrix, i: np.ndarray, j: np.ndarray):
     n_a, n_b, n_u = per_row(ants), per_row(cons), per_row(union)
     if (n_u * (n_u - 1) / 2).sum() >= (n_a * n_b).sum():
         A, B = entry[:, ants].tocsr(), entry[:, cons].tocsr()
-        pair_of = _PairNumbers(a_of, b_of, len(ants), len(cons))
-        for lo, hi in _blocks(n_a * n_b, TIMING_ROWS_PER_BLOCK):
+        crossed = _PairNumbers(a_of, b_of, len(ants), len(cons))
+
+        def cross(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             ea, eb = _row_cross(A, B, lo, hi)
-            pair = pair_of[A.indices[ea], B.indices[eb]]
+            pair = crossed[A.indices[ea], B.indices[eb]]
             hit = pair >= 0
-            yield pair[hit], A.data[ea[hit]], B.data[eb[hit]]
-        return
+            return pair[hit], A.data[ea[hit]], B.data[eb[hit]]
+
+        return [functools.partial(cross, lo, hi) for lo, hi in _blocks(n_a * n_b, TIMING_ROWS_PER_BLOCK)]
     U = entry[:, union].tocsr()
     U.sort_indices()
     p, q = np.searchsorted(union, i), np.searchsorted(union, j)
@@ -553,14 +563,18 @@ def _co_owned_pairs(entry: sparse.csr_matrix, i: np.ndarray, j: np.ndarray):
     forward[unordered[p < q]] = number[p < q]  # the pair left to right in the row
     backward[unordered[p > q]] = number[p > q]
     pair_of = _PairNumbers(keys // width, keys % width, width, width)
-    for lo, hi in _blocks(n_u * (n_u - 1) / 2, TIMING_ROWS_PER_BLOCK):
+
+    def triangle(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         es, et = _row_triangle(U, lo, hi)
         m = pair_of[U.indices[es], U.indices[et]]
         hit = m >= 0
         m, left, right = m[hit], U.data[es[hit]], U.data[et[hit]]
         f, b = forward[m], backward[m]
         fw, bw = f >= 0, b >= 0
-        yield np.r_[f[fw], b[bw]], np.r_[left[fw], right[bw]], np.r_[right[fw], left[bw]]
+        return np.r_[f[fw], b[bw]], np.r_[left[fw], right[bw]], np.r_[right[fw], left[bw]]
+
+    return [functools.partial(triangle, lo, hi) for lo, hi in _blocks(n_u * (n_u - 1) / 2, TIMING_ROWS_PER_BLOCK)]
+
 
 MASK_ORDERS = 64  # orders of one customer a mask holds: the bits of an unsigned 64-bit integer
 
@@ -670,15 +684,24 @@ def pair_timing(own: Ownership, ij: pl.DataFrame, *, max_customers: int = TIMING
     timed_owners, after, before = np.zeros(n_pairs, np.int64), np.zeros(n_pairs, np.int64), np.zeros(n_pairs, np.int64)
     same_owners = np.zeros(n_pairs, np.int64)
     later_pair, later_gap = [], []
-    for pair, ia, ib in _co_owned_pairs(entry, i, j):
+
+    def counted(crossings: Crossings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        pair, ia, ib = crossings()
         gap = days[ib] - days[ia]
-        timed_owners += np.bincount(pair, minlength=n_pairs)
-        after += np.bincount(pair[gap > 0], minlength=n_pairs)
-        before += np.bincount(pair[gap < 0], minlength=n_pairs)
-        later_pair.append(pair[gap > 0])
-        later_gap.append(gap[gap > 0])
-        if masks is not None:
-            same_owners += np.bincount(pair[(masks[ia] & masks[ib]) != 0], minlength=n_pairs)
+        later = gap > 0
+        together = np.bincount(pair[(masks[ia] & masks[ib]) != 0], minlength=n_pairs) if masks is not None else None
+        return (np.bincount(pair, minlength=n_pairs), np.bincount(pair[later], minlength=n_pairs),
+                np.bincount(pair[gap < 0], minlength=n_pairs), together, pair[later], gap[later])
+
+    # Blocks on threads of their own (numpy releases the GIL), folded in order: whole-number sums, the same bits.
+    for owners, n_after, n_before, together, pair, gap in threads.ordered_map(counted, _co_owned_pairs(entry, i, j)):
+        timed_owners += owners
+        after += n_after
+        before += n_before
+        later_pair.append(pair)
+        later_gap.append(gap)
+        if together is not None:
+            same_owners += together
     later = pl.DataFrame({"_p": np.concatenate(later_pair) if later_pair else np.zeros(0, np.int64),
                           "_gap": np.concatenate(later_gap) if later_gap else np.zeros(0)})
     median = later.group_by("_p").agg(pl.col("_gap").median().alias("median_days_after"))

@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import sparse
 
+from clv import threads
 from segments import associations
 from segments.associations import build_ownership, pair_counts, pair_timing
 from segments.crosssell import _strongest_inputs, _top_k
@@ -131,7 +132,10 @@ def test_pair_timing_oracle_brute_force(monkeypatch, max_customers, with_orders)
     if with_orders:  # one order of no known customer
         own = type(own)(**{**own.__dict__, "basket_customer": np.where(np.arange(len(own.basket_customer)) == 3, -1, own.basket_customer)})
     ij = pair_counts(own).select("i", "j")
-    timing = pair_timing(own, ij, max_customers=max_customers)
+    with threads.use(2):  # blocks on two threads, folded in order: the same frame as on one
+        timing = pair_timing(own, ij, max_customers=max_customers)
+    with threads.use(1):
+        assert pair_timing(own, ij, max_customers=max_customers).equals(timing)
     stride = -(-own.X.shape[0] // max_customers)
     expected = pair_timing_brute_force(own, ij.rows(), stride)
     got = {(r["i"], r["j"]): (r["timed_owners"], r["same_order_owners"], r["bought_after"], r["bought_before"], r["median_days_after"])
