@@ -509,7 +509,7 @@ def load(source: Source, listener: Listener | None = None, *, need: Sequence[str
         raise InputError(f"{source.label}: this command needs the order lines, not a folder of aggregates; "
                          "segment and cross-sell read aggregates, or give the log's file")
     if source.input is None:
-        listener.notice(Notice("info", f"No INPUT given: using the bundled sample ({source.label})."))
+        listener.notice(Notice("info", "No INPUT given: using the bundled sample (a synthetic log); give a file or a glob to use yours."))
     with listener.step("Reading and checking the transaction log"):
         tx = load_transactions(source.location(), source.columns, as_of=source.as_of, options=source.read,
                                exclude=source.exclude)

@@ -34,7 +34,7 @@ from present.output import (
     to_json,
     write_csv_blocks,
 )
-from segments.pipeline import SegmentRun
+from segments.pipeline import NEAR_TERM, SegmentRun
 
 
 def period_headers(period: Period) -> dict[str, str]:
@@ -174,6 +174,11 @@ def with_horizon(frame: pl.DataFrame, horizon: Horizon, names: tuple[str, ...]) 
 
 
 CLV_COLUMNS = ("clv", "expected_purchases", "churn_risk", *INTERVAL_COLUMNS)  # depend on the CLV horizon
+
+
+def profile_columns(profile: pl.DataFrame, horizon: Horizon) -> pl.DataFrame:
+    """The segment table's columns as files name them: ``clv`` over the CLV horizon, ``churn_risk`` over the next 90 days."""
+    return with_horizon(with_horizon(profile, horizon, ("clv",)), NEAR_TERM, ("churn_risk",))
 OFFER_COLUMNS = ("expected_buyers", "expected_revenue")  # depend on the offers' horizon
 
 
@@ -451,7 +456,7 @@ def segment_profile(result, emitter: Emitter, *, explain: bool = False) -> None:
     seg = result.segmentation
     profile = seg.profile
     if emitter.format.value != "table":
-        emitter.rows(with_horizon(with_model(profile, result.purchase_model), result.horizon, ("clv",)))
+        emitter.rows(profile_columns(with_model(profile, result.purchase_model), result.horizon))
         return
     how = (
         f"k-means on days since last purchase, frequency, spend, P(alive) and CLV (log-scaled), k = {seg.k}"

@@ -32,7 +32,7 @@ from present import render
 from present.output import atomic_write, atomic_write_bytes, column_kind, format_cell, terminal_text
 from present.progress import excluded, kept
 from segments.crosssell import CrossSellBacktest
-from segments.pipeline import ReportData
+from segments.pipeline import NEAR_TERM, ReportData
 
 REPORT_SUFFIXES = (".html", ".htm", ".xlsx", ".md")
 PALETTE = ("#1b4965", "#5fa8d3", "#62b6cb", "#bee9e8", "#cae9ff", "#ef8354", "#f4a261", "#8d99ae")
@@ -599,7 +599,9 @@ def markdown_report(data: ReportData) -> str:
     md = markdown_text
     parts = [f"# {md(data.title)}", "", f"{md(data.source)}, observed to {data.as_of}, period {data.period}.", ""]
     parts += [f"- **{k}**: {md(v)} ({md(n)})" for k, v, n in headline(data)]
-    parts += ["", "## Customer segments", "", markdown_table(data.segments.segmentation.profile, SEGMENT_DECIMALS)]
+    profile = render.profile_columns(data.segments.segmentation.profile, data.segments.horizon)
+    suffix = render.horizon_suffix(data.segments.horizon)
+    parts += ["", "## Customer segments", "", markdown_table(profile, SEGMENT_DECIMALS | {f"clv_{suffix}": 0})]
     if data.backtest is not None:
         parts += ["", "## Holdout backtest", "", markdown_table(data.backtest.by_frequency, {c: 3 for c in data.backtest.by_frequency.columns})]
     if data.diagnostics is not None:
@@ -612,7 +614,10 @@ def markdown_report(data: ReportData) -> str:
         for name, frame in frames.items():
             parts += [f"### {md(titles[name])}", "", markdown_table(frame, DIAGNOSTIC_DECIMALS), ""]
     if data.cross_sell is not None:
-        parts += ["", "## Cross-sell targets per segment", "", markdown_table(top_targets(data), {"expected_buyers": 1})]
+        offer_horizon = data.cross_sell.offer_horizon
+        targets = render.with_horizon(top_targets(data), offer_horizon, render.OFFER_COLUMNS)  # type: ignore[arg-type]
+        parts += ["", "## Cross-sell targets per segment", "",
+                  markdown_table(targets, {f"expected_buyers_{render.horizon_suffix(offer_horizon)}": 1})]
     bundles = top_bundles(data)
     if bundles is not None:
         parts += ["", "## Bundles bought together in one order", "", markdown_table(bundles)]
@@ -869,6 +874,9 @@ def xlsx_report(data: ReportData, path: Path) -> None:
         header = {"bold": True, "bg_color": "#1b4965", "font_color": "#ffffff", "border": 1, "text_wrap": True}
         _xlsx_summary(wb, data, header)
         words = data.segments.horizon.words
-        horizon = {"clv": f"CLV, {words}", "expected_purchases": f"Expected purchases, {words}"}
+        horizon = {"clv": f"CLV, {words}", "expected_purchases": f"Expected purchases, {words}", "churn_risk": f"Churn risk, next {NEAR_TERM.words}"}
+        if data.cross_sell is not None:
+            offers = data.cross_sell.offer_horizon.words
+            horizon |= {"expected_buyers": f"Expected buyers, next {offers}", "expected_revenue": f"Expected revenue, next {offers}"}
         for name, frame in sheets:
             _xlsx_table(wb, name, frame, header, horizon)

@@ -211,7 +211,7 @@ def test_bad_model_file_and_horizon(runner, tmp_path):
 
 PROFILE_KEYS = {
     "segment", "n_customers", "customer_share", "revenue", "revenue_share", "clv_12m", "clv_share", "mean_p_alive",
-    "churn_risk", "median_days_since_last_purchase", "median_frequency", "avg_order_value", "expected_purchases_90d", "top_categories",
+    "churn_risk_90d", "median_days_since_last_purchase", "median_frequency", "avg_order_value", "expected_purchases_90d", "top_categories",
     "purchase_model",
 }
 

@@ -249,6 +249,16 @@ def test_markdown_has_the_tables(report_data, tmp_path):
     text = path.read_text()
     assert text.startswith("# Test report")
     assert "| segment | n_customers |" in text and "## Methodology" in text
+    # Column names as in the files the commands write: a value that depends on a horizon carries it.
+    assert "| clv_12m |" in text and "| expected_buyers_90d | expected_revenue_90d |" in text
+    assert "| clv |" not in text  # (the backtests' expected_buyers are over their holdout, named in their titles)
+
+
+def test_workbook_headers_name_each_columns_horizon(workbook):
+    strings = html.unescape(workbook["xl/sharedStrings.xml"])
+    for header in ("CLV, 12 months", "Churn risk, next 90 days", "Expected buyers, next 90 days", "Expected revenue, next 90 days"):
+        assert f">{header}<" in strings
+    assert ">Churn risk<" not in strings and ">Expected buyers<" not in strings and ">Expected revenue<" not in strings
 
 
 def _browser() -> str | None:
