@@ -174,12 +174,12 @@ def with_horizon(frame: pl.DataFrame, horizon: Horizon, names: tuple[str, ...]) 
 
 
 CLV_COLUMNS = ("clv", "expected_purchases", "churn_risk", *INTERVAL_COLUMNS)  # depend on the CLV horizon
+OFFER_COLUMNS = ("expected_buyers", "expected_revenue")  # depend on the offers' horizon
 
 
 def profile_columns(profile: pl.DataFrame, horizon: Horizon) -> pl.DataFrame:
     """The segment table's columns as files name them: ``clv`` over the CLV horizon, ``churn_risk`` over the next 90 days."""
     return with_horizon(with_horizon(profile, horizon, ("clv",)), NEAR_TERM, ("churn_risk",))
-OFFER_COLUMNS = ("expected_buyers", "expected_revenue")  # depend on the offers' horizon
 
 
 def predictions(scored: pl.DataFrame, period: Period, horizon: Horizon, discount_rate: float, emitter: Emitter, *,
