@@ -565,6 +565,15 @@ RANKING_HEADERS = {
 }
 
 
+def ranking_sample_note(run) -> str:
+    """What a reader of the segment ranking must know when its expectations come from a sample of customers, else ""."""
+    if run.ranking_customers is None:
+        return ""
+    return (f" Expected buyers and revenue are estimated from {run.ranking_customers:,} of the {len(run.model.own.customers):,} "
+            "customers (the same number drawn from each segment, weighted up to its size): scoring every customer against "
+            "every product of a catalogue this wide would take too long; owners and non-owners are counted over everyone.")
+
+
 def crosssell_ranking(run, emitter: Emitter) -> None:
     s = horizon_suffix(run.offer_horizon)
     ranking = with_horizon(run.ranking, run.offer_horizon, OFFER_COLUMNS)
@@ -580,7 +589,7 @@ def crosssell_ranking(run, emitter: Emitter) -> None:
             "spent on it in those days. "
             "index = segment penetration / overall penetration, shrunk toward 1 for products with few owners. timing: at checkout "
             "when most co-owners of the product and its most frequent companion bought both in one order, else a follow-up the "
-            "median days after buying the companion."
+            "median days after buying the companion." + ranking_sample_note(run)
         ),
         headers={(f"{k}_{s}" if k in OFFER_COLUMNS else k): v for k, v in RANKING_HEADERS.items()},
         decimals={"index": 2, f"expected_buyers_{s}": 1},

@@ -31,7 +31,7 @@ from clv.models import LOW_DROPOUT, MODEL_LABELS
 from present import render
 from present.output import atomic_write, atomic_write_bytes, column_kind, format_cell, terminal_text
 from present.progress import excluded, kept
-from segments.crosssell import CrossSellBacktest
+from segments.crosssell import SEGMENT_WEIGHT, CrossSellBacktest
 from segments.pipeline import NEAR_TERM, ReportData
 
 REPORT_SUFFIXES = (".html", ".htm", ".xlsx", ".md")
@@ -114,8 +114,10 @@ def methodology(data: ReportData) -> list[tuple[str, str]]:
         ("Segments", f"{seg.method}, k = {seg.k}, seed {seg.seed}; named from the members' mean RFM scores"),
     ]
     if data.cross_sell is not None:
-        rows.append(("Cross-sell", f"{data.cross_sell.excluded.height} non-product codes left out; offers score = P(buys in "
-                                   f"{data.cross_sell.offer_horizon.label}) x (0.75 product associations + 0.25 segment penetration)"))
+        rows.append(("Cross-sell", f"{data.cross_sell.excluded.height} non-product codes left out; offer score = item model (a sparse "
+                                   f"EASE over who owns what) + {SEGMENT_WEIGHT:g} x the segment's penetration + the share of recent first buyers; "
+                                   f"probabilities of a first purchase within {data.cross_sell.offer_horizon.label} calibrated on the "
+                                   "log's last days" + render.ranking_sample_note(data.cross_sell)))
     rows.append(("Software", f"clvx {data.clvx_version}"))
     return rows
 
@@ -514,7 +516,8 @@ def html_report(data: ReportData) -> str:
         parts += [
             "<h2>Cross-sell: what to offer each segment</h2>",
             '<p class="note">Top products per segment by expected revenue from the segment\'s non-owners over '
-            f"{html.escape(data.cross_sell.offer_horizon.label)}. Index: how much more often the segment owns the product than customers overall.</p>",
+            f"{html.escape(data.cross_sell.offer_horizon.label)}. Index: how much more often the segment owns the product than customers overall."
+            f"{html.escape(render.ranking_sample_note(data.cross_sell))}</p>",
             _html_table(top_targets(data), {"penetration": "% of segment own it", "expected_buyers": "expected buyers",
                                             "expected_revenue": "expected revenue"}, {"expected_buyers": 1}),
             _figure_html(chart_cross_sell(data.cross_sell), "Segment x product index for the products with most expected revenue "
@@ -618,6 +621,8 @@ def markdown_report(data: ReportData) -> str:
         targets = render.with_horizon(top_targets(data), offer_horizon, render.OFFER_COLUMNS)  # type: ignore[arg-type]
         parts += ["", "## Cross-sell targets per segment", "",
                   markdown_table(targets, {f"expected_buyers_{render.horizon_suffix(offer_horizon)}": 1})]
+        if note := render.ranking_sample_note(data.cross_sell).strip():
+            parts += ["", md(note)]
     bundles = top_bundles(data)
     if bundles is not None:
         parts += ["", "## Bundles bought together in one order", "", markdown_table(bundles)]

@@ -822,8 +822,8 @@ def substitute_pairs(own: Ownership, pairs: pl.DataFrame, category: pl.DataFrame
     prod_cat = pl.DataFrame({"product_id": own.products}).join(category, on="product_id", how="left")["category"]
     cats = prod_cat.fill_null("").to_numpy()
     n_p = len(owners)
-    cat_frame = pl.DataFrame({"j": np.arange(n_p), "category": cats, "owners": owners}).filter(pl.col("category") != "")
-    same = cat_frame.join(cat_frame, on="category", suffix="_b").filter(pl.col("j") < pl.col("j_b"))
+    a, b = _expected_pairs(pl.Series(cats).replace("", None).rank("dense").fill_null(0).cast(pl.Int64).to_numpy() - 1, owners, n)
+    same = pl.DataFrame({"j": a, "j_b": b, "owners": owners[a], "owners_b": owners[b]})
     same = same.with_columns((pl.col("owners") * pl.col("owners_b") / n).alias("expected")).filter(pl.col("expected") >= SUBSTITUTE_MIN_EXPECTED)
     if same.height == 0:
         return sparse.csr_matrix((n_p, n_p), dtype=bool)
@@ -833,6 +833,34 @@ def substitute_pairs(own: Ownership, pairs: pl.DataFrame, category: pl.DataFrame
     j = subs["j_b"].to_numpy()
     data = np.ones(2 * len(i), dtype=bool)
     return sparse.csr_matrix((data, (np.r_[i, j], np.r_[j, i])), shape=(n_p, n_p))
+
+
+def _expected_pairs(category: np.ndarray, owners: np.ndarray, n: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``a < b`` of products in one category (code >= 0) that independence could give ``SUBSTITUTE_MIN_EXPECTED`` co-owners.
+
+    ``owners_a x owners_b / n >= SUBSTITUTE_MIN_EXPECTED`` needs ``owners_b`` of at least
+    ``SUBSTITUTE_MIN_EXPECTED x n / owners_a``: within a category sorted by owners, most
+    first, that is a prefix, so only those pairs are made, not every pair of a category
+    (fifty categories of a thousand products are 25 million pairs, nearly all of products
+    too rarely owned to be anyone's substitute). The bound is loosened by a part in 10^9 so
+    that the caller's exact test of the expected count decides every pair at its edge.
+    """
+    counted = np.flatnonzero(category >= 0)
+    if len(counted) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    whole = np.rint(owners[counted]).astype(np.int64)  # counts of customers
+    order = counted[np.lexsort((counted, -whole, category[counted]))]
+    code, held = category[order].astype(np.int64), np.rint(owners[order]).astype(np.int64)
+    span = int(held.max()) + 2
+    keys = code * span + (span - 1 - held)  # ascending: by category, then most owners first
+    need = np.ceil(SUBSTITUTE_MIN_EXPECTED * n / np.maximum(held, 1) * (1 - 1e-9)).astype(np.int64)
+    start = np.searchsorted(keys, code * span, side="left")
+    stop = np.where(need <= held.max(), np.searchsorted(keys, code * span + (span - 1 - np.minimum(need, span - 1)), side="right"), start)
+    length = np.maximum(stop - start, 0)
+    first = np.repeat(order, length)
+    second = order[np.repeat(start - np.cumsum(length) + length, length) + np.arange(int(length.sum()))]
+    keep = first < second
+    return first[keep], second[keep]
 
 
 # --------------------------------------------------------------------------- bundles

@@ -58,7 +58,8 @@ SEGMENT_WEIGHT = 0.1  # weight of the segment's penetration beside the item scor
 TREND_WEIGHT = 1.0  # weight of the share of customers who first bought the product lately
 TREND_DAYS = 30  # "lately"
 INDEX_PSEUDO_COUNT = 10.0
-CHUNK_CELLS = 4_000_000  # customers x products scored at once
+CHUNK_CELLS = 1_000_000  # customers x products scored at once: 8 MB arrays, which the allocator reuses (32 MB ones it maps afresh)
+QUANTILE_CELLS = 4_000_000  # customers x products whose scores give the calibration's bin edges (the first customers)
 DENSE_WEIGHTS_PRODUCTS = 2_048  # products up to which a mostly filled W is held as an array (32 MB)
 DENSE_WEIGHTS_FILL = 0.25  # share of W's cells filled from which it is
 NEIGHBOURS = 100  # inputs per product in its regression (tuned on an inner split of the retail log)
@@ -76,7 +77,10 @@ CALIBRATION_BINS = 200  # score bins of the calibration curve
 TOP_SHARE = 0.01  # the top share of scores given half of the bins
 CALIBRATION_LEVELS = np.r_[np.linspace(0.0, 1.0 - TOP_SHARE, CALIBRATION_BINS // 2 + 1),
                            1.0 - np.geomspace(TOP_SHARE, 1e-5, CALIBRATION_BINS - CALIBRATION_BINS // 2)[1:], 1.0]
-CALIBRATION_CUSTOMERS = 20_000  # inner customers sampled to fit it
+CALIBRATION_CUSTOMERS = 20_000  # inner customers sampled to fit it (fewer in a wide catalogue: SAMPLE_CELLS)
+SAMPLE_CELLS = 200_000_000  # customers x products scored to fit the calibration or choose the ridge, at most
+MIN_SAMPLE_CUSTOMERS = 2_000  # customers sampled for those, at least
+TABLE_CELLS = 400_000_000  # customers x products summed for the segment table; beyond, a sample of each segment (see table_sample)
 MIN_CALIBRATION_PURCHASES = 20  # first-time purchases below which scores stay uncalibrated
 RIDGE_TOP = 5  # offers per customer the ridge is chosen on (hit rate at 5)
 MAX_OFFERS = 100  # offers per customer, and products per segment in the ranking
@@ -169,6 +173,11 @@ class CrossSellModel:
             return None
         return self.weights.toarray()
 
+    @cached_property
+    def weighted_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """``SEGMENT_WEIGHT x segment_penetration`` (segments x products) and ``TREND_WEIGHT x trend``: the score's two other terms."""
+        return SEGMENT_WEIGHT * self.segment_penetration, TREND_WEIGHT * self.trend[None, :]
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -257,8 +266,8 @@ def choose_ridge(model: CrossSellModel, truth: sparse.csr_matrix, ridges: tuple[
     computed (:func:`item_weights_for`); else they are computed here.
     """
     rows = np.flatnonzero(np.asarray(truth.sum(axis=1)).ravel() > 0)
-    if len(rows) > CALIBRATION_CUSTOMERS:
-        rows = np.sort(np.random.default_rng(0).choice(rows, CALIBRATION_CUSTOMERS, replace=False))
+    if len(rows) > (size := calibration_customers(truth.shape[1])):
+        rows = np.sort(np.random.default_rng(0).choice(rows, size, replace=False))
     if weights is None:
         weights = item_weights_for(model.own.X, ridges, advance=advance)
     best: tuple[float, float, CrossSellModel] | None = None
@@ -272,8 +281,19 @@ def choose_ridge(model: CrossSellModel, truth: sparse.csr_matrix, ridges: tuple[
     return best[1], best[2]
 
 
+def calibration_customers(cells_per_customer: int) -> int:
+    """How many customers to sample for a fit that scores ``cells_per_customer`` cells each (products, x lambdas tried).
+
+    ``CALIBRATION_CUSTOMERS``, fewer when that would score more than ``SAMPLE_CELLS`` cells
+    (a catalogue of tens of thousands of products), never fewer than
+    ``MIN_SAMPLE_CUSTOMERS``: the curve has ``CALIBRATION_BINS`` bins and a few thousand
+    customers give each of them millions of scored pairs.
+    """
+    return max(MIN_SAMPLE_CUSTOMERS, min(CALIBRATION_CUSTOMERS, SAMPLE_CELLS // max(cells_per_customer, 1)))
+
+
 def score_quantiles(model: CrossSellModel) -> np.ndarray:
-    """``CALIBRATION_BINS + 1`` quantiles of the allowed scores of a sample of all customers (the first block).
+    """``CALIBRATION_BINS + 1`` quantiles of the allowed scores of a sample of all customers (the first ``QUANTILE_CELLS`` cells).
 
     Half the bins cover the lowest 99% of scores, the other half the top 1%, ever finer
     toward the top (levels 1 - 10^-2 ... 1 - 10^-5): offers are the few best products of
@@ -281,7 +301,7 @@ def score_quantiles(model: CrossSellModel) -> np.ndarray:
     evenly spaced quantiles would pool them all into a bin or two.
     """
     n, p = model.own.X.shape
-    score = offer_scores(model, _chunks(n, p)[0])
+    score = offer_scores(model, slice(0, min(n, max(1, QUANTILE_CELLS // max(p, 1)))))
     finite = score[np.isfinite(score)]
     edges = np.quantile(finite, CALIBRATION_LEVELS) if finite.size else np.zeros(CALIBRATION_BINS + 1)
     edges[0], edges[-1] = -np.inf, np.inf
@@ -304,8 +324,8 @@ def fit_calibration(model: CrossSellModel, truth: sparse.csr_matrix, spend: spar
     active = np.sort(active)
     if len(active) == 0 or truth[active].nnz < MIN_CALIBRATION_PURCHASES:
         return uncalibrated(horizon_days)
-    if len(active) > CALIBRATION_CUSTOMERS:
-        active = np.sort(np.random.default_rng(0).choice(active, CALIBRATION_CUSTOMERS, replace=False))
+    if len(active) > (size := calibration_customers(p)):
+        active = np.sort(np.random.default_rng(0).choice(active, size, replace=False))
     edges = score_quantiles(model)
     n_bins = len(edges) - 1
     bins = EdgeBins(edges)
@@ -483,9 +503,10 @@ def predicted_spend(model: CrossSellModel, u: np.ndarray, j: np.ndarray) -> np.n
     return model.typical_value[j] * scale
 
 
-def segment_onehot(codes: np.ndarray, n_segments: int) -> sparse.csr_matrix:
-    """Segments x customers indicator: ``onehot @ per_customer`` sums a quantity per segment."""
-    return sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_segments, len(codes)))
+def segment_onehot(codes: np.ndarray, n_segments: int, weights: np.ndarray | None = None) -> sparse.csr_matrix:
+    """Segments x customers indicator (or ``weights``): ``onehot @ per_customer`` sums a quantity per segment."""
+    data = np.ones(len(codes)) if weights is None else weights
+    return sparse.csr_matrix((data, (codes, np.arange(len(codes)))), shape=(n_segments, len(codes)))
 
 
 def _cosine_neighbours(X: sparse.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -812,9 +833,10 @@ def offer_scores(model: CrossSellModel, rows: slice | np.ndarray, *, allow_subst
     """
     owned = model.own.X[rows]
     W = model.dense_weights
-    item = owned @ W if W is not None else np.asarray((owned @ model.weights).todense())
-    seg = model.segment_penetration[model.segment_of[rows]]
-    score = item + SEGMENT_WEIGHT * seg + TREND_WEIGHT * model.trend[None, :]
+    score = owned @ W if W is not None else np.asarray((owned @ model.weights).todense())
+    segment, trend = model.weighted_terms
+    np.add(score, segment[model.segment_of[rows]], out=score)  # in place: (item + segment) + trend, each term as it was weighted
+    np.add(score, trend, out=score)
     return _masked(score, owned, None if allow_substitutes else model.substitutes, None if allow_variants else model.variants)
 
 
@@ -1013,24 +1035,56 @@ def expected_buyers_by_segment(model: CrossSellModel, *, allow_substitutes: bool
     return expected_by_segment(model, allow_substitutes=allow_substitutes, allow_variants=allow_variants)[0]
 
 
+def table_sample(model: CrossSellModel) -> tuple[np.ndarray, np.ndarray] | None:
+    """Customers (indices, ascending) and their weights when every customer x product would exceed ``TABLE_CELLS``; else None.
+
+    A million customers over fifty thousand products are 5e10 cells, where each segment's
+    sums are well estimated from a few thousand of its customers: the same number drawn
+    from each segment (all of a smaller one), each weighted by its segment's size over
+    those drawn, so that every sum estimates the whole segment's (Horvitz-Thompson). The
+    draw is seeded: the same log gives the same table.
+    """
+    n, p = model.own.X.shape
+    if n * p <= TABLE_CELLS:
+        return None
+    per_segment = max(1, TABLE_CELLS // p // max(len(model.segments), 1))
+    rng = np.random.default_rng(0)
+    rows, weights = [], []
+    for code in range(len(model.segments)):
+        members = np.flatnonzero(model.segment_of == code)
+        drawn = members if len(members) <= per_segment else np.sort(rng.choice(members, per_segment, replace=False))
+        rows.append(drawn)
+        weights.append(np.full(len(drawn), len(members) / max(len(drawn), 1)))
+    rows_, weights_ = np.concatenate(rows), np.concatenate(weights)
+    order = np.argsort(rows_, kind="stable")
+    return rows_[order], weights_[order]
+
+
 def expected_by_segment(model: CrossSellModel, *, allow_substitutes: bool = False, allow_variants: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Segments x products: non-owners' expected buyers (sum of probabilities) and expected revenue within the horizon.
 
     Revenue sums each non-owner's probability x what they would spend (:func:`value_per_buyer`).
+    Over every customer, or estimated from a sample of each segment when that would be too
+    many cells (:func:`table_sample`).
     """
     n, p = model.own.X.shape
     buyers = np.zeros((len(model.segments), p))
     revenue = np.zeros((len(model.segments), p))
     products = np.arange(p)
+    sample = table_sample(model)
+    # Blocks of (rows to score, their customer indices, their weights): every customer once, or the sample's.
+    blocks: list[tuple[slice | np.ndarray, np.ndarray, np.ndarray | None]] = (
+        [(rows, np.arange(rows.start, rows.stop), None) for rows in _chunks(n, p)] if sample is None
+        else [(sample[0][at], sample[0][at], sample[1][at]) for at in _row_chunks(np.arange(len(sample[0])), p)])
 
-    def sums_of(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    def sums_of(block: tuple[slice | np.ndarray, np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+        rows, u, weight = block
         probability, score = model_scores(model, rows, allow_substitutes=allow_substitutes, allow_variants=allow_variants)
-        onehot = segment_onehot(model.segment_of[rows], len(model.segments))
-        u = np.arange(rows.start, rows.stop)
+        onehot = segment_onehot(model.segment_of[u], len(model.segments), weight)
         band = rank_bands(score) if model.calibration is not None and model.calibration.rank_ratios is not None else None
         return onehot @ probability, onehot @ (probability * value_per_buyer(model, u[:, None], products[None, :], band))
 
-    for block_buyers, block_revenue in ordered_map(sums_of, _chunks(n, p)):  # added in block order: the same bits on any thread count
+    for block_buyers, block_revenue in ordered_map(sums_of, blocks):  # added in block order: the same bits on any thread count
         buyers += block_buyers
         revenue += block_revenue
     return buyers, revenue
@@ -1131,11 +1185,8 @@ def backtest_rankings(
         sel = evaluated[(evaluated >= rows.start) & (evaluated < rows.stop)]
         if not len(sel):
             continue
-        block = slice(rows.start, rows.stop)
-        pref = offer_scores(model, block)
-        pref = pref[sel - rows.start]
         owned = model.own.X[sel]
-        lists["model"].append(_top_k(pref, kmax)[0])
+        lists["model"].append(_top_k(offer_scores(model, sel), kmax)[0])
         lists["random"].append(_top_k(_masked(rng.random((len(sel), p)), owned, None), kmax)[0])
         lists["popularity"].append(_top_k(_masked(np.tile(model.population_penetration, (len(sel), 1)), owned, None), kmax)[0])
         lists["segment_popularity"].append(_top_k(_masked(model.segment_penetration[model.segment_of[sel]].copy(), owned, None), kmax)[0])

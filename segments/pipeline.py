@@ -73,6 +73,7 @@ from segments.crosssell import (
     score_quantiles,
     segment_ranking,
     segment_ranking_calibration,
+    table_sample,
     typical_order_values,
     uncalibrated,
     without_single_buyer_purchases,
@@ -233,6 +234,7 @@ class CrossSellRun:
     products: pl.DataFrame  # product_id with description / category when known
     offer_horizon: Horizon  # of the offers' expected buyers and revenue
     baskets: pl.DataFrame | None = None  # the baskets aggregate of the products cross-sold, when orders are known
+    ranking_customers: int | None = None  # customers the ranking's expected buyers and revenue were estimated from, when a sample
 
 
 def _without_products(frame: pl.DataFrame, excluded: pl.DataFrame) -> pl.DataFrame:
@@ -309,7 +311,9 @@ def run_crosssell(
         ranking = segment_ranking(model, top=top, products=products if products.width > 1 else None)
         order = {name: i for i, name in enumerate(seg.segmentation.profile["segment"].to_list())}
         ranking = ranking.sort(pl.col("segment").replace_strict(order, return_dtype=pl.Int32), "rank")
-        run = CrossSellRun(seg, model, ranking, excluded, products, offer_horizon, baskets)
+        sample = table_sample(model)
+        run = CrossSellRun(seg, model, ranking, excluded, products, offer_horizon, baskets,
+                           ranking_customers=None if sample is None else len(sample[0]))
         return replace(run, ranking=ranking_timing(run, ranking))
 
 

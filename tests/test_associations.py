@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -133,3 +134,23 @@ def test_ownership_of_first_purchases_sorted_or_not_is_that_of_the_lines():
     # a customer missing from the list is left out, as by the join
     partial = ownership_of(first.sort("customer_id"), customers.filter(customers != "c05"))
     assert partial.X.shape[0] == 31 and partial.X.nnz == expected.X.nnz - expected.X[5].nnz
+
+
+def test_substitutes_are_every_same_category_pair_rarely_co_owned_oracle_all_pairs():
+    """Oracle: every pair of one category, its expected co-owners under independence and its count, by brute force."""
+    from scipy import sparse
+
+    from segments.associations import SUBSTITUTE_LIFT, SUBSTITUTE_MIN_EXPECTED, Ownership, pair_counts, substitute_pairs
+
+    rng = np.random.default_rng(3)
+    n, p = 400, 60
+    X = sparse.csr_matrix((rng.random((n, p)) < rng.uniform(0.01, 0.5, p)).astype(np.float64))
+    own = Ownership(X, X.copy(), pl.Series([f"c{u:03d}" for u in range(n)]), pl.Series([f"p{j:02d}" for j in range(p)]), None)
+    category = pl.DataFrame({"product_id": own.products, "category": [["a", "b", "c", None][j % 4] for j in range(p)]})
+    found = substitute_pairs(own, pair_counts(own), category)
+    dense, owners, cats = X.toarray(), X.toarray().sum(axis=0), category["category"].to_list()
+    expected = {(a, b) for a in range(p) for b in range(p) if a != b and cats[a] is not None and cats[a] == cats[b]
+                and owners[a] * owners[b] / n >= SUBSTITUTE_MIN_EXPECTED
+                and (dense[:, a] * dense[:, b]).sum() < SUBSTITUTE_LIFT * owners[a] * owners[b] / n}
+    assert expected  # the check has pairs to find
+    assert set(zip(*found.nonzero(), strict=True)) == expected

@@ -421,3 +421,48 @@ def test_offers_and_segment_table_spend_use_the_same_rank_band_of_each_customers
     np.testing.assert_allclose(expected_by_segment(model)[1][0], revenue.sum(axis=0))
     plain = targets["purchase_probability"].to_numpy() * value_per_buyer(model, tu, tj)
     assert sorted(set(np.round(targets["expected_revenue"].to_numpy() / plain, 9).tolist())) == [1.0, 2.0, 3.0]
+
+
+def random_model(sizes: tuple[int, ...], p: int, seed: int = 0):
+    """Customers in segments of ``sizes`` owning random products (each segment its own tastes), P(active) varying: for sums."""
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    segment = np.repeat(np.arange(len(sizes)), sizes)
+    taste = rng.dirichlet(np.full(p, 0.5), size=len(sizes))
+    X = np.zeros((n, p))
+    for u in range(n):
+        X[u, rng.choice(p, size=rng.integers(1, 6), replace=False, p=taste[segment[u]])] = 1.0
+    X = sparse.csr_matrix(X)
+    T = X.multiply(rng.integers(1, 300, size=X.shape)).tocsr()
+    own = build_ownership(pl.DataFrame({"customer_id": ["c0"], "product_id": ["p0"], "date": [dt.datetime(2024, 1, 1)]}))
+    own = type(own)(X, T, pl.Series([f"c{u:04d}" for u in range(n)]), pl.Series([f"p{j:03d}" for j in range(p)]), None)
+    customers = pl.DataFrame({"customer_id": own.customers, "segment": [f"s{s}" for s in segment], "p_active": rng.uniform(0.1, 0.9, n)})
+    return build_model(own, customers, pl.DataFrame({"product_id": own.products, "value": rng.uniform(1.0, 30.0, p)}))
+
+
+def test_segment_table_from_a_sample_of_each_segment_estimates_everyones_sums_horvitz_thompson(monkeypatch):
+    """Oracle: the table over every customer. Drawn from each segment and weighted up to its size, the sums estimate it."""
+    from segments import crosssell
+
+    model = random_model((600, 300, 80), 40)
+    full_buyers, full_revenue = crosssell.expected_by_segment(model)
+    assert crosssell.table_sample(model) is None  # 980 x 40 cells: everyone
+    monkeypatch.setattr(crosssell, "TABLE_CELLS", 40 * 3 * 100)  # 100 customers per segment
+    rows, weights = crosssell.table_sample(model)
+    assert np.all(np.diff(rows) > 0) and len(rows) == 280
+    np.testing.assert_allclose(np.bincount(model.segment_of[rows], weights=weights), [600, 300, 80])  # each segment's size
+    again = crosssell.table_sample(model)
+    assert np.array_equal(again[0], rows) and np.array_equal(again[1], weights)  # seeded
+    buyers, revenue = crosssell.expected_by_segment(model)
+    for full, estimate in ((full_buyers, buyers), (full_revenue, revenue)):
+        np.testing.assert_allclose(estimate.sum(axis=1), full.sum(axis=1), rtol=0.1)  # per segment, over its products
+        assert np.corrcoef(estimate.ravel(), full.ravel())[0, 1] > 0.95  # product by product too
+    np.testing.assert_allclose(buyers[2], full_buyers[2])  # the smallest segment is drawn whole, weight 1
+
+
+def test_fits_sample_fewer_customers_only_in_a_catalogue_of_tens_of_thousands_of_products():
+    from segments.crosssell import CALIBRATION_CUSTOMERS, MIN_SAMPLE_CUSTOMERS, calibration_customers
+
+    assert calibration_customers(48) == calibration_customers(4_000) == CALIBRATION_CUSTOMERS  # the retail log's fits as they were
+    assert calibration_customers(50_000) == 4_000
+    assert calibration_customers(2_000_000) == MIN_SAMPLE_CUSTOMERS
