@@ -29,7 +29,8 @@ The segment x product table ranks, per segment, the products with the most expec
 revenue from the segment's non-owners: ``expected_buyers`` is the sum of their
 probabilities; its ``index`` (segment penetration / population penetration) is shrunk
 toward 1 with ``INDEX_PSEUDO_COUNT`` pseudo-owners so that a product bought by two people
-does not top the list.
+does not top the list. Beyond ``TABLE_CELLS`` customers x products its sums are estimated from
+a sample of each segment (:func:`table_sample`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ SEGMENT_WEIGHT = 0.1  # weight of the segment's penetration beside the item scor
 TREND_WEIGHT = 1.0  # weight of the share of customers who first bought the product lately
 TREND_DAYS = 30  # "lately"
 INDEX_PSEUDO_COUNT = 10.0
+WIDE_ROW = 1_024  # products from which a row's k best are found by a bar (see _top_k_of_wide), not a partition
 CHUNK_CELLS = 1_000_000  # customers x products scored at once: 8 MB arrays, which the allocator reuses (32 MB ones it maps afresh)
 QUANTILE_CELLS = 4_000_000  # customers x products whose scores give the calibration's bin edges (the first customers)
 DENSE_WEIGHTS_PRODUCTS = 2_048  # products up to which a mostly filled W is held as an array (32 MB)
@@ -792,6 +794,44 @@ def _row_chunks(rows: np.ndarray, n_products: int) -> list[np.ndarray]:
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the k best per row, best first; ties broken by product order.
+
+    Wide rows (``WIDE_ROW`` products or more) are cut to the few scores that can be among
+    the k best before anything is sorted (:func:`_top_k_of_wide`); others by a partition
+    (:func:`_top_k_by_partition`). Both give the first k of the row in the order (-score, product).
+    """
+    k = min(k, scores.shape[1])
+    if scores.shape[1] >= WIDE_ROW and k and len(scores):
+        return _top_k_of_wide(scores, k)
+    return _top_k_by_partition(scores, k)
+
+
+def _top_k_of_wide(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_top_k` of wide rows: the maxima of k disjoint groups of a row are k of its scores, so its k-th best is at
+    least their minimum; only scores at or above that bar are sorted (tens of a row's tens of thousands).
+
+    A row whose bar is -inf (fewer than k allowed in its groups) is ranked by the partition.
+    """
+    n, p = scores.shape
+    width = p // k
+    bar = scores[:, :k * width].reshape(n, k, width).max(axis=2).min(axis=1)
+    open_ = np.flatnonzero(bar == -np.inf)
+    bar[open_] = np.inf  # ranked below, by the partition
+    row, col = np.nonzero(scores >= bar[:, None])
+    value = scores[row, col]
+    order = np.lexsort((col, -value, row))  # by row, then best first, then product
+    row, col, value = row[order], col[order], value[order]
+    within = np.arange(len(row)) - np.searchsorted(row, row, side="left")
+    first = within < k
+    idx, vals = np.zeros((n, k), dtype=np.int64), np.zeros((n, k))
+    idx[row[first], within[first]] = col[first]
+    vals[row[first], within[first]] = value[first]
+    if len(open_):
+        idx[open_], vals[open_] = _top_k_by_partition(scores[open_], k)
+    return idx, vals
+
+
+def _top_k_by_partition(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_top_k` by a partition of each row.
 
     A partition finds the k best; where products tie with the k-th value beyond what it
     kept, that row is chosen again with the tied products taken in product order, so the

@@ -202,3 +202,27 @@ def test_holdout_spend_is_exact_whatever_the_row_order():
         spend = holdout_spend(order.lazy(), customers, products).sort("_u")
         assert spend["amount"].to_list() == [0.6, 5.0]
         assert spend.select("_u", "_j").rows() == [(0, 0), (1, 1)]
+
+
+def test_a_segment_table_estimated_from_a_sample_says_so_in_every_medium(sample_tx, sample_run, monkeypatch):
+    """Beyond TABLE_CELLS the table's sums come from a sample of each segment: the run keeps its size and the terminal
+    caption, the HTML and the Markdown report say it; owners stay whole counts over everyone."""
+    from present.render import ranking_sample_note
+    from present.report import html_report, markdown_report
+    from segments import crosssell
+    from segments.pipeline import build_report
+
+    assert sample_run.ranking_customers is None and ranking_sample_note(sample_run) == ""
+    model = sample_run.model
+    monkeypatch.setattr(crosssell, "TABLE_CELLS", model.own.X.shape[1] * len(model.segments) * 200)  # 200 per segment
+    data = build_report(sample_tx, title="t")
+    run = data.cross_sell
+    assert run.ranking_customers == int(np.minimum(np.bincount(run.model.segment_of), 200).sum()) < len(run.model.own.customers)
+    note = ranking_sample_note(run)
+    assert f"estimated from {run.ranking_customers:,} of the {len(run.model.own.customers):,} customers" in note
+    products = run.model.own.products.to_list()
+    for row in run.ranking.iter_rows(named=True):
+        in_segment = run.model.segment_of == run.model.segments.index(row["segment"])
+        assert row["owners"] == int(run.model.own.X[in_segment][:, products.index(row["product_id"])].sum())
+    assert f"estimated from {run.ranking_customers:,} of the" in markdown_report(data)
+    assert f"estimated from {run.ranking_customers:,} of the" in html_report(data)

@@ -15,12 +15,17 @@ from segments.associations import build_ownership, pair_counts, pair_timing
 from segments.crosssell import _strongest_inputs, _top_k
 
 
-def test_top_k_breaks_ties_by_product_order_oracle_sorted():
-    """Every row's k best equal a full sort by (score descending, product index), however ties and -inf fall."""
+@pytest.mark.parametrize("wide_row", [1_024, 4])
+def test_top_k_breaks_ties_by_product_order_oracle_sorted(monkeypatch, wide_row):
+    """Every row's k best equal a full sort by (score descending, product index), however ties and -inf fall: by a
+    partition, and (wide rows, 4 products on) by the bar of k groups' maxima."""
+    from segments import crosssell
+
+    monkeypatch.setattr(crosssell, "WIDE_ROW", wide_row)
     rng = np.random.default_rng(0)
     for _ in range(200):
         scores = rng.integers(0, 4, size=(6, 15)).astype(float)
-        scores[rng.random(scores.shape) < 0.3] = -np.inf
+        scores[rng.random(scores.shape) < rng.choice([0.0, 0.3, 0.9])] = -np.inf
         k = int(rng.integers(1, 16))
         idx, vals = _top_k(scores.copy(), k)
         for r in range(scores.shape[0]):
