@@ -820,9 +820,9 @@ def substitute_pairs(own: Ownership, pairs: pl.DataFrame, category: pl.DataFrame
     n = float(own.X.shape[0])
     owners = own.owners
     prod_cat = pl.DataFrame({"product_id": own.products}).join(category, on="product_id", how="left")["category"]
-    cats = prod_cat.fill_null("").to_numpy()
     n_p = len(owners)
-    a, b = _expected_pairs(pl.Series(cats).replace("", None).rank("dense").fill_null(0).cast(pl.Int64).to_numpy() - 1, owners, n)
+    code = prod_cat.cast(pl.String).replace("", None).rank("dense").fill_null(0).cast(pl.Int64).to_numpy() - 1  # -1: none
+    a, b = _expected_pairs(code, owners, n)
     same = pl.DataFrame({"j": a, "j_b": b, "owners": owners[a], "owners_b": owners[b]})
     same = same.with_columns((pl.col("owners") * pl.col("owners_b") / n).alias("expected")).filter(pl.col("expected") >= SUBSTITUTE_MIN_EXPECTED)
     if same.height == 0:
@@ -849,13 +849,14 @@ def _expected_pairs(category: np.ndarray, owners: np.ndarray, n: float) -> tuple
     if len(counted) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     whole = np.rint(owners[counted]).astype(np.int64)  # counts of customers
-    order = counted[np.lexsort((counted, -whole, category[counted]))]
-    code, held = category[order].astype(np.int64), np.rint(owners[order]).astype(np.int64)
+    by_owners = np.lexsort((counted, -whole, category[counted]))
+    order, code, held = counted[by_owners], category[counted][by_owners].astype(np.int64), whole[by_owners]
     span = int(held.max()) + 2
     keys = code * span + (span - 1 - held)  # ascending: by category, then most owners first
     need = np.ceil(SUBSTITUTE_MIN_EXPECTED * n / np.maximum(held, 1) * (1 - 1e-9)).astype(np.int64)
     start = np.searchsorted(keys, code * span, side="left")
-    stop = np.where(need <= held.max(), np.searchsorted(keys, code * span + (span - 1 - np.minimum(need, span - 1)), side="right"), start)
+    # A need beyond every count is capped at span - 1, a count nobody has: such a product gets no partner.
+    stop = np.searchsorted(keys, code * span + (span - 1 - np.minimum(need, span - 1)), side="right")
     length = np.maximum(stop - start, 0)
     first = np.repeat(order, length)
     second = order[np.repeat(start - np.cumsum(length) + length, length) + np.arange(int(length.sum()))]

@@ -1112,13 +1112,14 @@ def expected_by_segment(model: CrossSellModel, *, allow_substitutes: bool = Fals
     revenue = np.zeros((len(model.segments), p))
     products = np.arange(p)
     sample = table_sample(model)
-    # Blocks of (rows to score, their customer indices, their weights): every customer once, or the sample's.
-    blocks: list[tuple[slice | np.ndarray, np.ndarray, np.ndarray | None]] = (
-        [(rows, np.arange(rows.start, rows.stop), None) for rows in _chunks(n, p)] if sample is None
-        else [(sample[0][at], sample[0][at], sample[1][at]) for at in _row_chunks(np.arange(len(sample[0])), p)])
+    # Blocks of (customers, their weights): every customer once, or the sample's.
+    blocks: list[tuple[slice | np.ndarray, np.ndarray | None]] = (
+        [(rows, None) for rows in _chunks(n, p)] if sample is None
+        else [(sample[0][at], sample[1][at]) for at in _row_chunks(np.arange(len(sample[0])), p)])
 
-    def sums_of(block: tuple[slice | np.ndarray, np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
-        rows, u, weight = block
+    def sums_of(block: tuple[slice | np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+        rows, weight = block
+        u = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
         probability, score = model_scores(model, rows, allow_substitutes=allow_substitutes, allow_variants=allow_variants)
         onehot = segment_onehot(model.segment_of[u], len(model.segments), weight)
         band = rank_bands(score) if model.calibration is not None and model.calibration.rank_ratios is not None else None
