@@ -28,7 +28,7 @@ from scipy import sparse
 from clv import threads
 from clv.errors import InputError, option
 from clv.rfm import collect
-from clv.scalars import to_float, to_int
+from clv.scalars import to_float
 
 BLOCK_NONZEROS = 20_000_000  # entries of a dense-ish product block before pruning
 TRIANGLE_BLOCKS = 8  # column blocks X'X is cut into at least, when only its upper triangle is formed
@@ -210,23 +210,29 @@ def ownership_of(first: pl.DataFrame, customers: pl.Series | None = None, *, ord
     del first
     baskets = basket_customer = None
     if orders is not None:
+        # Orders are numbered before the joins, so these need not keep the rows' order: the matrix and
+        # each order's customer are the same for rows in any order.
         order_code = order_numbers(orders)
         basket_rows = collect(
-            orders.lazy().select("order_id", "product_id", "customer_id").drop_nulls("order_id")
-            .join(prod_idx.lazy(), on="product_id", maintain_order="left")
-            .join(cust_idx.lazy(), on="customer_id", how="left", maintain_order="left")
-            .select(order_code.cast(pl.Int64).alias("_o"), "_j", pl.col("_u").fill_null(-1))
+            orders.lazy().drop_nulls("order_id").select(order_code.cast(pl.Int64).alias("_o"), "product_id", "customer_id")
+            .join(prod_idx.lazy(), on="product_id")
+            .join(cust_idx.lazy(), on="customer_id", how="left")
+            .select("_o", "_j", pl.col("_u").fill_null(-1))
         )
         if basket_rows.height:
-            n_orders = to_int(basket_rows["_o"].max()) + 1
-            baskets = sparse.csr_matrix(
-                (np.ones(basket_rows.height), (basket_rows["_o"].to_numpy(), basket_rows["_j"].to_numpy())),
-                shape=(n_orders, len(products)),
-            )
-            # An order id shared by two customers (bad data) belongs to the first of them.
-            per_order = basket_rows.group_by("_o").agg(pl.col("_u").min())
-            basket_customer = np.full(n_orders, -1, dtype=np.int64)
-            basket_customer[per_order["_o"].to_numpy()] = per_order["_u"].to_numpy()
+            o, u = basket_rows["_o"].to_numpy(), basket_rows["_u"].to_numpy()
+            # The orders with a product in the ownership, numbered again 0, 1, ... in the same order: an
+            # order whose products were all left out (a wide catalogue's single-buyer products) is no row.
+            present = np.zeros(int(o.max()) + 1, dtype=bool)
+            present[o] = True
+            o = (np.cumsum(present) - 1)[o]
+            n_orders = int(present.sum())
+            # Built from coordinates, the matrix is canonical (sorted indices, no duplicates) whatever the rows' order.
+            baskets = sparse.csr_matrix((np.ones(basket_rows.height), (o, basket_rows["_j"].to_numpy())), shape=(n_orders, len(products)))
+            # An order id shared by two customers (bad data) belongs to the first of them: the smallest customer
+            # number among its rows, where -1 (a customer not in ``customers``) is smaller than any.
+            basket_customer = np.full(n_orders, np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(basket_customer, o, u)
     return Ownership(X, T, customers, products, baskets, basket_customer)
 
 

@@ -461,10 +461,12 @@ def typical_order_values(purchases: pl.DataFrame, prefix: str = "") -> pl.DataFr
     revenue, orders, lines = (f"{prefix}revenue", f"{prefix}orders", f"{prefix}lines") if prefix else ("revenue", "n_orders", "n_lines")
     per_order = pl.col(revenue) / pl.when(pl.col(orders) > 0).then(pl.col(orders)).otherwise(pl.col(lines))
     per = (
-        purchases.filter((pl.col(lines) > 0) & (pl.col(revenue) > 0))
+        purchases.lazy()  # lazy: only the columns read are filtered, not a copy of the whole aggregate
+        .filter((pl.col(lines) > 0) & (pl.col(revenue) > 0))
         .group_by("product_id")
         .agg(exact_sum(per_order.log()).alias("_log_sum"), pl.len().alias("_owners"))  # fixed point: the same bits in any order
         .with_columns((pl.col("_log_sum") / pl.col("_owners")).alias("_log"))
+        .collect()
     )
     if per.height == 0:
         return typical_values(purchases, prefix)
@@ -485,14 +487,17 @@ def customer_spend_scale(purchases: pl.DataFrame, typical_values: pl.DataFrame, 
     products): one bulk order (74,215 jars, a ratio of 5,000) says little about the next
     purchase. From the purchases aggregate (``prefix`` as in :func:`typical_order_values`).
     """
-    orders = pl.when(pl.col(f"{prefix}orders" if prefix else "n_orders") > 0).then(pl.col(f"{prefix}orders" if prefix else "n_orders")) \
-        .otherwise(pl.col(f"{prefix}lines" if prefix else "n_lines"))
+    n_orders, n_lines, revenue = (f"{prefix}orders", f"{prefix}lines", f"{prefix}revenue") if prefix else ("n_orders", "n_lines", "revenue")
+    orders = pl.when(pl.col(n_orders) > 0).then(pl.col(n_orders)).otherwise(pl.col(n_lines))
     ratio = pl.col("_spend") / pl.col("_typical")
+    # Only the columns read are filtered (not a copy of the whole aggregate); the join and the group-by stay
+    # eager: ``_typical`` is a float sum, whose last bits follow the order of each customer's rows, which the
+    # eager join keeps from run to run and a lazy one does not.
+    read = purchases.lazy().select("customer_id", "product_id", n_orders, n_lines, revenue).filter(pl.col(n_lines) > 0).collect()
     return (
-        purchases.filter(pl.col(f"{prefix}lines" if prefix else "n_lines") > 0)
-        .join(typical_values, on="product_id", how="inner")
+        read.join(typical_values, on="product_id", how="inner")
         .group_by("customer_id")
-        .agg(exact_sum(pl.col(f"{prefix}revenue")).alias("_spend"), (orders * pl.col("value")).sum().alias("_typical"), orders.sum().alias("_n"))
+        .agg(exact_sum(pl.col(revenue)).alias("_spend"), (orders * pl.col("value")).sum().alias("_typical"), orders.sum().alias("_n"))
         .filter((pl.col("_spend") > 0) & (pl.col("_typical") > 0))
         .select("customer_id", (ratio.log() * pl.col("_n") / (pl.col("_n") + SCALE_PSEUDO_LINES)).exp().alias("scale"))
         .sort("customer_id")
@@ -511,15 +516,15 @@ def segment_onehot(codes: np.ndarray, n_segments: int, weights: np.ndarray | Non
     return sparse.csr_matrix((data, (codes, np.arange(len(codes)))), shape=(n_segments, len(codes)))
 
 
-def _cosine_neighbours(X: sparse.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _cosine_neighbours(X: sparse.csr_matrix, k: int, *, gram: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per product, the ``k`` products whose owners overlap most with its own (cosine), and the diagonal of X'X.
 
     Column blocks of X'X are formed one at a time and reduced to their top ``k`` at
-    once, so memory follows ``products x block width``, never products squared.
+    once, so memory follows ``products x block width``, never products squared; or read
+    from ``gram``, X'X as a dense array, where the caller holds it already.
     """
     n_p = X.shape[1]
-    Xc = X.tocsc()
-    Xt = X.T.tocsr()
+    Xc, Xt = (X.tocsc(), X.T.tocsr()) if gram is None else (None, None)
     owners = np.asarray(X.sum(axis=0)).ravel()
     norms = np.sqrt(np.maximum(owners, 1.0))
     k = min(k, max(n_p - 1, 1))
@@ -527,7 +532,11 @@ def _cosine_neighbours(X: sparse.csr_matrix, k: int) -> tuple[np.ndarray, np.nda
     width = max(1, NEIGHBOUR_BLOCK_CELLS // max(n_p, 1))
     for start in range(0, n_p, width):
         stop = min(start + width, n_p)
-        block = (Xt @ Xc[:, start:stop]).toarray()  # products x width: co-owners of each column
+        if gram is not None:
+            block = gram[:, start:stop].copy()  # products x width: co-owners of each column
+        else:
+            assert Xt is not None and Xc is not None
+            block = (Xt @ Xc[:, start:stop]).toarray()
         block /= norms[:, None] * norms[None, start:stop]
         block[np.arange(start, stop), np.arange(stop - start)] = -np.inf  # a product is not its own input
         part = np.argpartition(-block, k - 1, axis=0)[:k, :]
@@ -564,14 +573,14 @@ def item_weights_for(X: sparse.csr_matrix, ridges: tuple[float, ...], *, neighbo
         return [sparse.csr_matrix((n_p, n_p)) for _ in ridges]
     Xc = X.tocsc()
     C = _canonical_gram(Xc) if n_p > UNION_MAX else None
+    full = (Xc.T @ Xc).toarray() if C is None else None  # a small catalogue: one Gram matrix for all
     if n_p > SPARSE_ABOVE:
         assert C is not None
         N = _pair_neighbours(C, neighbours)
     else:
-        N, _ = _cosine_neighbours(X, neighbours)
+        N, _ = _cosine_neighbours(X, neighbours, gram=full)
     n_inputs = (N >= 0).sum(axis=1)
     order = np.argsort(n_inputs, kind="stable") if n_p > SPARSE_ABOVE else np.arange(n_p)  # batches of like sizes
-    full = (Xc.T @ Xc).toarray() if C is None else None  # a small catalogue: one Gram matrix for all
     gram = _GramLookup(Xc, C, N) if C is not None else None
     vals: list[list[np.ndarray]] = [[] for _ in ridges]
     rows, cols = [], []
@@ -971,17 +980,22 @@ def explain_targets(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFram
     out = targets.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_k")).join(
         best.select(pl.Series("_k", np.flatnonzero(cited)), "_i", "_ante", "_share", "_w"), on="_k", how="left", maintain_order="left",
     ).drop("_k")
-    out = out.with_columns(pl.Series("_seg_share", model.segment_penetration[codes, j]),
-                           pl.Series(model.segments).gather(codes).alias("_segment"))
+    out = out.with_columns(pl.Series("_seg_share", model.segment_penetration[codes, j]), pl.Series("_code", codes.astype(np.int64)))
     by_item = pl.col("_ante").is_not_null() & (pl.col("_w") >= pl.col("_seg_share") * SEGMENT_WEIGHT)
+    # A reason's text follows from its key alone, (cited product, offer) or (segment, offer): it is written
+    # once per key and every offer of that key shares it, not formatted again for each of millions of rows.
+    out = out.with_columns(pl.when(by_item).then(pl.col("_i")).otherwise(-1 - pl.col("_code")).alias("_key"))
+    texts = out.select("_key", "_j", "_ante", "_share", "_seg_share", "_code", "product_id").unique(["_key", "_j"])
+    texts = texts.with_columns(pl.Series(model.segments).gather(texts["_code"]).alias("_segment"))
     reason = (
-        pl.when(by_item)
+        pl.when(pl.col("_key") >= 0)
         .then(pl.format("bought {}; {}% of its buyers also buy {}", pl.col("_ante"), (pl.col("_share") * 100).round(0).cast(pl.Int64), pl.col("product_id")))
         .otherwise(pl.format("popular in segment {}: {}% own it", pl.col("_segment"), (pl.col("_seg_share") * 100).round(0).cast(pl.Int64)))
     )
-    out = out.with_columns(reason.alias("reason"), pl.when(by_item).then(pl.col("_i")).alias("_i"),
-                           pl.when(by_item).then(pl.col("_ante")).alias("because_of"))
-    return out.drop("_ante", "_share", "_w", "_seg_share", "_segment")
+    out = out.join(texts.select("_key", "_j", reason.alias("reason")), on=["_key", "_j"], how="left", maintain_order="left")
+    by_product = pl.col("_key") >= 0
+    out = out.with_columns(pl.when(by_product).then(pl.col("_i")).alias("_i"), pl.when(by_product).then(pl.col("_ante")).alias("because_of"))
+    return out.drop("_ante", "_share", "_w", "_seg_share", "_code", "_key")
 
 
 def _strongest_inputs(X: sparse.csr_matrix, W: sparse.csr_matrix | EntryLookup, u: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

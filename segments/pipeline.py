@@ -18,6 +18,7 @@ from clv.diagnostics import HoldoutDiagnostics, holdout_diagnostics
 from clv.likelihood import load_libraries
 from clv.load import DataQuality, Transactions
 from clv.models import (
+    SUMMARY_KEYS,
     GammaGamma,
     GammaGammaParams,
     Horizon,
@@ -292,8 +293,9 @@ def run_crosssell(
         baskets = _without_products(aggregates.baskets, excluded) if aggregates.baskets is not None else None
         del aggregates  # the frames above replace its own: one copy of each in memory, not two
         typical = typical_order_values(purchases)
-        assignments = seg.segmentation.assignments.sort("customer_id")
-        x, tx_, T = float_columns(assignments, "frequency", "recency", "T")
+        # The columns read, not a sorted copy of every segment and CLV column for the rest of the run.
+        assignments = seg.segmentation.assignments.select("customer_id", "segment", *SUMMARY_KEYS).sort("customer_id")
+        x, tx_, T = float_columns(assignments, *SUMMARY_KEYS)
         buys = 1.0 - churn_risk(seg.purchase_model, offer_horizon.periods(seg.period.days), x, tx_, T)  # P(a purchase in the horizon)
         customers = assignments.select("customer_id", "segment").with_columns(pl.Series("p_active", buys))
     with step("Calibrating offer probabilities on the last days of the log", total=1.0) as progress:
@@ -357,9 +359,9 @@ def inner_calibration(purchases: pl.DataFrame, customers: pl.DataFrame, horizon:
     """
     horizon_days = holdout_days(horizon.days)
     # Only the columns read below: the split's rows are a large share of the purchases.
-    inner = purchases.filter(pl.col("inner_lines") > 0).select(
-        "customer_id", "product_id", "first_purchase_at", "inner_orders", "inner_lines", "inner_revenue")
-    later = purchases.filter(pl.col("holdout_revenue").is_not_null()).select("customer_id", "product_id", "holdout_revenue")
+    inner = purchases.lazy().filter(pl.col("inner_lines") > 0).select(
+        "customer_id", "product_id", "first_purchase_at", "inner_orders", "inner_lines", "inner_revenue").collect()
+    later = purchases.lazy().filter(pl.col("holdout_revenue").is_not_null()).select("customer_id", "product_id", "holdout_revenue").collect()
     inner_ids = inner.select("customer_id").unique()
     if inner_ids.height == 0:
         return uncalibrated(horizon_days)

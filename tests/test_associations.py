@@ -99,6 +99,29 @@ def test_an_order_column_empty_on_every_row_means_no_baskets():
     assert pair_counts(own, min_count=1)["same_order"].is_nan().all()
 
 
+@pytest.mark.parametrize("shuffled", [False, True], ids=["sorted orders", "unsorted orders"])
+def test_orders_are_the_baskets_with_an_owned_product_each_with_its_first_customer(shuffled):
+    """An order none of whose products is in the ownership (all left out, as a wide catalogue's single-buyer products
+    are) is no basket; the others are numbered in order, each with the smallest customer number among its rows
+    (-1 when a row's customer is not among the customers, whatever the others)."""
+    from segments.associations import ownership_of
+
+    first = pl.DataFrame({"customer_id": ["a", "b", "b", "b"], "product_id": ["p1", "p1", "p2", "p3"],
+                          "first_purchase_at": [dt.datetime(2024, 1, 1)] * 4})
+    orders = pl.DataFrame({
+        "order_id": ["o1", "o1", "o1", "o2", "o3", "o4", "o4", "o5"],
+        "product_id": ["p1", "p2", "p3", "p9", "p2", "p1", "p2", "p1"],  # o2: only p9, which nobody in the ownership owns
+        "customer_id": ["b", "a", "b", "a", "b", "zz", "a", "b"],  # o1: the smallest is neither first nor last; o4: zz is no customer
+    })
+    if shuffled:
+        orders = orders.sample(fraction=1.0, shuffle=True, seed=5)
+    own = ownership_of(first, pl.Series("customer_id", ["a", "b"]), orders=orders)
+    assert own.basket_customer is not None
+    assert own.basket_customer.tolist() == [0, 1, -1, 1]  # o1, o3, o4, o5
+    assert own.baskets is not None and own.baskets.shape == (4, 3)
+    assert own.baskets.toarray().tolist() == [[1, 1, 1], [0, 1, 0], [1, 1, 0], [1, 0, 0]]
+
+
 def _same_ownership(a, b) -> bool:
     def canon(m):
         m = m.tocsr().copy()

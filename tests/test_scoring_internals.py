@@ -231,3 +231,21 @@ def test_wide_catalogue_purchases_leave_out_single_buyer_products_oracle_counts(
     monkeypatch.setattr(crosssell, "WIDE_CATALOGUE", 3)
     kept = crosssell.without_single_buyer_purchases(purchases)
     assert sorted(set(kept["product_id"])) == ["p1", "p3"] and kept.height == 4
+
+
+def test_customer_order_sizes_are_the_same_bits_on_every_call():
+    """The order-size scale sums floats per customer, so its rows must reach the sum in the same order each time:
+    a lazy join there gave three different results in three calls on this frame."""
+    from segments.crosssell import customer_spend_scale, typical_order_values
+
+    rng = np.random.default_rng(0)
+    n = 300_000
+    lines = rng.integers(1, 4, n)
+    purchases = pl.DataFrame({
+        "customer_id": [f"c{i}" for i in rng.integers(0, 20_000, n)], "product_id": [f"p{i}" for i in rng.integers(0, 3_000, n)],
+        "n_orders": np.minimum(lines, rng.integers(1, 3, n)), "n_lines": lines, "revenue": np.round(rng.lognormal(2, 1.5, n), 2),
+    }).unique(["customer_id", "product_id"], keep="first", maintain_order=True)
+    typical = typical_order_values(purchases)
+    first = customer_spend_scale(purchases, typical)["scale"].to_numpy()
+    for _ in range(2):
+        assert customer_spend_scale(purchases, typical)["scale"].to_numpy().tobytes() == first.tobytes()
