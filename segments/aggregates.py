@@ -73,19 +73,22 @@ class CrossSellAggregates:
         value = self.purchases["as_of"].max() if "as_of" in self.purchases.columns else None
         return value if isinstance(value, dt.date) else None
 
-    def checked(self, horizon_days: int, *, purchases_sorted: bool = False) -> CrossSellAggregates:
+    def checked(self, horizon_days: int, *, purchases_sorted: bool = False, baskets_sorted: bool = False) -> CrossSellAggregates:
         """The aggregates typed and sorted as cross-sell expects; an :class:`InputError` when a column or the split is wrong.
 
         ``purchases_sorted``: the purchases are sorted by customer and product already (as
-        :func:`crosssell_aggregates` makes them), so they are not sorted again.
+        :func:`crosssell_aggregates` makes them), so they are not sorted again;
+        ``baskets_sorted``: the baskets are sorted by order and product, one row each (as
+        :func:`crosssell_baskets` makes them), so they are neither sorted nor checked again.
         """
         split = self.purchases["holdout_days"].unique().to_list() if "holdout_days" in self.purchases.columns else [self.holdout_days]
         if split != [horizon_days] and self.purchases.height:
             days = ", ".join(str(d) for d in split)
             raise InputError(f"the purchases aggregate splits the log {days} days before its end, but the offer horizon is {horizon_days} "
                              f"days; compute it again with clvx sql purchases {option('offer_horizon', f'{horizon_days}d')}")
-        baskets = _typed(self.baskets, BASKET_COLUMNS, "baskets").sort("order_id", "product_id") if self.baskets is not None else None
-        if baskets is not None:
+        baskets = _typed(self.baskets, BASKET_COLUMNS, "baskets") if self.baskets is not None else None
+        if baskets is not None and not baskets_sorted:
+            baskets = baskets.sort("order_id", "product_id")
             _check_one_row_per_basket_item(baskets)
         purchases = _typed(self.purchases, PURCHASE_COLUMNS, "purchases")
         return CrossSellAggregates(
@@ -177,15 +180,20 @@ def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggreg
     del per
     catalogue = catalogue_of(tx)
     baskets = crosssell_baskets(tx) if tx.has("order_id") else None
-    return CrossSellAggregates(purchases, catalogue, baskets, horizon_days).checked(horizon_days, purchases_sorted=True)
+    return CrossSellAggregates(purchases, catalogue, baskets, horizon_days).checked(horizon_days, purchases_sorted=True, baskets_sorted=True)
 
 
 def crosssell_baskets(tx: Transactions) -> pl.DataFrame:
-    """The baskets aggregate of a loaded log with order ids: per order and product bought in it, its customer and revenue."""
+    """The baskets aggregate of a loaded log with order ids: per order and product bought in it, its customer and revenue.
+
+    Sorted by order and product inside the query, so that no unsorted copy of its millions
+    of rows is held beside the sorted one.
+    """
     bought = tx.frame.filter(BOUGHT & pl.col("order_id").is_not_null())
     return collect(bought.select("order_id", "product_id", "customer_id", amount_units(pl.col("amount")).alias("_units"))
                    .group_by("order_id", "product_id").agg(pl.col("customer_id").min(), pl.col("_units").sum())
-                   .select("order_id", "product_id", "customer_id", units_amount(pl.col("_units")).alias("revenue")))
+                   .select("order_id", "product_id", "customer_id", units_amount(pl.col("_units")).alias("revenue"))
+                   .sort("order_id", "product_id"))
 
 
 def catalogue_of(tx: Transactions) -> pl.DataFrame:

@@ -494,7 +494,7 @@ def run_baskets(tx: Transactions, *, exclude_products: str | None = None, min_su
             catalogue.select("product_id", pl.col("n_lines").alias("lines"), "revenue"), on="product_id", how="left")
         first = collect(_purchase_lines(tx).group_by("customer_id", "product_id").agg(pl.col("date").min().alias("first_purchase_at")))
         first = without_single_buyer_purchases(_without_products(first, excluded))
-        baskets = _without_products(crosssell_baskets(tx).sort("order_id", "product_id"), excluded) if tx.has("order_id") else None
+        baskets = _without_products(crosssell_baskets(tx), excluded) if tx.has("order_id") else None
         customers = collect(tx.frame.select("customer_id").unique()).sort("customer_id")["customer_id"]
         own = without_single_buyers(ownership_of(_first_purchases(first), customers, orders=baskets))
         least = rule_min_co_owners(own.X.shape[0], min_support)
