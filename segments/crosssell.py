@@ -985,15 +985,15 @@ def explain_targets(model: CrossSellModel, targets: pl.DataFrame) -> pl.DataFram
     # A reason's text follows from its key alone, (cited product, offer) or (segment, offer): it is written
     # once per key and every offer of that key shares it, not formatted again for each of millions of rows.
     out = out.with_columns(pl.when(by_item).then(pl.col("_i")).otherwise(-1 - pl.col("_code")).alias("_key"))
+    by_product = pl.col("_key") >= 0  # by_item, read back from the key
     texts = out.select("_key", "_j", "_ante", "_share", "_seg_share", "_code", "product_id").unique(["_key", "_j"])
     texts = texts.with_columns(pl.Series(model.segments).gather(texts["_code"]).alias("_segment"))
     reason = (
-        pl.when(pl.col("_key") >= 0)
+        pl.when(by_product)
         .then(pl.format("bought {}; {}% of its buyers also buy {}", pl.col("_ante"), (pl.col("_share") * 100).round(0).cast(pl.Int64), pl.col("product_id")))
         .otherwise(pl.format("popular in segment {}: {}% own it", pl.col("_segment"), (pl.col("_seg_share") * 100).round(0).cast(pl.Int64)))
     )
     out = out.join(texts.select("_key", "_j", reason.alias("reason")), on=["_key", "_j"], how="left", maintain_order="left")
-    by_product = pl.col("_key") >= 0
     out = out.with_columns(pl.when(by_product).then(pl.col("_i")).alias("_i"), pl.when(by_product).then(pl.col("_ante")).alias("because_of"))
     return out.drop("_ante", "_share", "_w", "_seg_share", "_code", "_key")
 
