@@ -311,7 +311,7 @@ class ModelArgs:
             "--penalizer", min=0.0, max=MAX_PENALIZER, help="L2 penalty on the model parameters; a small value (0.001) helps hard fits",
             rich_help_panel=MODEL_PANEL)], 0.0),
         _opt("engine", Annotated[Engine, typer.Option(
-            "--engine", help="Model fitting: lifetimes, numpy (same equations, vectorised) or auto (lifetimes for small data)",
+            "--engine", help="Model fitting: numpy (lifetimes' equations, vectorised), lifetimes (its own fitters) or auto (numpy)",
             rich_help_panel=MODEL_PANEL)], Engine.auto),
     )
 

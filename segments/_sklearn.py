@@ -15,8 +15,8 @@ imports ``sklearn.cluster._kmeans`` with stand-ins for those two package modules
 pandas hidden, and with scipy.stats deferred: a stand-in module that loads the real one
 on its first attribute read, so scikit-learn's code that does use scipy.stats still
 works. Right after, the stand-ins leave ``sys.modules``: a later ``import
-sklearn.cluster``, ``import scipy.stats`` or ``import pandas`` (lifetimes, the small-data
-engine, needs pandas) loads the real module as usual. About 0.2 s of CPU and 24 MB then.
+sklearn.cluster``, ``import scipy.stats`` or ``import pandas`` (``--engine lifetimes``
+needs pandas) loads the real module as usual. About 0.2 s of CPU and 24 MB then.
 A Python user's process is left as it is: there the flag is off and :func:`load` imports
 ``sklearn.cluster``.
 """

@@ -76,3 +76,17 @@ def test_notes_about_the_log_are_notices_readable_from_python(tmp_path):
     result = clvx.rfm(clvx.Source(input=log))
     (note,) = [n for n in result.notices if "day/month" in n.text]
     assert note.level == "warning" and "(pass columns.date_format to choose)" in note.text and "\x1f" not in note.text
+
+
+def test_a_segment_document_is_json_that_loads_back_without_standard_errors():
+    """Segments fit without the Hessian: the document says null for its standard errors, valid JSON the reader accepts."""
+    import json
+
+    from clv.models import models_from_document
+
+    result = clvx.segment(clvx.Source())
+    text = json.dumps(result.document(), allow_nan=False)  # raises on a NaN
+    doc = json.loads(text)
+    assert doc["bgnbd"]["standard_errors"] == {"r": None, "alpha": None, "a": None, "b": None}
+    _, purchases, _ = models_from_document(doc, "model.json")
+    assert purchases.params == result.run.purchase_model.params

@@ -104,6 +104,10 @@ LOADED = ("import atexit, sys\n"
     (["rules", "-o", "{out}/rules.csv", "-q"], ""),  # counting pairs: no model, no SQL, no clustering
     (["rfm", "-o", "{out}/rfm.csv", "-q"], ""),
     (["sql", "rfm"], "sqlglot"),  # a control: writing SQL loads sqlglot, and the check sees it
+    # The default engine fits a small log too: lifetimes and pandas load only with --engine lifetimes.
+    (["fit", "-q"], "scipy.special scipy.optimize"),
+    (["segment", "-o", "{out}/segments.csv", "-q"], "scipy.special scipy.optimize sklearn"),
+    (["fit", "--engine", "lifetimes", "-q"], "scipy.special scipy.optimize lifetimes pandas"),
 ])
 def test_a_command_loads_only_the_libraries_it_uses(tmp_path: Path, args: list[str], expected: str) -> None:
     done = subprocess.run([sys.executable, "-c", LOADED, *(a.format(out=tmp_path) for a in args)], cwd=ROOT,
