@@ -7,7 +7,8 @@ the first purchase day of each product ``S = X'T`` (T: X with first-purchase day
 for values), from which ``mean_days_between(i, j) = (S_ij - S_ji) / C_ij``. Products
 are processed in column blocks and pairs below ``min_count`` co-owners are dropped
 as each block is done, so memory follows the number of pairs kept, not products
-squared.
+squared. A few products owned by many customers (most shops' logs) are counted from
+dense blocks of rows instead, BLAS products of whole numbers that are exact in any order.
 
 Rule metrics (customer level, N customers): ``support = C_ij / N``, ``confidence(i ->
 j) = C_ij / n_i``, ``lift = confidence / (n_j / N)``, ``leverage = support - (n_i / N)(n_j /
@@ -31,6 +32,15 @@ from clv.rfm import collect
 from clv.scalars import to_float
 
 BLOCK_NONZEROS = 20_000_000  # entries of a dense-ish product block before pruning
+# A few products owned by many: a product of dense row blocks beats the sparse product when its
+# multiply-adds (rows x products^2) are at most this many times the sparse product's (the sum over
+# rows of entries^2). Measured on 2 cores, 917,431 customers x 48 products (a ratio of 36): X'X
+# 0.29 s dense against 0.74-1.43 s sparse; 2,853,821 orders of two products or more (a ratio of
+# 385): 0.67 s against 1.0 s.
+DENSE_GRAM_RATIO = 400
+DENSE_GRAM_PRODUCTS = 2_000  # at most: the pair counts are then held as products^2 cells (32 MB at 2,000)
+DENSE_GRAM_CELLS = 4_000_000  # rows x products made dense at once (16 MB as float32)
+FLOAT32_EXACT = 2**24  # whole numbers up to this are exact in float32
 TRIANGLE_BLOCKS = 8  # column blocks X'X is cut into at least, when only its upper triangle is formed
 MIN_PAIR_COUNT = 2
 SAME_ORDER_BUNDLE = 0.5  # pairs co-bought in one order by at least half their co-owners are bundles
@@ -333,11 +343,15 @@ class EntryLookup:
         return self._entries(rows.astype(np.int64) * self.width + cols)
 
 
+def _check_min_count(min_count: int) -> None:
+    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
+        raise InputError(f"min_count = {min_count!r} must be a whole number of co-owners, at least 1")
+
+
 def _owned_columns(own: Ownership, min_count: int) -> tuple[np.ndarray, sparse.csc_matrix, sparse.csr_matrix, np.ndarray]:
     """The products with at least ``min_count`` owners (the only ones that can be in such a pair): their numbers,
     X's columns of them and its transpose, and per column the bound on its block of X'X that :func:`_blocks` cuts by."""
-    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
-        raise InputError(f"min_count = {min_count!r} must be a whole number of co-owners, at least 1")
+    _check_min_count(min_count)
     kept = np.flatnonzero(own.owners >= min_count)
     X = _canonical(own.X).tocsc()[:, kept]
     Xt = X.T.tocsr()
@@ -408,10 +422,13 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT, *, counts_only:
     of how many products each owns), so a block never outgrows ``BLOCK_NONZEROS`` however
     the purchases are spread, and the counts stay exact.
     """
+    if not counts_only and (dense := _dense_pair_counts(own, min_count)) is not None:
+        return dense
     kept, X, Xt, bounds = _owned_columns(own, min_count)
     T = _canonical(own.first_day).tocsc()[:, kept] if not counts_only else X
     Tt = T.T.tocsr() if not counts_only else Xt
-    B = own.baskets.tocsc()[:, kept] if own.baskets is not None and not counts_only else None
+    # Orders of one product count only on the diagonal, which no pair reads.
+    B = _pairs_off_diagonal(_canonical(own.baskets)).tocsc()[:, kept] if own.baskets is not None and not counts_only else None
     Bt = B.T.tocsr() if B is not None else None
     frames = [pl.DataFrame(schema=PAIR_SCHEMA)]
     for start, stop in _blocks(bounds):
@@ -442,6 +459,75 @@ def pair_counts(own: Ownership, min_count: int = MIN_PAIR_COUNT, *, counts_only:
         )
     pairs = pl.concat(frames).with_columns(pl.col("same_order", *(("days_sum_i", "days_sum_j") if counts_only else ())).fill_nan(None))
     return pairs.sort("i", "j")
+
+
+def _pairs_off_diagonal(m: sparse.csr_matrix) -> sparse.csr_matrix:
+    """The rows of ``m`` with at least two entries: the only ones an off-diagonal entry of m'm counts."""
+    return m[np.flatnonzero(np.diff(m.indptr) >= 2)]
+
+
+def _dense_is_cheaper(m: sparse.csr_matrix) -> bool:
+    per_row = np.diff(m.indptr).astype(np.float64)
+    return m.shape[0] * float(m.shape[1]) ** 2 <= DENSE_GRAM_RATIO * float(per_row @ per_row)
+
+
+def _gram(m: sparse.csr_matrix) -> np.ndarray:
+    """m'm of a matrix of whole numbers as a dense array: from dense blocks of its rows when that is
+    cheaper (``DENSE_GRAM_RATIO``), else the sparse product.
+
+    Exact either way: every product and partial sum is a whole number, no larger than the
+    rows for a 0/1 matrix, so a BLAS product in any order gives the integers the sparse
+    product does (in float32 below ``FLOAT32_EXACT`` rows of 0/1 entries, else float64).
+    """
+    if not _dense_is_cheaper(m):
+        return (m.T.tocsr() @ m).toarray()
+    rows, width = m.shape
+    dtype = np.float32 if rows < FLOAT32_EXACT and (m.data == 1.0).all() else np.float64
+    gram = np.zeros((width, width), dtype=dtype)
+    step = max(1, DENSE_GRAM_CELLS // max(width, 1))
+    for start in range(0, rows, step):
+        block = m[start:start + step].toarray().astype(dtype, copy=False)
+        gram += block.T @ block
+    return gram.astype(np.float64)
+
+
+def _dense_pair_counts(own: Ownership, min_count: int) -> pl.DataFrame | None:
+    """:func:`pair_counts` for a few products owned by many: X'X from dense row blocks (see
+    ``DENSE_GRAM_RATIO``); None when the sparse column blocks are cheaper.
+
+    The basket counts are :func:`_gram` of the orders with two products or more, and the day
+    sums one sparse product S = X'T: ``days_sum_j`` is S_ij and ``days_sum_i`` S_ji, the
+    same sum over the same co-owners in the same order as (T'X)_ij, so the same bits (and a
+    pair bought at the same moment has equal sums).
+    """
+    _check_min_count(min_count)
+    kept = np.flatnonzero(own.owners >= min_count)
+    if not 0 < len(kept) <= DENSE_GRAM_PRODUCTS:
+        return None
+    every = len(kept) == own.X.shape[1]  # the usual case: no product left out, no columns to select
+
+    def columns(m: sparse.csr_matrix) -> sparse.csr_matrix:
+        return _canonical(m) if every else _canonical(_canonical(m)[:, kept])
+
+    X = columns(own.X)
+    if not _dense_is_cheaper(X):
+        return None
+    C = _gram(X)
+    B = _gram(_pairs_off_diagonal(columns(own.baskets))) if own.baskets is not None else None
+    S = (X.T.tocsr() @ columns(own.first_day)).toarray()
+    np.fill_diagonal(C, 0.0)
+    rows, cols = np.nonzero(C >= min_count)
+    return pl.DataFrame(
+        {
+            "i": kept[rows].astype(np.int64),
+            "j": kept[cols].astype(np.int64),
+            "co_owners": C[rows, cols],
+            "same_order": B[rows, cols] if B is not None else np.full(rows.size, np.nan),
+            "days_sum_i": S[cols, rows],
+            "days_sum_j": S[rows, cols],
+        },
+        schema=PAIR_SCHEMA,
+    ).with_columns(pl.col("same_order").fill_nan(None)).sort("i", "j")
 
 
 # Rules worth reading: the defaults keep a file a person (or a CRM) can use. On the UCI

@@ -179,3 +179,57 @@ def test_fewest_co_owners_of_a_rule_match_the_support_filter(n_customers: int, m
     # the strong_pairs filter itself: least passes (unless below two co-owners), least - 1 does not
     assert least >= min_support * n_customers or least == associations.MIN_PAIR_COUNT
     assert not (least - 1 >= min_support * n_customers) or least == associations.MIN_PAIR_COUNT
+
+
+def _narrow_lines(n_customers: int = 300, n_products: int = 8, seed: int = 3) -> pl.DataFrame:
+    """Many customers, few products (the shape of most shops' logs), orders of one to three lines at one moment each."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_customers):
+        for o in range(int(rng.integers(1, 4))):
+            moment = dt.datetime(2024, 1, 1) + dt.timedelta(days=int(rng.integers(0, 300)), minutes=int(rng.integers(0, 600)))
+            for j in rng.choice(n_products, size=int(rng.integers(1, 4)), replace=False):
+                rows.append({"customer_id": f"c{u:03d}", "product_id": f"p{int(j)}", "order_id": f"o{u:03d}-{o}", "date": moment, "amount": 1.0})
+    rows.append({"customer_id": "c999", "product_id": "p_rare", "order_id": "o999", "date": dt.datetime(2024, 2, 1), "amount": 1.0})
+    return pl.DataFrame(rows)
+
+
+@pytest.mark.parametrize("min_count", [1, 2, 3])
+@pytest.mark.parametrize("with_orders", [True, False])
+def test_few_products_counted_from_dense_blocks_are_the_sparse_counts_to_the_bit_brute_force(
+        min_count: int, with_orders: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A narrow catalogue takes the dense path; it returns the sparse path's frame bit for bit, and the brute force's counts."""
+    lines = _narrow_lines()
+    own = build_ownership(lines if with_orders else lines.drop("order_id"))
+    assert associations._dense_pair_counts(own, min_count) is not None  # the path under test is the one taken
+    dense = pair_counts(own, min_count=min_count)
+    monkeypatch.setattr(associations, "DENSE_GRAM_PRODUCTS", 0)  # the column blocks of sparse products
+    assert associations._dense_pair_counts(own, min_count) is None
+    assert dense.equals(pair_counts(own, min_count=min_count)) and dense.height > 20
+    expected = _brute_force(lines, min_count)
+    assert dense.select("i", "j", "co_owners").equals(expected.select("i", "j", "co_owners"))
+    if with_orders:
+        assert dense["same_order"].to_list() == expected["same_order"].to_list()
+    else:
+        assert dense["same_order"].null_count() == dense.height
+    assert np.allclose(dense["days_sum_i"], expected["days_sum_i"]) and np.allclose(dense["days_sum_j"], expected["days_sum_j"])
+
+
+def test_pairs_always_bought_together_have_equal_day_sums_on_the_dense_path() -> None:
+    """Both day sums of a pair add the same first days in the same order, so "bought after" sees a tie, not a rounding."""
+    day = dt.datetime(2024, 1, 1)
+    lines = pl.DataFrame([{"customer_id": f"c{u}", "product_id": p, "order_id": f"o{u}",
+                           "date": day + dt.timedelta(seconds=u * 86_400 / 7 + 0.1), "amount": 1.0}
+                          for u in range(200) for p in ("p1", "p2")])
+    own = build_ownership(lines)
+    pairs = associations._dense_pair_counts(own, 2)
+    assert pairs is not None and pairs.height == 2
+    assert pairs["days_sum_i"].to_list() == pairs["days_sum_j"].to_list()
+
+
+def test_gram_of_dense_blocks_is_the_sparse_product_for_counts_above_one() -> None:
+    rng = np.random.default_rng(0)
+    m = associations.sparse.random(5_000, 12, density=0.3, format="csr", random_state=1)
+    m.data = rng.integers(1, 4, m.nnz).astype(np.float64)  # whole numbers, not only ones: the float64 blocks
+    assert associations._dense_is_cheaper(m)
+    assert np.array_equal(associations._gram(m), (m.T @ m).toarray())
