@@ -17,7 +17,7 @@ from cli import app
 from clv.errors import InputError
 from clv.load import ColumnMapping, load_transactions
 from clv.sql import Aggregate, aggregate_sql
-from segments.aggregates import CrossSellAggregates, crosssell_aggregates, typical_values
+from segments.aggregates import CrossSellAggregates, crosssell_aggregates, crosssell_baskets, typical_values
 
 duckdb = pytest.importorskip("duckdb")
 
@@ -109,6 +109,22 @@ def test_sql_aggregates_equal_the_polars_ones_on_a_log_with_returns_ties_and_mis
     assert sql_side.catalogue.select(polars_side.catalogue.columns).equals(polars_side.catalogue)
     assert sql_side.baskets is not None and polars_side.baskets is not None
     assert sql_side.baskets.equals(polars_side.baskets)
+
+
+def test_baskets_read_from_the_purchases_equal_a_pass_over_the_lines_with_shared_and_missing_order_ids(tmp_path):
+    """The aggregates' baskets come from the purchases' per-order table; on bad data (an order id two customers
+    share, lines without one, a product twice in an order) they are still the baskets of a group-by of the lines."""
+    rows = [*ROWS,
+            ("c2", "o1", dt.datetime(2024, 1, 1, 9), "A1", 1.25, "Mug"),  # o1 is c1's order too: one row, c1's, 13.75
+            ("c2", "o1", dt.datetime(2024, 1, 1, 9), "E5", 3.0, "Bowl"),
+            ("c3", None, dt.datetime(2024, 3, 6), "B2", 5.0, "Plate")]
+    path = tmp_path / "lines.parquet"
+    pl.DataFrame(rows, schema=["customer", "order", "ts", "product", "amount", "description"], orient="row").write_parquet(path)
+    tx = load_transactions(path, TINY, as_of=AS_OF)
+    baskets = crosssell_aggregates(tx, HOLDOUT_DAYS).baskets
+    assert baskets is not None and baskets.equals(crosssell_baskets(tx))
+    assert baskets.filter(pl.col("order_id") == "o1").rows() == [("o1", "A1", "c1", 13.75), ("o1", "B2", "c1", 4.0), ("o1", "E5", "c2", 3.0)]
+    assert baskets["order_id"].null_count() == 0 and baskets.height == 9
 
 
 def test_purchases_split_counts_and_values_by_hand(tiny_log):
