@@ -36,7 +36,7 @@ class Period(str, Enum):
 
 
 class Engine(str, Enum):
-    """How the models are fitted: lifetimes' fitters, the vectorised numpy engine, or by size."""
+    """How the models are fitted: lifetimes' fitters, the vectorised numpy engine, or ``auto`` (numpy, see clv.models)."""
 
     auto = "auto"
     lifetimes = "lifetimes"

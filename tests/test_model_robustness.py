@@ -31,6 +31,7 @@ from clv.models import (
 from clv.rfm import Period, collect, rfm_summary
 from clv.sample import bundled_sample_path
 from present.output import to_json
+from tests.conftest import ONLINE_RETAIL, requires_retail
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +304,27 @@ def test_thin_data_gets_typed_warnings_with_reasons():
     assert warnings[1].message.startswith("only 90 days of history (under 180): too few customers have had time to leave")
     enough = pl.DataFrame({"frequency": [1] * MIN_RELIABLE_CUSTOMERS})
     assert data_warnings(enough, history_days=MIN_RELIABLE_HISTORY_DAYS) == ()
+
+
+@requires_retail
+def test_an_improper_maximum_on_a_small_log_is_refitted_with_the_other_engine_uci_retail_ridge():
+    """The UCI retail log split at 2011-09-01 has BG/NBD's flat ridge (almost nobody leaves): the numpy engine
+    stops where the Hessian is not positive definite, lifetimes' fitters at a proper maximum, which is the answer;
+    without standard errors no Hessian is asked for and the numpy fit stands (no lifetimes import for segments)."""
+    import datetime as dt
+
+    from clv.load import ColumnMapping
+    from clv.rfm import calibration_holdout
+
+    mapping = ColumnMapping(customer="customer_id", date="invoice_date", price="price", quantity="quantity", order="invoice")
+    tx = load_transactions(ONLINE_RETAIL, mapping)
+    cal = collect(calibration_holdout(tx.frame, dt.date(2011, 9, 1), tx.as_of))
+    summary = cal.select("customer_id", *(pl.col(f"{c}_cal").alias(c) for c in ("frequency", "recency", "T")))
+    numpy_only = likelihood.fit_bgnbd(*(summary[c].cast(pl.Float64).to_numpy() for c in ("frequency", "recency", "T")),
+                                      np.ones(summary.height), penalizer=0.0, tol=1e-7)
+    assert numpy_only.hessian_positive_definite is False  # the case under test: the numpy engine's own stopping point
+    fitted = BGNBD().fit(summary).params_
+    reference = BGNBD(engine="lifetimes").fit(summary).params_
+    assert (fitted.engine, fitted.converged) == ("lifetimes", True)
+    assert fitted.params == reference.params
+    assert BGNBD(standard_errors=False).fit(summary).params_.engine == "numpy"
