@@ -156,12 +156,14 @@ def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggreg
     lines = bought.join(customers.lazy(), on="customer_id").join(products.lazy(), on="product_id").select(
         "_c", "_p", order.alias("_order"), "date",
         amount_units(pl.col("amount")).alias("_units"), (pl.col("date") < cut).cast(pl.Int64).alias("_inner"))
-    per_order = collect(lines.group_by("_c", "_p", "_order").agg(
+    grouped = lines.group_by("_c", "_p", "_order").agg(
         pl.col("date").min().alias("_first"), pl.len().cast(pl.Int64).alias("_lines"), pl.col("_units").sum(),
-        pl.col("_inner").sum().alias("_inner_lines"), (pl.col("_units") * pl.col("_inner")).sum().alias("_inner_units")))
+        pl.col("_inner").sum().alias("_inner_lines"), (pl.col("_units") * pl.col("_inner")).sum().alias("_inner_units"))
+    # With orders the baskets are read from the per-order table too; without, it streams into the next group-by.
+    per_order = collect(grouped) if tx.has("order_id") else None
     lone = pl.col("_order").is_null()  # lines without an order id: each is an order of its own
     inner_lines = pl.col("inner_lines")
-    per = collect(per_order.lazy().group_by("_c", "_p").agg(
+    per = collect((grouped if per_order is None else per_order.lazy()).group_by("_c", "_p").agg(
         pl.col("_first").min().alias("first_purchase_at"),
         pl.when(lone).then(pl.col("_lines")).otherwise(1).sum().cast(pl.Int64).alias("n_orders"),
         pl.col("_lines").sum().alias("n_lines"),
@@ -178,7 +180,7 @@ def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggreg
         customers["customer_id"].gather(per["_c"]), products["product_id"].gather(per["_p"]), pl.exclude("_c", "_p"),
         pl.lit(horizon_days, dtype=pl.Int64).alias("holdout_days"), pl.lit(tx.as_of, dtype=pl.Date).alias("as_of"))
     del per
-    baskets = _baskets_of(per_order, customers["customer_id"], products["product_id"]) if tx.has("order_id") else None
+    baskets = _baskets_of(per_order, customers["customer_id"], products["product_id"]) if per_order is not None else None
     del per_order
     catalogue = catalogue_of(tx)
     return CrossSellAggregates(purchases, catalogue, baskets, horizon_days).checked(horizon_days, purchases_sorted=True, baskets_sorted=True)
