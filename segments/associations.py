@@ -38,7 +38,7 @@ BLOCK_NONZEROS = 20_000_000  # entries of a dense-ish product block before pruni
 # 0.29 s dense against 0.74-1.43 s sparse; 2,853,821 orders of two products or more (a ratio of
 # 385): 0.67 s against 1.0 s.
 DENSE_GRAM_RATIO = 400
-DENSE_GRAM_PRODUCTS = 2_000  # at most: the pair counts are then held as products^2 cells (32 MB at 2,000)
+DENSE_GRAM_PRODUCTS = 2_000  # at most: the dense path holds a few products^2 arrays at once (about 200 MB at 2,000)
 DENSE_GRAM_CELLS = 4_000_000  # rows x products made dense at once (16 MB as float32)
 FLOAT32_EXACT = 2**24  # whole numbers up to this are exact in float32
 TRIANGLE_BLOCKS = 8  # column blocks X'X is cut into at least, when only its upper triangle is formed

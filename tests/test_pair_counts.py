@@ -215,21 +215,31 @@ def test_few_products_counted_from_dense_blocks_are_the_sparse_counts_to_the_bit
     assert np.allclose(dense["days_sum_i"], expected["days_sum_i"]) and np.allclose(dense["days_sum_j"], expected["days_sum_j"])
 
 
-def test_pairs_always_bought_together_have_equal_day_sums_on_the_dense_path() -> None:
-    """Both day sums of a pair add the same first days in the same order, so "bought after" sees a tie, not a rounding."""
+def test_day_sums_on_the_dense_path_follow_who_bought_first_and_tie_for_one_moment() -> None:
+    """p2 always comes a day and a half after p1: its day sum is larger by that per co-owner; p3 and p4 are bought
+    at one moment, so their sums tie exactly (what "bought after" reads), not up to a rounding."""
     day = dt.datetime(2024, 1, 1)
-    lines = pl.DataFrame([{"customer_id": f"c{u}", "product_id": p, "order_id": f"o{u}",
-                           "date": day + dt.timedelta(seconds=u * 86_400 / 7 + 0.1), "amount": 1.0}
-                          for u in range(200) for p in ("p1", "p2")])
-    own = build_ownership(lines)
+    rows = []
+    for u in range(200):
+        start = day + dt.timedelta(seconds=u * 86_400 / 7 + 0.1)
+        rows += [{"customer_id": f"c{u}", "product_id": p, "order_id": f"o{u}-{k}", "date": start + dt.timedelta(hours=36 * k), "amount": 1.0}
+                 for k, p in enumerate(("p1", "p2"))]
+        rows += [{"customer_id": f"c{u}", "product_id": p, "order_id": f"o{u}-2", "date": start + dt.timedelta(days=3), "amount": 1.0}
+                 for p in ("p3", "p4")]
+    own = build_ownership(pl.DataFrame(rows))
     pairs = associations._dense_pair_counts(own, 2)
-    assert pairs is not None and pairs.height == 2
-    assert pairs["days_sum_i"].to_list() == pairs["days_sum_j"].to_list()
+    assert pairs is not None
+    named = {(own.products[i], own.products[j]): (si, sj) for i, j, si, sj in pairs.select("i", "j", "days_sum_i", "days_sum_j").iter_rows()}
+    assert named["p1", "p2"][1] - named["p1", "p2"][0] == pytest.approx(200 * 1.5)
+    assert named["p2", "p1"][0] - named["p2", "p1"][1] == pytest.approx(200 * 1.5)
+    assert named["p3", "p4"][0] == named["p3", "p4"][1] and named["p4", "p3"][0] == named["p4", "p3"][1]
 
 
 def test_gram_of_dense_blocks_is_the_sparse_product_for_counts_above_one() -> None:
+    """Whole numbers other than ones take float64 blocks: entries here reach 2^30, where float32 would round."""
     rng = np.random.default_rng(0)
     m = associations.sparse.random(5_000, 12, density=0.3, format="csr", random_state=1)
-    m.data = rng.integers(1, 4, m.nnz).astype(np.float64)  # whole numbers, not only ones: the float64 blocks
-    assert associations._dense_is_cheaper(m)
-    assert np.array_equal(associations._gram(m), (m.T @ m).toarray())
+    m.data = rng.integers(1, 2**13, m.nnz).astype(np.float64)
+    exact = (m.T @ m).toarray()
+    assert associations._dense_is_cheaper(m) and exact.max() > 2**24
+    assert np.array_equal(associations._gram(m), exact)
