@@ -140,9 +140,10 @@ def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggreg
     is summed in whole nano-units (:func:`clv.rfm.amount_units`) at both levels, so the
     totals are exactly those of one sum over the lines.
 
-    Both group-bys key customers and products by their rank among the sorted ids (so
-    sorting the result by those numbers sorts it by id, and the ids are put back once, per
-    row of the result). The per-order table, one row per customer, product and order, is
+    Both group-bys key customers and products by their rank among the sorted ids (the
+    second on one number per pair, customer rank x products + product rank), so sorting the
+    result by those numbers sorts it by id, and the ids are put back once, per row of the
+    result. The per-order table, one row per customer, product and order, is
     also what the baskets aggregate groups: with order ids, the baskets are read from it
     (:func:`_baskets_of`) instead of from a second pass over the lines, which grouped
     millions of lines on two texts again (10M lines: 6.3 s and 0.5 GB more at the peak,
@@ -163,7 +164,11 @@ def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggreg
     per_order = collect(grouped) if tx.has("order_id") else None
     lone = pl.col("_order").is_null()  # lines without an order id: each is an order of its own
     inner_lines = pl.col("inner_lines")
-    per = collect((grouped if per_order is None else per_order.lazy()).group_by("_c", "_p").agg(
+    # One whole-number key per (customer, product), in the same order as the pair: polars groups and sorts
+    # one integer column in about half the time of two (10M lines: 3.2 s against 5.4-6.2 s).
+    n_products = max(products.height, 1)
+    pair = (pl.col("_c").cast(pl.Int64) * n_products + pl.col("_p")).alias("_cp")
+    per = collect((grouped if per_order is None else per_order.lazy()).group_by(pair).agg(
         pl.col("_first").min().alias("first_purchase_at"),
         pl.when(lone).then(pl.col("_lines")).otherwise(1).sum().cast(pl.Int64).alias("n_orders"),
         pl.col("_lines").sum().alias("n_lines"),
@@ -171,8 +176,9 @@ def crosssell_aggregates(tx: Transactions, horizon_days: int) -> CrossSellAggreg
         pl.when(lone).then(pl.col("_inner_lines")).otherwise((pl.col("_inner_lines") > 0).cast(pl.Int64)).sum().alias("inner_orders"),
         pl.col("_inner_lines").sum().alias("inner_lines"),
         pl.col("_inner_units").sum(),
-    ).sort("_c", "_p").select(
-        "_c", "_p", "first_purchase_at", "n_orders", "n_lines", units_amount(pl.col("_units")).alias("revenue"),
+    ).sort("_cp").select(
+        (pl.col("_cp") // n_products).alias("_c"), (pl.col("_cp") % n_products).alias("_p"),
+        "first_purchase_at", "n_orders", "n_lines", units_amount(pl.col("_units")).alias("revenue"),
         "inner_orders", "inner_lines", pl.when(inner_lines > 0).then(units_amount(pl.col("_inner_units"))).alias("inner_revenue"),
         pl.when(pl.col("n_lines") > inner_lines).then(units_amount(pl.col("_units") - pl.col("_inner_units"))).alias("holdout_revenue"),
     ))
