@@ -233,9 +233,9 @@ def test_wide_catalogue_purchases_leave_out_single_buyer_products_oracle_counts(
     assert sorted(set(kept["product_id"])) == ["p1", "p3"] and kept.height == 4
 
 
-def test_customer_order_sizes_are_the_same_bits_on_every_call():
-    """The order-size scale sums floats per customer, so its rows must reach the sum in the same order each time:
-    a lazy join there gave three different results in three calls on this frame."""
+def test_customer_order_sizes_are_the_same_bits_on_every_call_and_in_any_row_order():
+    """The order-size scale sums per customer in fixed point, so neither the engine's threads nor the rows' order
+    change a bit (a float sum behind a lazy join gave three different results in three calls on this frame)."""
     from segments.crosssell import customer_spend_scale, typical_order_values
 
     rng = np.random.default_rng(0)
@@ -249,3 +249,5 @@ def test_customer_order_sizes_are_the_same_bits_on_every_call():
     first = customer_spend_scale(purchases, typical)["scale"].to_numpy()
     for _ in range(2):
         assert customer_spend_scale(purchases, typical)["scale"].to_numpy().tobytes() == first.tobytes()
+    shuffled = purchases.sample(fraction=1.0, shuffle=True, seed=1)
+    assert customer_spend_scale(shuffled, typical)["scale"].to_numpy().tobytes() == first.tobytes()
