@@ -472,9 +472,9 @@ def typical_order_values(purchases: pl.DataFrame, prefix: str = "") -> pl.DataFr
         return typical_values(purchases, prefix)
     log_m = float(per["_log"].median())  # type: ignore[arg-type]
     shrunk = ((pl.col("_owners") * pl.col("_log") + TYPICAL_PSEUDO_OWNERS * log_m) / (pl.col("_owners") + TYPICAL_PSEUDO_OWNERS)).exp()
-    everyone = typical_values(purchases, prefix).select("product_id")  # products with no positive spend keep a value of 0
-    return (everyone.join(per.select("product_id", shrunk.alias("value")), on="product_id", how="left")
-            .with_columns(pl.col("value").fill_null(0.0)).sort("product_id"))
+    everyone = purchases.lazy().select(pl.col("product_id").unique())  # products with no positive spend keep a value of 0
+    return (everyone.join(per.lazy().select("product_id", shrunk.alias("value")), on="product_id", how="left")
+            .with_columns(pl.col("value").fill_null(0.0)).sort("product_id").collect())
 
 
 def customer_spend_scale(purchases: pl.DataFrame, typical_values: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
