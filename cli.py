@@ -574,9 +574,11 @@ def _fail(exc: BaseException, run: RunArgs) -> None:
 
     if isinstance(exc, (SystemExit, BrokenPipeError)):
         raise exc  # an exit code already chosen; a reader (`| head`) that stopped reading
-    if _debug(run):
-        raise exc
     reporter = Reporter()
+    if _debug(run):
+        if isinstance(exc, ClvxError):
+            reporter.error(exc.marked)  # the line without --debug, options named as flags; the traceback names them as the API does
+        raise exc
     if isinstance(exc, ClvxError):
         reporter.error(exc.marked)  # the reporter names its options as flags
         raise typer.Exit(_exit_code(exc))
@@ -1146,9 +1148,10 @@ def main() -> None:
         typer.echo("Aborted.", err=True)
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader (e.g. `head`) closed the pipe: stop quietly, as Unix tools do.
+        # A write to stdout outside clvx's own writers (which go on, see present.files.reader_gone) met a
+        # reader that closed the pipe: it has what it wanted, so stop quietly, with 0 as they do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = EXIT_RUNTIME
+        code = 0
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -923,15 +923,16 @@ def _days(results: dict[int, dict], as_of: dt.date | None, today: dt.date, optio
 def _raise_bad_values(path: Path, cols: ColumnMapping, row: dict) -> None:
     """Raise for the first kind of malformed value found by ``_value_checks``."""
     checks: list[tuple[str, str | None, str, str | None]] = [
-        ("null_date", cols.date, "empty values", None),
-        ("bad_date", cols.date, "values that are not dates in the format of the others", "bad_date_value"),
+        ("null_date", cols.date, "empty value(s)", None),
+        ("bad_date", cols.date, "values that are not dates in the format of the others|value that is not a date in the format of the others",
+         "bad_date_value"),
     ]
     if cols.amount or (cols.price and cols.quantity):  # else a log without amounts (need_amount=False)
         amount_col = cols.amount or f"{cols.price}' x '{cols.quantity}"
         checks += [
-            ("null_amount", amount_col, "empty values", None),
-            ("bad_amount", amount_col, "non-numeric values", "bad_amount_value"),
-            ("inf_amount", amount_col, "infinite or NaN values", None),
+            ("null_amount", amount_col, "empty value(s)", None),
+            ("bad_amount", amount_col, "non-numeric value(s)", "bad_amount_value"),
+            ("inf_amount", amount_col, "infinite or NaN value(s)", None),
         ]
     for key, column, what, value_key in checks:
         if row[f"n_{key}"]:
@@ -939,7 +940,10 @@ def _raise_bad_values(path: Path, cols: ColumnMapping, row: dict) -> None:
             hint = ""
             if key == "bad_amount" and re.search(r"\d\.\d{3}\.\d{3}", str(row[value_key])):
                 hint = f"; if '.' separates thousands here, pass {option('decimal_comma', True)}"
-            raise InputError(f"{path}: column '{column}' has {row[f'n_{key}']:,} {what} ({where}){hint}")
+            n = row[f"n_{key}"]
+            plural, _, singular = what.partition("|")  # "value(s) ..." or "plural|singular"
+            what = (singular or plural.replace("(s)", "")) if n == 1 else plural.replace("(s)", "s")
+            raise InputError(f"{path}: column '{column}' has {n:,} {what} ({where}){hint}")
 
 
 def _decide_decimal(path: Path, cols: ColumnMapping, res: dict) -> tuple[bool, str | None]:
@@ -1239,7 +1243,8 @@ def load_summary(
         bad = frame.filter(pl.col(c).is_null() | ~pl.col(c).is_finite())
         if bad.height:
             row = bad.row(0, named=True)
-            raise InputError(f"{label}: column '{c}' has {bad.height:,} empty or non-numeric values (first at row {row[ROW]}: '{row[f'_raw_{c}']}')")
+            raise InputError(f"{label}: column '{c}' has {bad.height:,} empty or non-numeric value{'' if bad.height == 1 else 's'} "
+                             f"(first at row {row[ROW]}: '{row[f'_raw_{c}']}')")
     rules = [
         ("customer_id", pl.col("customer_id").is_null(), "empty customer ids"),
         ("customer_id", pl.col("customer_id").is_duplicated(), "repeated customer ids (a summary has one row per customer)"),

@@ -46,6 +46,16 @@ def is_stdout(path: Path | str | None) -> bool:
     return path is not None and str(path) == STDOUT
 
 
+def reader_gone() -> None:
+    """The reader of stdout (``| head``) closed the pipe: it has what it wanted, which is no failure.
+
+    What is still to be written to stdout, Python's final flush included, goes to /dev/null,
+    and the command goes on: its files are written and it exits with 0, as a short output
+    that fits the pipe's buffer (and never meets the closed pipe) does.
+    """
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 # --------------------------------------------------------------------------- identity
 
 
@@ -233,7 +243,7 @@ def _commit(item: _Staged) -> None:
                 with open(item.target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
     except BrokenPipeError:
-        raise  # the reader (`| head`) has all it wanted: the command line stops quietly
+        reader_gone()
     except OSError as exc:
         raise _os_error(item.target, exc) from exc
     finally:

@@ -32,7 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clv.errors import InputError, render_options
-from present.files import OutputError, atomic_write, atomic_write_bytes, is_stdout  # noqa: F401 - re-exported
+from present.files import OutputError, atomic_write, atomic_write_bytes, is_stdout, reader_gone  # noqa: F401 - re-exported
 from present.formats import Format  # defined light for the command line's choices
 
 TABLE_MAX_ROWS = 25
@@ -65,16 +65,18 @@ def resolve_format(fmt: Format | None, output: Path | None) -> Format:
         return fmt or Format.table
     suffix = output.suffix.lower()
     implied = FORMAT_BY_SUFFIX.get(suffix)
+    if implied is None and suffix in REPORT_LIKE_SUFFIXES:  # no --format makes one: say so, rather than offer --format
+        rename = output.with_suffix(SUFFIX_BY_FORMAT[fmt or Format.csv]).name
+        raise InputError(f"'{output}' is named like a spreadsheet or a report, which this command does not write (clvx report "
+                         f"writes .html, .xlsx and .md); it writes {SUPPORTED_OUTPUTS}: name it {rename}")
     if fmt is None and implied is None:
         raise InputError(
             f"cannot tell the format of '{output}' from its extension; clvx writes {SUPPORTED_OUTPUTS}: "
             f"rename the file or pass --format table|csv|json|parquet"
         )
-    if fmt is None or fmt is implied or (implied is None and suffix not in REPORT_LIKE_SUFFIXES):
+    if fmt is None or fmt is implied or implied is None:
         return fmt or implied  # type: ignore[return-value]
     rename = output.with_suffix(SUFFIX_BY_FORMAT[fmt]).name
-    if implied is None:
-        raise InputError(f"'{output}' is named like a report (clvx report writes those) but --format is {fmt.value}; name it {rename}")
     raise InputError(f"'{output}' is named for {implied.value} but --format is {fmt.value}; name it {rename}, or drop --format")
 
 
@@ -428,29 +430,39 @@ def render_text(*renderables: Any, width: int = 120) -> str:
 PIPE_WIDTH = 200
 
 
+class _StdoutConsole(Console):
+    """rich's console, but a reader that closed the pipe (``| head``) is no failure: rich's own
+    answer is SystemExit(1); this one stops writing and lets the command go on (exit code 0)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        reader_gone()
+
+
 def stdout_console() -> Console:
     """The console for tables on stdout; wide when piped, so tables are not folded."""
-    probe = Console(highlight=False)
+    probe = _StdoutConsole(highlight=False)
     if probe.is_terminal:
         return probe
     width = os.environ.get("COLUMNS", "")
-    return Console(highlight=False, width=int(width) if width.isdigit() else PIPE_WIDTH)
+    return _StdoutConsole(highlight=False, width=int(width) if width.isdigit() else PIPE_WIDTH)
 
 
 @contextmanager
 def _stdout_failures() -> Iterator[None]:
     """A failed write to stdout (a full disk, a closed terminal) becomes one clear error.
 
-    A closed pipe (``| head``) is not a failure: it propagates, and the command line
-    stops quietly. After a failure stdout goes to /dev/null, so Python's final flush
-    of what is still buffered cannot print a second, raw error.
+    A closed pipe (``| head``) is not a failure (:func:`present.files.reader_gone`): the
+    rest of stdout goes nowhere and the command goes on. After a failure stdout goes to
+    /dev/null, so Python's final flush of what is still buffered cannot print a second,
+    raw error.
     """
     if sys.stdout is None:  # started with stdout closed (>&-)
         raise OutputError("cannot write the output: stdout is closed; write to a file with --output PATH")
     try:
         yield
     except BrokenPipeError:
-        raise
+        reader_gone()
     except OSError as exc:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         if exc.errno == errno.ENOSPC:

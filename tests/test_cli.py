@@ -62,7 +62,8 @@ def test_failed_run_keeps_the_previous_output(runner, tiny_csv, tmp_path):
         (["rfm", "missing.csv"], "Error: file not found: missing.csv\n"),
         (["rfm", "{tiny}", "--customer-col", "cust"], "Error: {tiny}: no column 'cust' (given by --customer-col); did you mean 'customer'? Columns: customer, order, when, amount\n"),
         (["rfm", "{tiny}", *TINY, "--as-of", "2020-01-01"], "Error: --as-of 2020-01-01 is before the first transaction (2024-01-01)\n"),
-        (["rfm", "{tiny}", *TINY, "-o", "{tmp}/x.xlsx"], "Error: cannot tell the format of '{tmp}/x.xlsx' from its extension; clvx writes .csv, .json, .parquet (or .pq), and .txt for the plain-text table: rename the file or pass --format table|csv|json|parquet\n"),
+        (["rfm", "{tiny}", *TINY, "-o", "{tmp}/x.xlsx"], "Error: '{tmp}/x.xlsx' is named like a spreadsheet or a report, which this command does not write (clvx report writes .html, .xlsx and .md); it writes .csv, .json, .parquet (or .pq), and .txt for the plain-text table: name it x.csv\n"),
+        (["rfm", "{tiny}", *TINY, "-o", "{tmp}/x.dat"], "Error: cannot tell the format of '{tmp}/x.dat' from its extension; clvx writes .csv, .json, .parquet (or .pq), and .txt for the plain-text table: rename the file or pass --format table|csv|json|parquet\n"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_exit_2(runner, tiny_csv, tmp_path, args, line):

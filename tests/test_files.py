@@ -216,11 +216,36 @@ def test_closed_stdout_is_one_error_line(log: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("args", [("rfm", "-f", "csv"), ("rfm",), ("predict", "-f", "json"), ("segment", "--assignments", "{tmp}/a.csv")])
+def test_a_reader_that_closed_the_pipe_is_no_failure_and_the_files_are_still_written(args, tmp_path: Path) -> None:
+    """`clvx ... | head`: a reader that stops early has what it wanted. Here it is gone before the first byte, so every
+    write to stdout meets the closed pipe (tables through rich, CSV and JSON through clvx's writer): exit code 0 as for
+    an output that fits the pipe's buffer, nothing said, and the command's files written all the same."""
+    args = tuple(a.format(tmp=tmp_path) for a in args)
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "cli.py", *args, "-q"], cwd=ROOT, stdout=write, stderr=subprocess.PIPE)
+    os.close(write)
+    os.close(read)
+    stderr = proc.communicate(timeout=120)[1].decode()
+    assert (proc.returncode, stderr) == (0, "")
+    if "--assignments" in args:
+        assert (tmp_path / "a.csv").read_text().startswith("customer_id,")
+
+
 def test_clvx_debug_zero_keeps_tracebacks_off(tmp_path: Path) -> None:
     result = run_clvx("rfm", str(tmp_path / "missing.csv"), env={"CLVX_DEBUG": "0"})
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert run_clvx("rfm", str(tmp_path / "missing.csv"), env={"CLVX_DEBUG": "1"}).stderr.count("Traceback") == 1
+
+
+def test_debug_keeps_the_error_line_naming_flags_before_the_traceback() -> None:
+    """With --debug the traceback names options as the Python API does (columns.customer); the line above it is
+    the one a run without --debug prints, naming the flag."""
+    stderr = run_clvx("rfm", "--customer-col", "custmer", "--debug").stderr
+    line = next(x for x in stderr.splitlines() if x.startswith("Error: "))
+    assert "no column 'custmer' (given by --customer-col)" in line
+    assert stderr.index(line) < stderr.index("Traceback") and "(given by columns.customer)" in stderr
 
 
 @pytest.mark.parametrize("redirect", [" -o /dev/full", " > /dev/full"])

@@ -101,11 +101,11 @@ def test_day_month_order_is_settled_by_the_whole_column(tmp_path):
         ("", "log.csv is empty"),
         ("customer_id,date,amount\n", "log.csv: has a header but no rows"),
         ("customer_id,date,amount\na,2024-01-01,1\nb,yesterday,2\n",
-         "log.csv: column 'date' has 1 values that are not dates in the format of the others (first at row 2: 'yesterday')"),
+         "log.csv: column 'date' has 1 value that is not a date in the format of the others (first at row 2: 'yesterday')"),
         ("customer_id,date,amount\na,2024-01-01,1\nb,2024-01-02,n/a\nc,2024-01-02,x\n",
          "log.csv: column 'amount' has 2 non-numeric values (first at row 2: 'n/a')"),
-        ("customer_id,date,amount\na,2024-01-01,1\nb,,2\n", "log.csv: column 'date' has 1 empty values (first at row 2)"),
-        ("customer_id,date,amount\na,2024-01-01,\n", "log.csv: column 'amount' has 1 empty values (first at row 1)"),
+        ("customer_id,date,amount\na,2024-01-01,1\nb,,2\n", "log.csv: column 'date' has 1 empty value (first at row 2)"),
+        ("customer_id,date,amount\na,2024-01-01,\n", "log.csv: column 'amount' has 1 empty value (first at row 1)"),
         ("customer_id,date,amount\na,soon,1\n", "log.csv: column 'date' has values that are not dates in any known format (e.g. 'soon'); pass columns.date_format, e.g. columns.date_format='%d/%m/%Y'"),
         ("who,date,amount\na,2024-01-01,1\n", "log.csv: no customer column found; name it with columns.customer. Columns: who, date, amount"),
         ("customer_id,date,price\na,2024-01-01,1\n", "no amount column found"),
@@ -162,5 +162,5 @@ def test_a_log_without_amounts_loads_when_amounts_are_not_needed(tmp_path):
     with pytest.raises(InputError, match="no amount column found"):
         load_transactions(path)
     bad = write(tmp_path, "customer,date\na,2024-01-01\na,not a date\n", "bad.csv")
-    with pytest.raises(InputError, match=r"column 'date' has 1 values that are not dates .*first at row 2: 'not a date'"):
+    with pytest.raises(InputError, match=r"column 'date' has 1 value that is not a date .*first at row 2: 'not a date'"):
         load_transactions(bad, need_amount=False)

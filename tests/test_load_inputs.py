@@ -258,7 +258,7 @@ def test_unbalanced_quote_names_the_line(tmp_path):
 
 def test_a_column_named_like_the_internal_row_number(tmp_path):
     path = write(tmp_path, "_row,__clvx_row,customer_id,date,amount\n1,1,a,2024-01-01,5\n2,2,b,2024-01-02,x\n")
-    assert error(path) == f"{path}: column 'amount' has 1 non-numeric values (first at row 2: 'x')"
+    assert error(path) == f"{path}: column 'amount' has 1 non-numeric value (first at row 2: 'x')"
     ok = write(tmp_path, "_row,customer_id,date,amount\n1,a,2024-01-01,5\n", "ok.csv")
     assert load(ok).frame.collect()["amount"].to_list() == [5.0]
 
@@ -344,7 +344,7 @@ def test_dashes_settle_day_and_month_as_slashes_do(tmp_path):
 def test_nan_and_infinite_amounts_are_named_with_their_row(tmp_path, value):
     path = tmp_path / "odd.csv"
     path.write_text(f"customer_id,date,amount\nA,2024-01-01,3\nA,2024-01-05,{value}\n")
-    with pytest.raises(InputError, match=r"column 'amount' has 1 infinite or NaN values \(first at row 2\)"):
+    with pytest.raises(InputError, match=r"column 'amount' has 1 infinite or NaN value \(first at row 2\)"):
         load_transactions(path)
 
 

@@ -101,7 +101,7 @@ GOOD = "customer_id,frequency,recency,T,monetary_value\na,2,10,20,5.0\nb,0,0,15,
         (GOOD.replace("a,2,10,20", "a,2,30,20"), "column 'T' has 1 values below recency"),
         (GOOD.replace("b,0,0,15", "b,0,4,15"), "column 'recency' has 1 non-zero values where frequency is 0 (first at row 2"),
         (GOOD.replace("b,0,0,15", "a,0,0,15"), "column 'customer_id' has 2 repeated customer ids"),
-        (GOOD.replace("a,2,10,20,5.0", "a,2,10,x,5.0"), "column 'T' has 1 empty or non-numeric values (first at row 1: 'x')"),
+        (GOOD.replace("a,2,10,20,5.0", "a,2,10,x,5.0"), "column 'T' has 1 empty or non-numeric value (first at row 1: 'x')"),
         (GOOD.replace("customer_id,", "cust,"), "no customer id column found; name it with columns.customer"),
     ],
 )
