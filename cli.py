@@ -576,7 +576,7 @@ def _fail(exc: BaseException, run: RunArgs) -> None:
         raise exc  # an exit code already chosen; a reader (`| head`) that stopped reading
     reporter = Reporter()
     if _debug(run):
-        if isinstance(exc, ClvxError):
+        if isinstance(exc, ClvxError) and exc.marked != str(exc):
             reporter.error(exc.marked)  # the line without --debug, options named as flags; the traceback names them as the API does
         raise exc
     if isinstance(exc, ClvxError):
@@ -594,9 +594,18 @@ def _fail(exc: BaseException, run: RunArgs) -> None:
 # --------------------------------------------------------------------------- commands
 
 
+def _echo(text: str) -> None:
+    """``text`` on stdout; a reader that closed the pipe (``| head``) has what it wanted (present.files.reader_gone)."""
+    try:
+        typer.echo(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"clvx {__version__}")
+        _echo(f"clvx {__version__}")
         raise typer.Exit()
 
 
@@ -1018,7 +1027,7 @@ def sql(
     text = clvx.sql(aggregate.value, dialect=dialect.value, columns=columns, table=None if query else table, query=query,
                     as_of=_parse_date(as_of, "--as-of"), period=period, keep_placeholder_ids=keep_placeholder_ids,
                     offer_horizon=_horizon(offer_horizon))
-    typer.echo(text + ";")
+    _echo(text + ";")
 
 
 @command(
@@ -1136,7 +1145,7 @@ def main() -> None:
     except UsageBase as exc:
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
-            typer.echo(ctx.get_help())
+            _echo(ctx.get_help())
             code = 0
         else:
             message, hint = exc.format_message(), f" (see '{ctx.command_path} --help')" if ctx is not None else ""

@@ -242,7 +242,9 @@ def _commit(item: _Staged) -> None:
             else:
                 with open(item.target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not is_stdout(item.target):  # a pipe given as the output (-o >(gzip > x.gz)) that stopped reading lost data
+            raise _os_error(item.target, exc) from exc
         reader_gone()
     except OSError as exc:
         raise _os_error(item.target, exc) from exc

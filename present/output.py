@@ -439,6 +439,15 @@ class _StdoutConsole(Console):
         reader_gone()
 
 
+class _StderrConsole(Console):
+    """The diagnostics' console: a closed stderr (``2>&1 | head``) silences them and the command goes on.
+    (rich's own answer points stdout, not stderr, at /dev/null and exits with 1.)"""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+
+
 def stdout_console() -> Console:
     """The console for tables on stdout; wide when piped, so tables are not folded."""
     probe = _StdoutConsole(highlight=False)
@@ -449,7 +458,7 @@ def stdout_console() -> Console:
 
 
 @contextmanager
-def _stdout_failures() -> Iterator[None]:
+def stdout_writes() -> Iterator[None]:
     """A failed write to stdout (a full disk, a closed terminal) becomes one clear error.
 
     A closed pipe (``| head``) is not a failure (:func:`present.files.reader_gone`): the
@@ -500,7 +509,7 @@ class Emitter:
             raise OutputError("cannot write the output: stdout is closed; write to a file with --output PATH")
         if self.format is Format.parquet and sys.stdout.isatty():
             raise InputError("Parquet is binary; write it to a file with --output PATH.parquet")
-        with _stdout_failures():
+        with stdout_writes():
             sys.stdout.flush()
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
@@ -545,7 +554,7 @@ class Emitter:
         if self.output is not None:
             atomic_write_bytes(self.output, render_text(*renderables).encode())
             return
-        with _stdout_failures():
+        with stdout_writes():
             for r in renderables:
                 self.stdout.print(r)
             self.stdout.file.flush()
@@ -619,7 +628,7 @@ class Reporter:
 
     def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
         self.quiet = quiet
-        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.console = console or _StderrConsole(stderr=True, highlight=False, soft_wrap=True)
         self._progress: Any = None  # the live display while a step runs on a terminal
         self._open_line = False  # a step's line waits for its time (not a terminal)
 

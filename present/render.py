@@ -30,6 +30,7 @@ from present.output import (
     atomic_write_bytes,
     frame_bytes,
     frame_table,
+    stdout_writes,
     terminal_text,
     to_json,
     write_csv_blocks,
@@ -84,7 +85,9 @@ def write_sample(sample: Sample, output: Path | None, truth_dir: Path | None) ->
     """Write a generated log (Parquet or CSV by extension, CSV to stdout) and its truth."""
     tx = sample.transactions
     if output is None:
-        sys.stdout.write(tx.write_csv())
+        with stdout_writes():
+            sys.stdout.write(tx.write_csv())
+            sys.stdout.flush()
     elif output.suffix.lower() in (".parquet", ".pq"):
         atomic_write(output, lambda tmp: tx.write_parquet(tmp, compression="zstd", compression_level=19, statistics=False))
     else:

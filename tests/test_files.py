@@ -216,20 +216,46 @@ def test_closed_stdout_is_one_error_line(log: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("args", [("rfm", "-f", "csv"), ("rfm",), ("predict", "-f", "json"), ("segment", "--assignments", "{tmp}/a.csv")])
+@pytest.mark.parametrize("args", [
+    ("rfm", "-f", "csv", "-q"), ("rfm", "-q"), ("predict", "-f", "json", "-q"), ("segment", "--assignments", "{tmp}/a.csv", "-q"),
+    ("sample", "--customers", "50", "--truth", "{tmp}/truth", "-q"), ("sql", "rfm"), ("--version",), (),
+])
 def test_a_reader_that_closed_the_pipe_is_no_failure_and_the_files_are_still_written(args, tmp_path: Path) -> None:
     """`clvx ... | head`: a reader that stops early has what it wanted. Here it is gone before the first byte, so every
-    write to stdout meets the closed pipe (tables through rich, CSV and JSON through clvx's writer): exit code 0 as for
-    an output that fits the pipe's buffer, nothing said, and the command's files written all the same."""
+    write to stdout meets the closed pipe (tables through rich, CSV and JSON through clvx's writer, the sample, SQL, the
+    version, the help of a bare `clvx`): exit code 0 as for an output that fits the pipe's buffer, nothing said, and the
+    command's files written all the same."""
     args = tuple(a.format(tmp=tmp_path) for a in args)
     read, write = os.pipe()
-    proc = subprocess.Popen([sys.executable, "cli.py", *args, "-q"], cwd=ROOT, stdout=write, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "cli.py", *args], cwd=ROOT, stdout=write, stderr=subprocess.PIPE)
     os.close(write)
     os.close(read)
     stderr = proc.communicate(timeout=120)[1].decode()
     assert (proc.returncode, stderr) == (0, "")
     if "--assignments" in args:
         assert (tmp_path / "a.csv").read_text().startswith("customer_id,")
+    if "--truth" in args:
+        assert any((tmp_path / "truth").iterdir())
+
+
+def test_diagnostics_on_a_closed_pipe_too_are_no_failure(tmp_path: Path) -> None:
+    """`clvx segment 2>&1 | head`: progress and notices meet the closed pipe as well; they fall silent, and the run
+    goes on to write its files (rich's own answer exits 1 and points stdout, not stderr, at /dev/null)."""
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "cli.py", "segment", "--assignments", str(tmp_path / "a.csv")], cwd=ROOT,
+                            stdout=write, stderr=write)
+    os.close(write)
+    os.close(read)
+    assert proc.wait(timeout=120) == 0
+    assert (tmp_path / "a.csv").read_text().startswith("customer_id,")
+
+
+def test_an_output_pipe_that_stops_reading_is_a_failure_not_a_closed_stdout() -> None:
+    """`-o >(gzip > x.gz)` whose reader is gone has lost the data: one error line and a non-zero exit, unlike stdout's
+    reader, which has what it wanted."""
+    result = run_clvx("rfm", "-q", "-f", "csv", shell_suffix=" -o >(exec 0<&-; sleep 2)")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("Error: cannot write /dev/fd/") and result.stderr.strip().endswith("Broken pipe")
 
 
 def test_clvx_debug_zero_keeps_tracebacks_off(tmp_path: Path) -> None:
