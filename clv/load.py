@@ -941,9 +941,13 @@ def _raise_bad_values(path: Path, cols: ColumnMapping, row: dict) -> None:
             if key == "bad_amount" and re.search(r"\d\.\d{3}\.\d{3}", str(row[value_key])):
                 hint = f"; if '.' separates thousands here, pass {option('decimal_comma', True)}"
             n = row[f"n_{key}"]
-            plural, _, singular = what.partition("|")  # "value(s) ..." or "plural|singular"
-            what = (singular or plural.replace("(s)", "")) if n == 1 else plural.replace("(s)", "s")
-            raise InputError(f"{path}: column '{column}' has {n:,} {what} ({where}){hint}")
+            raise InputError(f"{path}: column '{column}' has {n:,} {_counted(what, n)} ({where}){hint}")
+
+
+def _counted(what: str, n: int) -> str:
+    """``what`` for ``n`` of them: ``"value(s) ..."`` takes an s or not; ``"plural|singular"`` gives both forms."""
+    plural, _, singular = what.partition("|")
+    return (singular or plural.replace("(s)", "")) if n == 1 else plural.replace("(s)", "s")
 
 
 def _decide_decimal(path: Path, cols: ColumnMapping, res: dict) -> tuple[bool, str | None]:
@@ -1246,19 +1250,20 @@ def load_summary(
             raise InputError(f"{label}: column '{c}' has {bad.height:,} empty or non-numeric value{'' if bad.height == 1 else 's'} "
                              f"(first at row {row[ROW]}: '{row[f'_raw_{c}']}')")
     rules = [
-        ("customer_id", pl.col("customer_id").is_null(), "empty customer ids"),
+        ("customer_id", pl.col("customer_id").is_null(), "empty customer id(s)"),
         ("customer_id", pl.col("customer_id").is_duplicated(), "repeated customer ids (a summary has one row per customer)"),
-        ("frequency", (pl.col("frequency") < 0) | (pl.col("frequency") != pl.col("frequency").round(0)), "values that are not whole numbers >= 0"),
-        ("recency", pl.col("recency") < 0, "negative values"),
-        ("T", pl.col("T") < pl.col("recency"), "values below recency"),
-        ("recency", (pl.col("frequency") == 0) & (pl.col("recency") != 0), "non-zero values where frequency is 0"),
+        ("frequency", (pl.col("frequency") < 0) | (pl.col("frequency") != pl.col("frequency").round(0)),
+         "values that are not whole numbers >= 0|value that is not a whole number >= 0"),
+        ("recency", pl.col("recency") < 0, "negative value(s)"),
+        ("T", pl.col("T") < pl.col("recency"), "value(s) below recency"),
+        ("recency", (pl.col("frequency") == 0) & (pl.col("recency") != 0), "non-zero value(s) where frequency is 0"),
     ]
     for col, mask, what in rules:
         bad = frame.filter(mask)
         if bad.height:
             row = bad.row(0, named=True)
             shown = {k: row[k] for k in ("customer_id", "frequency", "recency", "T") if k in row}
-            raise InputError(f"{label}: column '{col}' has {bad.height:,} {what} (first at row {row[ROW]}: {shown})")
+            raise InputError(f"{label}: column '{col}' has {bad.height:,} {_counted(what, bad.height)} (first at row {row[ROW]}: {shown})")
     out = frame.select(
         "customer_id",
         pl.col("frequency").cast(pl.Int64),

@@ -46,7 +46,7 @@ from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from clv.errors import InputError
-from clv.rfm import collect, exact_sum
+from clv.rfm import amount_units, collect, exact_sum, units_amount
 from clv.threads import ordered_map
 from segments.aggregates import typical_values
 from segments.associations import MIN_PAIR_COUNT, PAIR_SCHEMA, SAME_ORDER_BUNDLE, EntryLookup, Ownership, pair_counts, substitute_pairs
@@ -492,13 +492,16 @@ def customer_spend_scale(purchases: pl.DataFrame, typical_values: pl.DataFrame, 
     ratio = pl.col("_spend") / pl.col("_typical")
     # Both sums in fixed point (nano-units), so they do not depend on the order rows are added in, and the
     # query can be lazy end to end: only the columns read, no copy of the aggregate (10M lines: 1.5 -> 0.7 s a call).
+    # The typical value is made whole once and multiplied by the whole number of orders: their product is no
+    # amount of the log, and may pass the largest amount clvx sums while every line is well under it.
     return collect(
         purchases.lazy()
         .select("customer_id", "product_id", n_orders, n_lines, revenue)
         .filter(pl.col(n_lines) > 0)
         .join(typical_values.lazy(), on="product_id", how="inner")
         .group_by("customer_id")
-        .agg(exact_sum(pl.col(revenue)).alias("_spend"), exact_sum(orders * pl.col("value")).alias("_typical"), orders.sum().alias("_n"))
+        .agg(exact_sum(pl.col(revenue)).alias("_spend"), units_amount((amount_units(pl.col("value")) * orders.cast(pl.Int128)).sum()).alias("_typical"),
+             orders.sum().alias("_n"))
         .filter((pl.col("_spend") > 0) & (pl.col("_typical") > 0))
         .select("customer_id", (ratio.log() * pl.col("_n") / (pl.col("_n") + SCALE_PSEUDO_LINES)).exp().alias("scale"))
         .sort("customer_id")

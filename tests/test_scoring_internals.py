@@ -251,3 +251,15 @@ def test_customer_order_sizes_are_the_same_bits_on_every_call_and_in_any_row_ord
         assert customer_spend_scale(purchases, typical)["scale"].to_numpy().tobytes() == first.tobytes()
     shuffled = purchases.sample(fraction=1.0, shuffle=True, seed=1)
     assert customer_spend_scale(shuffled, typical)["scale"].to_numpy().tobytes() == first.tobytes()
+
+
+def test_order_sizes_of_a_log_of_large_amounts_do_not_pass_the_exact_sums_limit():
+    """Every line is ten times under the largest amount clvx sums, but a customer's orders x a product's typical value
+    (20 x 6.8e16) is above it: that product is made of whole numbers, not read as an amount, so it cannot fail."""
+    from segments.crosssell import customer_spend_scale, typical_order_values
+
+    rows = [{"customer_id": f"w{i:03}", "product_id": "p", "n_orders": 1, "n_lines": 1, "revenue": 1e17} for i in range(100)]
+    rows.append({"customer_id": "b", "product_id": "p", "n_orders": 20, "n_lines": 20, "revenue": 20.0})
+    purchases = pl.DataFrame(rows)
+    scale = dict(customer_spend_scale(purchases, typical_order_values(purchases)).iter_rows())
+    assert len(scale) == 101 and 0 < scale["b"] < 1e-6 < scale["w000"]
