@@ -600,7 +600,9 @@ def _echo(text: str) -> None:
         typer.echo(text)
         sys.stdout.flush()
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        from present.files import reader_gone  # only then: --version stays free of the output modules
+
+        reader_gone()
 
 
 def _version(value: bool) -> None:
@@ -1157,9 +1159,11 @@ def main() -> None:
         typer.echo("Aborted.", err=True)
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
-        # A write to stdout outside clvx's own writers (which go on, see present.files.reader_gone) met a
-        # reader that closed the pipe: it has what it wanted, so stop quietly, with 0 as they do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # A write to stdout outside clvx's own writers (which go on) met a reader that closed the pipe: it has
+        # what it wanted, so stop quietly, with 0 as they do.
+        from present.files import reader_gone
+
+        reader_gone()
         code = 0
     sys.exit(code if isinstance(code, int) else 0)
 

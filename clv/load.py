@@ -1247,7 +1247,7 @@ def load_summary(
         bad = frame.filter(pl.col(c).is_null() | ~pl.col(c).is_finite())
         if bad.height:
             row = bad.row(0, named=True)
-            raise InputError(f"{label}: column '{c}' has {bad.height:,} empty or non-numeric value{'' if bad.height == 1 else 's'} "
+            raise InputError(f"{label}: column '{c}' has {bad.height:,} {_counted('empty or non-numeric value(s)', bad.height)} "
                              f"(first at row {row[ROW]}: '{row[f'_raw_{c}']}')")
     rules = [
         ("customer_id", pl.col("customer_id").is_null(), "empty customer id(s)"),

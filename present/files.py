@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from clv.errors import ClvxError, InputError
 
@@ -46,14 +47,22 @@ def is_stdout(path: Path | str | None) -> bool:
     return path is not None and str(path) == STDOUT
 
 
+def discard(stream: TextIO) -> None:
+    """Point ``stream`` (stdout or stderr) at /dev/null: what is still to be written to it,
+    Python's final flush included, goes nowhere and cannot fail a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
 def reader_gone() -> None:
     """The reader of stdout (``| head``) closed the pipe: it has what it wanted, which is no failure.
 
-    What is still to be written to stdout, Python's final flush included, goes to /dev/null,
-    and the command goes on: its files are written and it exits with 0, as a short output
-    that fits the pipe's buffer (and never meets the closed pipe) does.
+    The rest of stdout is discarded and the command goes on: its files are written and it
+    exits with 0, as a short output that fits the pipe's buffer (and never meets the closed
+    pipe) does.
     """
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    discard(sys.stdout)
 
 
 # --------------------------------------------------------------------------- identity
@@ -242,12 +251,10 @@ def _commit(item: _Staged) -> None:
             else:
                 with open(item.target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-    except BrokenPipeError as exc:
-        if not is_stdout(item.target):  # a pipe given as the output (-o >(gzip > x.gz)) that stopped reading lost data
+    except OSError as exc:
+        if not (isinstance(exc, BrokenPipeError) and is_stdout(item.target)):  # an output pipe (-o >(gzip > x.gz)) that stopped reading lost data
             raise _os_error(item.target, exc) from exc
         reader_gone()
-    except OSError as exc:
-        raise _os_error(item.target, exc) from exc
     finally:
         item.tmp.unlink(missing_ok=True)
 

@@ -32,7 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clv.errors import InputError, render_options
-from present.files import OutputError, atomic_write, atomic_write_bytes, is_stdout, reader_gone  # noqa: F401 - re-exported
+from present.files import OutputError, atomic_write, atomic_write_bytes, discard, is_stdout, reader_gone  # noqa: F401 - re-exported
 from present.formats import Format  # defined light for the command line's choices
 
 TABLE_MAX_ROWS = 25
@@ -445,7 +445,7 @@ class _StderrConsole(Console):
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        discard(sys.stderr)
 
 
 def stdout_console() -> Console:
@@ -473,7 +473,7 @@ def stdout_writes() -> Iterator[None]:
     except BrokenPipeError:
         reader_gone()
     except OSError as exc:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard(sys.stdout)
         if exc.errno == errno.ENOSPC:
             advice = "the disk is full; free some space, or write elsewhere with --output PATH"
         else:
